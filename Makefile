@@ -1,0 +1,32 @@
+# Two commands on a fresh machine (only Python 3.11+, pip and make needed):
+#   make demo   set up, then run the whole pipeline on the embedded local AWS
+#   make test   set up, then run the test suite
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_LINK_MODE := copy
+
+.PHONY: setup demo test clean
+setup: $(VENV)/.synced
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
+
+# Installs exactly what uv.lock says (Airflow, the amazon provider, moto, test tools) and this
+# package in editable mode.
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --all-extras --python $(PYTHON)
+	touch $@
+
+demo: setup
+	$(VENV)/bin/xacct-map demo $(ARGS)
+
+test: setup
+	$(VENV)/bin/python -m pytest $(ARGS)
+
+clean:
+	rm -rf $(TOOLS) $(VENV) .pytest_cache

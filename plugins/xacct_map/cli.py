@@ -1,0 +1,31 @@
+"""The ``xacct-map`` command. Each subcommand lives in its own module with a ``register(subparsers)``
+function; this file only collects them."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules that add a subcommand. Their heavy imports (Airflow, moto) happen inside the command.
+COMMAND_MODULES = ("xacct_map.local.demo",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xacct-map",
+        description="Run an AWS Step Functions Distributed Map over S3 objects of another account or Region.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
