@@ -1,0 +1,222 @@
+"""An emulated pair of AWS accounts on loopback: moto's server, in this process.
+
+* source account 111111111111: a bucket of sample objects and the role the lister assumes;
+* pipeline account 123456789012: the inventory bucket, the processor Lambda (run for real by
+  :class:`~xacct_map.local.lambda_runtime.LocalLambdaRuntime`) and the Distributed Map state machine
+  from ``asl/``, deployed with :mod:`xacct_map.deploy` exactly as on AWS.
+
+The pipeline account must be moto's default account: the Step Functions interpreter makes its own
+S3/Lambda calls there. Emulator facts used here are in the project's notes (emulators.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import boto3
+import requests
+
+from xacct_map import deploy
+from xacct_map.local.lambda_runtime import LocalLambdaRuntime
+
+SOURCE_ACCOUNT = "111111111111"
+PIPELINE_ACCOUNT = "123456789012"
+REGION = "us-east-1"
+# Keys a real bucket may hold and a careless lister mangles: spaces, unicode, +, %, quotes, long names,
+# a key ending in "/", doubled slashes, dot segments and a control character.
+AWKWARD_KEYS = (
+    "with space/file 1.txt",
+    "unicodé/日本語/ファイル.bin",
+    "emoji/🚀 launch.json",
+    "plus+sign/a+b=c.txt",
+    "percent/100%25 done %2F not a slash.txt",
+    "quotes/it's \"quoted\".txt",
+    "symbols/~$#&@!(),;=.txt",
+    "trailing/slash/",
+    "double//slash//key",
+    "dots/./and/../segments",
+    "control/tab\there",
+    "long/" + "x" * 900,
+)
+
+
+@dataclass(frozen=True)
+class LocalPipeline:
+    """What the local deployment created: everything a DAG run needs to know."""
+
+    endpoint_url: str
+    region: str
+    source_account: str
+    pipeline_account: str
+    source_bucket: str
+    source_prefix: str
+    source_role_arn: str
+    inventory_bucket: str
+    function_arn: str
+    state_machine_arn: str
+    objects: int
+    bytes: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def object_body(key: str, index: int) -> bytes:
+    """Deterministic content of 256 B to ~4 KiB, so a re-run produces the same checksums."""
+    seed = hashlib.sha256(key.encode()).digest()
+    return (seed * 128)[: 256 + (index * 37) % 3840]
+
+
+class LocalAws:
+    """Start moto's server on 127.0.0.1 with Step Functions execution and the local Lambda runtime.
+
+    Use as a context manager. ``MOTO_PORT`` must be set before the server starts: the Step Functions
+    interpreter's own clients call ``http://localhost:$MOTO_PORT``.
+    """
+
+    def __init__(self, *, port: int | None = None, region: str = REGION, lambda_workers: int = 4):
+        self.port = port or _free_port()
+        self.region = region
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.lambda_workers = lambda_workers
+        self.runtime: LocalLambdaRuntime | None = None
+        self._server = None
+
+    def __enter__(self) -> LocalAws:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+        os.environ["MOTO_PORT"] = str(self.port)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        response = requests.post(
+            f"{self.endpoint_url}/moto-api/config",
+            json={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}},
+            timeout=10,
+        )
+        response.raise_for_status()
+        self.runtime = LocalLambdaRuntime(self.endpoint_url, workers=self.lambda_workers)
+        self.runtime.install()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.runtime:
+            self.runtime.close()
+        if self._server:
+            self._server.stop()
+
+    def client(self, service: str, account: str = PIPELINE_ACCOUNT):
+        """A client acting in ``account`` (the source account is reached through sts:AssumeRole)."""
+        kwargs = dict(region_name=self.region, endpoint_url=self.endpoint_url)
+        creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        if account != PIPELINE_ACCOUNT:
+            sts = boto3.client("sts", **kwargs, **creds)
+            c = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/xacct-map-admin", RoleSessionName="setup")[
+                "Credentials"
+            ]
+            creds = {
+                "aws_access_key_id": c["AccessKeyId"],
+                "aws_secret_access_key": c["SecretAccessKey"],
+                "aws_session_token": c["SessionToken"],
+            }
+        return boto3.client(service, **kwargs, **creds)
+
+    def deploy(
+        self,
+        *,
+        objects: int = 1000,
+        source_bucket: str = "xacct-map-demo-source",
+        source_prefix: str = "data/",
+        inventory_bucket: str = "xacct-map-demo-inventory",
+        max_concurrency: int = 8,
+        tolerated_failure_percentage: float = 0.0,
+    ) -> LocalPipeline:
+        """Create both accounts' resources and seed ``objects`` objects under ``source_prefix``."""
+        iam_src, s3_src = self.client("iam", SOURCE_ACCOUNT), self.client("s3", SOURCE_ACCOUNT)
+        lister_role = deploy.ensure_role(
+            iam_src,
+            "xacct-map-lister",
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PIPELINE_ACCOUNT}:root"}, "Action": "sts:AssumeRole"}
+                ],
+            },
+        )
+        deploy.ensure_bucket(s3_src, source_bucket, self.region)
+        total = self._seed(s3_src, source_bucket, source_prefix, objects)
+
+        iam, s3, lmb, sfn = (self.client(s) for s in ("iam", "s3", "lambda", "stepfunctions"))
+        deploy.ensure_bucket(s3, inventory_bucket, self.region)
+        function_role = deploy.ensure_role(iam, "xacct-map-processor", deploy.service_trust("lambda.amazonaws.com"))
+        function_arn = deploy.ensure_function(
+            lmb, "xacct-map-processor", function_role, deploy.package_function(),
+            environment={"SOURCE_ACCOUNT_ID": SOURCE_ACCOUNT},
+        )
+        machine_role = deploy.ensure_role(iam, "xacct-map-state-machine", deploy.service_trust("states.amazonaws.com"))
+        definition = deploy.render_definition(
+            deploy.ASL_PATH,
+            {
+                "ProcessorFunctionArn": function_arn,
+                # moto runs each worker's items recursively (~900 max): keep items per worker low.
+                "MaxConcurrency": max(max_concurrency, -(-objects // 100 // 500)),
+                "ToleratedFailurePercentage": float(tolerated_failure_percentage),
+            },
+        )
+        machine_arn = deploy.ensure_state_machine(sfn, "xacct-map-distributed-map", definition, machine_role)
+        return LocalPipeline(
+            endpoint_url=self.endpoint_url, region=self.region, source_account=SOURCE_ACCOUNT,
+            pipeline_account=PIPELINE_ACCOUNT, source_bucket=source_bucket, source_prefix=source_prefix,
+            source_role_arn=lister_role, inventory_bucket=inventory_bucket, function_arn=function_arn,
+            state_machine_arn=machine_arn, objects=objects, bytes=total,
+        )
+
+    @staticmethod
+    def _seed(s3, bucket: str, prefix: str, count: int) -> int:
+        keys = [prefix + k for k in AWKWARD_KEYS[:count]]
+        keys += [f"{prefix}part-{i // 100:04d}/object-{i:07d}.bin" for i in range(count - len(keys))]
+        bodies = [object_body(k, i) for i, k in enumerate(keys)]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda kb: s3.put_object(Bucket=bucket, Key=kb[0], Body=kb[1]), zip(keys, bodies)))
+        return sum(len(b) for b in bodies)
+
+    def airflow_environment(self, pipeline: LocalPipeline) -> dict[str, str]:
+        """Airflow connections and variables (as environment variables) that point at the emulator.
+
+        ``xacct_map_pipeline`` is the pipeline account; ``xacct_map_source`` assumes the lister role in
+        the source account through the provider's standard ``role_arn`` extra. moto's STS needs its
+        endpoint in ``service_config`` because the provider's assume-role client ignores ``endpoint_url``.
+        """
+        base = {"endpoint_url": self.endpoint_url, "region_name": self.region}
+        pipeline_conn = {"conn_type": "aws", "login": "testing", "password": "testing", "extra": base}
+        source_conn = {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {
+                **base,
+                "role_arn": pipeline.source_role_arn,
+                "service_config": {"sts": {"endpoint_url": self.endpoint_url}},
+            },
+        }
+        return {
+            "AIRFLOW_CONN_XACCT_MAP_PIPELINE": json.dumps(pipeline_conn),
+            "AIRFLOW_CONN_XACCT_MAP_SOURCE": json.dumps(source_conn),
+            "AIRFLOW_VAR_XACCT_MAP_SOURCE_BUCKET": pipeline.source_bucket,
+            "AIRFLOW_VAR_XACCT_MAP_SOURCE_PREFIX": pipeline.source_prefix,
+            "AIRFLOW_VAR_XACCT_MAP_SOURCE_ACCOUNT_ID": pipeline.source_account,
+            "AIRFLOW_VAR_XACCT_MAP_INVENTORY_BUCKET": pipeline.inventory_bucket,
+            "AIRFLOW_VAR_XACCT_MAP_STATE_MACHINE_ARN": pipeline.state_machine_arn,
+        }

@@ -1,0 +1,181 @@
+"""A small local Lambda runtime for moto's docker-less Lambda backend.
+
+moto without Docker only echoes an invocation's payload. This runtime makes invocations run the
+*deployed* code: it unpacks the function's zip as moto stored it, starts worker processes (like
+warm Lambda sandboxes) with the function's environment variables plus credentials and an endpoint
+for the emulator, and calls the configured handler. An exception in the handler comes back the way
+Lambda reports it (``X-Amz-Function-Error: Unhandled`` and an ``errorType``/``errorMessage``
+payload), so Step Functions' Retry/Catch and Map Run failure counts behave as on AWS.
+
+A worker is ``python -m xacct_map.local.lambda_runtime CODE_DIR HANDLER LOG``: one JSON event per
+line on stdin, one JSON ``[ok, payload]`` per line on stdout; what the handler prints goes to LOG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class _Context:
+    def __init__(self, name: str):
+        self.function_name = name
+        self.aws_request_id = os.urandom(16).hex()
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+def _worker_main(code_dir: str, handler: str, log_path: str) -> None:
+    protocol = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    # What the handler prints goes to the function's log file, as it would go to CloudWatch Logs.
+    sys.stdout = sys.stderr = open(log_path, "a", buffering=1, encoding="utf-8")
+    sys.path.insert(0, code_dir)
+    module_name, _, function_name = handler.rpartition(".")
+    function = getattr(importlib.import_module(module_name), function_name)
+    for line in sys.stdin:
+        try:
+            result = [True, function(json.loads(line), _Context(os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")))]
+        except Exception as err:  # reported to the caller exactly like Lambda's unhandled error
+            traceback.print_exc()
+            result = [False, {"errorMessage": str(err), "errorType": type(err).__name__,
+                              "stackTrace": traceback.format_exc().splitlines()}]
+        protocol.write(json.dumps(result) + "\n")
+
+
+@dataclass
+class Invocation:
+    """One invocation as the runtime saw it (the local stand-in for Lambda's logs and metrics)."""
+
+    function_name: str
+    event: object
+    ok: bool
+    result: object
+
+
+class _Sandbox:
+    def __init__(self, code_dir: Path, handler: str, env: dict, log_path: Path):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "xacct_map.local.lambda_runtime", str(code_dir), handler, str(log_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, encoding="utf-8",
+        )
+
+    def call(self, event_json: str) -> tuple[bool, object]:
+        self.process.stdin.write(event_json.replace("\n", " ") + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            return False, {"errorMessage": "sandbox process exited", "errorType": "Runtime.ExitError"}
+        ok, payload = json.loads(line)
+        return ok, payload
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+class LocalLambdaRuntime:
+    """Runs Python handlers of functions deployed to moto's docker-less Lambda backend.
+
+    :param endpoint_url: the emulator's URL, given to handlers as ``AWS_ENDPOINT_URL``.
+    :param workers: sandboxes per function (parallel invocations).
+    """
+
+    def __init__(self, endpoint_url: str, *, workers: int = 4):
+        self.endpoint_url = endpoint_url
+        self.workers = workers
+        self.invocations: list[Invocation] = []
+        self._sandboxes: dict[str, queue.Queue] = {}
+        self._all: list[_Sandbox] = []
+        self._lock = threading.Lock()
+        self._workdir = tempfile.TemporaryDirectory(prefix="xacct-map-lambda-")
+        self._original = None
+
+    def install(self) -> None:
+        """Route moto's docker-less invocations to this runtime."""
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+
+        runtime, self._original = self, LambdaSimpleBackend.invoke
+
+        def invoke(backend, function_name, qualifier, body, headers, response_headers):
+            return runtime.invoke(backend.get_function(function_name, qualifier), body, response_headers)
+
+        LambdaSimpleBackend.invoke = invoke
+
+    def close(self) -> None:
+        if self._original is not None:
+            from moto.awslambda_simple.models import LambdaSimpleBackend
+
+            LambdaSimpleBackend.invoke = self._original
+            self._original = None
+        for sandbox in self._all:
+            sandbox.close()
+        self._workdir.cleanup()
+
+    def log_path(self, function_name: str) -> Path:
+        """Where the function's output goes (the local CloudWatch Logs)."""
+        return Path(self._workdir.name) / f"{function_name}.log"
+
+    def _pool(self, fn) -> queue.Queue:
+        code = fn.code_bytes
+        env = dict(fn.environment_vars or {})
+        tag = hashlib.sha256(code + json.dumps([fn.handler, env], sort_keys=True).encode()).hexdigest()[:16]
+        with self._lock:
+            if tag not in self._sandboxes:
+                code_dir = Path(self._workdir.name) / f"{fn.function_name}-{tag}"
+                with zipfile.ZipFile(io.BytesIO(code)) as archive:
+                    archive.extractall(code_dir)
+                env.update(
+                    AWS_LAMBDA_FUNCTION_NAME=fn.function_name,
+                    AWS_REGION=fn.region,
+                    AWS_DEFAULT_REGION=fn.region,
+                    # Like a Lambda sandbox: credentials of the function's role, in the function's account.
+                    AWS_ACCESS_KEY_ID="local-lambda-role",
+                    AWS_SECRET_ACCESS_KEY="local-lambda-role",
+                    AWS_SESSION_TOKEN="local-lambda-role",
+                    AWS_ENDPOINT_URL=self.endpoint_url,
+                    PATH=os.environ.get("PATH", ""),
+                    # The worker imports this module; the function's own code comes from code_dir only.
+                    PYTHONPATH=str(Path(__file__).resolve().parents[2]),
+                )
+                pool: queue.Queue = queue.Queue()
+                for _ in range(self.workers):
+                    sandbox = _Sandbox(code_dir, fn.handler, env, self.log_path(fn.function_name))
+                    self._all.append(sandbox)
+                    pool.put(sandbox)
+                self._sandboxes[tag] = pool
+            return self._sandboxes[tag]
+
+    def invoke(self, fn, body, response_headers: dict) -> bytes:
+        if isinstance(body, bytes):
+            body = body.decode()
+        event_json = body or "{}"
+        pool = self._pool(fn)
+        sandbox = pool.get()
+        try:
+            ok, payload = sandbox.call(event_json)
+        finally:
+            pool.put(sandbox)
+        if not ok:
+            response_headers["x-amz-function-error"] = "Unhandled"
+        self.invocations.append(Invocation(fn.function_name, json.loads(event_json), ok, payload))
+        return json.dumps(payload).encode()
+
+
+if __name__ == "__main__":
+    _worker_main(*sys.argv[1:4])

@@ -1,0 +1,338 @@
+"""Airflow operators: build the cross-account manifest, start the Distributed Map on it.
+
+Thin shells over the pure core (:mod:`xacct_map.listing`, :mod:`xacct_map.manifest`,
+:mod:`xacct_map.naming`) and the amazon provider's hooks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
+from airflow.providers.amazon.aws.links.step_function import (
+    StateMachineDetailsLink,
+    StateMachineExecutionsDetailsLink,
+)
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from xacct_map.cross_account import account_of_role, role_session_name, source_s3_client
+from xacct_map.errors import error_code, explain_assume_role_error, explain_source_error
+from xacct_map.listing import iter_objects
+from xacct_map.manifest import write_batched_manifest
+from xacct_map.naming import execution_arn, execution_name, manifest_key
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
+    """
+    List a bucket of another account (or Region) and write a Distributed Map manifest of its keys.
+
+    The source is listed as the source account: either through ``source_aws_conn_id``, an AWS
+    connection whose ``role_arn`` extra assumes into the source account, or by assuming
+    ``source_role_arn`` with ``aws_conn_id``'s credentials. The manifest is streamed into
+    ``s3://manifest_bucket/manifest_key`` of the pipeline account (``aws_conn_id``) through a
+    multipart upload: it exists only once complete, and a failure leaves no partial object.
+
+    The manifest layout is a JSON array of batches, ``{"bucket", "keys", "bytes"}``, each closed by
+    ``max_keys_per_batch`` keys or ``max_bytes_per_batch`` bytes of objects, whichever comes first.
+
+    :param source_bucket: bucket to list (in the source account).
+    :param source_prefix: only keys starting with this prefix.
+    :param manifest_bucket: inventory bucket of the pipeline account that receives the manifest.
+    :param manifest_key: key of the manifest; default derived from dag_id and run_id, so retries of a
+        run overwrite the run's own manifest and nothing else.
+    :param source_aws_conn_id: AWS connection for the source account (``role_arn`` extra).
+    :param source_role_arn: role in the source account to assume with ``aws_conn_id``'s credentials.
+    :param source_external_id: ExternalId for ``source_role_arn``'s trust policy, if it requires one.
+    :param source_account_id: account that must own ``source_bucket``, sent as ``ExpectedBucketOwner``;
+        defaults to the account of ``source_role_arn``.
+    :param source_region: Region of ``source_bucket`` if it differs from the connection's.
+    :param manifest_bucket_owner: account that must own ``manifest_bucket`` (``ExpectedBucketOwner``).
+    :param max_keys_per_batch: most keys in one batch (one child execution's work).
+    :param max_bytes_per_batch: most object bytes in one batch; a bigger object travels alone.
+    :param aws_conn_id: AWS connection of the pipeline account (writes the manifest).
+    :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
+    :param verify: Whether or not to verify SSL certificates.
+    :param botocore_config: Configuration dictionary (key-values) for botocore client.
+    :return: the manifest summary (``bucket``, ``key``, ``object_count``, ``batch_count``,
+        ``total_bytes``, ``manifest_bytes``, ``sha256``, ``source_bucket``, ``source_prefix``).
+    """
+
+    aws_hook_class = S3Hook
+    template_fields: Sequence[str] = aws_template_fields(
+        "source_bucket",
+        "source_prefix",
+        "manifest_bucket",
+        "manifest_key",
+        "source_aws_conn_id",
+        "source_role_arn",
+        "source_external_id",
+        "source_account_id",
+        "source_region",
+        "manifest_bucket_owner",
+        "max_keys_per_batch",
+        "max_bytes_per_batch",
+    )
+    ui_color = "#c7e9f1"
+
+    def __init__(
+        self,
+        *,
+        source_bucket: str,
+        manifest_bucket: str,
+        source_prefix: str = "",
+        manifest_key: str | None = None,
+        source_aws_conn_id: str | None = None,
+        source_role_arn: str | None = None,
+        source_external_id: str | None = None,
+        source_account_id: str | None = None,
+        source_region: str | None = None,
+        manifest_bucket_owner: str | None = None,
+        max_keys_per_batch: int | str = 100,
+        max_bytes_per_batch: int | str = 512 * 1024 * 1024,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.source_bucket = source_bucket
+        self.source_prefix = source_prefix
+        self.manifest_bucket = manifest_bucket
+        self.manifest_key = manifest_key
+        self.source_aws_conn_id = source_aws_conn_id
+        self.source_role_arn = source_role_arn
+        self.source_external_id = source_external_id
+        self.source_account_id = source_account_id
+        self.source_region = source_region
+        self.manifest_bucket_owner = manifest_bucket_owner
+        self.max_keys_per_batch = max_keys_per_batch
+        self.max_bytes_per_batch = max_bytes_per_batch
+
+    def _validate(self) -> None:
+        if not self.source_bucket:
+            raise AirflowFailException("source_bucket is empty: name the bucket to list in the source account.")
+        if not self.manifest_bucket:
+            raise AirflowFailException(
+                "manifest_bucket is empty: name the pipeline account's inventory bucket that receives the manifest."
+            )
+        try:
+            self.max_keys_per_batch = int(self.max_keys_per_batch)
+            self.max_bytes_per_batch = int(self.max_bytes_per_batch)
+        except ValueError as err:
+            raise AirflowFailException(f"max_keys_per_batch / max_bytes_per_batch must be integers: {err}") from None
+        if self.max_keys_per_batch < 1 or self.max_bytes_per_batch < 1:
+            raise AirflowFailException("max_keys_per_batch and max_bytes_per_batch must be at least 1.")
+        if self.source_role_arn:
+            try:
+                role_account = account_of_role(self.source_role_arn)
+            except ValueError as err:
+                raise AirflowFailException(str(err)) from None
+            self.source_account_id = self.source_account_id or role_account
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        self._validate()
+        dag_id, run_id = context["dag"].dag_id, context["run_id"]
+        key = self.manifest_key or manifest_key(dag_id, run_id)
+        identity = self.source_role_arn or (
+            f"connection {self.source_aws_conn_id!r}" if self.source_aws_conn_id else f"connection {self.aws_conn_id!r}"
+        )
+        try:
+            source = source_s3_client(
+                self.hook,
+                source_aws_conn_id=self.source_aws_conn_id,
+                source_role_arn=self.source_role_arn,
+                source_external_id=self.source_external_id,
+                source_region=self.source_region,
+                session_name=role_session_name("xacct-map", dag_id),
+            )
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from None
+        self.log.info(
+            "Listing s3://%s/%s as %s into s3://%s/%s",
+            self.source_bucket, self.source_prefix, identity, self.manifest_bucket, key,
+        )
+        objects = iter_objects(
+            source, self.source_bucket, self.source_prefix, expected_bucket_owner=self.source_account_id
+        )
+        try:
+            summary = write_batched_manifest(
+                objects,
+                self.hook.conn,
+                bucket=self.manifest_bucket,
+                key=key,
+                source_bucket=self.source_bucket,
+                source_prefix=self.source_prefix,
+                max_keys_per_batch=self.max_keys_per_batch,
+                max_bytes_per_batch=self.max_bytes_per_batch,
+                expected_bucket_owner=self.manifest_bucket_owner,
+            )
+        except ClientError as err:
+            raise AirflowException(self._explain(err, key, identity)) from None
+        self.log.info(
+            "Manifest s3://%s/%s: %d objects, %d batches, %d bytes of objects (manifest %d bytes, sha256 %s)",
+            summary.bucket, summary.key, summary.object_count, summary.batch_count,
+            summary.total_bytes, summary.manifest_bytes, summary.sha256,
+        )
+        return summary.as_dict()
+
+    def _explain(self, err: ClientError, key: str, identity: str) -> str:
+        operation = err.operation_name or ""
+        if operation == "AssumeRole":
+            return explain_assume_role_error(err, role_arn=self.source_role_arn or identity)
+        if operation.startswith("ListObjects"):
+            return explain_source_error(
+                err, bucket=self.source_bucket, prefix=self.source_prefix, identity=identity,
+                owner=self.source_account_id,
+            )
+        code = error_code(err)
+        hint = {
+            "NoSuchBucket": " The inventory bucket does not exist: create it or fix manifest_bucket.",
+            "AccessDenied": " The pipeline identity needs s3:PutObject and s3:AbortMultipartUpload on it.",
+        }.get(code, "")
+        return f"Writing manifest s3://{self.manifest_bucket}/{key} failed during {operation}: {code}.{hint}"
+
+
+def build_execution_input(
+    manifest: dict,
+    *,
+    source_account_id: str | None = None,
+    source_region: str | None = None,
+    run: dict | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """The execution input contract: ``{"manifest": {bucket, key}, "source": {...}, ...extra}``."""
+    missing = [k for k in ("bucket", "key", "source_bucket") if not manifest.get(k)]
+    if missing:
+        raise ValueError(
+            f"manifest is missing {missing}: pass the XCom of BuildKeyManifestOperator "
+            "(e.g. manifest=build_manifest.output)"
+        )
+    body = dict(extra or {})
+    body.update(
+        manifest={"bucket": manifest["bucket"], "key": manifest["key"]},
+        source={
+            "bucket": manifest["source_bucket"],
+            "prefix": manifest.get("source_prefix", ""),
+            "account_id": source_account_id,
+            "region": source_region,
+        },
+    )
+    if run:
+        body["run"] = run
+    return body
+
+
+class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
+    """
+    Start the Distributed Map state machine on a manifest, exactly once per DAG run.
+
+    The execution name is derived from dag_id and run_id (or given as ``name``), so a retried or
+    re-run task finds the run's execution instead of starting a second one: Step Functions returns
+    the running execution for the same name and input, and for an execution that already ended the
+    operator looks it up and attaches to it when its input is the same. An execution of that name
+    with a *different* input fails the task with an explanation.
+
+    :param state_machine_arn: ARN of the Distributed Map state machine.
+    :param manifest: the manifest summary pushed by :class:`BuildKeyManifestOperator`.
+    :param source_account_id: account that owns the source bucket (passed to the processor as
+        ``ExpectedBucketOwner``).
+    :param source_region: Region of the source bucket, when it differs.
+    :param execution_input: extra keys merged into the execution input.
+    :param name: execution name; default derived from dag_id and run_id.
+    :param aws_conn_id: AWS connection of the pipeline account.
+    :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
+    :param verify: Whether or not to verify SSL certificates.
+    :param botocore_config: Configuration dictionary (key-values) for botocore client.
+    :return: the execution ARN.
+    """
+
+    aws_hook_class = StepFunctionHook
+    template_fields: Sequence[str] = aws_template_fields(
+        "state_machine_arn", "manifest", "source_account_id", "source_region", "execution_input", "name"
+    )
+    template_fields_renderers = {"execution_input": "json", "manifest": "json"}
+    ui_color = "#f9c915"
+    operator_extra_links = (StateMachineDetailsLink(), StateMachineExecutionsDetailsLink())
+
+    def __init__(
+        self,
+        *,
+        state_machine_arn: str,
+        manifest: dict | Any,
+        source_account_id: str | None = None,
+        source_region: str | None = None,
+        execution_input: dict | None = None,
+        name: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.state_machine_arn = state_machine_arn
+        self.manifest = manifest
+        self.source_account_id = source_account_id
+        self.source_region = source_region
+        self.execution_input = execution_input
+        self.name = name
+
+    def execute(self, context: Context) -> str:
+        dag_id, run_id = context["dag"].dag_id, context["run_id"]
+        name = self.name or execution_name(dag_id, run_id)
+        try:
+            arn = execution_arn(self.state_machine_arn, name)
+            body = build_execution_input(
+                self.manifest if isinstance(self.manifest, dict) else {},
+                source_account_id=self.source_account_id or None,
+                source_region=self.source_region or None,
+                run={"dag_id": dag_id, "run_id": run_id},
+                extra=self.execution_input,
+            )
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from None
+        # Canonical JSON: a retry sends byte-identical input, which Step Functions treats as the same start.
+        payload = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        StateMachineDetailsLink.persist(
+            context=context, operator=self, region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition, state_machine_arn=self.state_machine_arn,
+        )
+        try:
+            arn = self.hook.conn.start_execution(stateMachineArn=self.state_machine_arn, name=name, input=payload)[
+                "executionArn"
+            ]
+            self.log.info("Started execution %s", arn)
+        except ClientError as err:
+            code = error_code(err)
+            if code == "ExecutionAlreadyExists":
+                self._attach(arn, payload)
+            elif code == "StateMachineDoesNotExist":
+                raise AirflowFailException(
+                    f"State machine {self.state_machine_arn} does not exist in this account/Region "
+                    f"(connection {self.aws_conn_id!r}). Deploy it or fix state_machine_arn."
+                ) from None
+            else:
+                raise AirflowException(
+                    f"StartExecution of {self.state_machine_arn} failed: {code}: {err.response['Error'].get('Message')}"
+                ) from None
+        StateMachineExecutionsDetailsLink.persist(
+            context=context, operator=self, region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition, execution_arn=arn,
+        )
+        return arn
+
+    def _attach(self, arn: str, payload: str) -> None:
+        existing = self.hook.describe_execution(arn)
+        if json.loads(existing.get("input") or "null") != json.loads(payload):
+            raise AirflowFailException(
+                f"Execution {arn} already exists with a different input (manifest "
+                f"{json.loads(existing.get('input') or '{}').get('manifest')}). Execution names are unique per "
+                "state machine for 90 days: it belongs to another run or another manifest. Pass a new `name` "
+                "to start a separate execution."
+            )
+        self.log.info(
+            "Execution %s already exists for this run with the same input (status %s): attaching to it, "
+            "not starting a second one.", arn, existing["status"],
+        )
