@@ -1,0 +1,89 @@
+"""``xacct-map policy``: print the IAM documents of the cross-account setup as JSON.
+
+The output is a JSON object, document name -> document; ``--only NAME`` prints one document alone,
+ready for ``aws iam put-role-policy --policy-document file://...`` or
+``aws s3api put-bucket-policy --policy file://...`` (merge it into any existing policy first:
+both calls replace the whole policy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from xacct_map import policies
+
+
+def register(subparsers) -> None:
+    """Add the ``policy`` subcommand to the ``xacct-map`` parser."""
+    parser = subparsers.add_parser(
+        "policy",
+        help="print least-privilege IAM policies for the source and pipeline accounts",
+        description=(
+            "Print the IAM documents (bucket policy, KMS key policy statement, role trust and permissions "
+            "policies) for listing and reading a bucket of a source account from a pipeline account. "
+            "Role options take a role name or ARN."
+        ),
+    )
+    parser.add_argument("--source-bucket", required=True, help="the bucket holding the data (source account)")
+    parser.add_argument("--source-account", required=True, help="12-digit id of the account owning the bucket")
+    parser.add_argument("--pipeline-account", required=True, help="12-digit id of the account running the pipeline")
+    parser.add_argument("--prefix", default="", help="only keys under this prefix are listed and read")
+    parser.add_argument("--lister-role", default="xacct-map-lister",
+                        help="role listing the bucket; a name is taken in the source account (default: %(default)s)")
+    parser.add_argument("--processor-role", default="xacct-map-processor",
+                        help="the processor Lambda's role, pipeline account (default: %(default)s)")
+    parser.add_argument("--airflow-role", default="xacct-map-airflow",
+                        help="the role of Airflow's AWS connection, pipeline account (default: %(default)s)")
+    parser.add_argument("--kms-key", default=None, help="ARN of the source bucket's SSE-KMS key, if any")
+    parser.add_argument("--region", default="us-east-1", help="the pipeline Region (default: %(default)s)")
+    parser.add_argument("--source-region", default=None, help="the source bucket's Region (default: --region)")
+    parser.add_argument("--inventory-bucket", default=None,
+                        help="the pipeline account's manifest bucket (default: xacct-map-inventory-<pipeline account>)")
+    parser.add_argument("--inventory-prefix", default="xacct-map/",
+                        help="key prefix owned by xacct-map in the inventory bucket (default: %(default)s)")
+    parser.add_argument("--state-machine", default="xacct-map-distributed-map",
+                        help="the state machine's name (default: %(default)s)")
+    parser.add_argument("--function", default="xacct-map-processor",
+                        help="the processor Lambda's function name (default: %(default)s)")
+    parser.add_argument("--external-id", default=None, help="sts:ExternalId the lister role's trust policy requires")
+    parser.add_argument("--no-result-writer", action="store_true",
+                        help="the state machine has no ResultWriter: leave out its S3 write permissions")
+    parser.add_argument("--only", default=None, choices=sorted(policies.DOCUMENT_TARGETS), metavar="NAME",
+                        help="print only this document: " + ", ".join(sorted(policies.DOCUMENT_TARGETS)))
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the documents; exit code 2 (with the reason on stderr) for an invalid value."""
+    try:
+        inputs = policies.PolicyInputs(
+            source_bucket=args.source_bucket,
+            source_account=args.source_account,
+            pipeline_account=args.pipeline_account,
+            inventory_bucket=args.inventory_bucket or f"xacct-map-inventory-{args.pipeline_account}",
+            prefix=args.prefix,
+            lister_role=args.lister_role,
+            processor_role=args.processor_role,
+            airflow_role=args.airflow_role,
+            kms_key=args.kms_key,
+            region=args.region,
+            source_region=args.source_region,
+            inventory_prefix=args.inventory_prefix,
+            state_machine=args.state_machine,
+            function=args.function,
+            external_id=args.external_id,
+            result_writer=not args.no_result_writer,
+        )
+    except policies.PolicyInputError as err:
+        print(f"xacct-map policy: {err}", file=sys.stderr)
+        return 2
+    documents = policies.all_documents(inputs)
+    if args.only:
+        if args.only not in documents:
+            print(f"xacct-map policy: no {args.only} document for these options (it needs --kms-key)", file=sys.stderr)
+            return 2
+        print(policies.render(documents[args.only]))
+    else:
+        print(policies.render(documents))
+    return 0
