@@ -74,10 +74,10 @@ def partition_for_region(region: str) -> str:
 
     :raises PolicyInputError: ``region`` is not a Region name or is in an isolated partition.
     """
+    if isinstance(region, str) and re.match(r"^[a-z]{2}-iso[a-z]?-[a-z]+-\d{1,2}$", region):
+        raise PolicyInputError(f"region {region!r} is in an isolated partition, which is not supported")
     if not isinstance(region, str) or not _REGION.match(region):
         raise PolicyInputError(f"region {region!r} is not a Region name like 'us-east-1' or 'eu-west-3'")
-    if region.startswith(("us-iso", "eu-iso")):
-        raise PolicyInputError(f"region {region!r} is in an isolated partition, which is not supported")
     for prefix, partition in _PARTITION_OF_REGION_PREFIX:
         if region.startswith(prefix):
             return partition
