@@ -54,6 +54,7 @@ VARIANTS = {
         "kms_key": f"arn:aws-cn:kms:cn-northwest-1:{SOURCE}:key/{KEY_ID}",
     },
     "govcloud": {"region": "us-gov-west-1", "lister_role": f"arn:aws-us-gov:iam::{PIPELINE}:role/team/lister"},
+    "direct-listing": {"lister_role": f"arn:aws:iam::{PIPELINE}:role/xacct-map-airflow"},
 }
 
 
@@ -254,6 +255,27 @@ def test_airflow_role_policy_statement_by_statement():
     assert len(stmts) == 6
 
 
+def test_airflow_role_as_lister_lists_directly_and_assumes_nothing():
+    # The bucket-policy-only setup: the source account creates no role at all.
+    airflow = f"arn:aws:iam::{PIPELINE}:role/xacct-map-airflow"
+    inputs = make_inputs(lister_role=airflow)
+    assert inputs.lists_directly
+    documents = policies.all_documents(inputs)
+    assert "lister_role_trust_policy" not in documents and "lister_role_policy" not in documents
+    bucket = statements_by_sid(documents["source_bucket_policy"])["XacctMapListSourceKeys"]
+    assert bucket["Principal"] == {"AWS": airflow}
+    stmts = statements_by_sid(documents["airflow_role_policy"])
+    assert "XacctMapAssumeLister" not in stmts
+    assert "sts:AssumeRole" not in policies.render(documents["airflow_role_policy"])
+    assert stmts["XacctMapListSourceKeys"] == {
+        "Sid": "XacctMapListSourceKeys",
+        "Effect": "Allow",
+        "Action": ["s3:ListBucket"],
+        "Resource": "arn:aws:s3:::source-data",
+        "Condition": {"StringLike": {"s3:prefix": ["exports/2026/*"]}},
+    }
+
+
 def test_state_machine_name_is_not_a_prefix_match_of_other_machines():
     # "execution:etl:*" must not cover machine "etl-admin": the separator after the name is fixed.
     inputs = make_inputs(state_machine="etl")
@@ -332,7 +354,9 @@ def test_source_region_sets_the_kms_region_but_not_the_pipeline_arns():
         ({"lister_role": f"arn:aws-cn:iam::{SOURCE}:role/lister"}, "is in partition 'aws-cn', but region 'us-east-1'"),
         ({"processor_role": f"arn:aws:iam::{SOURCE}:role/proc"}, f"processor_role 'arn:aws:iam::{SOURCE}:role/proc' must be a role of pipeline_account"),
         ({"airflow_role": f"arn:aws:iam::{OTHER}:role/airflow"}, "airflow_role"),
-        ({"lister_role": f"arn:aws:iam::{PIPELINE}:role/same", "airflow_role": "same"}, "are the same role"),
+        ({"lister_role": f"arn:aws:iam::{PIPELINE}:role/airflow", "airflow_role": "airflow", "external_id": "ext-1"},
+         "external_id 'ext-1' is given, but lister_role is the Airflow role itself"),
+        ({"processor_role": "xacct-map-airflow"}, "processor_role 'xacct-map-airflow' is also the lister or the Airflow role"),
         ({"state_machine": "my machine"}, "state_machine 'my machine' contains whitespace"),
         ({"state_machine": "a:b"}, "state_machine 'a:b' contains"),
         ({"state_machine": "m" * 81}, "must be 1-80 characters"),
@@ -376,7 +400,11 @@ def _all_variant_documents():
 def test_documents_are_complete_and_json_round_trip(variant, overrides):
     inputs = make_inputs(**overrides)
     documents = policies.all_documents(inputs)
-    expected = set(policies.DOCUMENT_TARGETS) - (set() if inputs.kms_key else {"source_kms_key_policy"})
+    expected = set(policies.DOCUMENT_TARGETS)
+    if not inputs.kms_key:
+        expected.discard("source_kms_key_policy")
+    if inputs.lists_directly:
+        expected -= {"lister_role_trust_policy", "lister_role_policy"}
     assert set(documents) == expected
     assert json.loads(policies.render(documents)) == documents
 
@@ -464,8 +492,8 @@ def test_parliament_finds_nothing_in_any_document():
         trust_arn = role_of_trust[name](inputs) if name in role_of_trust else None
         assert _parliament_findings(document, trust_role_arn=trust_arn) == [], f"{variant}/{name}"
         linted += 1
-    with_kms = sum(1 for overrides in VARIANTS.values() if overrides.get("kms_key"))
-    assert linted == len(VARIANTS) * (len(policies.DOCUMENT_TARGETS) - 1) + with_kms
+    assert linted == sum(len(policies.all_documents(make_inputs(**o))) for o in VARIANTS.values())
+    assert linted > 50
 
 
 def test_parliament_would_catch_a_wrong_action_or_resource():
@@ -487,9 +515,8 @@ def test_parliament_would_catch_a_wrong_action_or_resource():
 
 
 @pytest.fixture
-def policy_cli(monkeypatch):
-    # Only this subcommand: the others import their own (heavier) modules.
-    monkeypatch.setattr(cli, "COMMAND_MODULES", ("xacct_map.policy_command",))
+def policy_cli():
+    # The real entry point with every registered subcommand (their heavy imports are lazy).
     return cli.main
 
 
@@ -549,7 +576,16 @@ def test_cli_key_policy_without_kms_key_exits_2(policy_cli, capsys):
         "--only", "source_kms_key_policy",
     ])
     assert code == 2
-    assert "needs --kms-key" in capsys.readouterr().err
+    assert "it needs --kms-key" in capsys.readouterr().err
+
+
+def test_cli_lister_documents_when_airflow_lists_directly_exit_2(policy_cli, capsys):
+    code = policy_cli([
+        "policy", "--source-bucket", "source-data", "--source-account", SOURCE, "--pipeline-account", PIPELINE,
+        "--lister-role", f"arn:aws:iam::{PIPELINE}:role/xacct-map-airflow", "--only", "lister_role_trust_policy",
+    ])
+    assert code == 2
+    assert "the Airflow role lists the bucket itself" in capsys.readouterr().err
 
 
 def test_cli_rejects_an_unknown_document_name(policy_cli, capsys):

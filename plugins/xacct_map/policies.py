@@ -127,7 +127,8 @@ class PolicyInputs:
     Role fields take a role name or a role ARN. A name is placed in the account the role belongs
     to: the lister role in the source account (the Airflow role assumes it), the processor and
     Airflow roles in the pipeline account. An ARN may also put the lister role in the pipeline
-    account, where the bucket policy's ``s3:ListBucket`` statement is what grants it access.
+    account, where the bucket policy's ``s3:ListBucket`` statement is what grants it access; the
+    Airflow role's own ARN there means the Airflow role lists the bucket itself and assumes nothing.
 
     :param source_bucket: the bucket holding the data, in ``source_account``.
     :param source_account: 12-digit id of the account owning ``source_bucket``.
@@ -210,10 +211,15 @@ class PolicyInputs:
                 raise PolicyInputError(
                     f"{field} {getattr(self, field)!r} must be a role of pipeline_account {self.pipeline_account}"
                 )
-        if lister == self.airflow_role_arn:
+        if self.processor_role_arn in (lister, self.airflow_role_arn):
             raise PolicyInputError(
-                f"lister_role and airflow_role are the same role {lister!r}; the Airflow role assumes the lister "
-                "role, so give two roles"
+                f"processor_role {self.processor_role!r} is also the lister or the Airflow role; the Lambda needs a "
+                "role of its own (its trust policy names lambda.amazonaws.com)"
+            )
+        if self.external_id is not None and self.lists_directly:
+            raise PolicyInputError(
+                f"external_id {self.external_id!r} is given, but lister_role is the Airflow role itself: no role is "
+                "assumed, so no trust policy could require it"
             )
         if self.kms_key is not None:
             self._check_kms_key()
@@ -241,6 +247,11 @@ class PolicyInputs:
     @property
     def airflow_role_arn(self) -> str:
         return self._role_arn("airflow_role", self.airflow_role, self.pipeline_account)
+
+    @property
+    def lists_directly(self) -> bool:
+        """The Airflow role lists the bucket itself (granted by the bucket policy), assuming no role."""
+        return self.lister_role_arn == self.airflow_role_arn
 
     @property
     def manifest_prefix(self) -> str:
@@ -537,9 +548,17 @@ def processor_role_policy(inputs: PolicyInputs) -> dict:
 
 
 def airflow_role_policy(inputs: PolicyInputs) -> dict:
-    """Permissions of the Airflow role (pipeline account)."""
+    """Permissions of the Airflow role (pipeline account).
+
+    It assumes the lister role, or, when it is the lister itself (:attr:`PolicyInputs.lists_directly`),
+    lists the source bucket with its own credentials.
+    """
+    if inputs.lists_directly:
+        source_access = lister_role_policy(inputs)["Statement"][0]
+    else:
+        source_access = _statement("XacctMapAssumeLister", ["sts:AssumeRole"], inputs.lister_role_arn)
     return _document(
-        _statement("XacctMapAssumeLister", ["sts:AssumeRole"], inputs.lister_role_arn),
+        source_access,
         _statement(
             "XacctMapWriteManifests",
             ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
@@ -574,12 +593,14 @@ DOCUMENT_TARGETS: dict[str, tuple[str, str]] = {
 def all_documents(inputs: PolicyInputs) -> dict[str, dict]:
     """Every document for ``inputs``, keyed by the names of :data:`DOCUMENT_TARGETS`.
 
-    ``source_kms_key_policy`` is present only when ``inputs.kms_key`` is set.
+    ``source_kms_key_policy`` is present only when ``inputs.kms_key`` is set; the lister role's two
+    documents only when the lister is a role of its own (not the Airflow role listing directly).
     """
-    documents = {
-        "source_bucket_policy": source_bucket_policy(inputs),
-        "lister_role_trust_policy": lister_role_trust_policy(inputs),
-        "lister_role_policy": lister_role_policy(inputs),
+    documents = {"source_bucket_policy": source_bucket_policy(inputs)}
+    if not inputs.lists_directly:
+        documents["lister_role_trust_policy"] = lister_role_trust_policy(inputs)
+        documents["lister_role_policy"] = lister_role_policy(inputs)
+    documents |= {
         "state_machine_role_trust_policy": state_machine_role_trust_policy(inputs),
         "state_machine_role_policy": state_machine_role_policy(inputs),
         "processor_role_trust_policy": processor_role_trust_policy(inputs),

@@ -81,7 +81,11 @@ def run(args: argparse.Namespace) -> int:
     documents = policies.all_documents(inputs)
     if args.only:
         if args.only not in documents:
-            print(f"xacct-map policy: no {args.only} document for these options (it needs --kms-key)", file=sys.stderr)
+            reason = (
+                "it needs --kms-key" if args.only == "source_kms_key_policy"
+                else "the Airflow role lists the bucket itself, so there is no lister role"
+            )
+            print(f"xacct-map policy: no {args.only} document for these options: {reason}", file=sys.stderr)
             return 2
         print(policies.render(documents[args.only]))
     else:
