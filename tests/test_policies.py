@@ -350,6 +350,8 @@ def test_source_region_sets_the_kms_region_but_not_the_pipeline_arns():
         ({"lister_role": "x" * 65}, "is neither a role name"),
         ({"lister_role": "arn:aws:iam::1234:role/lister"}, "lister_role 'arn:aws:iam::1234:role/lister' is not a role ARN"),
         ({"lister_role": "arn:aws:iam::111111111111:user/lister"}, "is not a role ARN"),
+        ({"lister_role": "arn:aws:iam::111111111111:role/*/lister"}, "'arn:aws:iam::111111111111:role/*/lister' is not a role ARN"),
+        ({"processor_role": "proc*"}, "processor_role 'proc*' is neither a role name"),
         ({"lister_role": f"arn:aws:iam::{OTHER}:role/lister"}, f"belongs to neither source_account {SOURCE}"),
         ({"lister_role": f"arn:aws-cn:iam::{SOURCE}:role/lister"}, "is in partition 'aws-cn', but region 'us-east-1'"),
         ({"processor_role": f"arn:aws:iam::{SOURCE}:role/proc"}, f"processor_role 'arn:aws:iam::{SOURCE}:role/proc' must be a role of pipeline_account"),

@@ -11,7 +11,8 @@ Source account (the one owning the data):
 * ``source_kms_key_policy`` (only with ``kms_key``): the statement to merge into the key policy of
   the bucket's SSE-KMS key, letting the processor role decrypt through S3 only.
 * ``lister_role_trust_policy`` / ``lister_role_policy``: the role the Airflow role assumes to list
-  the bucket (``sts:ExternalId`` required when ``external_id`` is given).
+  the bucket (``sts:ExternalId`` required when ``external_id`` is given). Left out when the
+  Airflow role is the lister itself and lists with the bucket policy's grant alone.
 
 Pipeline account (the one running Step Functions):
 
@@ -20,8 +21,8 @@ Pipeline account (the one running Step Functions):
   ResultWriter permissions (unless ``result_writer=False``).
 * ``processor_role_trust_policy`` / ``processor_role_policy``: cross-account ``s3:GetObject`` (plus
   ``kms:Decrypt``) and its own log group.
-* ``airflow_role_policy``: assume the lister role, write manifests, start/describe/stop/redrive the
-  state machine's executions and read their map runs.
+* ``airflow_role_policy``: assume the lister role (or list the bucket itself), write manifests,
+  start/describe/stop/redrive the state machine's executions and read their map runs.
 
 Action names and resource types follow the Service Authorization Reference (S3, Step Functions,
 Lambda, CloudWatch Logs, KMS, STS) and the Step Functions guide's "IAM policies for using
@@ -302,7 +303,8 @@ class PolicyInputs:
         if not isinstance(value, str):
             raise PolicyInputError(f"{field} {value!r} must be a role name or a role ARN")
         if value.startswith("arn:"):
-            match = _ROLE_ARN.match(value)
+            # Role paths may hold '*', '?' and '$', which would turn a Resource into a wildcard.
+            match = None if any(c in value for c in "*?$") else _ROLE_ARN.match(value)
             if not match:
                 raise PolicyInputError(
                     f"{field} {value!r} is not a role ARN (arn:<partition>:iam::<12-digit account>:role/<name>)"
