@@ -43,7 +43,7 @@ VARIANTS = {
     "prefix": {},
     "whole-bucket": {"prefix": ""},
     "kms": {"kms_key": KMS_KEY, "external_id": "xacct-map-ext-1"},
-    "no-result-writer": {"result_writer": False},
+    "result-writer": {"result_writer": True},
     "cross-region-kms": {
         "source_region": "eu-west-1",
         "kms_key": f"arn:aws:kms:eu-west-1:{SOURCE}:key/mrk-0123456789abcdef0123456789abcdef",
@@ -160,7 +160,7 @@ def test_lister_role_policy_lists_only_the_source_bucket_under_the_prefix():
 
 
 def test_state_machine_role_policy_statement_by_statement():
-    stmts = statements_by_sid(policies.state_machine_role_policy(make_inputs()))
+    stmts = statements_by_sid(policies.state_machine_role_policy(make_inputs(result_writer=True)))
     sfn = f"arn:aws:states:us-east-1:{PIPELINE}"
     function = f"arn:aws:lambda:us-east-1:{PIPELINE}:function:xacct-map-processor"
     assert stmts["XacctMapReadManifests"]["Action"] == ["s3:GetObject"]
@@ -184,13 +184,16 @@ def test_state_machine_role_policy_statement_by_statement():
 
 
 def test_state_machine_without_result_writer_gets_no_s3_write():
-    document = policies.state_machine_role_policy(make_inputs(result_writer=False))
+    # The default, like the shipped ASL (no ResultWriter): the role only reads manifests.
+    document = policies.state_machine_role_policy(make_inputs())
     assert "XacctMapWriteMapRunResults" not in statements_by_sid(document)
     assert "s3:PutObject" not in policies.render(document)
 
 
 def test_inventory_prefix_moves_manifests_and_results_together():
-    stmts = statements_by_sid(policies.state_machine_role_policy(make_inputs(inventory_prefix="teams/a/")))
+    stmts = statements_by_sid(
+        policies.state_machine_role_policy(make_inputs(inventory_prefix="teams/a/", result_writer=True))
+    )
     assert stmts["XacctMapReadManifests"]["Resource"] == "arn:aws:s3:::pipeline-inventory/teams/a/manifests/*"
     assert stmts["XacctMapWriteMapRunResults"]["Resource"] == "arn:aws:s3:::pipeline-inventory/teams/a/results/*"
 
@@ -556,12 +559,13 @@ def test_cli_only_prints_one_document_ready_for_put_role_policy(policy_cli, caps
     )
 
 
-def test_cli_no_result_writer(policy_cli, capsys):
-    assert policy_cli([
-        "policy", "--source-bucket", "source-data", "--source-account", SOURCE, "--pipeline-account", PIPELINE,
-        "--no-result-writer", "--only", "state_machine_role_policy",
-    ]) == 0
-    assert "XacctMapWriteMapRunResults" not in capsys.readouterr().out
+def test_cli_result_writer_flag(policy_cli, capsys):
+    base = ["policy", "--source-bucket", "source-data", "--source-account", SOURCE, "--pipeline-account", PIPELINE,
+            "--only", "state_machine_role_policy"]
+    assert policy_cli(base) == 0
+    assert "XacctMapWriteMapRunResults" not in statements_by_sid(json.loads(capsys.readouterr().out))
+    assert policy_cli([*base, "--result-writer"]) == 0
+    assert "XacctMapWriteMapRunResults" in statements_by_sid(json.loads(capsys.readouterr().out))
 
 
 def test_cli_bad_value_exits_2_naming_it(policy_cli, capsys):

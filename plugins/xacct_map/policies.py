@@ -17,8 +17,8 @@ Source account (the one owning the data):
 Pipeline account (the one running Step Functions):
 
 * ``state_machine_role_trust_policy`` / ``state_machine_role_policy``: ItemReader on the manifests,
-  ``lambda:InvokeFunction`` on the processor, the Distributed Map child-workflow permissions, the
-  ResultWriter permissions (unless ``result_writer=False``).
+  ``lambda:InvokeFunction`` on the processor, the Distributed Map child-workflow permissions, and
+  with ``result_writer=True`` the ResultWriter permissions (the shipped ASL has no ResultWriter).
 * ``processor_role_trust_policy`` / ``processor_role_policy``: cross-account ``s3:GetObject`` (plus
   ``kms:Decrypt``) and its own log group.
 * ``airflow_role_policy``: assume the lister role (or list the bucket itself), write manifests,
@@ -148,7 +148,8 @@ class PolicyInputs:
     :param state_machine: the state machine's name.
     :param function: the processor Lambda's function name.
     :param external_id: the ``sts:ExternalId`` the lister role's trust policy requires.
-    :param result_writer: whether the state machine writes map-run results (ResultWriter).
+    :param result_writer: whether the state machine writes map-run results (a ResultWriter under
+        ``<inventory_prefix>results/``); off by default like the shipped ASL.
     """
 
     source_bucket: str
@@ -166,7 +167,7 @@ class PolicyInputs:
     state_machine: str = "xacct-map-distributed-map"
     function: str = "xacct-map-processor"
     external_id: str | None = None
-    result_writer: bool = True
+    result_writer: bool = False
 
     def __post_init__(self) -> None:
         _check_bucket("source_bucket", self.source_bucket)

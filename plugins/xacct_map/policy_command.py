@@ -47,8 +47,8 @@ def register(subparsers) -> None:
     parser.add_argument("--function", default="xacct-map-processor",
                         help="the processor Lambda's function name (default: %(default)s)")
     parser.add_argument("--external-id", default=None, help="sts:ExternalId the lister role's trust policy requires")
-    parser.add_argument("--no-result-writer", action="store_true",
-                        help="the state machine has no ResultWriter: leave out its S3 write permissions")
+    parser.add_argument("--result-writer", action="store_true",
+                        help="the state machine has a ResultWriter: let it write under <inventory prefix>results/")
     parser.add_argument("--only", default=None, choices=sorted(policies.DOCUMENT_TARGETS), metavar="NAME",
                         help="print only this document: " + ", ".join(sorted(policies.DOCUMENT_TARGETS)))
     parser.set_defaults(func=run)
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             state_machine=args.state_machine,
             function=args.function,
             external_id=args.external_id,
-            result_writer=not args.no_result_writer,
+            result_writer=args.result_writer,
         )
     except policies.PolicyInputError as err:
         print(f"xacct-map policy: {err}", file=sys.stderr)
