@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING
 
 import boto3
-from botocore.credentials import DeferredRefreshableCredentials, RefreshableCredentials
+from botocore.credentials import DeferredRefreshableCredentials
 from botocore.session import get_session
 
 if TYPE_CHECKING:
@@ -101,18 +101,22 @@ def source_s3_client(
         return S3Hook(aws_conn_id=source_aws_conn_id, region_name=source_region).get_conn()
     if not source_role_arn:
         # Same account as the pipeline (or a bucket policy that trusts the pipeline role directly).
-        return pipeline_hook.get_client_type("s3", region_name=source_region)
+        return _client(pipeline_hook, pipeline_hook.get_session(region_name=source_region), "s3")
     session = assumed_role_session(
-        pipeline_hook.get_client_type("sts"),
+        _client(pipeline_hook, pipeline_hook.get_session(), "sts"),
         source_role_arn,
         session_name=session_name,
         external_id=source_external_id,
         region_name=source_region or pipeline_hook.conn_region_name,
     )
-    config = pipeline_hook.conn_config
+    return _client(pipeline_hook, session, "s3")
+
+
+def _client(hook: AwsBaseHook, session: boto3.session.Session, service: str):
+    """A client of ``session`` with the connection's endpoint, botocore config and TLS settings."""
     return session.client(
-        "s3",
-        endpoint_url=config.get_service_endpoint_url("s3"),
-        config=pipeline_hook.config,
-        verify=pipeline_hook.verify,
+        service,
+        endpoint_url=hook.conn_config.get_service_endpoint_url(service),
+        config=hook.config,
+        verify=hook.verify,
     )

@@ -1,0 +1,185 @@
+"""BuildKeyManifestOperator and StartDistributedMapOperator against the embedded two-account AWS."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
+from xacct_map.naming import execution_name
+from xacct_map.operators import BuildKeyManifestOperator, StartDistributedMapOperator
+
+
+def _source_keys(aws, bucket, prefix=""):
+    s3 = aws.client("s3", SOURCE_ACCOUNT)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def _manifest(aws, summary):
+    body = aws.client("s3").get_object(Bucket=summary["bucket"], Key=summary["key"])["Body"].read()
+    return json.loads(body)
+
+
+def _build(pipeline, **kwargs):
+    args = dict(
+        task_id="build_manifest",
+        aws_conn_id="xacct_map_pipeline",
+        source_aws_conn_id="xacct_map_source",
+        source_bucket=pipeline.source_bucket,
+        source_prefix=pipeline.source_prefix,
+        manifest_bucket=pipeline.inventory_bucket,
+    )
+    args.update(kwargs)
+    return BuildKeyManifestOperator(**args)
+
+
+@pytest.mark.parametrize("via", ["source_aws_conn_id", "source_role_arn"])
+def test_manifest_holds_every_key_exactly_once_byte_exact(local_aws, run_context, via):
+    aws, pipeline = local_aws
+    credentials = (
+        {"source_aws_conn_id": "xacct_map_source"}
+        if via == "source_aws_conn_id"
+        else {"source_aws_conn_id": None, "source_role_arn": pipeline.source_role_arn}
+    )
+    summary = _build(pipeline, max_keys_per_batch=7, **credentials).execute(run_context(f"run-{via}"))
+
+    batches = _manifest(aws, summary)
+    keys = [k for b in batches for k in b["keys"]]
+    expected = _source_keys(aws, pipeline.source_bucket, pipeline.source_prefix)
+    assert keys == expected and len(set(keys)) == len(keys) == 40
+    # Every awkward key survived unchanged (trailing slash, control character, 900-char name...).
+    assert {pipeline.source_prefix + k for k in AWKWARD_KEYS} <= set(keys)
+    assert all(b["bucket"] == pipeline.source_bucket and 1 <= len(b["keys"]) <= 7 for b in batches)
+    assert summary["object_count"] == 40 and summary["batch_count"] == len(batches) == 6
+    assert summary["total_bytes"] == pipeline.bytes == sum(b["bytes"] for b in batches)
+
+
+def test_batches_close_on_bytes_and_a_big_object_travels_alone(local_aws, run_context):
+    aws, pipeline = local_aws
+    s3 = aws.client("s3", SOURCE_ACCOUNT)
+    for name, size in [("a", 600), ("b", 600), ("big", 5000), ("c", 100)]:
+        s3.put_object(Bucket=pipeline.source_bucket, Key=f"sized/{name}", Body=b"x" * size)
+    summary = _build(pipeline, source_prefix="sized/", max_bytes_per_batch=1000).execute(run_context("run-bytes"))
+    assert [(b["keys"], b["bytes"]) for b in _manifest(aws, summary)] == [
+        (["sized/a"], 600), (["sized/b"], 600), (["sized/big"], 5000), (["sized/c"], 100)
+    ]
+
+
+def test_empty_prefix_lists_whole_bucket_and_prefix_without_objects_gives_empty_manifest(local_aws, run_context):
+    aws, pipeline = local_aws
+    whole = _build(pipeline, source_prefix="").execute(run_context("run-whole"))
+    assert whole["object_count"] == len(_source_keys(aws, pipeline.source_bucket)) >= 40
+
+    empty = _build(pipeline, source_prefix="nothing-here/").execute(run_context("run-empty"))
+    assert empty["object_count"] == 0 and _manifest(aws, empty) == []
+
+
+def test_manifest_key_is_stable_per_run_and_distinct_across_runs(local_aws, run_context):
+    _, pipeline = local_aws
+    first = _build(pipeline).execute(run_context("run-a"))
+    retry = _build(pipeline).execute(run_context("run-a"))
+    other = _build(pipeline).execute(run_context("run-b"))
+    assert first["key"] == retry["key"] != other["key"]
+    assert first["sha256"] == retry["sha256"]
+
+
+def test_missing_source_bucket_fails_naming_it(local_aws, run_context):
+    _, pipeline = local_aws
+    with pytest.raises(AirflowException, match=r"Source bucket 'no-such-source-bucket' does not exist"):
+        _build(pipeline, source_bucket="no-such-source-bucket").execute(run_context("run-missing"))
+
+
+def test_failed_listing_leaves_no_manifest_and_no_open_upload(local_aws, run_context):
+    aws, pipeline = local_aws
+    run = "run-fails"
+    with pytest.raises(AirflowException):
+        _build(pipeline, source_bucket="no-such-source-bucket").execute(run_context(run))
+    s3 = aws.client("s3")
+    assert "Contents" not in s3.list_objects_v2(Bucket=pipeline.inventory_bucket, Prefix="xacct-map/manifests/test_dag/run-fails")
+    assert not s3.list_multipart_uploads(Bucket=pipeline.inventory_bucket).get("Uploads")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"source_aws_conn_id": None, "source_role_arn": "not-an-arn"}, r"source_role_arn 'not-an-arn' is not an IAM role ARN"),
+        ({"source_role_arn": "arn:aws:iam::111111111111:role/x"}, r"either source_aws_conn_id .* or source_role_arn"),
+        ({"manifest_bucket": ""}, r"manifest_bucket is empty"),
+        ({"max_keys_per_batch": 0}, r"at least 1"),
+    ],
+)
+def test_bad_configuration_fails_with_a_clear_message(local_aws, run_context, kwargs, message):
+    _, pipeline = local_aws
+    with pytest.raises(AirflowFailException, match=message):
+        _build(pipeline, **kwargs).execute(run_context("run-bad"))
+
+
+def _start(pipeline, manifest, **kwargs):
+    return StartDistributedMapOperator(
+        task_id="start_map_run",
+        aws_conn_id="xacct_map_pipeline",
+        state_machine_arn=pipeline.state_machine_arn,
+        manifest=manifest,
+        source_account_id=SOURCE_ACCOUNT,
+        **kwargs,
+    )
+
+
+def _executions(aws, pipeline, name):
+    sfn = aws.client("stepfunctions")
+    return [e for e in sfn.list_executions(stateMachineArn=pipeline.state_machine_arn)["executions"] if e["name"] == name]
+
+
+def test_retried_start_attaches_to_the_same_execution(local_aws, run_context):
+    aws, pipeline = local_aws
+    run_id = "scheduled__2026-11-26T00:00:00+00:00"
+    manifest = _build(pipeline).execute(run_context(run_id))
+    first = _start(pipeline, manifest).execute(run_context(run_id))
+    retry = _start(pipeline, manifest).execute(run_context(run_id))
+    assert first == retry
+    assert first.endswith(":" + execution_name("test_dag", run_id))
+    assert len(_executions(aws, pipeline, execution_name("test_dag", run_id))) == 1
+
+    execution_input = json.loads(aws.client("stepfunctions").describe_execution(executionArn=first)["input"])
+    assert execution_input["manifest"] == {"bucket": manifest["bucket"], "key": manifest["key"]}
+    assert execution_input["source"]["bucket"] == pipeline.source_bucket
+    assert execution_input["source"]["account_id"] == SOURCE_ACCOUNT
+
+
+def test_retry_after_the_execution_ended_still_attaches(local_aws, run_context):
+    aws, pipeline = local_aws
+    run_id = "run-ended"
+    manifest = _build(pipeline).execute(run_context(run_id))
+    arn = _start(pipeline, manifest).execute(run_context(run_id))
+    sfn = aws.client("stepfunctions")
+    sfn.stop_execution(executionArn=arn, cause="test")  # now it exists and is not RUNNING
+    assert _start(pipeline, manifest).execute(run_context(run_id)) == arn
+    assert len(_executions(aws, pipeline, execution_name("test_dag", run_id))) == 1
+
+
+def test_same_name_with_a_different_manifest_fails_clearly(local_aws, run_context):
+    _, pipeline = local_aws
+    run_id = "run-conflict"
+    manifest = _build(pipeline).execute(run_context(run_id))
+    _start(pipeline, manifest).execute(run_context(run_id))
+    moved = dict(manifest, key="somewhere/else.json")
+    with pytest.raises(AirflowFailException, match=r"already exists with a different input"):
+        _start(pipeline, moved).execute(run_context(run_id))
+
+
+def test_missing_state_machine_fails_naming_it(local_aws, run_context):
+    _, pipeline = local_aws
+    manifest = _build(pipeline).execute(run_context("run-nosm"))
+    arn = pipeline.state_machine_arn.replace("xacct-map-distributed-map", "does-not-exist")
+    op = StartDistributedMapOperator(task_id="s", aws_conn_id="xacct_map_pipeline", state_machine_arn=arn, manifest=manifest)
+    with pytest.raises(AirflowFailException, match=r"State machine .*does-not-exist does not exist"):
+        op.execute(run_context("run-nosm"))
+
+
+def test_start_without_a_manifest_xcom_explains_what_to_pass(local_aws, run_context):
+    _, pipeline = local_aws
+    with pytest.raises(AirflowFailException, match=r"manifest is missing .*build_manifest.output"):
+        _start(pipeline, {}).execute(run_context("run-nomanifest"))
