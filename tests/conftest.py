@@ -22,9 +22,13 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "browser: drives a real Airflow UI in headless Chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def local_aws():
-    """moto's server on loopback with both accounts deployed (40 objects, awkward keys included)."""
+    """moto's server on loopback with both accounts deployed (40 objects, awkward keys included).
+
+    Module-scoped: moto keeps its state in process-wide backends, which any test using the
+    in-process ``mock_aws`` resets; a fresh deployment per module keeps modules independent.
+    """
     from xacct_map.local.emulator import LocalAws
 
     with LocalAws(lambda_workers=2) as aws:
