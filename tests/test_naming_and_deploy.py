@@ -48,6 +48,7 @@ def test_asl_renders_typed_placeholders():
     definition = json.loads(render_definition(ASL_PATH, {
         "ProcessorFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:p",
         "MaxConcurrency": 40, "ToleratedFailurePercentage": 5.0,
+        "ResultsBucket": "inventory", "ResultsPrefix": "xacct-map/results",
     }))
     state = definition["States"]["ProcessManifest"]
     assert state["MaxConcurrency"] == 40 and state["ToleratedFailurePercentage"] == 5.0
@@ -56,6 +57,7 @@ def test_asl_renders_typed_placeholders():
     task = state["ItemProcessor"]["States"]["ProcessBatch"]
     assert task["Parameters"]["FunctionName"].endswith(":function:p")
     assert "Lambda.TooManyRequestsException" in task["Retry"][0]["ErrorEquals"]
+    assert state["ResultWriter"]["Parameters"] == {"Bucket": "inventory", "Prefix": "xacct-map/results"}
     assert "${" not in json.dumps(definition)
 
 

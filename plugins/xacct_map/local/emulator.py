@@ -175,6 +175,8 @@ class LocalAws:
                 # moto runs each worker's items recursively (~900 max): keep items per worker low.
                 "MaxConcurrency": max(max_concurrency, -(-objects // 100 // 500)),
                 "ToleratedFailurePercentage": float(tolerated_failure_percentage),
+                "ResultsBucket": inventory_bucket,
+                "ResultsPrefix": "xacct-map/results",
             },
         )
         machine_arn = deploy.ensure_state_machine(sfn, "xacct-map-distributed-map", definition, machine_role)
