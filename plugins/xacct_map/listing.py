@@ -1,12 +1,35 @@
 """List the objects under an S3 prefix, byte-exact, each key exactly once.
 
 The pure core: it takes a boto3 S3 client and plain values, knows nothing of Airflow.
+
+Two engines behind one function, :func:`iter_objects`:
+
+* **parallel** (default against a real HTTP endpoint): disjoint key ranges listed at the same
+  time by worker processes that sign requests with botocore's SigV4 signer, send them with urllib3
+  and parse pages with a fast exact parser (:mod:`xacct_map.fast_list`). Endpoint, Region,
+  addressing style, TLS verification and timeouts are taken from the client - from the request
+  botocore itself prepares for a one-key probe - and credentials from the client's credential
+  object, re-read during long listings so refreshed assumed-role credentials are used.
+* **plain**: botocore's own paginator, one page after another. Used when ``parallelism=1``,
+  or when the client's requests never reach HTTP (moto's in-process ``mock_aws``, botocore's
+  Stubber), or for anything the parallel engine does not support (proxies, non-SigV4 signing).
+
+Order: the plain engine yields keys in S3's order (UTF-8 binary). The parallel engine yields
+each range in ascending order with ranges interleaved, so its output is **not globally sorted**
+(a manifest does not need it to be). Either way every key is yielded exactly once, or the
+listing fails with an exception - never silently short.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from botocore.exceptions import ClientError
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,42 +47,248 @@ class ListingOrderError(RuntimeError):
     """S3 returned keys out of order or twice: the listing cannot be trusted to be exactly-once."""
 
 
+class ListingError(ClientError):
+    """S3 refused the listing (NoSuchBucket, AccessDenied, SlowDown after every retry, ...).
+
+    A :class:`botocore.exceptions.ClientError` with the same ``response`` and ``operation_name``
+    (``ListObjectsV2``) as S3's answer, so callers keep handling ``ClientError``; the message also
+    names the bucket and prefix. When the error came from botocore, the raised object is also an
+    instance of botocore's modelled class (e.g. ``client.exceptions.NoSuchBucket``).
+    """
+
+    def __init__(self, error_response: dict, operation_name: str, *, bucket: str = "", prefix: str = ""):
+        super().__init__(error_response, operation_name)
+        self.bucket = bucket
+        self.prefix = prefix
+        self.args = (f"listing s3://{bucket}/{prefix} failed: {self.args[0] if self.args else ''}",)
+
+    def __reduce__(self):
+        return _rebuild_listing_error, (self.response, self.operation_name, self.bucket, self.prefix)
+
+
+class ListingUnavailableError(ConnectionError):
+    """The endpoint could not be reached (or answered garbage) on every retry of a page."""
+
+
+def _rebuild_listing_error(response, operation_name, bucket, prefix):
+    return ListingError(response, operation_name, bucket=bucket, prefix=prefix)
+
+
+_error_classes: dict[type, type] = {}
+
+
+def _listing_error(err: ClientError, bucket: str, prefix: str) -> ListingError:
+    """``err`` as a :class:`ListingError` that is still an instance of ``err``'s own class."""
+    cls = type(err)
+    if cls is ClientError or issubclass(cls, ListingError):
+        target = ListingError
+    else:
+        target = _error_classes.get(cls)
+        if target is None:
+            target = _error_classes[cls] = type(cls.__name__, (ListingError, cls), {"__module__": __name__})
+    return target(err.response, err.operation_name, bucket=bucket, prefix=prefix)
+
+
 def iter_objects(
     s3_client,
     bucket: str,
     prefix: str = "",
     *,
     expected_bucket_owner: str | None = None,
+    parallelism: int = 32,
+    processes: int | None = None,
+    max_attempts: int = 10,
+    stats: dict | None = None,
 ) -> Iterator[S3Object]:
-    """Yield every object under ``prefix`` in ``bucket`` once, in S3's (UTF-8 binary) key order.
+    """Yield every object under ``prefix`` in ``bucket`` exactly once, with its key byte-exact.
 
-    Keys come back exactly as stored: botocore asks for ``EncodingType=url`` and decodes it, so keys
-    with characters XML 1.0 cannot carry survive. Raises :class:`ListingOrderError` if S3 ever
-    returns a key that is not strictly greater than the previous one.
+    Keys come back exactly as stored: requests ask for ``EncodingType=url`` and keys are decoded
+    from it, so keys with characters XML 1.0 cannot carry survive, as do keys ending in ``/``,
+    ``//``, ``./``, ``../``, spaces, ``+`` and ``%2F``. Order: see the module docstring (sorted
+    only with ``parallelism=1`` or on the plain engine).
 
-    :param s3_client: a boto3 S3 client with credentials that may list ``bucket``.
+    :param s3_client: a boto3 S3 client with credentials that may list ``bucket``; its endpoint,
+        Region, TLS and timeout settings are used by the parallel engine too.
     :param expected_bucket_owner: account id the bucket must belong to (sent as
-        ``ExpectedBucketOwner``; S3 answers 403 if another account owns it).
+        ``ExpectedBucketOwner`` on every request; S3 answers 403 if another account owns it).
+    :param parallelism: ListObjectsV2 requests in flight at once (one per key range). ``1``
+        selects the plain, sequential botocore engine.
+    :param processes: worker processes parsing pages (default: CPU count, at most 8).
+    :param max_attempts: tries per page on throttling (503 SlowDown), 5xx and connection errors,
+        with exponential backoff and full jitter; the same page is retried, never skipped.
+    :param stats: a dict filled with the parallel engine's counters (``engine``, ``requests``,
+        ``retries``, ``chains``, ...), for logs and benchmarks.
+    :raises ListingError: S3 refused the listing (a ``ClientError`` naming the bucket).
+    :raises ListingOrderError: S3 returned keys out of order, twice, or outside the range asked.
+    :raises ListingUnavailableError: a page could not be fetched within ``max_attempts``.
     """
-    kwargs = {"Bucket": bucket, "Prefix": prefix}
+    if parallelism < 1:
+        raise ValueError(f"parallelism must be at least 1, not {parallelism}")
+    if stats is not None:
+        stats["engine"] = "plain"
+    owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+    endpoint = None
+    if parallelism > 1:
+        endpoint, empty = _probe(s3_client, bucket, prefix, owner, max_attempts)
+        if empty:
+            return
+    if endpoint is None:
+        yield from _iter_plain(s3_client, bucket, prefix, owner)
+        return
+    if stats is not None:
+        stats["engine"] = "parallel"
+    from xacct_map.fast_list import list_ranges
+
     if expected_bucket_owner:
-        kwargs["ExpectedBucketOwner"] = expected_bucket_owner
+        endpoint.headers["x-amz-expected-bucket-owner"] = expected_bucket_owner
+    workers = processes or min(os.cpu_count() or 1, 8)
+    pages = list_ranges(
+        endpoint,
+        prefix=prefix,
+        credentials=lambda: _frozen_credentials(s3_client),
+        make_error=lambda status, code, message: _fast_error(status, code, message, bucket, prefix),
+        make_order_error=lambda message: ListingOrderError(
+            f"{message} in bucket {bucket!r}: refusing to build a manifest that could miss or repeat objects."
+        ),
+        parallelism=parallelism,
+        processes=max(1, min(workers, parallelism)),
+        max_attempts=max_attempts,
+        stats=stats,
+    )
+    for keys, sizes, etags, modified, classes in pages:
+        yield from map(S3Object, keys, sizes, etags, modified, classes)
+
+
+# -- the plain engine ------------------------------------------------------------------------
+
+
+def _iter_plain(s3_client, bucket: str, prefix: str, owner: dict) -> Iterator[S3Object]:
     previous: str | None = None
-    for page in s3_client.get_paginator("list_objects_v2").paginate(**kwargs):
-        for item in page.get("Contents", ()):
-            key = item["Key"]
-            # Python compares str by code point, which is the UTF-8 byte order S3 lists in.
-            if previous is not None and key <= previous:
-                raise ListingOrderError(
-                    f"S3 listed {key!r} after {previous!r} in bucket {bucket!r}: keys must be strictly "
-                    "ascending; refusing to build a manifest that could miss or repeat objects."
+    try:
+        # botocore asks for EncodingType=url and decodes the keys itself
+        for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **owner):
+            for item in page.get("Contents", ()):
+                key = item["Key"]
+                # Python compares str by code point, which is the UTF-8 byte order S3 lists in.
+                if previous is not None and key <= previous:
+                    raise ListingOrderError(
+                        f"S3 listed {key!r} after {previous!r} in bucket {bucket!r}: keys must be strictly "
+                        "ascending; refusing to build a manifest that could miss or repeat objects."
+                    )
+                previous = key
+                yield S3Object(
+                    key=key,
+                    size=item["Size"],
+                    etag=item.get("ETag", ""),
+                    last_modified=_iso(item.get("LastModified", "")),
+                    storage_class=item.get("StorageClass", "STANDARD"),
                 )
-            previous = key
-            last_modified = item.get("LastModified", "")
-            yield S3Object(
-                key=key,
-                size=item["Size"],
-                etag=item.get("ETag", ""),
-                last_modified=last_modified if isinstance(last_modified, str) else last_modified.isoformat(),
-                storage_class=item.get("StorageClass", "STANDARD"),
-            )
+    except ClientError as err:
+        raise _listing_error(err, bucket, prefix) from err
+
+
+def _iso(value) -> str:
+    """S3's own text form (``2026-01-01T00:00:00.000Z``) for a datetime botocore parsed."""
+    if isinstance(value, str):
+        return value
+    if value.utcoffset() is not None and value.utcoffset().total_seconds() == 0:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.isoformat()
+
+
+# -- choosing and configuring the parallel engine -----------------------------------------------
+
+_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/s3/aws4_request")
+
+
+def _probe(s3_client, bucket: str, prefix: str, owner: dict, max_attempts: int):
+    """One botocore ListObjectsV2 for one key, watching the request botocore prepares.
+
+    Returns ``(endpoint, empty)``: the endpoint the parallel engine should use, or None if it
+    cannot (the request never reached HTTP, or the client needs something the engine lacks), and
+    whether the prefix holds no object at all. S3's errors (NoSuchBucket, AccessDenied, a wrong
+    ExpectedBucketOwner) surface here, from botocore, before any worker starts.
+    """
+    signer = getattr(s3_client, "_request_signer", None)
+    config = s3_client.meta.config
+    if signer is None or getattr(config, "proxies", None):
+        return None, False
+    if signer.signature_version not in ("s3v4", "v4") and not _unsigned(signer):
+        return None, False
+    if urlsplit(s3_client.meta.endpoint_url or "").scheme not in ("http", "https"):
+        return None, False
+    seen: list = []
+
+    def watch(request, **_):
+        url = urlsplit(request.url)
+        if "list-type=2" in url.query and (bucket in url.netloc or url.path.startswith("/" + bucket)):
+            headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+            seen.append((request.url, headers))
+
+    hook_id = f"xacct-map-probe-{uuid.uuid4().hex}"
+    events = s3_client.meta.events
+    # registered last: in-process mocks answer before-send first, so the hook never fires for them
+    events.register("before-send.s3.ListObjectsV2", watch, unique_id=hook_id)
+    try:
+        response = s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1, **owner)
+    except ClientError as err:
+        raise _listing_error(err, bucket, prefix) from err
+    finally:
+        events.unregister("before-send.s3.ListObjectsV2", unique_id=hook_id)
+    empty = not response.get("Contents") and not response.get("IsTruncated")
+    if not seen:
+        return None, empty
+    url, headers = seen[-1]  # the last attempt is the one that worked (after any redirect)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return None, empty
+    scope = _SCOPE.search(headers.get("Authorization", ""))
+    if scope is None and not _unsigned(signer):
+        return None, empty
+    from xacct_map.fast_list import Endpoint
+
+    http_session = getattr(getattr(s3_client, "_endpoint", None), "http_session", None)
+    verify = getattr(http_session, "_verify", True)
+    if verify is True and parts.scheme == "https":
+        try:
+            from botocore.httpsession import get_cert_path
+
+            verify = get_cert_path(True)
+        except Exception:  # urllib3's defaults then
+            verify = True
+    endpoint = Endpoint(
+        base_url=f"{parts.scheme}://{parts.netloc}{parts.path or '/'}",
+        region=scope.group(1) if scope else (s3_client.meta.region_name or "us-east-1"),
+        headers={"User-Agent": headers.get("User-Agent", "xacct-map")},
+        verify=verify,
+        connect_timeout=float(config.connect_timeout or 60),
+        read_timeout=float(config.read_timeout or 60),
+    )
+    return endpoint, empty
+
+
+def _unsigned(signer) -> bool:
+    from botocore import UNSIGNED
+
+    return signer.signature_version is UNSIGNED
+
+
+def _frozen_credentials(s3_client):
+    """The client's current credentials; botocore refreshes assumed-role ones before expiry."""
+    creds = getattr(s3_client._request_signer, "_credentials", None)
+    if creds is None or _unsigned(s3_client._request_signer):
+        return None
+    frozen = creds.get_frozen_credentials()
+    return (frozen.access_key, frozen.secret_key, frozen.token)
+
+
+def _fast_error(status: int, code: str, message: str, bucket: str, prefix: str) -> Exception:
+    if status == 0 or code == "MalformedResponse":
+        return ListingUnavailableError(
+            f"listing s3://{bucket}/{prefix} failed: could not get a page ({code}: {message})"
+        )
+    response = {
+        "Error": {"Code": code, "Message": message, "BucketName": bucket},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ListingError(response, "ListObjectsV2", bucket=bucket, prefix=prefix)

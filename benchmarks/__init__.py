@@ -1,0 +1,1 @@
+"""Reproducible benchmarks for xacct-map (not tests): run ``python -m benchmarks.listing --help``."""

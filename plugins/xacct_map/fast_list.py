@@ -1,0 +1,233 @@
+"""The parallel listing engine: key ranges listed at the same time by worker processes.
+
+One coordinator (this module, in the caller's process) and a few worker processes
+(:mod:`xacct_map._list_worker`, each with threads for overlapping latency). The key space under
+the prefix is split into disjoint ranges ``(after, hi]``; each range is a *chain* of pages listed
+with ``StartAfter`` = the last key seen, one request in flight per chain. Whenever fewer chains
+are running than ``parallelism``, the chain whose page just arrived is cut (at points chosen by
+:class:`xacct_map.keyspace.KeySpace`) and the new ranges start at once. Ranges never overlap and
+together cover everything after the start, so each key is listed exactly once; the worker checks
+every page ascends inside its range and the coordinator re-checks the ends.
+
+Memory is bounded: at most one page per chain is in flight or waiting, and the next page of a
+chain is only requested once its previous page has been received.
+
+Objects come out grouped by range, each range in ascending order, ranges interleaved: the whole
+listing is *not* globally sorted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from xacct_map._list_worker import read_frame, write_frame
+from xacct_map.keyspace import KeySpace
+
+log = logging.getLogger(__name__)
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CREDENTIAL_CHECK_SECONDS = 10.0
+
+
+@dataclass
+class Endpoint:
+    """Where and how to send ListObjectsV2 for one bucket, as botocore resolved it."""
+
+    base_url: str  # scheme://host[:port]/path-to-bucket (path style) or / (virtual host)
+    region: str
+    headers: dict[str, str] = field(default_factory=dict)
+    verify: bool | str = True
+    connect_timeout: float = 60.0
+    read_timeout: float = 60.0
+
+
+class WorkerError(RuntimeError):
+    """A listing worker process died or failed in a way that is not an S3 answer."""
+
+
+@dataclass
+class _Chain:
+    after: str
+    hi: str | None
+    token: str | None = None
+    pages: int = 0
+
+
+class _Pool:
+    """The worker processes, their pipes, and one reader thread per worker."""
+
+    def __init__(self, processes: int, config: dict, credentials) -> None:
+        self.results: queue.Queue = queue.Queue()
+        self.procs: list[subprocess.Popen] = []
+        self.inflight: list[int] = []
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        try:
+            for wid in range(processes):
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "xacct_map._list_worker"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
+                )
+                self.procs.append(proc)
+                self.inflight.append(0)
+                write_frame(proc.stdin, ("config", config, credentials))
+                threading.Thread(target=self._read, args=(wid, proc), daemon=True).start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _read(self, wid: int, proc: subprocess.Popen) -> None:
+        try:
+            while (msg := read_frame(proc.stdout)) is not None:
+                self.results.put((wid, msg))
+        except Exception as err:  # a broken pipe is reported like a death
+            log.debug("worker %d reader: %s", wid, err)
+        self.results.put((wid, None))
+
+    def send_task(self, task: tuple) -> int:
+        wid = min(range(len(self.procs)), key=self.inflight.__getitem__)
+        write_frame(self.procs[wid].stdin, ("task", *task))
+        self.inflight[wid] += 1
+        return wid
+
+    def broadcast(self, msg) -> None:
+        for proc in self.procs:
+            write_frame(proc.stdin, msg)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            try:
+                write_frame(proc.stdin, ("stop",))
+                proc.stdin.close()
+            except OSError:
+                pass
+        deadline = time.monotonic() + 2.0
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()  # only our own worker, by its handle
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+
+
+def list_ranges(
+    endpoint: Endpoint,
+    *,
+    prefix: str,
+    credentials: Callable[[], tuple | None],
+    make_error: Callable[[int, str, str], Exception],
+    make_order_error: Callable[[str], Exception],
+    parallelism: int,
+    processes: int,
+    page_size: int = 1000,
+    max_attempts: int = 10,
+    base_backoff: float = 0.05,
+    max_backoff: float = 20.0,
+    start_after: str = "",
+    stats: dict | None = None,
+) -> Iterator[tuple[list, list, list, list, list]]:
+    """Yield ``(keys, sizes, etags, last_modified, storage_classes)`` page by page.
+
+    :param credentials: returns ``(access_key, secret_key, token)`` or None for unsigned
+        requests; called again now and then so refreshed credentials reach the workers.
+    :param make_error: builds the exception for an S3 error answer ``(status, code, message)``.
+    :param stats: if given, filled with counters (requests, retries, chains, wasted keys).
+    """
+    threads = max(1, -(-parallelism // processes))
+    config = {
+        "base_url": endpoint.base_url,
+        "region": endpoint.region,
+        "headers": endpoint.headers,
+        "verify": endpoint.verify,
+        "connect_timeout": endpoint.connect_timeout,
+        "read_timeout": endpoint.read_timeout,
+        "prefix": prefix,
+        "page_size": page_size,
+        "max_attempts": max_attempts,
+        "base_backoff": base_backoff,
+        "max_backoff": max_backoff,
+        "threads": threads,
+    }
+    creds = credentials()
+    checked = time.monotonic()
+    counters = stats if stats is not None else {}
+    counters.update(requests=0, retries=0, chains=1, cuts=0, parsed_keys=0, yielded_keys=0)
+    pool = _Pool(processes, config, creds)
+    space = KeySpace()
+    chains: dict[int, _Chain] = {0: _Chain(after=start_after, hi=None)}
+    next_tid = 1
+
+    def dispatch(tid: int) -> None:
+        chain = chains[tid]
+        pool.send_task((tid, chain.after, chain.token, chain.hi))
+        counters["requests"] += 1
+
+    try:
+        dispatch(0)
+        while chains:
+            try:
+                wid, msg = pool.results.get(timeout=1.0)
+            except queue.Empty:
+                for proc in pool.procs:
+                    if proc.poll() is not None:
+                        raise WorkerError(f"listing worker exited with status {proc.returncode}") from None
+                continue
+            if msg is None:
+                raise WorkerError(f"listing worker {wid} exited unexpectedly (status {pool.procs[wid].poll()})")
+            pool.inflight[wid] -= 1
+            kind, tid = msg[0], msg[1]
+            if kind == "error":
+                if msg[2] == "client":
+                    raise make_error(msg[3], msg[4], msg[5])
+                if msg[2] == "order":
+                    raise make_order_error(msg[3])
+                if msg[2] == "transport":
+                    raise make_error(msg[3], msg[4], msg[5])
+                raise WorkerError(f"listing worker failed: {msg[3]}")
+            _, tid, keys, sizes, etags, modified, classes, more, after, token, parsed, retries = msg
+            chain = chains[tid]
+            counters["retries"] += retries
+            counters["parsed_keys"] += parsed
+            if keys and (keys[0] <= chain.after or (chain.hi is not None and keys[-1] > chain.hi)):
+                raise make_order_error(f"page for range ({chain.after!r}, {chain.hi!r}] held {keys[0]!r}..{keys[-1]!r}")
+            chain.pages += 1
+            if more:
+                chain.after, chain.token = after, token
+                deficit = parallelism - len(chains)
+                if deficit > 0 and len(keys) >= 2:
+                    space.learn((keys[0], keys[len(keys) // 2], keys[-1]))
+                    cuts = space.cuts(keys[0], keys[-1], chain.hi, deficit + 1)
+                    if cuts:
+                        counters["cuts"] += 1
+                        bounds = [*cuts, chain.hi]
+                        chain.hi = cuts[0]
+                        for lo, hi in zip(cuts, bounds[1:]):
+                            chains[next_tid] = _Chain(after=lo, hi=hi)
+                            dispatch(next_tid)
+                            next_tid += 1
+                            counters["chains"] += 1
+                dispatch(tid)
+            else:
+                del chains[tid]
+            now = time.monotonic()
+            if now - checked > CREDENTIAL_CHECK_SECONDS:
+                checked = now
+                fresh = credentials()
+                if fresh != creds:
+                    creds = fresh
+                    pool.broadcast(("creds", creds))
+            if keys:
+                counters["yielded_keys"] += len(keys)
+                yield keys, sizes, etags, modified, classes
+    finally:
+        pool.close()

@@ -1,0 +1,111 @@
+"""Where to cut a range of S3 keys so that parallel listings get similar shares.
+
+S3 gives no key counts, only sorted pages. After a page, what is known is its first and last key
+and the range still to list, ``(last, hi]``. This module maps keys to integers with a mixed radix
+learned from the keys seen so far (per position, the characters that occur there, widened to their
+class: a digit means any digit) so that arithmetic between keys is meaningful for common layouts
+(counters, dates, hashes), and cuts ``(last, hi]`` into equal-looking parts.
+
+Only performance depends on these guesses: a range split at *any* string strictly inside it is
+still listed exactly once, and the caller checks that every cut is strictly inside.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+_DIGITS = "0123456789"
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+_UPPER = _LOWER.upper()
+MAX_DEPTH = 1024  # S3 keys are at most 1024 bytes
+
+
+class KeySpace:
+    """A learned, order-preserving map between keys and integers."""
+
+    def __init__(self) -> None:
+        self._seen: list[set[str]] = []
+        self._alphabets: list[str] = []
+
+    def learn(self, keys) -> None:
+        """Widen the per-position alphabets with the characters of ``keys``."""
+        for key in keys:
+            for i, ch in enumerate(key[:MAX_DEPTH]):
+                if i == len(self._seen):
+                    self._seen.append(set())
+                    self._alphabets.append("")
+                seen = self._seen[i]
+                if ch not in seen:
+                    seen.add(ch)
+                    self._alphabets[i] = _widen(seen)
+
+    def _alphabet(self, i: int) -> str:
+        return self._alphabets[i] if i < len(self._alphabets) else ""
+
+    def value(self, key: str | None, depth: int) -> int:
+        """The integer of ``key`` over the first ``depth`` positions; None is the top (past all)."""
+        if key is None:
+            top = 1
+            for i in range(depth):
+                top *= len(self._alphabet(i)) + 1
+            return top
+        v = 0
+        for i in range(depth):
+            alphabet = self._alphabet(i)
+            # rank 0 is "the key has ended" (a shorter key sorts first); unknown characters floor
+            rank = bisect_right(alphabet, key[i]) if i < len(key) else 0
+            v = v * (len(alphabet) + 1) + rank
+        return v
+
+    def key(self, value: int, depth: int) -> str:
+        """The key of ``value`` (the inverse of :meth:`value` for keys made of learned characters)."""
+        chars: list[str] = []
+        for i in reversed(range(depth)):
+            alphabet = self._alphabet(i)
+            value, rank = divmod(value, len(alphabet) + 1)
+            chars.append(alphabet[rank - 1] if rank else "\0")
+        text = "".join(reversed(chars))
+        end = text.find("\0")
+        return text if end < 0 else text[:end]
+
+    def cuts(self, first: str, last: str, hi: str | None, parts: int, *, min_pages: float = 4.0) -> list[str]:
+        """Up to ``parts - 1`` ascending keys cutting ``(last, hi]`` into ``parts`` similar ranges.
+
+        ``first..last`` is the page just listed: its span estimates how much key space a page
+        covers, and a range expected to hold fewer than ``min_pages`` pages is not cut. Every
+        returned cut ``c`` satisfies ``last < c`` and ``c < hi``.
+        """
+        if parts < 2:
+            return []
+        depth = min(MAX_DEPTH, max(len(first), len(last), len(hi or "")) + 2)
+        v_first, v_last, v_hi = self.value(first, depth), self.value(last, depth), self.value(hi, depth)
+        room = v_hi - v_last
+        page = max(v_last - v_first, 1)
+        if room < page * min_pages:
+            return []
+        # every part should hold a few pages, or its first and last pages are mostly overhead
+        parts = min(parts, int(room // (page * min_pages)))
+        if parts < 2:
+            return []
+        step = room // parts
+        out: list[str] = []
+        prev = last
+        for j in range(1, parts):
+            cut = self.key(v_last + step * j, depth)
+            if cut > prev and (hi is None or cut < hi):
+                out.append(cut)
+                prev = cut
+        return out
+
+
+def _widen(seen: set[str]) -> str:
+    """The sorted alphabet for one position: classes fill in (a seen digit means all digits)."""
+    chars = set(seen)
+    if chars & set(_DIGITS):
+        chars.update(_DIGITS)
+    if len(chars & set(_LOWER)) > 1:
+        chars.update(_LOWER)
+    if len(chars & set(_UPPER)) > 1:
+        chars.update(_UPPER)
+    chars.discard("\0")
+    return "".join(sorted(chars))

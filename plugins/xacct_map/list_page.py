@@ -1,0 +1,193 @@
+"""One ListObjectsV2 page on the wire: the query string to ask for it and a fast, exact parser.
+
+Pure functions, shared by the listing worker processes (:mod:`xacct_map._list_worker`) and tests.
+The parser takes the common layout S3 sends with one regular expression (about ten times faster
+than building an XML tree), and proves it took every ``<Contents>`` element; any other layout
+(extra or reordered fields, whitespace, CDATA, entities in keys) goes through lxml instead, so
+speed never costs exactness.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, unquote_plus
+
+# Key, LastModified, ETag, optional checksum fields, Size, optional Owner, StorageClass, optional
+# RestoreStatus: the order S3 documents and sends. Groups never cross a '<'.
+_CONTENTS = re.compile(
+    r"<Contents><Key>([^<]*)</Key><LastModified>([^<]*)</LastModified><ETag>([^<]*)</ETag>"
+    r"(?:<Checksum[A-Za-z]*>[^<]*</Checksum[A-Za-z]*>)*<Size>([0-9]+)</Size>"
+    r"(?:<Owner>(?:<[^>]*>[^<]*)*?</Owner>)?(?:<StorageClass>([^<]*)</StorageClass>)?"
+    r"(?:<RestoreStatus>(?:<[^>]*>[^<]*)*?</RestoreStatus>)?</Contents>"
+)
+_TRUNCATED = re.compile(r"<IsTruncated>\s*(true|false)\s*</IsTruncated>")
+_NEXT_TOKEN = re.compile(r"<NextContinuationToken>([^<]*)</NextContinuationToken>")
+_ERROR = re.compile(r"<(Code|Message)>([^<]*)</\1>")
+_QUOTE = "&quot;"
+
+
+@dataclass(slots=True)
+class ListPage:
+    """The objects of one page, as parallel lists, and where the listing goes next."""
+
+    keys: list[str]
+    sizes: list[int]
+    etags: list[str]
+    last_modified: list[str]
+    storage_classes: list[str]
+    truncated: bool
+    next_token: str | None
+
+
+class PageFormatError(ValueError):
+    """The body is not a ListObjectsV2 result we can read exactly."""
+
+
+def list_query(prefix: str, start_after: str, token: str | None, max_keys: int) -> str:
+    """The query string of a ListObjectsV2 request, percent-encoded the way SigV4 canonicalises it.
+
+    Parameters are in sorted order so the string is its own canonical form.
+    """
+    q = quote
+    parts = []
+    if token:
+        parts.append("continuation-token=" + q(token, safe="-_.~"))
+    parts.append("encoding-type=url")
+    parts.append("list-type=2")
+    parts.append(f"max-keys={max_keys}")
+    parts.append("prefix=" + q(prefix, safe="-_.~"))
+    if start_after:
+        parts.append("start-after=" + q(start_after, safe="-_.~"))
+    return "&".join(parts)
+
+
+_FIRST_KEY = re.compile(rb"<Contents>\s*<Key>([^<]*)</Key>")
+
+
+def first_key(body: bytes) -> str | None:
+    """The first object key of a ListObjectsV2 body without parsing the rest (None if unsure).
+
+    Lets a range listing drop a page that starts beyond its range for the cost of one search.
+    """
+    found = _FIRST_KEY.search(body)
+    if found is None or b"&" in found.group(1):
+        return None
+    key = found.group(1).decode("utf-8")
+    return unquote_plus(key) if b"<EncodingType>url</EncodingType>" in body else key
+
+
+def parse_error(body: bytes) -> tuple[str, str]:
+    """``(Code, Message)`` of an S3 error body; empty strings when there is none."""
+    found = dict(_ERROR.findall(body.decode("utf-8", "replace")))
+    return _unescape(found.get("Code", "")), _unescape(found.get("Message", ""))
+
+
+def parse_list_page(body: bytes) -> ListPage:
+    """Parse a ListObjectsV2 response body.
+
+    Keys are decoded from ``EncodingType=url`` when the response says it used it (as botocore
+    does), so they come back byte-exact; ``LastModified`` stays the text S3 sent.
+
+    :raises PageFormatError: the body is not a well-formed ListObjectsV2 result.
+    """
+    text = body.decode("utf-8")
+    if "<ListBucketResult" not in text[:512]:
+        raise PageFormatError(f"not a ListBucketResult: {text[:200]!r}")
+    rows = _CONTENTS.findall(text)
+    expected = text.count("<Contents>") + text.count("<Contents ")
+    if len(rows) != expected or any("&" in r[0] or "&" in r[1] for r in rows):
+        return _parse_with_lxml(body)
+    truncated = _TRUNCATED.search(text)
+    if truncated is None:
+        return _parse_with_lxml(body)
+    token = _NEXT_TOKEN.search(text)
+    url = "<EncodingType>url</EncodingType>" in text
+    keys = [r[0] for r in rows]
+    if url:
+        keys = _url_decode(keys)
+    etags = [r[2] for r in rows]
+    if etags:
+        joined = "\n".join(etags)
+        if "&" in joined:
+            joined = joined.replace(_QUOTE, '"')
+            # anything but &quot; (rare) is unescaped one by one
+            etags = joined.split("\n") if "&" not in joined and "\n" not in "".join(etags) else [
+                _unescape(e) for e in etags
+            ]
+    return ListPage(
+        keys=keys,
+        sizes=[int(r[3]) for r in rows],
+        etags=etags,
+        last_modified=[r[1] for r in rows],
+        storage_classes=[r[4] or "STANDARD" for r in rows],
+        truncated=truncated.group(1) == "true",
+        next_token=_unescape(token.group(1)) if token else None,
+    )
+
+
+def _url_decode(keys: list[str]) -> list[str]:
+    """``unquote_plus`` every key (what botocore does for ``EncodingType=url``), in one call.
+
+    unquote's cost is mostly per call, so the page's keys are decoded joined by newlines - which
+    cannot occur raw in url-encoded keys - and split again; if a decoded key contains a newline
+    the counts differ and the keys are decoded one by one.
+    """
+    if not keys:
+        return keys
+    joined = "\n".join(keys)
+    if "%" not in joined and "+" not in joined:
+        return keys
+    decoded = unquote_plus(joined)
+    if joined.count("\n") == decoded.count("\n") == len(keys) - 1:
+        return decoded.split("\n")
+    return [unquote_plus(k) for k in keys]
+
+
+def _unescape(value: str) -> str:
+    if "&" not in value:
+        return value
+    if value.count("&") == value.count(_QUOTE):
+        return value.replace(_QUOTE, '"')
+    import html  # entities beyond &quot; are rare: numeric references, &amp;, ...
+
+    return html.unescape(value)
+
+
+def _parse_with_lxml(body: bytes) -> ListPage:
+    """The exact, slower route for any layout the regular expression does not take whole."""
+    from lxml import etree
+
+    try:
+        root = etree.fromstring(body, parser=etree.XMLParser(resolve_entities=False, huge_tree=True))
+    except etree.XMLSyntaxError as err:
+        raise PageFormatError(f"malformed ListObjectsV2 response: {err}") from None
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    if root.tag != ns + "ListBucketResult":
+        raise PageFormatError(f"not a ListBucketResult: {root.tag}")
+
+    def text(el, name: str, default: str = "") -> str:
+        child = el.find(ns + name)
+        return default if child is None or child.text is None else child.text
+
+    url = text(root, "EncodingType") == "url"
+    keys, sizes, etags, modified, classes = [], [], [], [], []
+    for item in root.iterchildren(ns + "Contents"):
+        key = text(item, "Key")
+        keys.append(unquote_plus(key) if url else key)
+        sizes.append(int(text(item, "Size", "0")))
+        etags.append(text(item, "ETag"))
+        modified.append(text(item, "LastModified"))
+        classes.append(text(item, "StorageClass", "STANDARD"))
+    truncated = text(root, "IsTruncated").strip().lower()
+    if truncated not in ("true", "false"):
+        raise PageFormatError("ListObjectsV2 response without IsTruncated")
+    return ListPage(
+        keys=keys,
+        sizes=sizes,
+        etags=etags,
+        last_modified=modified,
+        storage_classes=classes,
+        truncated=truncated == "true",
+        next_token=text(root, "NextContinuationToken") or None,
+    )
