@@ -8,7 +8,7 @@ import importlib
 import sys
 
 # Modules that add a subcommand. Their heavy imports (Airflow, moto) happen inside the command.
-COMMAND_MODULES = ("xacct_map.local.demo", "xacct_map.policy_command")
+COMMAND_MODULES = ("xacct_map.local.demo", "xacct_map.policy_command", "xacct_map.local.airflow_server")
 
 
 def build_parser() -> argparse.ArgumentParser:
