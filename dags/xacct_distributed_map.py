@@ -51,6 +51,9 @@ with DAG(
                                      description="Most object bytes one child execution processes."),
         "max_failed_items": Param(0, type="integer", minimum=0, title="Tolerated failed batches",
                                   description="Failed Map Run items (batches) tolerated before the run fails."),
+        "on_existing": Param("redrive", type="string", enum=["redrive", "attach", "fail"], title="If this run's execution exists",
+                             description="redrive: attach to a running/succeeded execution, redrive a failed one "
+                                         "(only failed items run again); attach: always attach; fail: fail the task."),
     },
 ) as dag:
     build_manifest = BuildKeyManifestOperator(
@@ -70,6 +73,7 @@ with DAG(
         state_machine_arn=_setting("state_machine_arn"),
         manifest=build_manifest.output,
         source_account_id=_setting("source_account_id"),
+        on_existing="{{ params.on_existing }}",
     )
     wait_for_map_run = DistributedMapSensor(
         task_id="wait_for_map_run",
@@ -78,6 +82,6 @@ with DAG(
         max_failed_items="{{ params.max_failed_items }}",
         poke_interval=float(os.environ.get("XACCT_MAP_POKE_INTERVAL", "30")),
         timeout=timedelta(hours=int(os.environ.get("XACCT_MAP_TIMEOUT_HOURS", "24"))).total_seconds(),
-        mode="reschedule",
+        deferrable=True,  # the triggerer waits; no worker slot is held while the Map Run works
     )
     build_manifest >> start_map_run >> wait_for_map_run

@@ -46,6 +46,9 @@ class FakeTaskInstance:
     def xcom_push(self, key, value, **_):
         self.pushed[key] = value
 
+    def get_first_reschedule_date(self, context):
+        return None  # first try: a sensor in reschedule mode starts its timeout clock now
+
 
 @pytest.fixture
 def run_context():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import time
 
 import pytest
@@ -22,7 +23,7 @@ def _counts(succeeded=0, failed=0, running=0, pending=0, total=4):
             "aborted": 0, "total": total, "resultsWritten": succeeded, "failuresNotRedrivable": 0, "pendingRedrive": 0}
 
 
-def _stubbed_sensor(status, counts, *, error=None, cause=None, **kwargs):
+def _stubbed_sensor(status, counts, *, error=None, cause=None, map_run_start=None, **kwargs):
     sensor = DistributedMapSensor(task_id="wait", execution_arn=EXECUTION, aws_conn_id=None,
                                   region_name="us-east-1", **kwargs)
     client = sensor.hook.conn
@@ -40,7 +41,7 @@ def _stubbed_sensor(status, counts, *, error=None, cause=None, **kwargs):
                       {"executionArn": EXECUTION})
     stub.add_response("describe_map_run", {
         "mapRunArn": MAP_RUN, "executionArn": EXECUTION, "status": "RUNNING" if status == "RUNNING" else "SUCCEEDED",
-        "startDate": now, "maxConcurrency": 8, "toleratedFailurePercentage": 0.0, "toleratedFailureCount": 0,
+        "startDate": map_run_start or now, "maxConcurrency": 8, "toleratedFailurePercentage": 0.0, "toleratedFailureCount": 0,
         "itemCounts": counts, "executionCounts": counts}, {"mapRunArn": MAP_RUN})
     stub.activate()
     return sensor
@@ -48,9 +49,12 @@ def _stubbed_sensor(status, counts, *, error=None, cause=None, **kwargs):
 
 def test_running_is_not_done_and_logs_progress(capsys):
     # Airflow's task logger writes through structlog to stdout.
-    sensor = _stubbed_sensor("RUNNING", _counts(succeeded=1, running=2, pending=1))
+    started = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=100)
+    sensor = _stubbed_sensor("RUNNING", _counts(succeeded=1, running=2, pending=1), map_run_start=started)
     assert sensor.poke({}) is False
-    assert "1 succeeded, 0 failed, 2 running, 1 pending of 4 items (25.0% done)" in capsys.readouterr().out
+    # 1 item done in ~100 s: 0.01 items/s, 3 left: ETA ~300 s.
+    assert re.search(r"1 succeeded, 0 failed, 2 running, 1 pending of 4 items \(25\.0% done, 0\.01 items/s, ETA (29\d|30\d)s",
+                     capsys.readouterr().out)
 
 
 def test_succeeded_returns_summary():

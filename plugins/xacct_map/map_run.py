@@ -1,19 +1,30 @@
 """Read an execution and its Map Run into one plain snapshot: progress lines and the final verdict.
 
-Pure core over a boto3 Step Functions client; the sensor (and, later, the trigger) are shells over it.
+Pure core over boto3 (sync) or aiobotocore (async) Step Functions clients; the sensor and the
+trigger are shells over it. Rates and ETAs come from the Map Run's own start date, so they hold in
+reschedule and deferrable modes, which keep no state between looks.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
+RUNNING = "RUNNING"
 TERMINAL_FAILURES = ("FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
+REDRIVABLE = ("FAILED", "TIMED_OUT", "ABORTED")
 ITEM_COUNT_FIELDS = ("pending", "running", "succeeded", "failed", "timedOut", "aborted", "total")
 
 
 def _iso(value) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _parse(value) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -29,24 +40,47 @@ class MapRunSnapshot:
     cause: str | None = None
     start_date: str | None = None
     stop_date: str | None = None
+    map_run_start_date: str | None = None
+    redrive_count: int = 0
+    result_writer: dict | None = None
 
     @property
     def failed_items(self) -> int:
         """Items that did not succeed and will not: failed, timed out or aborted."""
         return sum(int(self.item_counts.get(k, 0) or 0) for k in ("failed", "timedOut", "aborted"))
 
-    def progress_line(self) -> str:
+    @property
+    def done_items(self) -> int:
+        return int(self.item_counts.get("succeeded", 0) or 0) + self.failed_items
+
+    def rate(self, now: datetime | None = None) -> float | None:
+        """Items finished per second since the Map Run started."""
+        start = _parse(self.map_run_start_date)
+        if not start or not self.done_items:
+            return None
+        end = _parse(self.stop_date) or now or datetime.now(timezone.utc)
+        seconds = (end - start).total_seconds()
+        return self.done_items / seconds if seconds > 0 else None
+
+    def progress_line(self, now: datetime | None = None) -> str:
         c = self.item_counts
         if not c:
             return f"Execution {self.status}; Map Run not started yet."
         total = int(c.get("total", 0) or 0)
-        done = int(c.get("succeeded", 0) or 0) + self.failed_items
-        pct = f"{100.0 * done / total:.1f}%" if total else "n/a"
+        pct = f"{100.0 * self.done_items / total:.1f}%" if total else "n/a"
+        rate = self.rate(now)
+        speed = f", {rate:.2f} items/s" if rate else ""
+        if rate and self.status == RUNNING and total > self.done_items:
+            speed += f", ETA {int((total - self.done_items) / rate)}s"
         return (
             f"Execution {self.status}, Map Run {self.map_run_status}: {c.get('succeeded', 0)} succeeded, "
             f"{self.failed_items} failed, {c.get('running', 0)} running, {c.get('pending', 0)} pending "
-            f"of {total} items ({pct} done)"
+            f"of {total} items ({pct} done{speed})"
         )
+
+    def duration_seconds(self) -> float | None:
+        start, stop = _parse(self.start_date), _parse(self.stop_date)
+        return (stop - start).total_seconds() if start and stop else None
 
     def as_dict(self) -> dict:
         return {
@@ -60,14 +94,30 @@ class MapRunSnapshot:
             "cause": self.cause,
             "start_date": self.start_date,
             "stop_date": self.stop_date,
+            "map_run_start_date": self.map_run_start_date,
+            "duration_seconds": self.duration_seconds(),
+            "redrive_count": self.redrive_count,
+            "result_writer": self.result_writer,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> MapRunSnapshot:
+        derived = ("failed_items", "duration_seconds")
+        return cls(**{k: v for k, v in data.items() if k not in derived})
 
-def snapshot(sfn_client, execution_arn: str) -> MapRunSnapshot:
-    """DescribeExecution, then ListMapRuns + DescribeMapRun for the execution's (first) Map Run."""
-    execution = sfn_client.describe_execution(executionArn=execution_arn)
-    map_runs = sfn_client.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
-    map_run = sfn_client.describe_map_run(mapRunArn=map_runs[0]["mapRunArn"]) if map_runs else {}
+
+def _result_writer(execution: dict) -> dict | None:
+    """``ResultWriterDetails`` ({Bucket, Key} of the results manifest) from the execution output."""
+    try:
+        output = json.loads(execution.get("output") or "null")
+    except ValueError:
+        return None
+    details = output.get("ResultWriterDetails") if isinstance(output, dict) else None
+    return {"bucket": details.get("Bucket"), "key": details.get("Key")} if details else None
+
+
+def build_snapshot(execution_arn: str, execution: dict, map_run: dict) -> MapRunSnapshot:
+    """A snapshot from DescribeExecution's and DescribeMapRun's responses (``{}`` before the Map Run)."""
     counts = map_run.get("itemCounts", {})
     return MapRunSnapshot(
         execution_arn=execution_arn,
@@ -79,28 +129,99 @@ def snapshot(sfn_client, execution_arn: str) -> MapRunSnapshot:
         cause=execution.get("cause"),
         start_date=_iso(execution.get("startDate")),
         stop_date=_iso(execution.get("stopDate")),
+        map_run_start_date=_iso(map_run.get("startDate")),
+        redrive_count=int(execution.get("redriveCount", 0) or 0),
+        result_writer=_result_writer(execution),
     )
 
 
-def verdict(snap: MapRunSnapshot, *, max_failed_items: int = 0) -> str | None:
+def snapshot(sfn_client, execution_arn: str) -> MapRunSnapshot:
+    """DescribeExecution, then ListMapRuns + DescribeMapRun for the execution's (first) Map Run."""
+    execution = sfn_client.describe_execution(executionArn=execution_arn)
+    map_runs = sfn_client.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
+    map_run = sfn_client.describe_map_run(mapRunArn=map_runs[0]["mapRunArn"]) if map_runs else {}
+    return build_snapshot(execution_arn, execution, map_run)
+
+
+async def snapshot_async(sfn_client, execution_arn: str) -> MapRunSnapshot:
+    """:func:`snapshot` with an aiobotocore client, for the triggerer."""
+    execution = await sfn_client.describe_execution(executionArn=execution_arn)
+    map_runs = (await sfn_client.list_map_runs(executionArn=execution_arn)).get("mapRuns", [])
+    map_run = await sfn_client.describe_map_run(mapRunArn=map_runs[0]["mapRunArn"]) if map_runs else {}
+    return build_snapshot(execution_arn, execution, map_run)
+
+
+def verdict(snap: MapRunSnapshot, *, max_failed_items: int = 0, max_failed_percentage: float | None = None) -> str | None:
     """``None`` when the run succeeded within tolerance, else the reason it did not.
 
     Only call on a terminal snapshot. SUCCEEDED is not enough: an emulator (and a state machine with
     a ToleratedFailure setting) may report SUCCEEDED with failed items, so the Map Run's own counts
-    are checked against ``max_failed_items`` too.
+    are checked against the tolerance too: at most ``max_failed_items`` failed items and, when
+    given, at most ``max_failed_percentage`` percent of all items.
     """
     if snap.status == "SUCCEEDED":
-        if snap.failed_items > max_failed_items:
+        total = int(snap.item_counts.get("total", 0) or 0)
+        over_count = snap.failed_items > max_failed_items
+        over_pct = (
+            max_failed_percentage is not None and total and 100.0 * snap.failed_items / total > max_failed_percentage
+        )
+        if over_count or over_pct:
+            limit = f"max_failed_items={max_failed_items}" + (
+                f", max_failed_percentage={max_failed_percentage}" if max_failed_percentage is not None else ""
+            )
             return (
                 f"Execution {snap.execution_arn} SUCCEEDED but its Map Run {snap.map_run_arn} has "
-                f"{snap.failed_items} failed items (failed/timed out/aborted), more than max_failed_items="
-                f"{max_failed_items}. Item counts: {snap.item_counts}."
+                f"{snap.failed_items} failed items (failed/timed out/aborted) of {total}, more than {limit}. "
+                f"Item counts: {snap.item_counts}."
             )
         return None
     if snap.status in TERMINAL_FAILURES:
         return (
             f"Execution {snap.execution_arn} ended {snap.status}: error={snap.error!r}, cause={snap.cause!r}. "
             f"Map Run {snap.map_run_arn}: {snap.failed_items} failed items; item counts: {snap.item_counts}."
-            + " Fix the cause, then RedriveExecution re-processes only the items that did not succeed."
+            " Fix the cause, then clear the run: with on_existing='redrive' the start task redrives the "
+            "execution and only the items that did not succeed run again."
         )
     raise ValueError(f"execution {snap.execution_arn} is not in a terminal status: {snap.status}")
+
+
+def failure_details(sfn_client, snap: MapRunSnapshot, *, s3_client=None, sample: int = 3) -> str:
+    """The first failed child executions' errors and, with a ResultWriter, where FAILED results are.
+
+    Best effort: it is called to enrich an error message, so it never raises.
+    """
+    lines: list[str] = []
+    if snap.map_run_arn:
+        try:
+            children = sfn_client.list_executions(mapRunArn=snap.map_run_arn, statusFilter="FAILED", maxResults=sample)
+            for child in children.get("executions", [])[:sample]:
+                detail = sfn_client.describe_execution(executionArn=child["executionArn"])
+                lines.append(
+                    f"  failed child {child['executionArn']}: error={detail.get('error')!r} "
+                    f"cause={(detail.get('cause') or '')[:500]!r}"
+                )
+        except Exception as err:  # noqa: BLE001 - enrichment only
+            lines.append(f"  (could not list failed child executions: {str(err)[:200]})")
+    if snap.result_writer and snap.result_writer.get("bucket"):
+        bucket, key = snap.result_writer["bucket"], snap.result_writer["key"]
+        lines.append(f"  results manifest: s3://{bucket}/{key}")
+        if s3_client is not None:
+            lines += _failed_results_sample(s3_client, bucket, key, sample)
+    return "\n".join(lines)
+
+
+def _failed_results_sample(s3_client, bucket: str, key: str, sample: int) -> list[str]:
+    try:
+        manifest = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        files = [f for f in manifest.get("ResultFiles", {}).get("FAILED", [])]
+        if not files:
+            return []
+        first = f"{manifest.get('DestinationBucket', bucket)}/{files[0]['Key']}"
+        body = s3_client.get_object(Bucket=manifest.get("DestinationBucket", bucket), Key=files[0]["Key"])["Body"]
+        entries = json.loads(body.read())
+        lines = [f"  FAILED results: s3://{first} ({sum(int(f.get('Size', 0)) for f in files)} bytes in {len(files)} files)"]
+        for entry in entries[:sample]:
+            lines.append(f"    {entry.get('Error')!r}: {(entry.get('Cause') or '')[:300]!r} input={(entry.get('Input') or '')[:200]}")
+        return lines
+    except Exception as err:  # noqa: BLE001 - enrichment only
+        return [f"  (could not read the ResultWriter manifest: {str(err)[:200]})"]

@@ -23,7 +23,9 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from xacct_map.cross_account import account_of_role, role_session_name, source_s3_client
 from xacct_map.errors import error_code, explain_assume_role_error, explain_source_error
+from xacct_map.links import ManifestObjectLink
 from xacct_map.listing import iter_objects
+from xacct_map.map_run import REDRIVABLE
 from xacct_map.manifest import write_batched_manifest
 from xacct_map.naming import execution_arn, execution_name, manifest_key
 
@@ -82,6 +84,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         "max_bytes_per_batch",
     )
     ui_color = "#c7e9f1"
+    operator_extra_links = (ManifestObjectLink(),)
 
     def __init__(
         self,
@@ -174,6 +177,10 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             )
         except ClientError as err:
             raise AirflowException(self._explain(err, key, identity)) from None
+        ManifestObjectLink.persist(
+            context=context, operator=self, region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition, bucket=summary.bucket, key=summary.key,
+        )
         self.log.info(
             "Manifest s3://%s/%s: %d objects, %d batches, %d bytes of objects (manifest %d bytes, sha256 %s)",
             summary.bucket, summary.key, summary.object_count, summary.batch_count,
@@ -233,10 +240,16 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
     Start the Distributed Map state machine on a manifest, exactly once per DAG run.
 
     The execution name is derived from dag_id and run_id (or given as ``name``), so a retried or
-    re-run task finds the run's execution instead of starting a second one: Step Functions returns
-    the running execution for the same name and input, and for an execution that already ended the
-    operator looks it up and attaches to it when its input is the same. An execution of that name
-    with a *different* input fails the task with an explanation.
+    re-run task finds the run's execution instead of starting a second one. Step Functions returns
+    the running execution for the same name and input; for an execution of that name that already
+    exists otherwise, ``on_existing`` decides:
+
+    * ``"attach"`` (default): attach to it when its input is the same (this run's manifest);
+    * ``"redrive"``: like attach, but an execution that ended FAILED, TIMED_OUT or ABORTED is
+      redriven (RedriveExecution): only the items that did not succeed run again;
+    * ``"fail"``: fail the task.
+
+    An execution of that name with a *different* input always fails the task with an explanation.
 
     :param state_machine_arn: ARN of the Distributed Map state machine.
     :param manifest: the manifest summary pushed by :class:`BuildKeyManifestOperator`.
@@ -245,6 +258,7 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
     :param source_region: Region of the source bucket, when it differs.
     :param execution_input: extra keys merged into the execution input.
     :param name: execution name; default derived from dag_id and run_id.
+    :param on_existing: ``"attach"``, ``"redrive"`` or ``"fail"`` (see above).
     :param aws_conn_id: AWS connection of the pipeline account.
     :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
     :param verify: Whether or not to verify SSL certificates.
@@ -252,9 +266,11 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
     :return: the execution ARN.
     """
 
+    ON_EXISTING = ("attach", "redrive", "fail")
     aws_hook_class = StepFunctionHook
     template_fields: Sequence[str] = aws_template_fields(
-        "state_machine_arn", "manifest", "source_account_id", "source_region", "execution_input", "name"
+        "state_machine_arn", "manifest", "source_account_id", "source_region", "execution_input", "name",
+        "on_existing",
     )
     template_fields_renderers = {"execution_input": "json", "manifest": "json"}
     ui_color = "#f9c915"
@@ -269,6 +285,7 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
         source_region: str | None = None,
         execution_input: dict | None = None,
         name: str | None = None,
+        on_existing: str = "attach",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -278,8 +295,11 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
         self.source_region = source_region
         self.execution_input = execution_input
         self.name = name
+        self.on_existing = on_existing
 
     def execute(self, context: Context) -> str:
+        if self.on_existing not in self.ON_EXISTING:
+            raise AirflowFailException(f"on_existing={self.on_existing!r}: choose one of {self.ON_EXISTING}.")
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
         name = self.name or execution_name(dag_id, run_id)
         try:
@@ -307,7 +327,7 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
         except ClientError as err:
             code = error_code(err)
             if code == "ExecutionAlreadyExists":
-                self._attach(arn, payload)
+                self._handle_existing(arn, payload)
             elif code == "StateMachineDoesNotExist":
                 raise AirflowFailException(
                     f"State machine {self.state_machine_arn} does not exist in this account/Region "
@@ -323,7 +343,7 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
         )
         return arn
 
-    def _attach(self, arn: str, payload: str) -> None:
+    def _handle_existing(self, arn: str, payload: str) -> None:
         existing = self.hook.describe_execution(arn)
         if json.loads(existing.get("input") or "null") != json.loads(payload):
             raise AirflowFailException(
@@ -332,7 +352,29 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
                 "state machine for 90 days: it belongs to another run or another manifest. Pass a new `name` "
                 "to start a separate execution."
             )
+        status = existing["status"]
+        if self.on_existing == "fail":
+            raise AirflowFailException(
+                f"Execution {arn} of this run already exists ({status}) and on_existing='fail'. Use "
+                "on_existing='attach' to wait for it or 'redrive' to re-run its failed items."
+            )
+        if self.on_existing == "redrive" and status in REDRIVABLE:
+            self._redrive(arn, status)
+            return
         self.log.info(
             "Execution %s already exists for this run with the same input (status %s): attaching to it, "
-            "not starting a second one.", arn, existing["status"],
+            "not starting a second one.", arn, status,
         )
+
+    def _redrive(self, arn: str, status: str) -> None:
+        try:
+            self.hook.conn.redrive_execution(executionArn=arn)
+        except ClientError as err:
+            code = error_code(err)
+            raise AirflowFailException(
+                f"RedriveExecution of {arn} ({status}) failed: {code}: {err.response['Error'].get('Message')}. "
+                "Executions can be redriven within 14 days of their start; otherwise pass a new `name`."
+            ) from None
+        except NotImplementedError:
+            raise AirflowFailException(f"RedriveExecution of {arn} is not available on this endpoint.") from None
+        self.log.info("Redriving execution %s (was %s): only items that did not succeed run again.", arn, status)

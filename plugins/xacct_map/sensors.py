@@ -1,16 +1,20 @@
-"""Wait for a Distributed Map execution, logging Map Run progress, failing loudly."""
+"""Wait for a Distributed Map execution, logging Map Run progress, failing loudly and usefully."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
+from airflow.providers.amazon.aws.links.step_function import StateMachineExecutionsDetailsLink
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException, conf
 from airflow.sdk.bases.sensor import PokeReturnValue
-from xacct_map.map_run import snapshot, verdict
+from xacct_map.links import MapRunLink
+from xacct_map.map_run import RUNNING, MapRunSnapshot, failure_details, snapshot, verdict
+from xacct_map.triggers import DistributedMapTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -18,39 +22,139 @@ if TYPE_CHECKING:
 
 class DistributedMapSensor(AwsBaseSensor[StepFunctionHook]):
     """
-    Wait for a Distributed Map execution to finish, logging its Map Run's progress on every poke.
+    Wait for a Distributed Map execution to finish, logging its Map Run's progress on every look.
 
-    Succeeds only when the execution SUCCEEDED **and** its Map Run reports no more than
-    ``max_failed_items`` failed (or timed out, or aborted) items; DescribeMapRun is checked because an
-    execution may report SUCCEEDED with failed items. FAILED, TIMED_OUT, ABORTED and PENDING_REDRIVE
-    fail the task at once with the execution's error and cause, without retries: waiting again cannot
-    change a finished execution.
+    Succeeds only when the execution SUCCEEDED **and** its Map Run reports no more failed (or timed
+    out, or aborted) items than ``max_failed_items`` / ``max_failed_percentage``; DescribeMapRun is
+    checked because an execution may report SUCCEEDED with failed items. FAILED, TIMED_OUT, ABORTED
+    and PENDING_REDRIVE fail the task at once, without retries (waiting again cannot change a
+    finished execution), with the execution's error and cause, the first failed child executions'
+    errors and, with a ResultWriter, where the FAILED results are.
+
+    Works in ``poke`` and ``reschedule`` modes and, with ``deferrable=True``, in the triggerer
+    (no worker slot held while the Map Run works). When the task is killed, marked failed or cleared
+    while the execution runs, the execution is stopped (``stop_on_kill``).
 
     :param execution_arn: ARN of the execution (the XCom of :class:`StartDistributedMapOperator`).
     :param max_failed_items: failed items tolerated before the task fails (default 0).
+    :param max_failed_percentage: failed items tolerated, in percent of all items (default: not checked).
+    :param stop_on_kill: stop the execution when the task is killed (default True).
+    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param aws_conn_id: AWS connection of the pipeline account.
     :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
     :param verify: Whether or not to verify SSL certificates.
     :param botocore_config: Configuration dictionary (key-values) for botocore client.
-    :return: a summary: status, Map Run ARN, item counts, failed items, dates.
+    :return: a summary: status, Map Run ARN, item counts, failed items, dates, duration, results location.
     """
 
     aws_hook_class = StepFunctionHook
-    template_fields: Sequence[str] = aws_template_fields("execution_arn", "max_failed_items")
+    template_fields: Sequence[str] = aws_template_fields(
+        "execution_arn", "max_failed_items", "max_failed_percentage", "stop_on_kill"
+    )
     ui_color = "#f9c915"
+    operator_extra_links = (StateMachineExecutionsDetailsLink(), MapRunLink())
 
-    def __init__(self, *, execution_arn: str, max_failed_items: int | str = 0, **kwargs):
+    def __init__(
+        self,
+        *,
+        execution_arn: str,
+        max_failed_items: int | str = 0,
+        max_failed_percentage: float | str | None = None,
+        stop_on_kill: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.execution_arn = execution_arn
         self.max_failed_items = max_failed_items
+        self.max_failed_percentage = max_failed_percentage
+        self.stop_on_kill = stop_on_kill
+        self.deferrable = deferrable
+        self._stop_cause = ""
+
+    # --- the three waiting modes share one look and one verdict ---------------------------------
+
+    def execute(self, context: Context) -> Any:
+        self._stop_cause = f"Airflow task {context['dag'].dag_id}.{self.task_id} of run {context['run_id']} was killed"
+        StateMachineExecutionsDetailsLink.persist(
+            context=context, operator=self, region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition, execution_arn=self.execution_arn,
+        )
+        if not self.deferrable:
+            return super().execute(context)
+        snap = self._look(context)
+        if snap.status != RUNNING:
+            return self._finish(snap)
+        self.defer(
+            trigger=DistributedMapTrigger(
+                execution_arn=self.execution_arn,
+                poll_interval=self.poke_interval,
+                stop_on_kill=bool(self.stop_on_kill),
+                stop_cause=self._stop_cause,
+                aws_conn_id=self.aws_conn_id,
+                region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
+        snap = self._look(context)
+        if snap.status == RUNNING:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(snap))
+
+    def execute_complete(self, context: Context, event: dict | None = None) -> dict:
+        if not event or event.get("status") != "done":
+            raise AirflowFailException(f"Waiting for {self.execution_arn} ended without a result: {event}")
+        snap = MapRunSnapshot.from_dict(event["snapshot"])
+        self._persist_map_run_link(context, snap)
+        return self._finish(snap)
+
+    def _look(self, context: Context) -> MapRunSnapshot:
         snap = snapshot(self.hook.conn, self.execution_arn)
         self.log.info("%s", snap.progress_line())
-        if snap.status == "RUNNING":
-            return False
-        failure = verdict(snap, max_failed_items=int(self.max_failed_items))
+        self._persist_map_run_link(context, snap)
+        return snap
+
+    def _persist_map_run_link(self, context: Context, snap: MapRunSnapshot) -> None:
+        if snap.map_run_arn:
+            MapRunLink.persist(
+                context=context, operator=self, region_name=self.hook.conn_region_name,
+                aws_partition=self.hook.conn_partition, map_run_arn=snap.map_run_arn,
+            )
+
+    def _finish(self, snap: MapRunSnapshot) -> dict:
+        pct = self.max_failed_percentage
+        failure = verdict(
+            snap,
+            max_failed_items=int(self.max_failed_items),
+            max_failed_percentage=float(pct) if pct not in (None, "", "None") else None,
+        )
         if failure:
-            raise AirflowFailException(failure)
+            details = failure_details(self.hook.conn, snap, s3_client=self._s3_client())
+            raise AirflowFailException(failure + ("\n" + details if details else ""))
         self.log.info("Execution %s succeeded: %s", self.execution_arn, snap.item_counts)
-        return PokeReturnValue(is_done=True, xcom_value=snap.as_dict())
+        return snap.as_dict()
+
+    def _s3_client(self):
+        hook = self.hook
+        return hook.get_session().client(
+            "s3", endpoint_url=hook.conn_config.get_service_endpoint_url("s3"), config=hook.config, verify=hook.verify
+        )
+
+    # --- stop on kill ------------------------------------------------------------------------------
+
+    def on_kill(self) -> None:
+        """Stop the execution when the waiting task is killed (poke/reschedule modes)."""
+        if not self.stop_on_kill:
+            return
+        client = self.hook.conn
+        if client.describe_execution(executionArn=self.execution_arn)["status"] == RUNNING:
+            client.stop_execution(
+                executionArn=self.execution_arn, error="xacct-map.TaskKilled",
+                cause=self._stop_cause or f"Airflow task {self.task_id} was killed",
+            )
+            self.log.warning("Stopped execution %s because the task was killed.", self.execution_arn)

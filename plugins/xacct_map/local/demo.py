@@ -40,8 +40,12 @@ def _command(args) -> int:
 
 def _airflow_home() -> str:
     """A throwaway AIRFLOW_HOME, set before Airflow is imported (it reads its config once)."""
+    from cryptography.fernet import Fernet
+
     home = tempfile.mkdtemp(prefix="xacct-map-airflow-")
     os.environ.update(
+        # Trigger arguments are stored encrypted: give the throwaway home its own key.
+        AIRFLOW__CORE__FERNET_KEY=Fernet.generate_key().decode(),
         AIRFLOW_HOME=home,
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",

@@ -79,6 +79,21 @@ def object_body(key: str, index: int) -> bytes:
     return (seed * 128)[: 256 + (index * 37) % 3840]
 
 
+def _explain_missing_redrive() -> None:
+    """moto has no RedriveExecution and answers a bare HTTP 500; make it say so instead."""
+    from moto.core.exceptions import AWSError
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def redrive_execution(self):
+        raise AWSError(
+            "RedriveExecution is not implemented by the local emulator (moto 5.2.5). On AWS it re-runs only "
+            "the failed items of this execution; locally, start a new DAG run instead.",
+            exception_type="UnsupportedOperation",
+        )
+
+    StepFunctionResponse.redrive_execution = redrive_execution
+
+
 class LocalAws:
     """Start moto's server on 127.0.0.1 with Step Functions execution and the local Lambda runtime.
 
@@ -111,6 +126,7 @@ class LocalAws:
         response.raise_for_status()
         self.runtime = LocalLambdaRuntime(self.endpoint_url, workers=self.lambda_workers)
         self.runtime.install()
+        _explain_missing_redrive()
         return self
 
     def __exit__(self, *exc) -> None:

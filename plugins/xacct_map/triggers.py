@@ -1,0 +1,98 @@
+"""Deferrable waiting: the triggerer polls the execution and its Map Run, no worker slot held."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from xacct_map.map_run import RUNNING, snapshot_async
+
+
+class DistributedMapTrigger(BaseTrigger):
+    """
+    Poll a Distributed Map execution until it leaves RUNNING; fire one event with its snapshot.
+
+    Logs the Map Run's progress on every poll (visible in the task log). When a user marks the task
+    failed or clears it while it waits, :meth:`on_kill` stops the execution (``stop_on_kill``);
+    triggerer restarts and redistribution do not.
+
+    :param execution_arn: the execution to wait for.
+    :param poll_interval: seconds between polls.
+    :param stop_on_kill: stop the execution when the deferred task is killed by a user.
+    :param stop_cause: the cause recorded on StopExecution (names the DAG run).
+    :param aws_conn_id: AWS connection of the pipeline account.
+    :param region_name: AWS region_name.
+    :param verify: Whether or not to verify SSL certificates.
+    :param botocore_config: Configuration dictionary (key-values) for botocore client.
+    """
+
+    def __init__(
+        self,
+        *,
+        execution_arn: str,
+        poll_interval: float = 30,
+        stop_on_kill: bool = True,
+        stop_cause: str = "",
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict | None = None,
+    ):
+        super().__init__()
+        self.execution_arn = execution_arn
+        self.poll_interval = poll_interval
+        self.stop_on_kill = stop_on_kill
+        self.stop_cause = stop_cause
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.verify = verify
+        self.botocore_config = botocore_config
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{self.__class__.__module__}.{self.__class__.__qualname__}",
+            {
+                "execution_arn": self.execution_arn,
+                "poll_interval": self.poll_interval,
+                "stop_on_kill": self.stop_on_kill,
+                "stop_cause": self.stop_cause,
+                "aws_conn_id": self.aws_conn_id,
+                "region_name": self.region_name,
+                "verify": self.verify,
+                "botocore_config": self.botocore_config,
+            },
+        )
+
+    def hook(self) -> StepFunctionHook:
+        return StepFunctionHook(
+            aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify, config=self.botocore_config
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        async with await self.hook().get_async_conn() as client:
+            while True:
+                snap = await snapshot_async(client, self.execution_arn)
+                self.log.info("%s", snap.progress_line())
+                if snap.status != RUNNING:
+                    yield TriggerEvent({"status": "done", "snapshot": snap.as_dict()})
+                    return
+                await asyncio.sleep(self.poll_interval)
+
+    async def on_kill(self) -> None:
+        if not self.stop_on_kill:
+            return
+        async with await self.hook().get_async_conn() as client:
+            await stop_if_running_async(client, self.execution_arn, self.stop_cause, self.log)
+
+
+async def stop_if_running_async(client, execution_arn: str, cause: str, log) -> bool:
+    """StopExecution when the execution still runs; ``True`` if it was stopped."""
+    status = (await client.describe_execution(executionArn=execution_arn))["status"]
+    if status != RUNNING:
+        return False
+    await client.stop_execution(executionArn=execution_arn, error="xacct-map.TaskKilled", cause=cause[:32768])
+    log.warning("Stopped execution %s: %s", execution_arn, cause)
+    return True
