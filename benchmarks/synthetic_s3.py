@@ -229,6 +229,8 @@ class SyntheticS3:
     :param latency: seconds added to every request (imitates S3's per-request latency).
     :param throttle: ``predicate(params, request_number) -> bool``; True answers a
         ListObjectsV2 with ``503 SlowDown``.
+    :param fault: ``predicate(params, request_number) -> (status, code) | None``: any other
+        error answer for a ListObjectsV2 (e.g. ``(403, "AccessDenied")`` mid-listing).
     :param owner: the account id every bucket belongs to (checked against
         ``x-amz-expected-bucket-owner``).
     :param record_params: keep every ListObjectsV2's parameters in ``stats.list_params``.
@@ -241,6 +243,7 @@ class SyntheticS3:
         writable: Iterable[str] = ("manifests",),
         latency: float = 0.0,
         throttle: Callable[[dict, int], bool] | None = None,
+        fault: Callable[[dict, int], tuple[int, str] | None] | None = None,
         owner: str = DEFAULT_OWNER,
         record_params: bool = False,
         host: str = "127.0.0.1",
@@ -250,6 +253,7 @@ class SyntheticS3:
         self.writable = set(writable)
         self.latency = latency
         self.throttle = throttle
+        self.fault = fault
         self.owner = owner
         self.record_params = record_params
         self.stats = Stats()
@@ -538,6 +542,10 @@ def _make_handler(server: SyntheticS3):
                     with server._lock:
                         server.stats.throttled += 1
                     self._error(503, "SlowDown", "Please reduce your request rate.")
+                    return
+                failure = server.fault(q, n) if server.fault is not None else None
+                if failure is not None:
+                    self._error(failure[0], failure[1], f"injected {failure[1]}")
                     return
                 self._reply(200, list_objects_v2(self._keyset(bucket), bucket, q))
                 return

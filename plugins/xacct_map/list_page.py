@@ -96,34 +96,45 @@ def parse_list_page(body: bytes) -> ListPage:
         raise PageFormatError(f"not a ListBucketResult: {text[:200]!r}")
     rows = _CONTENTS.findall(text)
     expected = text.count("<Contents>") + text.count("<Contents ")
-    if len(rows) != expected or any("&" in r[0] or "&" in r[1] for r in rows):
+    if len(rows) != expected:
         return _parse_with_lxml(body)
     truncated = _TRUNCATED.search(text)
     if truncated is None:
         return _parse_with_lxml(body)
     token = _NEXT_TOKEN.search(text)
-    url = "<EncodingType>url</EncodingType>" in text
-    keys = [r[0] for r in rows]
-    if url:
-        keys = _url_decode(keys)
-    etags = [r[2] for r in rows]
-    if etags:
-        joined = "\n".join(etags)
-        if "&" in joined:
-            joined = joined.replace(_QUOTE, '"')
-            # anything but &quot; (rare) is unescaped one by one
-            etags = joined.split("\n") if "&" not in joined and "\n" not in "".join(etags) else [
-                _unescape(e) for e in etags
-            ]
+    if rows:
+        # transpose in C rather than five Python loops
+        keys, modified, etags, sizes, classes = map(list, zip(*rows))
+        if "&" in "".join(keys) or "&" in "".join(modified):
+            return _parse_with_lxml(body)  # entities: S3 sends none with EncodingType=url
+        if "<EncodingType>url</EncodingType>" in text:
+            keys = _url_decode(keys)
+        etags = _unescape_all(etags)
+        sizes = list(map(int, sizes))
+        if "" in classes:
+            classes = [c or "STANDARD" for c in classes]
+    else:
+        keys, modified, etags, sizes, classes = [], [], [], [], []
     return ListPage(
         keys=keys,
-        sizes=[int(r[3]) for r in rows],
+        sizes=sizes,
         etags=etags,
-        last_modified=[r[1] for r in rows],
-        storage_classes=[r[4] or "STANDARD" for r in rows],
+        last_modified=modified,
+        storage_classes=classes,
         truncated=truncated.group(1) == "true",
         next_token=_unescape(token.group(1)) if token else None,
     )
+
+
+def _unescape_all(values: list[str]) -> list[str]:
+    """XML-unescape a page's ETags: all at once for the usual ``&quot;`` only, else one by one."""
+    joined = "\n".join(values)
+    if "&" not in joined:
+        return values
+    replaced = joined.replace(_QUOTE, '"')
+    if "&" not in replaced and joined.count("\n") == len(values) - 1:
+        return replaced.split("\n")
+    return [_unescape(v) for v in values]
 
 
 def _url_decode(keys: list[str]) -> list[str]:

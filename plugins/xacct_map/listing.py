@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from itertools import chain
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -98,9 +98,13 @@ def iter_objects(
     parallelism: int = 32,
     processes: int | None = None,
     max_attempts: int = 10,
+    page_size: int = 1000,
     stats: dict | None = None,
 ) -> Iterator[S3Object]:
     """Yield every object under ``prefix`` in ``bucket`` exactly once, with its key byte-exact.
+
+    Returns a lazy iterator: nothing is sent until the first object is asked for. Dropping the
+    iterator (or exhausting it) stops the parallel engine's worker processes.
 
     Keys come back exactly as stored: requests ask for ``EncodingType=url`` and keys are decoded
     from it, so keys with characters XML 1.0 cannot carry survive, as do keys ending in ``/``,
@@ -116,6 +120,8 @@ def iter_objects(
     :param processes: worker processes parsing pages (default: CPU count, at most 8).
     :param max_attempts: tries per page on throttling (503 SlowDown), 5xx and connection errors,
         with exponential backoff and full jitter; the same page is retried, never skipped.
+    :param page_size: keys per ListObjectsV2 page of the parallel engine (S3's maximum, 1000,
+        unless testing range splitting on small key sets).
     :param stats: a dict filled with the parallel engine's counters (``engine``, ``requests``,
         ``retries``, ``chains``, ...), for logs and benchmarks.
     :raises ListingError: S3 refused the listing (a ``ClientError`` naming the bucket).
@@ -124,16 +130,32 @@ def iter_objects(
     """
     if parallelism < 1:
         raise ValueError(f"parallelism must be at least 1, not {parallelism}")
+    if not 1 <= page_size <= 1000:
+        raise ValueError(f"page_size must be between 1 and 1000 (S3's maximum), not {page_size}")
+    # Nothing happens until the first object is asked for (errors surface where the caller
+    # consumes); objects are made page by page in C (map, chain) rather than one generator step
+    # per object, which is most of the per-key cost left in this process.
+    pages = _object_pages(
+        s3_client, bucket, prefix, expected_bucket_owner=expected_bucket_owner, parallelism=parallelism,
+        processes=processes, max_attempts=max_attempts, page_size=page_size, stats=stats,
+    )
+    return chain.from_iterable(pages)
+
+
+def _object_pages(
+    s3_client, bucket: str, prefix: str, *, expected_bucket_owner, parallelism, processes, max_attempts,
+    page_size, stats,
+) -> Iterator[Iterable[S3Object]]:
     if stats is not None:
         stats["engine"] = "plain"
     owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
     endpoint = None
     if parallelism > 1:
-        endpoint, empty = _probe(s3_client, bucket, prefix, owner, max_attempts)
+        endpoint, empty = _probe(s3_client, bucket, prefix, owner)
         if empty:
             return
     if endpoint is None:
-        yield from _iter_plain(s3_client, bucket, prefix, owner)
+        yield _iter_plain(s3_client, bucket, prefix, owner)
         return
     if stats is not None:
         stats["engine"] = "parallel"
@@ -153,10 +175,14 @@ def iter_objects(
         parallelism=parallelism,
         processes=max(1, min(workers, parallelism)),
         max_attempts=max_attempts,
+        page_size=page_size,
         stats=stats,
     )
-    for keys, sizes, etags, modified, classes in pages:
-        yield from map(S3Object, keys, sizes, etags, modified, classes)
+    try:
+        for keys, sizes, etags, modified, classes in pages:
+            yield map(S3Object, keys, sizes, etags, modified, classes)
+    finally:
+        pages.close()  # stops the workers as soon as the caller lets go of the iterator
 
 
 # -- the plain engine ------------------------------------------------------------------------
@@ -201,7 +227,7 @@ def _iso(value) -> str:
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/s3/aws4_request")
 
 
-def _probe(s3_client, bucket: str, prefix: str, owner: dict, max_attempts: int):
+def _probe(s3_client, bucket: str, prefix: str, owner: dict):
     """One botocore ListObjectsV2 for one key, watching the request botocore prepares.
 
     Returns ``(endpoint, empty)``: the endpoint the parallel engine should use, or None if it
@@ -217,24 +243,28 @@ def _probe(s3_client, bucket: str, prefix: str, owner: dict, max_attempts: int):
         return None, False
     if urlsplit(s3_client.meta.endpoint_url or "").scheme not in ("http", "https"):
         return None, False
+    http_session = getattr(getattr(s3_client, "_endpoint", None), "http_session", None)
+    if http_session is None:
+        return None, False
     seen: list = []
+    send = http_session.send
 
-    def watch(request, **_):
+    def watch(request):
+        # Only requests that really reach HTTP pass here: in-process mocks (moto's mock_aws,
+        # botocore's Stubber) answer earlier, and then the parallel engine has nothing to talk to.
         url = urlsplit(request.url)
-        if "list-type=2" in url.query and (bucket in url.netloc or url.path.startswith("/" + bucket)):
+        if "list-type=2" in url.query and (url.netloc.startswith(bucket + ".") or url.path.startswith("/" + bucket)):
             headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
             seen.append((request.url, headers))
+        return send(request)
 
-    hook_id = f"xacct-map-probe-{uuid.uuid4().hex}"
-    events = s3_client.meta.events
-    # registered last: in-process mocks answer before-send first, so the hook never fires for them
-    events.register("before-send.s3.ListObjectsV2", watch, unique_id=hook_id)
+    http_session.send = watch  # this client's own session, for the one probe call
     try:
         response = s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1, **owner)
     except ClientError as err:
         raise _listing_error(err, bucket, prefix) from err
     finally:
-        events.unregister("before-send.s3.ListObjectsV2", unique_id=hook_id)
+        del http_session.send
     empty = not response.get("Contents") and not response.get("IsTruncated")
     if not seen:
         return None, empty
@@ -247,7 +277,6 @@ def _probe(s3_client, bucket: str, prefix: str, owner: dict, max_attempts: int):
         return None, empty
     from xacct_map.fast_list import Endpoint
 
-    http_session = getattr(getattr(s3_client, "_endpoint", None), "http_session", None)
     verify = getattr(http_session, "_verify", True)
     if verify is True and parts.scheme == "https":
         try:

@@ -1,0 +1,77 @@
+"""Test helpers: the benchmark's synthetic S3 server on a free loopback port, and moto's server.
+
+Import the fixtures into a test module (``from s3_server import synthetic_s3, ...``); the server
+itself lives in :mod:`benchmarks.synthetic_s3` so tests and benchmarks exercise the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import boto3
+import pytest
+from botocore.config import Config
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _ROOT not in sys.path:  # the repository root holds the benchmarks package
+    sys.path.insert(0, _ROOT)
+
+from benchmarks.synthetic_s3 import (  # noqa: E402
+    DEFAULT_OWNER,
+    GeneratedKeys,
+    ListedKeys,
+    SyntheticS3,
+    throttle_pages,
+)
+
+__all__ = [
+    "DEFAULT_OWNER", "GeneratedKeys", "ListedKeys", "SyntheticS3", "throttle_pages",
+    "client_for", "free_port", "moto_server", "synthetic_s3",
+]
+
+
+def client_for(endpoint_url: str, **config):
+    """A boto3 S3 client with dummy credentials for a loopback endpoint (botocore retries off,
+    so tests see exactly what the listing engine does)."""
+    return boto3.client(
+        "s3", endpoint_url=endpoint_url, region_name="us-east-1",
+        aws_access_key_id="AKIDTEST", aws_secret_access_key="test-secret",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_synthetic_s3(**kwargs) -> Iterator[SyntheticS3]:
+    with SyntheticS3(**kwargs) as server:
+        yield server
+
+
+@pytest.fixture
+def synthetic_s3() -> Iterator[SyntheticS3]:
+    """A fresh synthetic server (no buckets yet: set ``server.buckets[name] = ListedKeys(...)``)."""
+    with SyntheticS3() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    """moto's ThreadedMotoServer on 127.0.0.1 and a free port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

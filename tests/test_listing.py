@@ -1,0 +1,296 @@
+"""xacct_map.listing: both engines list every key exactly once, byte-exact, and fail loudly."""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections import Counter
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+
+from s3_server import (
+    DEFAULT_OWNER,
+    GeneratedKeys,
+    ListedKeys,
+    SyntheticS3,
+    client_for,
+    moto_server,  # noqa: F401 - fixture
+    synthetic_s3,  # noqa: F401 - fixture
+    throttle_pages,
+)
+from xacct_map.list_page import _parse_with_lxml, parse_list_page
+from xacct_map.listing import ListingError, ListingOrderError, S3Object, iter_objects
+
+AWKWARD_KEYS = [
+    "data/trailing/",
+    "data//double//slash",
+    "data/./x",
+    "data/../x",
+    "data/tab\there",
+    "data/ctl\x01\x1f\x7f",
+    "data/new\nline",
+    "data/space in name",
+    "data/plus+sign",
+    "data/percent%2Fslash",
+    "data/percent%",
+    "data/quote\"'<&>",
+    "data/~$#!*()",
+    "data/unicodé/日本語/🙂",
+    "data/" + "x" * 900,
+    "/leading-slash",
+    "data",
+    "data/",
+]
+
+
+# moto's HTTP server (werkzeug) answers 404 to a PUT whose path holds a raw newline
+MOTO_AWKWARD_KEYS = [k for k in AWKWARD_KEYS if "\n" not in k]
+
+
+def _keys(objects) -> list[str]:
+    return [o.key for o in objects]
+
+
+def _assert_exactly_once(listed: list[str], expected) -> None:
+    counts = Counter(listed)
+    repeated = [k for k, n in counts.items() if n > 1]
+    assert not repeated, f"listed more than once: {repeated[:5]}"
+    assert set(listed) == set(expected)
+
+
+# -- the synthetic server itself (other tests and the benchmark rely on it) ----------------------
+def test_synthetic_server_answers_list_objects_v2(synthetic_s3):
+    keys = ["a", "a/", "a/b", "a/c/d", "a/c/e", "b b", "b+", "c\x01", "é"]
+    synthetic_s3.buckets["src"] = ListedKeys(keys)
+    s3 = client_for(synthetic_s3.endpoint_url)
+
+    listed = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(
+        Bucket="src", PaginationConfig={"PageSize": 2}) for o in p.get("Contents", [])]
+    assert listed == sorted(keys)
+
+    page = s3.list_objects_v2(Bucket="src", Prefix="a/", Delimiter="/")
+    assert [o["Key"] for o in page["Contents"]] == ["a/", "a/b"]
+    assert [p["Prefix"] for p in page["CommonPrefixes"]] == ["a/c/"]
+
+    page = s3.list_objects_v2(Bucket="src", StartAfter="a/c/d", MaxKeys=2)
+    assert [o["Key"] for o in page["Contents"]] == ["a/c/e", "b b"] and page["IsTruncated"]
+    page = s3.list_objects_v2(Bucket="src", StartAfter="a/c/d", MaxKeys=2, ContinuationToken=page["NextContinuationToken"])
+    assert [o["Key"] for o in page["Contents"]] == ["b+", "c\x01"]
+
+    with pytest.raises(ClientError) as err:
+        s3.list_objects_v2(Bucket="missing")
+    assert err.value.response["Error"]["Code"] == "NoSuchBucket"
+
+
+def test_generated_keys_are_sorted_and_unique():
+    keys = GeneratedKeys(50_000, per_day=7_000)
+    sample = [keys.key(i) for i in range(0, 50_000, 13)]
+    assert sample == sorted(set(sample))
+    assert keys.upper_bound(keys.key(123)) == 124 and keys.lower_bound(keys.key(123)) == 123
+
+
+# -- the parallel engine against the synthetic server --------------------------------------------
+def test_parallel_listing_of_many_keys_is_exact_and_sharded(synthetic_s3):
+    source = GeneratedKeys(40_000, per_day=3_000)
+    synthetic_s3.buckets["src"] = source
+    stats: dict = {}
+    objects = list(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=8, processes=2,
+                                page_size=500, stats=stats))
+    assert stats["engine"] == "parallel"
+    assert stats["chains"] > 1 and synthetic_s3.stats.max_concurrent > 1  # really listed side by side
+    _assert_exactly_once(_keys(objects), source.keys())
+    first = next(o for o in objects if o.key == source.key(0))
+    assert first == S3Object(source.key(0), source.size(0), '"' + "0" * 32 + '"', "2026-01-01T00:00:00.000Z", "STANDARD")
+
+
+def test_parallel_listing_honours_prefix(synthetic_s3):
+    source = GeneratedKeys(20_000, per_day=4_000)
+    synthetic_s3.buckets["src"] = source
+    prefix = "warehouse/events/date=2020-01-02/"
+    listed = _keys(iter_objects(client_for(synthetic_s3.endpoint_url), "src", prefix, parallelism=4,
+                                processes=1, page_size=100))
+    _assert_exactly_once(listed, [k for k in source.keys() if k.startswith(prefix)])
+    assert len(listed) == 4_000
+
+
+def test_awkward_keys_come_back_byte_exact(synthetic_s3):
+    synthetic_s3.buckets["src"] = ListedKeys(AWKWARD_KEYS)
+    stats: dict = {}
+    listed = _keys(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=4, processes=1,
+                                page_size=2, stats=stats))
+    assert stats["engine"] == "parallel"
+    _assert_exactly_once(listed, AWKWARD_KEYS)
+
+
+def test_throttled_pages_are_retried_not_skipped(synthetic_s3):
+    source = GeneratedKeys(6_000, per_day=1_000)
+    synthetic_s3.buckets["src"] = source
+    synthetic_s3.throttle = throttle_pages(3, attempts=2)
+    stats: dict = {}
+    listed = _keys(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=6, processes=2,
+                                page_size=200, stats=stats))
+    _assert_exactly_once(listed, source.keys())
+    assert synthetic_s3.stats.throttled >= 5
+    assert stats["retries"] >= synthetic_s3.stats.throttled - 2  # the probe's 503s are botocore's
+
+
+def test_throttling_that_never_ends_fails_naming_the_bucket(synthetic_s3):
+    synthetic_s3.buckets["src"] = GeneratedKeys(3_000)
+    s3 = client_for(synthetic_s3.endpoint_url)
+    # the probe (botocore) gets through, every later page is throttled for good
+    synthetic_s3.throttle = lambda params, n: n > 1
+    with pytest.raises(ListingError) as err:
+        list(iter_objects(s3, "src", parallelism=2, processes=1, max_attempts=3))
+    assert err.value.response["Error"]["Code"] == "SlowDown"
+    assert err.value.operation_name == "ListObjectsV2"
+    assert "src" in str(err.value)
+    assert synthetic_s3.stats.throttled == 3
+
+
+def test_access_denied_mid_listing_is_a_client_error(synthetic_s3):
+    synthetic_s3.buckets["src"] = GeneratedKeys(5_000)
+    synthetic_s3.fault = lambda params, n: (403, "AccessDenied") if n == 4 else None
+    with pytest.raises(ClientError) as err:
+        list(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=4, processes=1, page_size=500))
+    assert isinstance(err.value, ListingError)
+    assert err.value.response["Error"]["Code"] == "AccessDenied"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_expected_bucket_owner_is_sent_on_every_request(synthetic_s3):
+    synthetic_s3.buckets["src"] = GeneratedKeys(3_000)
+    listed = list(iter_objects(client_for(synthetic_s3.endpoint_url), "src", expected_bucket_owner=DEFAULT_OWNER,
+                               parallelism=4, processes=1, page_size=250))
+    assert len(listed) == 3_000
+    assert synthetic_s3.stats.with_owner_header == synthetic_s3.stats.list_requests > 1
+
+
+def test_expected_bucket_owner_mismatch_is_access_denied(synthetic_s3):
+    synthetic_s3.buckets["src"] = GeneratedKeys(10)
+    with pytest.raises(ListingError) as err:
+        list(iter_objects(client_for(synthetic_s3.endpoint_url), "src", expected_bucket_owner="999999999999"))
+    assert err.value.response["Error"]["Code"] == "AccessDenied"
+    assert "src" in str(err.value)
+    assert synthetic_s3.stats.owner_mismatches >= 1
+
+
+def test_missing_bucket_raises_the_modelled_client_error(synthetic_s3):
+    s3 = client_for(synthetic_s3.endpoint_url)
+    with pytest.raises(s3.exceptions.NoSuchBucket) as err:
+        list(iter_objects(s3, "no-such-bucket"))
+    assert isinstance(err.value, ListingError) and isinstance(err.value, ClientError)
+    assert err.value.response["Error"]["Code"] == "NoSuchBucket"
+    assert "no-such-bucket" in str(err.value)
+
+
+def test_empty_prefix_yields_nothing_and_starts_no_workers(synthetic_s3):
+    synthetic_s3.buckets["src"] = ListedKeys(["a", "b"])
+    stats: dict = {}
+    assert list(iter_objects(client_for(synthetic_s3.endpoint_url), "src", "zzz/", stats=stats)) == []
+    assert synthetic_s3.stats.list_requests == 1  # the probe said it all
+
+
+def _worker_pids() -> set[int]:
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    cmd = fh.read()
+            except OSError:
+                continue
+            if ppid == os.getpid() and b"xacct_map._list_worker" in cmd:
+                pids.add(int(entry))
+    return pids
+
+
+def test_abandoning_the_iterator_stops_the_workers(synthetic_s3):
+    synthetic_s3.buckets["src"] = GeneratedKeys(20_000)
+    it = iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=4, processes=2, page_size=100)
+    assert next(it).key
+    assert len(_worker_pids()) == 2
+    del it  # CPython frees it at once; the engine's finally stops its workers
+    gc.collect()
+    assert _worker_pids() == set()
+
+
+def test_out_of_order_page_is_refused(synthetic_s3):
+    class Shuffled(ListedKeys):
+        def key(self, i):  # swaps two neighbours: S3 would never, the guard must notice
+            j = {5: 6, 6: 5}.get(i, i)
+            return super().key(j)
+
+        def lower_bound(self, s, lo=0):
+            return ListedKeys.lower_bound(self, s, lo)
+
+    synthetic_s3.buckets["src"] = Shuffled([f"k{i:03d}" for i in range(50)])
+    with pytest.raises(ListingOrderError, match="src"):
+        list(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=2, processes=1, page_size=20))
+
+
+# -- moto: the real S3 API emulation -----------------------------------------------------------
+def test_awkward_keys_against_moto_server_use_the_parallel_engine(moto_server):
+    s3 = client_for(moto_server)
+    s3.create_bucket(Bucket="awkward")
+    for key in MOTO_AWKWARD_KEYS:
+        s3.put_object(Bucket="awkward", Key=key, Body=key.encode())
+    stats: dict = {}
+    objects = list(iter_objects(s3, "awkward", parallelism=4, processes=1, page_size=3, stats=stats))
+    assert stats["engine"] == "parallel"
+    _assert_exactly_once(_keys(objects), MOTO_AWKWARD_KEYS)
+    sizes = {o.key: o.size for o in objects}
+    assert all(sizes[k] == len(k.encode()) for k in MOTO_AWKWARD_KEYS)
+    assert all(o.etag.startswith('"') and o.last_modified.endswith("Z") for o in objects)
+
+
+def test_missing_bucket_against_moto_server(moto_server):
+    with pytest.raises(ListingError) as err:
+        list(iter_objects(client_for(moto_server), "not-there"))
+    assert err.value.response["Error"]["Code"] == "NoSuchBucket"
+
+
+@mock_aws
+def test_in_process_mock_uses_the_plain_engine_in_s3_order():
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="awkward")
+    for key in AWKWARD_KEYS:
+        s3.put_object(Bucket="awkward", Key=key, Body=b"x")
+    stats: dict = {}
+    listed = _keys(iter_objects(s3, "awkward", stats=stats))
+    assert stats["engine"] == "plain"
+    assert listed == sorted(AWKWARD_KEYS)
+
+
+def test_parallelism_one_is_the_plain_engine(synthetic_s3):
+    synthetic_s3.buckets["src"] = ListedKeys(AWKWARD_KEYS)
+    stats: dict = {}
+    objects = list(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=1, stats=stats))
+    assert stats["engine"] == "plain"
+    assert _keys(objects) == sorted(AWKWARD_KEYS)
+    assert objects[0].last_modified == "2026-01-01T00:00:00.000Z"  # same text as the parallel engine
+
+
+# -- the page parser ---------------------------------------------------------------------------
+REAL_S3_PAGE = b"""<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix><KeyCount>2</KeyCount><MaxKeys>2</MaxKeys><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated><Contents><Key>a+b%2Bc%0A</Key><LastModified>2025-05-01T10:00:00.000Z</LastModified><ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag><ChecksumAlgorithm>CRC64NVME</ChecksumAlgorithm><ChecksumType>FULL_OBJECT</ChecksumType><Size>12</Size><Owner><ID>abc</ID></Owner><StorageClass>GLACIER</StorageClass><RestoreStatus><IsRestoreInProgress>false</IsRestoreInProgress></RestoreStatus></Contents><Contents><Key>%E6%97%A5</Key><LastModified>2025-05-01T10:00:01.000Z</LastModified><ETag>&quot;x-2&quot;</ETag><Size>0</Size><StorageClass>STANDARD</StorageClass></Contents><NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</NextContinuationToken></ListBucketResult>"""
+
+
+def test_parser_reads_s3s_full_layout():
+    page = parse_list_page(REAL_S3_PAGE)
+    assert page.keys == ["a b+c\n", "日"]
+    assert page.sizes == [12, 0] and page.storage_classes == ["GLACIER", "STANDARD"]
+    assert page.etags == ['"9b2cf535f27731c974343645a3985328"', '"x-2"']
+    assert page.truncated and page.next_token == "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="
+    assert page == _parse_with_lxml(REAL_S3_PAGE)
+
+
+def test_parser_falls_back_to_lxml_for_other_layouts():
+    pretty = REAL_S3_PAGE.replace(b"<Contents>", b"<Contents>\n  ").replace(b"</Key>", b"</Key>\n")
+    assert parse_list_page(pretty) == parse_list_page(REAL_S3_PAGE)
+    no_url = REAL_S3_PAGE.replace(b"<EncodingType>url</EncodingType>", b"").replace(b"%E6%97%A5", b"a&amp;b")
+    assert parse_list_page(no_url).keys == ["a+b%2Bc%0A", "a&b"]
