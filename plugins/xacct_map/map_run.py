@@ -201,7 +201,7 @@ def failure_details(sfn_client, snap: MapRunSnapshot, *, s3_client=None, sample:
                     f"cause={(detail.get('cause') or '')[:500]!r}"
                 )
         except Exception as err:  # noqa: BLE001 - enrichment only
-            lines.append(f"  (could not list failed child executions: {str(err)[:200]})")
+            lines.append(f"  (could not list failed child executions: {str(err)[:300]})")
     if snap.result_writer and snap.result_writer.get("bucket"):
         bucket, key = snap.result_writer["bucket"], snap.result_writer["key"]
         lines.append(f"  results manifest: s3://{bucket}/{key}")

@@ -79,19 +79,35 @@ def object_body(key: str, index: int) -> bytes:
     return (seed * 128)[: 256 + (index * 37) % 3840]
 
 
-def _explain_missing_redrive() -> None:
-    """moto has no RedriveExecution and answers a bare HTTP 500; make it say so instead."""
+def _explain_unsupported_calls() -> None:
+    """moto lacks RedriveExecution and ListExecutions by Map Run and answers a bare HTTP 500; make
+    those calls fail with a message that says why."""
     from moto.core.exceptions import AWSError
     from moto.stepfunctions.responses import StepFunctionResponse
 
-    def redrive_execution(self):
-        raise AWSError(
-            "RedriveExecution is not implemented by the local emulator (moto 5.2.5). On AWS it re-runs only "
-            "the failed items of this execution; locally, start a new DAG run instead.",
+    def unsupported(what: str, instead: str):
+        return AWSError(
+            f"{what} is not implemented by the local emulator (moto 5.2.5); {instead}",
             exception_type="UnsupportedOperation",
         )
 
+    def redrive_execution(self):
+        raise unsupported(
+            "RedriveExecution", "on AWS it re-runs only the failed items; locally, start a new DAG run instead."
+        )
+
+    list_executions = StepFunctionResponse.list_executions
+
+    def list_executions_by_map_run(self):
+        if self._get_param("mapRunArn"):
+            raise unsupported(
+                "ListExecutions by mapRunArn",
+                "the failed items' errors are in the local Lambda log (LocalLambdaRuntime.log_path).",
+            )
+        return list_executions(self)
+
     StepFunctionResponse.redrive_execution = redrive_execution
+    StepFunctionResponse.list_executions = list_executions_by_map_run
 
 
 class LocalAws:
@@ -126,7 +142,7 @@ class LocalAws:
         response.raise_for_status()
         self.runtime = LocalLambdaRuntime(self.endpoint_url, workers=self.lambda_workers)
         self.runtime.install()
-        _explain_missing_redrive()
+        _explain_unsupported_calls()
         return self
 
     def __exit__(self, *exc) -> None:
