@@ -84,7 +84,8 @@ class KeySpace:
         if room < page * min_pages:
             return []
         # every part should hold a few pages, or its first and last pages are mostly overhead
-        parts = min(parts, int(room // (page * min_pages)))
+        if min_pages > 0:
+            parts = min(parts, int(room // (page * min_pages)))
         if parts < 2:
             return []
         step = room // parts
