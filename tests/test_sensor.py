@@ -133,3 +133,15 @@ def test_real_aborted_run_fails_the_task(local_aws):
     _wait_until_done(sfn, arn)
     with pytest.raises(AirflowFailException, match=r"ended ABORTED"):
         DistributedMapSensor(task_id="wait", execution_arn=arn, aws_conn_id="xacct_map_pipeline").poke({})
+
+
+@pytest.mark.parametrize("status, outcome", [("SUCCEEDED", "ok"), ("FAILED", "fail"), ("TIMED_OUT", "fail"),
+                                             ("ABORTED", "fail"), ("PENDING_REDRIVE", "fail")])
+def test_reschedule_mode_verdicts_match_poke_mode(status, outcome, run_context):
+    sensor = _stubbed_sensor(status, _counts(succeeded=4), error="E", cause="C", mode="reschedule")
+    context = run_context()
+    if outcome == "ok":
+        assert sensor.execute(context)["status"] == "SUCCEEDED"
+    else:
+        with pytest.raises(AirflowFailException, match=rf"ended {status}"):
+            sensor.execute(context)
