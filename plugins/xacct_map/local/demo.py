@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from xacct_map.deploy import PROJECT_ROOT
@@ -41,6 +42,9 @@ def _command(args) -> int:
 def _airflow_home() -> str:
     """A throwaway AIRFLOW_HOME, set before Airflow is imported (it reads its config once)."""
     from cryptography.fernet import Fernet
+
+    # Noise from Airflow's own imports (fastapi's test client), not actionable for a demo user.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
 
     home = tempfile.mkdtemp(prefix="xacct-map-airflow-")
     os.environ.update(
