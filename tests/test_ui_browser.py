@@ -1,0 +1,259 @@
+"""The real Airflow UI, in a real browser: ``xacct-map airflow`` driven by Playwright + system chromium.
+
+One local Airflow (api-server, scheduler, dag-processor, triggerer) is started for the module as a
+subprocess, exactly as a developer starts it. The tests then:
+
+* sign in through the SimpleAuthManager login page with the documented local login;
+* trigger ``xacct_distributed_map`` from the trigger form with params typed into the form, wait in
+  the UI for the run to succeed, and read the sensor's Map Run progress lines in the task log view;
+* check that the scheduler created and finished a scheduled run on its own (the schedule is
+  overridden through ``XACCT_MAP_SCHEDULE``, ``--schedule``);
+* stop the server like Ctrl-C does and check that no component process is left.
+
+Screenshots go to ``artifacts/screenshots/``. Skipped only when chromium is not installed
+(``scripts/install-browser.sh`` installs it); Playwright's own browser downloads are never used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+DAG_ID = "xacct_distributed_map"
+OBJECTS = 60
+KEYS_PER_BATCH = 10
+SCHEDULE = "*/30 * * * *"
+RUN_ID = f"ui_browser_test_{int(time.time())}"
+CHROMIUM = os.environ.get("XACCT_MAP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: run scripts/install-browser.sh "
+                                                "(apt-get install chromium); Playwright drives the system browser"),
+]
+
+
+class Server:
+    """The ``xacct-map airflow`` subprocess and what its ready file says."""
+
+    def __init__(self, process: subprocess.Popen, info: dict, log_path: Path):
+        self.process, self.info, self.log_path = process, info, log_path
+        self.url = info["url"]
+
+    def token(self) -> str:
+        response = requests.post(f"{self.url}/auth/token", timeout=10,
+                                 json={"username": self.info["username"], "password": self.info["password"]})
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    def api(self, path: str, **params) -> dict:
+        response = requests.get(f"{self.url}/api/v2{path}", params=params, timeout=15,
+                                headers={"Authorization": f"Bearer {self.token()}"})
+        response.raise_for_status()
+        return response.json()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 60.0) -> float:
+        """Ctrl-C, as a developer stops it; returns the seconds it took."""
+        started = time.monotonic()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)  # its own session: only what the test started
+                self.process.wait(timeout=10)
+                raise
+        return time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    work = tmp_path_factory.mktemp("xacct-map-airflow")
+    ready, log_path = work / "ready.json", work / "xacct-map-airflow.log"
+    # The test session's own Airflow settings (conftest's AIRFLOW_HOME, unit-test mode, emulator
+    # connections) must not leak into the server.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    command = [
+        sys.executable, "-m", "xacct_map.cli", "airflow", "--port", "0", "--objects", str(OBJECTS),
+        "--schedule", SCHEDULE, "--poke-interval", "2", "--home", str(work / "home"), "--ready-file", str(ready),
+    ]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env=env, cwd=ROOT, start_new_session=True)
+    started = time.monotonic()
+    try:
+        while not ready.exists():
+            if process.poll() is not None:
+                pytest.fail(f"xacct-map airflow exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+            if time.monotonic() - started > 180:
+                pytest.fail(f"xacct-map airflow not ready after 180 s:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.5)
+        srv = Server(process, json.loads(ready.read_text()), log_path)
+        srv.info["ready_after_s"] = round(time.monotonic() - started, 1)
+        print(f"\nlocal Airflow ready after {srv.info['ready_after_s']} s at {srv.url}")
+        yield srv
+    finally:
+        if process.poll() is None:
+            Server(process, {"url": ""}, log_path).stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    """A signed-in page (the login form, as a person uses it)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    page.goto(server.url)
+    page.wait_for_url("**/auth/login**")
+    page.get_by_label("Username").fill(server.info["username"])
+    page.get_by_label("Password").fill(server.info["password"])
+    page.screenshot(path=SCREENSHOTS / "01-login.png")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+    yield page
+    context.close()
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _warn_on_retries(server, run_id: str) -> dict:
+    """Retries hide races (a task that failed once and then passed): make them visible, not fatal."""
+    tasks = server.api(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    tries = {t["task_id"]: t["try_number"] for t in tasks}
+    retried = {task: n for task, n in tries.items() if n > 1}
+    if retried:
+        warnings.warn(f"run {run_id} succeeded only after retries {retried}; see the task logs in "
+                      f"{server.info['airflow_home']}/logs", stacklevel=2)
+    return {t["task_id"]: t["state"] for t in tasks}
+
+
+def test_manual_run_from_the_trigger_form(server, page):
+    """Trigger with params typed into the form; the run succeeds in the UI; the sensor's log shows progress."""
+    pipeline = server.info["pipeline"]
+    page.goto(f"{server.url}/dags/{DAG_ID}")
+    page.get_by_role("button", name="Trigger Dag").click()
+    form = page.locator("[role=dialog][data-state=open]")
+    form.wait_for()
+    # The explicit settings exercise the params path (the scheduled run below uses the Variables).
+    typed = {
+        "source_bucket": pipeline["source_bucket"],
+        "source_prefix": pipeline["source_prefix"],
+        "source_account_id": pipeline["source_account"],
+        "inventory_bucket": pipeline["inventory_bucket"],
+        "state_machine_arn": pipeline["state_machine_arn"],
+        "max_keys_per_batch": str(KEYS_PER_BATCH),
+    }
+    for name, value in typed.items():
+        form.locator(f"input[name=element_{name}]").fill(value)
+    form.get_by_role("button", name="Advanced Options").click()
+    form.get_by_label("Run ID").fill(RUN_ID)
+    page.screenshot(path=SCREENSHOTS / "02-trigger-form.png", full_page=True)
+    trigger = form.get_by_role("button", name="Trigger", exact=True)
+    assert trigger.is_enabled(), "the trigger form refuses the params typed in"
+    trigger.click()
+    page.wait_for_url(f"**/dags/{DAG_ID}/runs/{RUN_ID}")
+
+    # Wait in the UI: the run page's header badge next to the run id (the page refreshes itself).
+    header = page.get_by_role("heading", name=RUN_ID).locator("xpath=..")
+
+    def finished() -> str | None:
+        text = header.inner_text()
+        return next((state for state in ("Success", "Failed") if state in text), None)
+
+    state = _wait(finished, 150, f"run {RUN_ID} to finish in the UI", interval=1.0)
+    page.screenshot(path=SCREENSHOTS / "03-manual-run.png")
+    assert state == "Success", f"the UI shows run {RUN_ID} {state}:\n{server.log_tail()}"
+    run = server.api(f"/dags/{DAG_ID}/dagRuns/{RUN_ID}")
+    assert run["state"] == "success" and run["run_type"] == "manual"
+    assert run["conf"]["max_keys_per_batch"] == KEYS_PER_BATCH  # the form's integer field, as an integer
+    assert set(_warn_on_retries(server, RUN_ID).values()) == {"success"}
+
+    manifest = server.api(f"/dags/{DAG_ID}/dagRuns/{RUN_ID}/taskInstances/build_manifest/xcomEntries/return_value")
+    manifest = manifest["value"] if isinstance(manifest["value"], dict) else json.loads(manifest["value"])
+    assert manifest["object_count"] == OBJECTS
+    assert manifest["batch_count"] == math.ceil(OBJECTS / KEYS_PER_BATCH)
+
+    # The sensor's log, in the UI's log view: Map Run progress ("N succeeded, ... of M items").
+    page.goto(f"{server.url}/dags/{DAG_ID}/runs/{RUN_ID}/tasks/wait_for_map_run")
+    progress = page.get_by_text("succeeded,").filter(has_text="items")
+    progress.first.wait_for()
+    lines = progress.all_inner_texts()
+    page.screenshot(path=SCREENSHOTS / "04-sensor-log.png")
+    assert any(f"{manifest['batch_count']} succeeded," in line and f"of {manifest['batch_count']} items" in line
+               for line in lines), lines
+
+
+def test_scheduled_run_succeeds(server, page):
+    """The scheduler starts the DAG by itself (schedule overridden via XACCT_MAP_SCHEDULE) and the run succeeds."""
+    dag = server.api(f"/dags/{DAG_ID}")
+    assert dag["timetable_summary"] == SCHEDULE and not dag["is_paused"]
+
+    def scheduled_run() -> dict | None:
+        runs = server.api(f"/dags/{DAG_ID}/dagRuns", run_type="scheduled")["dag_runs"]
+        assert not [r for r in runs if r["state"] == "failed"], runs
+        return next((r for r in runs if r["state"] == "success"), None)
+
+    run = _wait(scheduled_run, 120, "a scheduled run to succeed")
+    assert _warn_on_retries(server, run["dag_run_id"]) == {
+        "build_manifest": "success", "start_map_run": "success", "wait_for_map_run": "success"}
+    # The runs list in the UI shows it as a scheduled run.
+    page.goto(f"{server.url}/dags/{DAG_ID}/runs")
+    page.get_by_text(run["dag_run_id"]).first.wait_for()
+    page.screenshot(path=SCREENSHOTS / "05-runs.png")
+
+
+def test_ctrl_c_stops_every_component(server):
+    """Ctrl-C stops the whole tree: every Airflow component's process group and the emulator."""
+    pids = server.info["pids"]
+    seconds = server.stop()
+    print(f"\nstopped in {seconds:.1f} s")
+    assert server.process.returncode == 0, server.log_tail()
+    assert "stopped." in server.log_tail(5)
+    left = []
+    for name, pid in pids.items():
+        try:
+            os.killpg(pid, 0)  # each component led its own process group
+            left.append(name)
+        except ProcessLookupError:
+            pass
+    assert not left, f"still running after Ctrl-C: {left}"
