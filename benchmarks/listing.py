@@ -86,9 +86,25 @@ def run_child(args) -> None:
         result["keys"] = summary.object_count
         result["listing"] = stats
     result["seconds"] = time.perf_counter() - start
-    result["rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result["children_rss_kib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    # ru_maxrss keeps the parent's RSS at fork time on Linux; VmHWM is this process's own peak
+    result["ru_maxrss_kib"] = me.ru_maxrss
+    result["rss_kib"] = _vm_hwm_kib("self") or me.ru_maxrss
+    result["children_rss_kib"] = max((result.get("listing") or {}).get("worker_peak_rss_kib", [0]) or [0])
+    result["cpu_s"] = me.ru_utime + me.ru_stime
+    result["children_cpu_s"] = kids.ru_utime + kids.ru_stime
     print(json.dumps(result))
+
+
+def _vm_hwm_kib(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 # -- the driver -------------------------------------------------------------------------------
@@ -123,7 +139,10 @@ def run(args) -> None:
                 manifest = f"bench/{client}-{n}-{latency_ms}.json"
                 before = server.stats.requests
                 print(f"  {CLIENTS[client]}: {n:,} keys, {latency_ms:g} ms ...", end="", flush=True, file=sys.stderr)
+                cpu0 = resource.getrusage(resource.RUSAGE_SELF)
                 res = _spawn(client, server.endpoint_url, manifest, args)
+                cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+                server_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
                 rate = res["keys"] / res["seconds"]
                 print(f" {rate:,.0f} keys/s", file=sys.stderr)
                 verified = ""
@@ -144,6 +163,7 @@ def run(args) -> None:
                     "keys_per_s": rate, "vs_b": (rate / base) if base else None,
                     "rss_mib": _mib(res["rss_kib"]), "children_rss_mib": _mib(res["children_rss_kib"]),
                     "requests": server.stats.requests - before, "verified": verified,
+                    "cpu": (res["cpu_s"], res["children_cpu_s"], server_cpu), "ru_maxrss_mib": _mib(res["ru_maxrss_kib"]),
                     "listing": res.get("listing"),
                 })
 
@@ -159,15 +179,17 @@ def run(args) -> None:
 def _report(rows: list[dict], args) -> None:
     print(f"\ncommand: {' '.join([os.path.basename(sys.executable), '-m', 'benchmarks.listing', *sys.argv[1:]])}")
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; server shares the CPUs\n")
-    head = f"| client | keys | latency | seconds | keys/s | vs (b) | peak RSS | workers' peak RSS | requests | manifest |"
+    head = ("| client | keys | latency | seconds | keys/s | vs (b) | peak RSS | workers' peak RSS "
+            "| CPU s client/workers/server | requests | manifest |")
     print(head)
-    print("|" + "---|" * 10)
+    print("|" + "---|" * 11)
     for r in rows:
         vs = f"{r['vs_b']:.1f}x" if r["vs_b"] else "-"
         kids = f"{r['children_rss_mib']:.0f} MiB" if r["children_rss_mib"] else "-"
         print(
             f"| {r['client']} | {r['keys']:,} | {r['latency_ms']:g} ms | {r['seconds']:.1f} | {r['keys_per_s']:,.0f} "
-            f"| {vs} | {r['rss_mib']:.0f} MiB | {kids} | {r['requests']:,} | {r['verified'] or '-'} |"
+            f"| {vs} | {r['rss_mib']:.0f} MiB | {kids} | {'/'.join(f'{c:.1f}' for c in r['cpu'])} "
+            f"| {r['requests']:,} | {r['verified'] or '-'} |"
         )
     for r in rows:
         if r["listing"]:

@@ -90,7 +90,10 @@ def test_listing_error_mid_stream_leaves_no_manifest(synthetic_s3):
     manifest's multipart upload is aborted, and nothing is left behind."""
     source = GeneratedKeys(20_000)
     synthetic_s3.buckets["src"] = source
-    synthetic_s3.fault = lambda params, n: (403, "AccessDenied") if n == 30 else None
+    pages = iter(range(10**6))
+    synthetic_s3.fault = lambda params, n: (
+        (403, "AccessDenied") if "delimiter" not in params and next(pages) == 30 else None
+    )
     s3 = client_for(synthetic_s3.endpoint_url)
     with pytest.raises(ListingError) as err:
         write_batched_manifest(

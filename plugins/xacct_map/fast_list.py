@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CREDENTIAL_CHECK_SECONDS = 10.0
+MAX_FAN_OUT = 3  # new ranges per cut
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Endpoint:
     verify: bool | str = True
     connect_timeout: float = 60.0
     read_timeout: float = 60.0
+    cuts: list[str] = field(default_factory=list)  # known range boundaries (e.g. common prefixes)
 
 
 class WorkerError(RuntimeError):
@@ -93,6 +96,7 @@ class _Pool:
         self.results.put((wid, None))
 
     def send_task(self, task: tuple) -> int:
+        # the least busy worker: spreads parsing over the processes
         wid = min(range(len(self.procs)), key=self.inflight.__getitem__)
         write_frame(self.procs[wid].stdin, ("task", *task))
         self.inflight[wid] += 1
@@ -101,6 +105,17 @@ class _Pool:
     def broadcast(self, msg) -> None:
         for proc in self.procs:
             write_frame(proc.stdin, msg)
+
+    def peak_rss_kib(self) -> list[int]:
+        """Each worker's own peak RSS (Linux VmHWM), for stats; empty where unknown."""
+        peaks = []
+        for proc in self.procs:
+            try:
+                with open(f"/proc/{proc.pid}/status") as fh:
+                    peaks += [int(line.split()[1]) for line in fh if line.startswith("VmHWM:")]
+            except OSError:
+                pass
+        return peaks
 
     def close(self) -> None:
         for proc in self.procs:
@@ -134,6 +149,7 @@ def list_ranges(
     base_backoff: float = 0.05,
     max_backoff: float = 20.0,
     start_after: str = "",
+    initial_cuts: list[str] = (),
     stats: dict | None = None,
 ) -> Iterator[tuple[list, list, list, list, list]]:
     """Yield ``(keys, sizes, etags, last_modified, storage_classes)`` page by page.
@@ -141,7 +157,9 @@ def list_ranges(
     :param credentials: returns ``(access_key, secret_key, token)`` or None for unsigned
         requests; called again now and then so refreshed credentials reach the workers.
     :param make_error: builds the exception for an S3 error answer ``(status, code, message)``.
-    :param stats: if given, filled with counters (requests, retries, chains, wasted keys).
+    :param initial_cuts: keys to split the key space at before listing (e.g. the common prefixes
+        a delimiter listing found); ranges beyond ``parallelism`` wait their turn.
+    :param stats: if given, filled with counters (requests, retries, chains, cuts, keys parsed).
     """
     threads = max(1, -(-parallelism // processes))
     config = {
@@ -161,20 +179,30 @@ def list_ranges(
     creds = credentials()
     checked = time.monotonic()
     counters = stats if stats is not None else {}
-    counters.update(requests=0, retries=0, chains=1, cuts=0, parsed_keys=0, yielded_keys=0)
-    pool = _Pool(processes, config, creds)
+    counters.update(requests=0, retries=0, chains=0, cuts=0, parsed_keys=0, yielded_keys=0)
     space = KeySpace()
-    chains: dict[int, _Chain] = {0: _Chain(after=start_after, hi=None)}
-    next_tid = 1
+    chains: dict[int, _Chain] = {}
+    ready: deque[int] = deque()  # chains waiting for a free request slot
+    inflight = 0
 
-    def dispatch(tid: int) -> None:
-        chain = chains[tid]
-        pool.send_task((tid, chain.after, chain.token, chain.hi))
-        counters["requests"] += 1
+    def add_chain(after: str, hi: str | None) -> None:
+        tid = counters["chains"]
+        counters["chains"] += 1
+        chains[tid] = _Chain(after=after, hi=hi)
+        ready.append(tid)
 
+    bounds = [c for c in sorted(set(initial_cuts)) if c > start_after]
+    for lo, hi in zip([start_after, *bounds], [*bounds, None]):
+        add_chain(lo, hi)
+    pool = _Pool(processes, config, creds)
     try:
-        dispatch(0)
         while chains:
+            while ready and inflight < parallelism:
+                tid = ready.popleft()
+                chain = chains[tid]
+                pool.send_task((tid, chain.after, chain.token, chain.hi))
+                counters["requests"] += 1
+                inflight += 1
             try:
                 wid, msg = pool.results.get(timeout=1.0)
             except queue.Empty:
@@ -185,14 +213,13 @@ def list_ranges(
             if msg is None:
                 raise WorkerError(f"listing worker {wid} exited unexpectedly (status {pool.procs[wid].poll()})")
             pool.inflight[wid] -= 1
+            inflight -= 1
             kind, tid = msg[0], msg[1]
             if kind == "error":
-                if msg[2] == "client":
+                if msg[2] in ("client", "transport"):
                     raise make_error(msg[3], msg[4], msg[5])
                 if msg[2] == "order":
                     raise make_order_error(msg[3])
-                if msg[2] == "transport":
-                    raise make_error(msg[3], msg[4], msg[5])
                 raise WorkerError(f"listing worker failed: {msg[3]}")
             _, tid, keys, sizes, etags, modified, classes, more, after, token, parsed, retries = msg
             chain = chains[tid]
@@ -206,17 +233,15 @@ def list_ranges(
                 deficit = parallelism - len(chains)
                 if deficit > 0 and len(keys) >= 2:
                     space.learn((keys[0], keys[len(keys) // 2], keys[-1]))
-                    cuts = space.cuts(keys[0], keys[-1], chain.hi, deficit + 1)
+                    # a few parts at a time: each cut then uses what the last ones taught
+                    cuts = space.cuts(keys[0], keys[-1], chain.hi, min(deficit, MAX_FAN_OUT) + 1)
                     if cuts:
                         counters["cuts"] += 1
-                        bounds = [*cuts, chain.hi]
+                        upper = [*cuts[1:], chain.hi]
                         chain.hi = cuts[0]
-                        for lo, hi in zip(cuts, bounds[1:]):
-                            chains[next_tid] = _Chain(after=lo, hi=hi)
-                            dispatch(next_tid)
-                            next_tid += 1
-                            counters["chains"] += 1
-                dispatch(tid)
+                        for lo, hi in zip(cuts, upper):
+                            add_chain(lo, hi)
+                ready.appendleft(tid)  # keep going where a page just came from
             else:
                 del chains[tid]
             now = time.monotonic()
@@ -230,4 +255,5 @@ def list_ranges(
                 counters["yielded_keys"] += len(keys)
                 yield keys, sizes, etags, modified, classes
     finally:
+        counters["worker_peak_rss_kib"] = pool.peak_rss_kib()
         pool.close()

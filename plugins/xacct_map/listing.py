@@ -176,6 +176,7 @@ def _object_pages(
         processes=max(1, min(workers, parallelism)),
         max_attempts=max_attempts,
         page_size=page_size,
+        initial_cuts=endpoint.cuts,
         stats=stats,
     )
     try:
@@ -224,15 +225,19 @@ def _iso(value) -> str:
 
 # -- choosing and configuring the parallel engine -----------------------------------------------
 
+DISCOVERY_ENTRIES = 200  # common prefixes asked for per level when looking for "folders"
+DISCOVERY_DEPTH = 3
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/s3/aws4_request")
 
 
 def _probe(s3_client, bucket: str, prefix: str, owner: dict):
-    """One botocore ListObjectsV2 for one key, watching the request botocore prepares.
+    """A botocore ListObjectsV2 with ``Delimiter="/"``, watching the request botocore prepares.
 
     Returns ``(endpoint, empty)``: the endpoint the parallel engine should use, or None if it
     cannot (the request never reached HTTP, or the client needs something the engine lacks), and
-    whether the prefix holds no object at all. S3's errors (NoSuchBucket, AccessDenied, a wrong
+    whether the prefix holds no object at all. The common prefixes it finds (descending through
+    lone "folders") become the first range boundaries, so a partitioned layout is listed one
+    partition per range from the start. S3's errors (NoSuchBucket, AccessDenied, a wrong
     ExpectedBucketOwner) surface here, from botocore, before any worker starts.
     """
     signer = getattr(s3_client, "_request_signer", None)
@@ -260,14 +265,28 @@ def _probe(s3_client, bucket: str, prefix: str, owner: dict):
 
     http_session.send = watch  # this client's own session, for the one probe call
     try:
-        response = s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1, **owner)
+        response = s3_client.list_objects_v2(
+            Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=DISCOVERY_ENTRIES, **owner
+        )
     except ClientError as err:
         raise _listing_error(err, bucket, prefix) from err
     finally:
         del http_session.send
-    empty = not response.get("Contents") and not response.get("IsTruncated")
-    if not seen:
+    groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
+    empty = not response.get("Contents") and not groups and not response.get("IsTruncated")
+    if not seen or empty:
         return None, empty
+    try:
+        # A lone "folder" says nothing about where keys are: look one level down, a few times.
+        for _ in range(DISCOVERY_DEPTH):
+            if len(groups) != 1 or response.get("Contents") or response.get("IsTruncated"):
+                break
+            response = s3_client.list_objects_v2(
+                Bucket=bucket, Prefix=groups[0], Delimiter="/", MaxKeys=DISCOVERY_ENTRIES, **owner
+            )
+            groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
+    except ClientError as err:
+        raise _listing_error(err, bucket, prefix) from err
     url, headers = seen[-1]  # the last attempt is the one that worked (after any redirect)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
@@ -292,6 +311,8 @@ def _probe(s3_client, bucket: str, prefix: str, owner: dict):
         verify=verify,
         connect_timeout=float(config.connect_timeout or 60),
         read_timeout=float(config.read_timeout or 60),
+        # each "folder" found starts a range of its own (the first range holds everything before)
+        cuts=groups[1:],
     )
     return endpoint, empty
 
