@@ -255,7 +255,10 @@ def test_airflow_role_policy_statement_by_statement():
     }
     assert stmts["XacctMapDescribeMapRuns"]["Action"] == ["states:DescribeMapRun"]
     assert stmts["XacctMapDescribeMapRuns"]["Resource"] == f"{sfn}:mapRun:xacct-map-distributed-map/*:*"
-    assert len(stmts) == 6
+    # Read-only, for `xacct-map preflight`: the state machine exists and runs as the right role.
+    assert stmts["XacctMapDescribeStateMachine"]["Action"] == ["states:DescribeStateMachine"]
+    assert stmts["XacctMapDescribeStateMachine"]["Resource"] == f"{sfn}:stateMachine:xacct-map-distributed-map"
+    assert len(stmts) == 7
 
 
 def test_airflow_role_as_lister_lists_directly_and_assumes_nothing():
@@ -537,7 +540,7 @@ def test_cli_prints_every_document_as_json(policy_cli, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert json.loads(out) == policies.all_documents(
-        make_inputs(kms_key=KMS_KEY, external_id="xacct-map-ext-1")
+        make_inputs(kms_key=KMS_KEY, external_id="xacct-map-ext-1", result_writer=True)
     )
 
 
@@ -561,7 +564,10 @@ def test_cli_only_prints_one_document_ready_for_put_role_policy(policy_cli, caps
 def test_cli_result_writer_flag(policy_cli, capsys):
     base = ["policy", "--source-bucket", "source-data", "--source-account", SOURCE, "--pipeline-account", PIPELINE,
             "--only", "state_machine_role_policy"]
+    # On by default: the shipped asl/ has a ResultWriter.
     assert policy_cli(base) == 0
+    assert "XacctMapWriteMapRunResults" in statements_by_sid(json.loads(capsys.readouterr().out))
+    assert policy_cli([*base, "--no-result-writer"]) == 0
     assert "XacctMapWriteMapRunResults" not in statements_by_sid(json.loads(capsys.readouterr().out))
     assert policy_cli([*base, "--result-writer"]) == 0
     assert "XacctMapWriteMapRunResults" in statements_by_sid(json.loads(capsys.readouterr().out))

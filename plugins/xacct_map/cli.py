@@ -8,7 +8,10 @@ import importlib
 import sys
 
 # Modules that add a subcommand. Their heavy imports (Airflow, moto) happen inside the command.
-COMMAND_MODULES = ("xacct_map.local.demo", "xacct_map.policy_command", "xacct_map.local.airflow_server")
+COMMAND_MODULES = (
+    "xacct_map.local.demo", "xacct_map.policy_command", "xacct_map.local.airflow_server",
+    "xacct_map.deploy_command", "xacct_map.preflight",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,9 @@
-"""Deploy the pipeline account's side: inventory bucket, processor Lambda, state machine.
+"""Deploy the pipeline account's side: inventory bucket, roles, processor Lambda, state machine.
 
-Create-or-update and idempotent. The local mode calls the same functions against the emulator.
+Create-or-update and idempotent: every setting is read first and written only when it differs, so a
+second run changes nothing (each ``ensure_*`` function reports what it changed). :func:`deploy_pipeline`
+does the whole pipeline account with the IAM documents of :mod:`xacct_map.policies`;
+``xacct-map deploy`` and the local mode both call it.
 """
 
 from __future__ import annotations
@@ -10,9 +13,15 @@ import json
 import os
 import re
 import zipfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from botocore.exceptions import ClientError
+
+from xacct_map import policies
+from xacct_map.policies import PolicyInputs
 
 # The repository root holds asl/ and functions/; XACCT_MAP_HOME overrides it for other layouts.
 PROJECT_ROOT = Path(os.environ.get("XACCT_MAP_HOME") or Path(__file__).resolve().parents[2])
@@ -57,39 +66,204 @@ def package_function(source_dir: Path = PROCESSOR_DIR) -> bytes:
     return buffer.getvalue()
 
 
-def ensure_bucket(s3, bucket: str, region: str) -> None:
-    """Create ``bucket`` (private, encrypted) unless this account already owns it."""
+# Everything xacct-map changed, as "<verb> <resource>: <what>" lines; a second deploy leaves it empty.
+Changes = list
+
+
+def _note(changes: Changes | None, line: str) -> None:
+    if changes is not None:
+        changes.append(line)
+
+
+def _retry_iam_propagation(call, *, what: str, attempts: int = 12, delay: float = 5.0):
+    """Run ``call()``, retrying while a just-created IAM role is not yet usable by a service.
+
+    A new role takes a few seconds to propagate: Lambda answers InvalidParameterValueException
+    ("cannot be assumed by Lambda") and Step Functions AccessDeniedException meanwhile.
+    """
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return call()
+        except ClientError as err:
+            code = err.response["Error"]["Code"]
+            message = err.response["Error"].get("Message", "")
+            transient = (code == "InvalidParameterValueException" and "assume" in message.lower()) or (
+                code == "AccessDeniedException" and "assume" in message.lower()
+            )
+            if not transient or attempt == attempts - 1:
+                raise
+            time.sleep(delay)
+    raise AssertionError(f"unreachable: {what}")
+
+
+PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
+}
+LIFECYCLE_RULE_ID = "xacct-map-expire-manifests"
+
+
+def ensure_bucket(
+    s3,
+    bucket: str,
+    region: str,
+    *,
+    expire_prefix: str | None = None,
+    expire_days: int | None = None,
+    expected_bucket_owner: str | None = None,
+    changes: Changes | None = None,
+) -> None:
+    """Create ``bucket`` or bring an existing one of this account to the settings below.
+
+    * all public access blocked;
+    * default encryption (SSE-S3) unless the bucket already has one (an SSE-KMS default is kept);
+    * with ``expire_days``: a lifecycle rule (id ``xacct-map-expire-manifests``) expiring objects
+      under ``expire_prefix`` after that many days and aborting multipart uploads left incomplete
+      for a day (a manifest writer killed mid-upload); other rules of the bucket are kept.
+
+    Each setting is read first and written only when it differs, so a second run changes nothing.
+
+    :param expected_bucket_owner: the pipeline account id: a bucket of that name owned by another
+        account fails with an error instead of being "found".
+    :param changes: a list that receives one line per change made.
+    """
+    owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
     try:
-        s3.head_bucket(Bucket=bucket)
-        return
+        s3.head_bucket(Bucket=bucket, **owner)
     except ClientError as err:
-        if err.response["Error"]["Code"] not in ("404", "NoSuchBucket"):
+        code = err.response["Error"]["Code"]
+        if code in ("403", "AccessDenied"):
+            raise RuntimeError(
+                f"Bucket {bucket!r} exists but this identity may not use it (403): it belongs to another account "
+                f"than {expected_bucket_owner or 'this one'}, or the deploying identity lacks s3:ListBucket on it. "
+                "Bucket names are global: pick another --inventory-bucket."
+            ) from None
+        if code not in ("404", "NoSuchBucket"):
             raise
-    kwargs = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-    s3.create_bucket(Bucket=bucket, **kwargs)
-    s3.put_public_access_block(
-        Bucket=bucket,
-        PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
-        },
-    )
-    s3.put_bucket_encryption(
-        Bucket=bucket,
-        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
-    )
+        kwargs = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        s3.create_bucket(Bucket=bucket, **kwargs)
+        _note(changes, f"created bucket {bucket} in {region}")
+    _ensure_public_access_block(s3, bucket, owner, changes)
+    _ensure_encryption(s3, bucket, owner, changes)
+    if expire_days:
+        _ensure_lifecycle(s3, bucket, owner, expire_prefix or "", int(expire_days), changes)
 
 
-def ensure_role(iam, name: str, trust_policy: dict, inline_policy: dict | None = None) -> str:
-    """Create or update an IAM role (trust + one inline policy); return its ARN."""
+def _ensure_public_access_block(s3, bucket: str, owner: dict, changes: Changes | None) -> None:
     try:
-        arn = iam.get_role(RoleName=name)["Role"]["Arn"]
-        iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust_policy))
+        current = s3.get_public_access_block(Bucket=bucket, **owner)["PublicAccessBlockConfiguration"]
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "NoSuchPublicAccessBlockConfiguration":
+            raise
+        current = {}
+    if {k: current.get(k) for k in PUBLIC_ACCESS_BLOCK} != PUBLIC_ACCESS_BLOCK:
+        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK, **owner)
+        _note(changes, f"updated bucket {bucket}: blocked all public access")
+
+
+def _ensure_encryption(s3, bucket: str, owner: dict, changes: Changes | None) -> None:
+    try:
+        rules = s3.get_bucket_encryption(Bucket=bucket, **owner)["ServerSideEncryptionConfiguration"]["Rules"]
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "ServerSideEncryptionConfigurationNotFoundError":
+            raise
+        rules = []
+    if not any(r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules):
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+            **owner,
+        )
+        _note(changes, f"updated bucket {bucket}: default encryption SSE-S3")
+
+
+def lifecycle_rule(prefix: str, days: int) -> dict:
+    """The lifecycle rule xacct-map owns in the inventory bucket."""
+    return {
+        "ID": LIFECYCLE_RULE_ID,
+        "Filter": {"Prefix": prefix},
+        "Status": "Enabled",
+        "Expiration": {"Days": days},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+    }
+
+
+def _ensure_lifecycle(s3, bucket: str, owner: dict, prefix: str, days: int, changes: Changes | None) -> None:
+    try:
+        rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket, **owner)["Rules"]
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "NoSuchLifecycleConfiguration":
+            raise
+        rules = []
+    wanted = lifecycle_rule(prefix, days)
+    ours = [r for r in rules if r.get("ID") == LIFECYCLE_RULE_ID]
+    if len(ours) == 1 and _same_rule(ours[0], wanted):
+        return
+    # PutBucketLifecycleConfiguration replaces every rule: keep the bucket's other rules as they are.
+    others = [r for r in rules if r.get("ID") != LIFECYCLE_RULE_ID]
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": [*others, wanted]}, **owner
+    )
+    _note(changes, f"updated bucket {bucket}: lifecycle expires {prefix}* after {days} days")
+
+
+def _same_rule(current: dict, wanted: dict) -> bool:
+    # S3 may echo a rule with extra defaults or the legacy top-level Prefix; compare what we set.
+    prefix = current.get("Filter", {}).get("Prefix", current.get("Prefix"))
+    return (
+        prefix == wanted["Filter"]["Prefix"]
+        and current.get("Status") == "Enabled"
+        and current.get("Expiration", {}).get("Days") == wanted["Expiration"]["Days"]
+        and current.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation") == 1
+    )
+
+
+def _policy_json(document) -> dict:
+    """A policy document as a dict, whether boto3 decoded it already or handed over (URL-encoded) text."""
+    from urllib.parse import unquote
+
+    if isinstance(document, dict):
+        return document
+    text = document if document.lstrip().startswith("{") else unquote(document)
+    return json.loads(text)
+
+
+def ensure_role(
+    iam,
+    name: str,
+    trust_policy: dict,
+    inline_policy: dict | None = None,
+    *,
+    policy_name: str | None = None,
+    changes: Changes | None = None,
+) -> str:
+    """Create or update an IAM role (trust + one inline policy); return its ARN.
+
+    The trust policy and the inline policy are written only when they differ from what IAM holds.
+    """
+    policy_name = policy_name or f"{name}-policy"
+    try:
+        role = iam.get_role(RoleName=name)["Role"]
+        arn = role["Arn"]
+        if _policy_json(role.get("AssumeRolePolicyDocument") or "{}") != trust_policy:
+            iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust_policy))
+            _note(changes, f"updated role {name}: trust policy")
     except ClientError as err:
         if err.response["Error"]["Code"] != "NoSuchEntity":
             raise
         arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust_policy))["Role"]["Arn"]
+        _note(changes, f"created role {name}")
     if inline_policy:
-        iam.put_role_policy(RoleName=name, PolicyName=f"{name}-policy", PolicyDocument=json.dumps(inline_policy))
+        try:
+            current = _policy_json(iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"])
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "NoSuchEntity":
+                raise
+            current = None
+        if current != inline_policy:
+            iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(inline_policy))
+            _note(changes, f"updated role {name}: inline policy {policy_name}")
     return arn
 
 
@@ -100,29 +274,224 @@ def service_trust(service: str) -> dict:
     }
 
 
-def ensure_function(lmb, name: str, role_arn: str, code: bytes, environment: dict | None = None) -> str:
-    """Create or update the processor Lambda; return its ARN."""
+FUNCTION_SETTINGS = {"Runtime": "python3.12", "Handler": "handler.handler", "Timeout": 900, "MemorySize": 1024}
+
+
+def code_sha256(code: bytes) -> str:
+    """Lambda's ``CodeSha256`` of a deployment package (base64 of its SHA-256)."""
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.sha256(code).digest()).decode()
+
+
+def ensure_function(
+    lmb,
+    name: str,
+    role_arn: str,
+    code: bytes,
+    environment: dict | None = None,
+    *,
+    changes: Changes | None = None,
+) -> str:
+    """Create or update the processor Lambda; return its ARN.
+
+    Code is uploaded only when its SHA-256 differs from the deployed one (the package is
+    reproducible, see :func:`package_function`), the configuration only when a setting differs.
+    """
     env = {"Variables": environment or {}}
     try:
-        lmb.get_function(FunctionName=name)
+        current = lmb.get_function(FunctionName=name)["Configuration"]
     except ClientError as err:
         if err.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
-        return lmb.create_function(
-            FunctionName=name, Runtime="python3.12", Role=role_arn, Handler="handler.handler",
-            Code={"ZipFile": code}, Timeout=900, MemorySize=1024, Environment=env,
-        )["FunctionArn"]
-    lmb.update_function_code(FunctionName=name, ZipFile=code)
-    return lmb.update_function_configuration(FunctionName=name, Role=role_arn, Environment=env)["FunctionArn"]
+        arn = _retry_iam_propagation(
+            lambda: lmb.create_function(
+                FunctionName=name, Role=role_arn, Code={"ZipFile": code}, Environment=env, **FUNCTION_SETTINGS
+            )["FunctionArn"],
+            what=f"create function {name}",
+        )
+        _note(changes, f"created function {name}")
+        return arn
+    arn = current["FunctionArn"]
+    if current.get("CodeSha256") != code_sha256(code):
+        lmb.update_function_code(FunctionName=name, ZipFile=code)
+        _note(changes, f"updated function {name}: code")
+        # A function accepts no other update while one is in progress.
+        lmb.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 2, "MaxAttempts": 60})
+    wanted = {"Role": role_arn, **FUNCTION_SETTINGS}
+    differs = sorted(k for k, v in wanted.items() if current.get(k) != v)
+    if (current.get("Environment") or {}).get("Variables", {}) != env["Variables"]:
+        differs.append("Environment")
+    if differs:
+        _retry_iam_propagation(
+            lambda: lmb.update_function_configuration(FunctionName=name, Environment=env, **wanted),
+            what=f"update function {name}",
+        )
+        _note(changes, f"updated function {name}: {', '.join(differs)}")
+    return arn
 
 
-def ensure_state_machine(sfn, name: str, definition: str, role_arn: str) -> str:
-    """Create or update a STANDARD state machine; return its ARN."""
+def ensure_state_machine(sfn, name: str, definition: str, role_arn: str, *, changes: Changes | None = None) -> str:
+    """Create or update a STANDARD state machine; return its ARN.
+
+    Updated only when its definition (compared as JSON) or its role differ.
+    """
     for page in sfn.get_paginator("list_state_machines").paginate():
         for machine in page["stateMachines"]:
             if machine["name"] == name:
-                sfn.update_state_machine(stateMachineArn=machine["stateMachineArn"], definition=definition, roleArn=role_arn)
-                return machine["stateMachineArn"]
-    return sfn.create_state_machine(name=name, definition=definition, roleArn=role_arn, type="STANDARD")[
-        "stateMachineArn"
-    ]
+                arn = machine["stateMachineArn"]
+                current = sfn.describe_state_machine(stateMachineArn=arn)
+                if json.loads(current["definition"]) != json.loads(definition) or current["roleArn"] != role_arn:
+                    _retry_iam_propagation(
+                        lambda: sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role_arn),
+                        what=f"update state machine {name}",
+                    )
+                    _note(changes, f"updated state machine {name}")
+                return arn
+    arn = _retry_iam_propagation(
+        lambda: sfn.create_state_machine(name=name, definition=definition, roleArn=role_arn, type="STANDARD")[
+            "stateMachineArn"
+        ],
+        what=f"create state machine {name}",
+    )
+    _note(changes, f"created state machine {name}")
+    return arn
+
+
+# -- the whole pipeline account ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineDeployment:
+    """What :func:`deploy_pipeline` created or found, and what it changed."""
+
+    region: str
+    inventory_bucket: str
+    processor_role_arn: str
+    state_machine_role_arn: str
+    function_arn: str
+    state_machine_arn: str
+    airflow_role_arn: str | None
+    changes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def role_name(role_arn: str) -> str:
+    """The name of a role ARN (the last path segment)."""
+    return role_arn.rsplit("/", 1)[-1]
+
+
+def deploy_pipeline(
+    client: Callable[[str], Any],
+    inputs: PolicyInputs,
+    *,
+    state_machine_role: str = "xacct-map-state-machine",
+    max_concurrency: int = 100,
+    tolerated_failure_percentage: float = 0.0,
+    expire_days: int | None = 30,
+    airflow_trust: str | None = None,
+    asl_path: Path = ASL_PATH,
+    function_dir: Path = PROCESSOR_DIR,
+) -> PipelineDeployment:
+    """Create or update the pipeline account's side of ``inputs``, idempotently.
+
+    * the inventory bucket (:func:`ensure_bucket`: public access blocked, SSE, lifecycle rule
+      expiring ``<inventory_prefix>`` objects after ``expire_days``);
+    * the processor role and the state machine role with the documents of :mod:`xacct_map.policies`
+      (the shipped ASL has a ResultWriter, so its permissions are included);
+    * the processor Lambda packaged from ``function_dir`` (``SOURCE_ACCOUNT_ID`` in its environment);
+    * the state machine rendered from ``asl_path``;
+    * the Airflow role's inline policy, when the role exists; it is created only with
+      ``airflow_trust`` (the principal that may assume it: an AWS ARN, or a service such as
+      ``airflow-env.amazonaws.com``), since only the caller knows where Airflow runs.
+
+    The source account's side (bucket policy, lister role) is not touched: it belongs to another
+    account; ``xacct-map policy`` prints it.
+
+    :param client: ``client(service_name)`` -> a boto3 client of the pipeline account in ``inputs.region``.
+    """
+    changes: Changes = []
+    notes: list[str] = []
+    result_inputs = replace(inputs, result_writer=True)
+    documents = policies.all_documents(result_inputs)
+    s3, iam, lmb, sfn = (client(s) for s in ("s3", "iam", "lambda", "stepfunctions"))
+
+    ensure_bucket(
+        s3, inputs.inventory_bucket, inputs.region,
+        expire_prefix=inputs.inventory_prefix, expire_days=expire_days,
+        expected_bucket_owner=inputs.pipeline_account, changes=changes,
+    )
+    processor_role_arn = ensure_role(
+        iam, role_name(inputs.processor_role_arn),
+        documents["processor_role_trust_policy"], documents["processor_role_policy"], changes=changes,
+    )
+    machine_role_arn = ensure_role(
+        iam, state_machine_role,
+        documents["state_machine_role_trust_policy"], documents["state_machine_role_policy"], changes=changes,
+    )
+    function_arn = ensure_function(
+        lmb, inputs.function, processor_role_arn, package_function(function_dir),
+        environment={"SOURCE_ACCOUNT_ID": inputs.source_account}, changes=changes,
+    )
+    definition = render_definition(
+        asl_path,
+        {
+            "ProcessorFunctionArn": function_arn,
+            "MaxConcurrency": int(max_concurrency),
+            "ToleratedFailurePercentage": float(tolerated_failure_percentage),
+            "ResultsBucket": inputs.inventory_bucket,
+            # ResultWriter writes <prefix>/<map run id>/...: inside the policy's results/ prefix.
+            "ResultsPrefix": inputs.results_prefix.rstrip("/"),
+        },
+    )
+    machine_arn = ensure_state_machine(sfn, inputs.state_machine, definition, machine_role_arn, changes=changes)
+
+    airflow_role_arn = None
+    airflow_name = role_name(inputs.airflow_role_arn)
+    if airflow_trust or _role_exists(iam, airflow_name):
+        trust = None if not airflow_trust else _trust_for(airflow_trust)
+        if trust is None:  # keep the existing trust policy: it says where Airflow runs
+            trust = _policy_json(iam.get_role(RoleName=airflow_name)["Role"]["AssumeRolePolicyDocument"])
+        airflow_role_arn = ensure_role(
+            iam, airflow_name, trust, documents["airflow_role_policy"], changes=changes
+        )
+    else:
+        notes.append(
+            f"Airflow role {airflow_name} does not exist: not created (pass --airflow-trust PRINCIPAL to create it, "
+            "or attach `xacct-map policy --only airflow_role_policy` to the role your Airflow uses)."
+        )
+    if inputs.lists_directly:
+        notes.append("The Airflow role lists the source bucket itself: the source bucket policy must grant it.")
+    notes.append(
+        f"Source account {inputs.source_account}: apply `xacct-map policy --only source_bucket_policy` to "
+        f"s3://{inputs.source_bucket}" + ("" if inputs.lists_directly else " and create the lister role "
+        f"{inputs.lister_role_arn} (lister_role_trust_policy, lister_role_policy)") + "."
+    )
+    return PipelineDeployment(
+        region=inputs.region, inventory_bucket=inputs.inventory_bucket, processor_role_arn=processor_role_arn,
+        state_machine_role_arn=machine_role_arn, function_arn=function_arn, state_machine_arn=machine_arn,
+        airflow_role_arn=airflow_role_arn, changes=tuple(changes), notes=tuple(notes),
+    )
+
+
+def _role_exists(iam, name: str) -> bool:
+    try:
+        iam.get_role(RoleName=name)
+        return True
+    except ClientError as err:
+        if err.response["Error"]["Code"] == "NoSuchEntity":
+            return False
+        raise
+
+
+def _trust_for(principal: str) -> dict:
+    """A trust policy for an AWS principal ARN or a service principal (``*.amazonaws.com``)."""
+    key = "Service" if principal.endswith(".amazonaws.com") or principal.endswith(".amazonaws.com.cn") else "AWS"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {key: principal}, "Action": "sts:AssumeRole"}],
+    }

@@ -18,11 +18,13 @@ Pipeline account (the one running Step Functions):
 
 * ``state_machine_role_trust_policy`` / ``state_machine_role_policy``: ItemReader on the manifests,
   ``lambda:InvokeFunction`` on the processor, the Distributed Map child-workflow permissions, and
-  with ``result_writer=True`` the ResultWriter permissions (the shipped ASL has no ResultWriter).
+  with ``result_writer=True`` the ResultWriter permissions (the shipped ASL has a ResultWriter;
+  ``xacct-map policy`` and ``xacct-map deploy`` turn them on, the library default is off).
 * ``processor_role_trust_policy`` / ``processor_role_policy``: cross-account ``s3:GetObject`` (plus
   ``kms:Decrypt``) and its own log group.
 * ``airflow_role_policy``: assume the lister role (or list the bucket itself), write manifests,
-  start/describe/stop/redrive the state machine's executions and read their map runs.
+  start/describe/stop/redrive the state machine's executions, read their map runs, and describe the
+  state machine (read-only, for ``xacct-map preflight``).
 
 Action names and resource types follow the Service Authorization Reference (S3, Step Functions,
 Lambda, CloudWatch Logs, KMS, STS) and the Step Functions guide's "IAM policies for using
@@ -149,7 +151,9 @@ class PolicyInputs:
     :param function: the processor Lambda's function name.
     :param external_id: the ``sts:ExternalId`` the lister role's trust policy requires.
     :param result_writer: whether the state machine writes map-run results (a ResultWriter under
-        ``<inventory_prefix>results/``); off by default like the shipped ASL.
+        ``<inventory_prefix>results/``); off by default.
+    :param state_machine_role: the state machine's execution role (pipeline account); named here so
+        ``xacct-map deploy`` creates it and ``xacct-map preflight`` checks the state machine uses it.
     """
 
     source_bucket: str
@@ -168,6 +172,7 @@ class PolicyInputs:
     function: str = "xacct-map-processor"
     external_id: str | None = None
     result_writer: bool = False
+    state_machine_role: str = "xacct-map-state-machine"
 
     def __post_init__(self) -> None:
         _check_bucket("source_bucket", self.source_bucket)
@@ -208,7 +213,11 @@ class PolicyInputs:
                 f"lister_role {self.lister_role!r} belongs to neither source_account {self.source_account} "
                 f"nor pipeline_account {self.pipeline_account}"
             )
-        for field, arn in (("processor_role", self.processor_role_arn), ("airflow_role", self.airflow_role_arn)):
+        for field, arn in (
+            ("processor_role", self.processor_role_arn),
+            ("airflow_role", self.airflow_role_arn),
+            ("state_machine_role", self.state_machine_role_arn),
+        ):
             if self._account_of(field, arn) != self.pipeline_account:
                 raise PolicyInputError(
                     f"{field} {getattr(self, field)!r} must be a role of pipeline_account {self.pipeline_account}"
@@ -249,6 +258,10 @@ class PolicyInputs:
     @property
     def airflow_role_arn(self) -> str:
         return self._role_arn("airflow_role", self.airflow_role, self.pipeline_account)
+
+    @property
+    def state_machine_role_arn(self) -> str:
+        return self._role_arn("state_machine_role", self.state_machine_role, self.pipeline_account)
 
     @property
     def lists_directly(self) -> bool:
@@ -576,7 +589,32 @@ def airflow_role_policy(inputs: PolicyInputs) -> dict:
         # ListMapRuns is authorized on the execution whose map runs it lists.
         _statement("XacctMapListMapRuns", ["states:ListMapRuns"], inputs.executions_arn),
         _statement("XacctMapDescribeMapRuns", ["states:DescribeMapRun"], inputs.map_runs_arn),
+        # Read-only: `xacct-map preflight` checks the state machine exists and runs as the right role.
+        _statement("XacctMapDescribeStateMachine", ["states:DescribeStateMachine"], inputs.state_machine_arn),
     )
+
+
+def processor_preflight_trust_statement(inputs: PolicyInputs, principal_arn: str) -> dict:
+    """An optional trust statement letting ``principal_arn`` assume the processor role.
+
+    Only ``xacct-map preflight``'s "the processor can read an object" check needs it (the processor's
+    own trust names Lambda alone). Add it to the processor role's trust policy while checking, and
+    remove it afterwards: whoever may assume the role may read the source objects.
+    """
+    return {
+        "Sid": "XacctMapPreflightAssumesProcessor",
+        "Effect": "Allow",
+        "Principal": {"AWS": principal_arn},
+        "Action": "sts:AssumeRole",
+    }
+
+
+def find_statement(document: dict, sid: str) -> dict:
+    """The statement ``sid`` of ``document``; ``KeyError`` naming the Sid when it has none."""
+    for statement in document["Statement"]:
+        if statement.get("Sid") == sid:
+            return statement
+    raise KeyError(f"no statement {sid!r} in the document")
 
 
 # Document name -> (account it goes to, how it is applied).

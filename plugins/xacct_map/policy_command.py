@@ -44,11 +44,14 @@ def register(subparsers) -> None:
                         help="key prefix owned by xacct-map in the inventory bucket (default: %(default)s)")
     parser.add_argument("--state-machine", default="xacct-map-distributed-map",
                         help="the state machine's name (default: %(default)s)")
+    parser.add_argument("--state-machine-role", default="xacct-map-state-machine",
+                        help="the state machine's execution role, pipeline account (default: %(default)s)")
     parser.add_argument("--function", default="xacct-map-processor",
                         help="the processor Lambda's function name (default: %(default)s)")
     parser.add_argument("--external-id", default=None, help="sts:ExternalId the lister role's trust policy requires")
-    parser.add_argument("--result-writer", action="store_true",
-                        help="the state machine has a ResultWriter: let it write under <inventory prefix>results/")
+    parser.add_argument("--result-writer", action=argparse.BooleanOptionalAction, default=True,
+                        help="the state machine has a ResultWriter (the shipped asl/ has one): let it write under "
+                             "<inventory prefix>results/ (default: on; --no-result-writer for an ASL without one)")
     parser.add_argument("--only", default=None, choices=sorted(policies.DOCUMENT_TARGETS), metavar="NAME",
                         help="print only this document: " + ", ".join(sorted(policies.DOCUMENT_TARGETS)))
     parser.set_defaults(func=run)
@@ -74,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             function=args.function,
             external_id=args.external_id,
             result_writer=args.result_writer,
+            state_machine_role=args.state_machine_role,
         )
     except policies.PolicyInputError as err:
         print(f"xacct-map policy: {err}", file=sys.stderr)

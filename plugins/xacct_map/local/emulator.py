@@ -192,26 +192,20 @@ class LocalAws:
         deploy.ensure_bucket(s3_src, source_bucket, self.region)
         total = self._seed(s3_src, source_bucket, source_prefix, objects)
 
-        iam, s3, lmb, sfn = (self.client(s) for s in ("iam", "s3", "lambda", "stepfunctions"))
-        deploy.ensure_bucket(s3, inventory_bucket, self.region)
-        function_role = deploy.ensure_role(iam, "xacct-map-processor", deploy.service_trust("lambda.amazonaws.com"))
-        function_arn = deploy.ensure_function(
-            lmb, "xacct-map-processor", function_role, deploy.package_function(),
-            environment={"SOURCE_ACCOUNT_ID": SOURCE_ACCOUNT},
+        # The pipeline account: the same code path as `xacct-map deploy` on AWS.
+        from xacct_map.policies import PolicyInputs
+
+        inputs = PolicyInputs(
+            source_bucket=source_bucket, source_account=SOURCE_ACCOUNT, pipeline_account=PIPELINE_ACCOUNT,
+            inventory_bucket=inventory_bucket, prefix=source_prefix, lister_role=lister_role, region=self.region,
         )
-        machine_role = deploy.ensure_role(iam, "xacct-map-state-machine", deploy.service_trust("states.amazonaws.com"))
-        definition = deploy.render_definition(
-            deploy.ASL_PATH,
-            {
-                "ProcessorFunctionArn": function_arn,
-                # moto runs each worker's items recursively (~900 max): keep items per worker low.
-                "MaxConcurrency": max(max_concurrency, -(-objects // 100 // 500)),
-                "ToleratedFailurePercentage": float(tolerated_failure_percentage),
-                "ResultsBucket": inventory_bucket,
-                "ResultsPrefix": "xacct-map/results",
-            },
+        deployment = deploy.deploy_pipeline(
+            self.client, inputs,
+            # moto runs each worker's items recursively (~900 max): keep items per worker low.
+            max_concurrency=max(max_concurrency, -(-objects // 100 // 500)),
+            tolerated_failure_percentage=tolerated_failure_percentage,
         )
-        machine_arn = deploy.ensure_state_machine(sfn, "xacct-map-distributed-map", definition, machine_role)
+        function_arn, machine_arn = deployment.function_arn, deployment.state_machine_arn
         return LocalPipeline(
             endpoint_url=self.endpoint_url, region=self.region, source_account=SOURCE_ACCOUNT,
             pipeline_account=PIPELINE_ACCOUNT, source_bucket=source_bucket, source_prefix=source_prefix,

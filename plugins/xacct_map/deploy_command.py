@@ -1,0 +1,145 @@
+"""``xacct-map deploy``: create or update the pipeline account's resources, idempotently.
+
+Deploys, in the account of the credentials used (``--profile`` or the default chain), the inventory
+bucket, the processor and state machine roles with the policies of :mod:`xacct_map.policies`, the
+processor Lambda from ``functions/``, the state machine from ``asl/`` and, when the role exists
+(or ``--airflow-trust`` is given), the Airflow role's inline policy. A second run with the same
+options changes nothing and says so. The source account's side is printed, not applied: it is
+another account (``xacct-map policy --only source_bucket_policy``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    """Add the ``deploy`` subcommand to the ``xacct-map`` parser."""
+    parser = subparsers.add_parser(
+        "deploy",
+        help="create or update the pipeline account's bucket, roles, Lambda and state machine (idempotent)",
+        description=(
+            "Create or update, in the pipeline account, the inventory bucket (public access blocked, SSE, "
+            "lifecycle), the processor and state machine roles with least-privilege policies, the processor "
+            "Lambda and the Distributed Map state machine. Safe to re-run: only differences are written."
+        ),
+    )
+    parser.add_argument("--source-bucket", required=True, help="the bucket holding the data (source account)")
+    parser.add_argument("--source-account", required=True, help="12-digit id of the account owning the bucket")
+    parser.add_argument("--prefix", default="", help="only keys under this prefix are listed and read")
+    parser.add_argument("--source-region", default=None, help="the source bucket's Region (default: --region)")
+    parser.add_argument("--region", default=None, help="the pipeline Region (default: the profile's Region)")
+    parser.add_argument("--profile", default=None, help="AWS profile of the pipeline account")
+    parser.add_argument("--endpoint-url", default=None, help="send every call to this endpoint (local emulator)")
+    parser.add_argument("--pipeline-account", default=None,
+                        help="12-digit pipeline account id (default: the caller's, from sts:GetCallerIdentity)")
+    parser.add_argument("--inventory-bucket", default=None,
+                        help="manifest bucket (default: xacct-map-inventory-<pipeline account>)")
+    parser.add_argument("--inventory-prefix", default="xacct-map/",
+                        help="key prefix owned by xacct-map in the inventory bucket (default: %(default)s)")
+    parser.add_argument("--state-machine", default="xacct-map-distributed-map", help="default: %(default)s")
+    parser.add_argument("--state-machine-role", default="xacct-map-state-machine", help="default: %(default)s")
+    parser.add_argument("--function", default="xacct-map-processor", help="Lambda name (default: %(default)s)")
+    parser.add_argument("--processor-role", default="xacct-map-processor", help="default: %(default)s")
+    parser.add_argument("--lister-role", default="xacct-map-lister",
+                        help="the source account's lister role, named in the policies (default: %(default)s)")
+    parser.add_argument("--airflow-role", default="xacct-map-airflow",
+                        help="the role Airflow's connection uses; its inline policy is set if it exists "
+                             "(default: %(default)s)")
+    parser.add_argument("--airflow-trust", default=None, metavar="PRINCIPAL",
+                        help="create the Airflow role if missing, trusting this principal (a role/user ARN, or a "
+                             "service such as airflow-env.amazonaws.com); an existing role's trust is replaced")
+    parser.add_argument("--kms-key", default=None, help="ARN of the source bucket's SSE-KMS key, if any")
+    parser.add_argument("--max-concurrency", type=int, default=100,
+                        help="child executions at once (default: %(default)s)")
+    parser.add_argument("--tolerated-failure-percentage", type=float, default=0.0, help="default: %(default)s")
+    parser.add_argument("--expire-days", type=int, default=30,
+                        help="expire manifests and results after this many days; 0 keeps them (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.set_defaults(func=run)
+
+
+def pipeline_clients(*, profile: str | None, region: str | None, endpoint_url: str | None):
+    """``(client_factory, region)`` for the pipeline account's credentials."""
+    import boto3
+
+    session = boto3.session.Session(profile_name=profile, region_name=region)
+    region = session.region_name or "us-east-1"
+
+    def client(service: str):
+        return session.client(service, region_name=region, endpoint_url=endpoint_url)
+
+    return client, region
+
+
+def run(args: argparse.Namespace) -> int:
+    """Deploy; exit code 0 on success, 2 for invalid options, 1 for an AWS error."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from xacct_map import deploy, policies
+
+    try:
+        client, region = pipeline_clients(profile=args.profile, region=args.region, endpoint_url=args.endpoint_url)
+        account = args.pipeline_account or client("sts").get_caller_identity()["Account"]
+    except (BotoCoreError, ClientError) as err:
+        print(f"xacct-map deploy: cannot reach the pipeline account: {err}", file=sys.stderr)
+        return 1
+    try:
+        inputs = policies.PolicyInputs(
+            source_bucket=args.source_bucket,
+            source_account=args.source_account,
+            pipeline_account=account,
+            inventory_bucket=args.inventory_bucket or f"xacct-map-inventory-{account}",
+            prefix=args.prefix,
+            lister_role=args.lister_role,
+            processor_role=args.processor_role,
+            airflow_role=args.airflow_role,
+            kms_key=args.kms_key,
+            region=region,
+            source_region=args.source_region,
+            inventory_prefix=args.inventory_prefix,
+            state_machine=args.state_machine,
+            function=args.function,
+            result_writer=True,
+        )
+    except policies.PolicyInputError as err:
+        print(f"xacct-map deploy: {err}", file=sys.stderr)
+        return 2
+    try:
+        result = deploy.deploy_pipeline(
+            client,
+            inputs,
+            state_machine_role=args.state_machine_role,
+            max_concurrency=args.max_concurrency,
+            tolerated_failure_percentage=args.tolerated_failure_percentage,
+            expire_days=args.expire_days or None,
+            airflow_trust=args.airflow_trust,
+        )
+    except ClientError as err:
+        error = err.response.get("Error", {})
+        print(
+            f"xacct-map deploy: {err.operation_name} failed in account {account} ({region}): "
+            f"{error.get('Code')}: {error.get('Message')}",
+            file=sys.stderr,
+        )
+        return 1
+    except RuntimeError as err:
+        print(f"xacct-map deploy: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.as_dict(), sort_keys=True))
+        return 0
+    print(f"xacct-map deploy: account {account}, Region {region}: "
+          + (f"{len(result.changes)} change(s)" if result.changes else "no changes, everything up to date"))
+    for line in result.changes:
+        print(f"  - {line}")
+    print(f"  inventory bucket    s3://{result.inventory_bucket}")
+    print(f"  processor function  {result.function_arn}")
+    print(f"  state machine       {result.state_machine_arn}")
+    print(f"  roles               {result.processor_role_arn}, {result.state_machine_role_arn}"
+          + (f", {result.airflow_role_arn}" if result.airflow_role_arn else ""))
+    for note in result.notes:
+        print(f"  note: {note}")
+    return 0

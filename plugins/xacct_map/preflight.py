@@ -1,0 +1,539 @@
+"""``xacct-map preflight``: check the cross-account setup with real calls, changing nothing.
+
+Checks, in order (a check that depends on a failed one is skipped):
+
+1. ``assume_lister_role``: the pipeline identity can assume the lister role (sts:AssumeRole);
+2. ``list_source``: ListObjectsV2 (MaxKeys=1, ExpectedBucketOwner) on the source prefix as the
+   lister, in the bucket's own Region (found with HeadBucket's ``x-amz-bucket-region``);
+3. ``read_source_object``: HeadObject of the first listed key as the processor role (assumed for the
+   check; HeadObject needs the same s3:GetObject grant as the processor's GetObject);
+4. ``write_inventory``: CreateMultipartUpload then AbortMultipartUpload on a key under the
+   manifest prefix of the inventory bucket (nothing is ever completed, so no object appears);
+5. ``state_machine``: DescribeStateMachine; it exists, is STANDARD and runs as the state machine role
+   the policies name.
+
+Each failed check carries the AWS error code, the reason, and the exact statements of
+:mod:`xacct_map.policies` that grant what was missing, with where they go. :func:`run_preflight`
+returns a :class:`PreflightReport` so an Airflow task can run the same checks. Credentials are
+never part of a result or a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from xacct_map import policies
+
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+_STATE_MACHINE_ARN = re.compile(
+    r"^arn:(?P<partition>aws[\w-]*):states:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):stateMachine:(?P<name>[^:]+)$"
+)
+_ASSUMED_ROLE = re.compile(r"^arn:(?P<partition>aws[\w-]*):sts::(?P<account>\d{12}):assumed-role/(?P<name>[^/]+)/")
+
+
+@dataclass(frozen=True)
+class PreflightConfig:
+    """What to check. Role and ARN values are the ones the DAG and the policies use.
+
+    :param source_bucket: the bucket holding the data (source account).
+    :param source_account: 12-digit id of the account that must own ``source_bucket``.
+    :param inventory_bucket: the pipeline account's manifest bucket.
+    :param state_machine_arn: the Distributed Map state machine.
+    :param prefix: the source prefix the DAG lists.
+    :param lister_role_arn: the role the pipeline identity assumes to list (None: ``lister_profile``,
+        or the pipeline identity lists itself).
+    :param lister_profile: an AWS profile that already is the lister (instead of ``lister_role_arn``).
+    :param external_id: the ExternalId the lister role's trust policy requires.
+    :param processor_role_arn: the processor Lambda's role (default: ``xacct-map-processor`` of the
+        state machine's account); None-like ``""`` skips the read check.
+    :param state_machine_role: the role the state machine must run as (name or ARN).
+    :param source_region: the source bucket's Region (default: discovered with HeadBucket).
+    :param inventory_prefix: the key prefix xacct-map owns in the inventory bucket.
+    :param region: the pipeline Region (default: the state machine ARN's).
+    :param endpoint_url: send every call there (a local emulator).
+    :param kms_key: the source bucket's SSE-KMS key ARN, if any (for the fix statements).
+    """
+
+    source_bucket: str
+    source_account: str
+    inventory_bucket: str
+    state_machine_arn: str
+    prefix: str = ""
+    lister_role_arn: str | None = None
+    lister_profile: str | None = None
+    external_id: str | None = None
+    processor_role_arn: str | None = None
+    state_machine_role: str = "xacct-map-state-machine"
+    source_region: str | None = None
+    inventory_prefix: str = "xacct-map/"
+    region: str | None = None
+    endpoint_url: str | None = None
+    kms_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Fix:
+    """Policy statements that grant what a check missed, and where they go."""
+
+    where: str
+    statements: tuple[dict, ...]
+    command: str = ""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: str  # "ok", "failed" or "skipped"
+    summary: str  # what was checked, naming the bucket/role/ARN
+    error_code: str | None = None
+    reason: str | None = None
+    fixes: tuple[Fix, ...] = ()
+    details: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    checks: tuple[CheckResult, ...]
+    caller_arn: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when no check failed (skipped checks do not fail the report)."""
+        return all(c.status != FAILED for c in self.checks)
+
+    @property
+    def failures(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if c.status == FAILED)
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "caller_arn": self.caller_arn, "checks": [asdict(c) for c in self.checks]}
+
+    def format(self) -> str:
+        """Human-readable report: one line per check, then why and the statements that fix it."""
+        lines = [f"xacct-map preflight: {'OK' if self.ok else 'FAILED'}" + (f" (as {self.caller_arn})" if self.caller_arn else "")]
+        for check in self.checks:
+            lines.append(f"  [{check.status.upper():7}] {check.name}: {check.summary}")
+            if check.reason:
+                code = f"{check.error_code}: " if check.error_code else ""
+                lines.append(f"            why: {code}{check.reason}")
+            for fix in check.fixes:
+                lines.append(f"            fix: {fix.where}" + (f" ({fix.command})" if fix.command else ""))
+                for statement in fix.statements:
+                    for text in json.dumps(statement, indent=2).splitlines():
+                        lines.append(f"              {text}")
+        return "\n".join(lines)
+
+
+# -- the checks ----------------------------------------------------------------------------------
+
+
+def run_preflight(
+    config: PreflightConfig,
+    *,
+    session=None,
+    on_client: Callable[[str, Any], None] | None = None,
+) -> PreflightReport:
+    """Run every check against AWS (or ``config.endpoint_url``); nothing is created or changed.
+
+    :param session: a boto3 session of the pipeline account (Airflow: ``hook.get_session()``);
+        default: boto3's default credential chain.
+    :param on_client: called as ``on_client(label, client)`` for every client made (labels
+        ``pipeline-sts``, ``lister-s3``, ``processor-s3``, ``pipeline-s3``, ``pipeline-stepfunctions``);
+        tests attach botocore Stubbers or event hooks there.
+    :returns: the report; ``report.ok`` is False when any check failed.
+    """
+    import boto3
+
+    session = session or boto3.session.Session()
+    machine = _STATE_MACHINE_ARN.match(config.state_machine_arn or "")
+    region = config.region or (machine["region"] if machine else None) or session.region_name or "us-east-1"
+
+    def client(label: str, sess, service: str, client_region: str | None = None):
+        made = sess.client(service, region_name=client_region or region, endpoint_url=config.endpoint_url)
+        if on_client:
+            on_client(label, made)
+        return made
+
+    sts = client("pipeline-sts", session, "sts")
+    caller_arn = None
+    try:
+        caller_arn = sts.get_caller_identity()["Arn"]
+    except Exception:  # noqa: BLE001 - the checks below report what fails; this is only for the fixes
+        pass
+    inputs = _policy_inputs(config, machine, region, caller_arn)
+    documents = policies.all_documents(inputs) if inputs else {}
+    checks: list[CheckResult] = []
+
+    # 1. the lister's credentials
+    lister_session = session
+    lister_identity = caller_arn or "the pipeline identity"
+    if config.lister_profile:
+        lister_session = boto3.session.Session(profile_name=config.lister_profile, region_name=region)
+        lister_identity = f"profile {config.lister_profile!r}"
+        checks.append(CheckResult("assume_lister_role", SKIPPED, f"listing with profile {config.lister_profile!r}"))
+    elif config.lister_role_arn:
+        lister_identity = config.lister_role_arn
+        summary = f"{caller_arn or 'the pipeline identity'} assumes {config.lister_role_arn}"
+        try:
+            lister_session = _assume(sts, config.lister_role_arn, config.external_id, region)
+            checks.append(CheckResult("assume_lister_role", OK, summary))
+        except Exception as err:  # noqa: BLE001
+            lister_session = None
+            checks.append(_failure("assume_lister_role", summary, err, _fixes_assume_lister(inputs, documents)))
+    else:
+        checks.append(CheckResult("assume_lister_role", SKIPPED, "no lister role: the pipeline identity lists itself"))
+
+    # 2. list the source prefix
+    where = f"s3://{config.source_bucket}/{config.prefix}"
+    first_key = None
+    bucket_region = config.source_region
+    if lister_session is None:
+        checks.append(CheckResult("list_source", SKIPPED, f"list {where}: the lister role could not be assumed"))
+    else:
+        from xacct_map.cross_account import bucket_region as discover
+
+        summary = f"ListObjectsV2 {where} (MaxKeys=1, ExpectedBucketOwner={config.source_account}) as {lister_identity}"
+        try:
+            if not bucket_region:
+                probe = client("lister-s3", lister_session, "s3")
+                bucket_region = discover(probe, config.source_bucket, expected_bucket_owner=config.source_account) or region
+            s3 = client("lister-s3", lister_session, "s3", bucket_region)
+            page = s3.list_objects_v2(
+                Bucket=config.source_bucket, Prefix=config.prefix, MaxKeys=1, ExpectedBucketOwner=config.source_account
+            )
+            contents = page.get("Contents") or []
+            first_key = contents[0]["Key"] if contents else None
+            checks.append(CheckResult(
+                "list_source", OK, summary + f" in {bucket_region}",
+                details={"bucket_region": bucket_region, "first_key": first_key, "empty": first_key is None},
+            ))
+        except Exception as err:  # noqa: BLE001
+            checks.append(_failure("list_source", summary, err, _fixes_list(inputs, documents), bucket=config.source_bucket))
+
+    # 3. the processor reads one object
+    processor_role = config.processor_role_arn
+    if processor_role is None and inputs:
+        processor_role = inputs.processor_role_arn
+    if not processor_role:
+        checks.append(CheckResult("read_source_object", SKIPPED, "no processor role given"))
+    elif first_key is None:
+        reason = "nothing was listed under the prefix" if any(c.name == "list_source" and c.ok for c in checks) else (
+            "the listing failed"
+        )
+        checks.append(CheckResult("read_source_object", SKIPPED, f"HeadObject as {processor_role}: {reason}"))
+    else:
+        # Keys may hold control characters: escape them so the report stays one line per check.
+        target = f"s3://{config.source_bucket}/{json.dumps(first_key, ensure_ascii=False)[1:-1]}"
+        summary = f"HeadObject {target} (ExpectedBucketOwner={config.source_account}) as {processor_role}"
+        try:
+            processor_session = _assume(sts, processor_role, None, region)
+        except Exception as err:  # noqa: BLE001
+            # The processor's trust names lambda.amazonaws.com only, as it should: say how to enable the check.
+            fixes = ()
+            if inputs and caller_arn:
+                principal = _role_of(caller_arn) or caller_arn
+                fixes = (Fix(
+                    f"pipeline account {inputs.pipeline_account}: trust policy of {processor_role}, only while checking",
+                    (policies.processor_preflight_trust_statement(inputs, principal),),
+                    "aws iam update-assume-role-policy; remove it afterwards",
+                ),)
+            checks.append(CheckResult(
+                "read_source_object", SKIPPED, summary,
+                error_code=_code(err),
+                reason=f"cannot assume the processor role to check as it ({_message(err)}); its trust policy "
+                "normally names Lambda alone",
+                fixes=fixes,
+            ))
+        else:
+            try:
+                s3 = client("processor-s3", processor_session, "s3", bucket_region)
+                s3.head_object(Bucket=config.source_bucket, Key=first_key, ExpectedBucketOwner=config.source_account)
+                checks.append(CheckResult("read_source_object", OK, summary))
+            except Exception as err:  # noqa: BLE001
+                checks.append(_failure("read_source_object", summary, err, _fixes_read(inputs, documents),
+                                       bucket=config.source_bucket))
+
+    # 4. the inventory bucket accepts a manifest upload
+    prefix = config.inventory_prefix + "manifests/"
+    key = f"{prefix}_xacct-map-preflight/{uuid.uuid4().hex}.json"
+    owner = {"ExpectedBucketOwner": inputs.pipeline_account} if inputs else {}
+    summary = (f"CreateMultipartUpload + AbortMultipartUpload s3://{config.inventory_bucket}/{key}"
+               f" as {caller_arn or 'the pipeline identity'}")
+    pipeline_s3 = client("pipeline-s3", session, "s3")
+    try:
+        upload = pipeline_s3.create_multipart_upload(Bucket=config.inventory_bucket, Key=key, **owner)
+        try:
+            pipeline_s3.abort_multipart_upload(
+                Bucket=config.inventory_bucket, Key=key, UploadId=upload["UploadId"], **owner
+            )
+        except Exception as err:  # noqa: BLE001
+            checks.append(_failure(
+                "write_inventory", summary + " (the upload was started but not aborted: the bucket's lifecycle "
+                "rule removes it after a day)", err, _fixes_write(inputs, documents), bucket=config.inventory_bucket,
+            ))
+        else:
+            checks.append(CheckResult("write_inventory", OK, summary))
+    except Exception as err:  # noqa: BLE001
+        checks.append(_failure("write_inventory", summary, err, _fixes_write(inputs, documents),
+                               bucket=config.inventory_bucket))
+
+    # 5. the state machine
+    expected_role = inputs.state_machine_role_arn if inputs else None
+    summary = f"DescribeStateMachine {config.state_machine_arn}"
+    try:
+        described = client("pipeline-stepfunctions", session, "stepfunctions").describe_state_machine(
+            stateMachineArn=config.state_machine_arn
+        )
+        problems = []
+        if expected_role and described.get("roleArn") != expected_role:
+            problems.append(f"it runs as {described.get('roleArn')}, not as {expected_role} (the role the policies name)")
+        if described.get("type", "STANDARD") != "STANDARD":
+            problems.append(f"it is {described.get('type')}, not STANDARD")
+        if problems:
+            checks.append(CheckResult(
+                "state_machine", FAILED, summary, error_code="WrongConfiguration", reason="; ".join(problems),
+                fixes=(Fix("pipeline account: redeploy the state machine", (), "xacct-map deploy ... "
+                           f"--state-machine-role {policies_role_name(expected_role)}"),) if expected_role else (),
+                details={"role_arn": described.get("roleArn")},
+            ))
+        else:
+            checks.append(CheckResult("state_machine", OK, summary + f" (role {described.get('roleArn')})",
+                                      details={"role_arn": described.get("roleArn")}))
+    except Exception as err:  # noqa: BLE001
+        checks.append(_failure("state_machine", summary, err, _fixes_state_machine(inputs, documents)))
+    return PreflightReport(tuple(checks), caller_arn=caller_arn)
+
+
+def policies_role_name(role_arn: str | None) -> str:
+    return (role_arn or "").rsplit("/", 1)[-1]
+
+
+def _assume(sts, role_arn: str, external_id: str | None, region: str):
+    """A session of ``role_arn`` (short-lived: a preflight takes seconds, no refresh needed)."""
+    import boto3
+
+    kwargs = {"RoleArn": role_arn, "RoleSessionName": "xacct-map-preflight", "DurationSeconds": 900}
+    if external_id:
+        kwargs["ExternalId"] = external_id
+    creds = sts.assume_role(**kwargs)["Credentials"]
+    return boto3.session.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=region,
+    )
+
+
+def _role_of(caller_arn: str) -> str | None:
+    """``arn:aws:iam::<acct>:role/<name>`` for an assumed-role session ARN (the path is not in it)."""
+    match = _ASSUMED_ROLE.match(caller_arn or "")
+    return f"arn:{match['partition']}:iam::{match['account']}:role/{match['name']}" if match else None
+
+
+def _policy_inputs(config: PreflightConfig, machine, region: str, caller_arn: str | None):
+    """The :class:`~xacct_map.policies.PolicyInputs` the fixes are generated from, or None."""
+    if not machine:
+        return None
+    pipeline_account = machine["account"]
+    airflow_role = _role_of(caller_arn or "")
+    if airflow_role and policies._ROLE_ARN.match(airflow_role) and airflow_role.split(":")[4] != pipeline_account:
+        airflow_role = None
+    values = dict(
+        source_bucket=config.source_bucket, source_account=config.source_account, pipeline_account=pipeline_account,
+        inventory_bucket=config.inventory_bucket, prefix=config.prefix, region=region,
+        source_region=config.source_region, inventory_prefix=config.inventory_prefix, state_machine=machine["name"],
+        external_id=config.external_id, kms_key=config.kms_key, state_machine_role=config.state_machine_role,
+        result_writer=True,
+    )
+    if config.lister_role_arn:
+        values["lister_role"] = config.lister_role_arn
+    if config.processor_role_arn:
+        values["processor_role"] = config.processor_role_arn
+    if airflow_role:
+        values["airflow_role"] = airflow_role
+    if not config.lister_role_arn and not config.lister_profile and airflow_role:
+        values["lister_role"] = airflow_role  # the pipeline identity lists the bucket itself
+        values["external_id"] = None
+    for attempt in (values, {k: v for k, v in values.items() if k != "airflow_role"}):
+        try:
+            return policies.PolicyInputs(**attempt)
+        except policies.PolicyInputError:
+            continue
+    return None
+
+
+def _code(err: Exception) -> str:
+    from xacct_map.errors import error_code
+
+    response = getattr(err, "response", None)
+    if isinstance(response, dict):
+        return error_code(err) or type(err).__name__
+    return type(err).__name__
+
+
+def _message(err: Exception) -> str:
+    response = getattr(err, "response", None)
+    if isinstance(response, dict):
+        return response.get("Error", {}).get("Message") or str(err)
+    return str(err)
+
+
+_REASONS = {
+    "AccessDenied": "access denied: no statement allows it (identity policy, bucket policy or trust policy)",
+    "403": "forbidden: access denied, or the bucket belongs to another account than ExpectedBucketOwner",
+    "NoSuchBucket": "the bucket does not exist",
+    "404": "not found",
+    "NoSuchKey": "the object does not exist",
+    "StateMachineDoesNotExist": "the state machine does not exist in this account and Region",
+    "InvalidArn": "not a valid state machine ARN",
+    "PermanentRedirect": "the bucket is in another Region than the request's",
+    "AuthorizationHeaderMalformed": "the request was signed for another Region than the bucket's",
+    "InvalidClientTokenId": "the credentials are not valid",
+    "ExpiredToken": "the credentials have expired",
+}
+
+
+def _failure(name: str, summary: str, err: Exception, fixes: tuple[Fix, ...], *, bucket: str | None = None) -> CheckResult:
+    code = _code(err)
+    reason = _REASONS.get(code, _message(err))
+    if code in ("403", "AccessDenied") and bucket:
+        reason += f" (S3 answers 403 too when {bucket} is owned by another account than expected)"
+    if code in ("NoSuchBucket", "404", "NoSuchKey", "InvalidArn", "StateMachineDoesNotExist", "PermanentRedirect",
+                "AuthorizationHeaderMalformed", "InvalidClientTokenId", "ExpiredToken"):
+        fixes = ()  # a name, Region or credential problem: no policy statement fixes it
+    return CheckResult(name, FAILED, summary, error_code=code, reason=reason, fixes=fixes)
+
+
+def _statements(documents: dict, name: str, *sids: str) -> tuple[dict, ...]:
+    document = documents.get(name)
+    return tuple(policies.find_statement(document, sid) for sid in sids) if document else ()
+
+
+def _fixes_assume_lister(inputs, documents) -> tuple[Fix, ...]:
+    if not inputs or inputs.lists_directly:
+        return ()
+    return (
+        Fix(f"source account {inputs.source_account}: trust policy of {inputs.lister_role_arn}",
+            _statements(documents, "lister_role_trust_policy", "XacctMapAirflowAssumesLister"),
+            "xacct-map policy --only lister_role_trust_policy"),
+        Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
+            _statements(documents, "airflow_role_policy", "XacctMapAssumeLister"),
+            "xacct-map policy --only airflow_role_policy"),
+    )
+
+
+def _fixes_list(inputs, documents) -> tuple[Fix, ...]:
+    if not inputs:
+        return ()
+    fixes = [Fix(f"source account {inputs.source_account}: bucket policy of s3://{inputs.source_bucket} (merge)",
+                 _statements(documents, "source_bucket_policy", "XacctMapListSourceKeys"),
+                 "xacct-map policy --only source_bucket_policy")]
+    if inputs.lists_directly:
+        fixes.append(Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
+                         _statements(documents, "airflow_role_policy", "XacctMapListSourceKeys"),
+                         "xacct-map policy --only airflow_role_policy"))
+    else:
+        fixes.append(Fix(f"source account {inputs.source_account}: policy of {inputs.lister_role_arn}",
+                         _statements(documents, "lister_role_policy", "XacctMapListSourceKeys"),
+                         "xacct-map policy --only lister_role_policy"))
+    return tuple(fixes)
+
+
+def _fixes_read(inputs, documents) -> tuple[Fix, ...]:
+    if not inputs:
+        return ()
+    fixes = [
+        Fix(f"source account {inputs.source_account}: bucket policy of s3://{inputs.source_bucket} (merge)",
+            _statements(documents, "source_bucket_policy", "XacctMapReadSourceObjects"),
+            "xacct-map policy --only source_bucket_policy"),
+        Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.processor_role_arn}",
+            _statements(documents, "processor_role_policy", "XacctMapReadSourceObjects"),
+            "xacct-map policy --only processor_role_policy"),
+    ]
+    if inputs.kms_key:
+        fixes.append(Fix(f"source account {inputs.source_account}: key policy of {inputs.kms_key} (merge)",
+                         _statements(documents, "source_kms_key_policy", "XacctMapProcessorDecryptViaS3"),
+                         "xacct-map policy --only source_kms_key_policy"))
+    return tuple(fixes)
+
+
+def _fixes_write(inputs, documents) -> tuple[Fix, ...]:
+    if not inputs:
+        return ()
+    return (Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
+                _statements(documents, "airflow_role_policy", "XacctMapWriteManifests"),
+                "xacct-map policy --only airflow_role_policy"),)
+
+
+def _fixes_state_machine(inputs, documents) -> tuple[Fix, ...]:
+    if not inputs:
+        return ()
+    return (Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
+                _statements(documents, "airflow_role_policy", "XacctMapDescribeStateMachine"),
+                "xacct-map policy --only airflow_role_policy"),)
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def register(subparsers) -> None:
+    """Add the ``preflight`` subcommand to the ``xacct-map`` parser."""
+    parser = subparsers.add_parser(
+        "preflight",
+        help="check the cross-account setup with real, side-effect-free calls",
+        description=(
+            "Check that the lister can assume its role and list the source prefix, the processor role can read "
+            "an object, the inventory bucket accepts an upload (started and aborted) and the state machine "
+            "exists with the expected role. Each failure names the AWS error and the policy statement that "
+            "fixes it. Exit code 1 if any check failed."
+        ),
+    )
+    parser.add_argument("--source-bucket", required=True)
+    parser.add_argument("--source-account", required=True, help="12-digit account that must own the source bucket")
+    parser.add_argument("--prefix", default="", help="the source prefix the DAG lists")
+    lister = parser.add_mutually_exclusive_group()
+    lister.add_argument("--lister-role-arn", default=None, help="role assumed (with the pipeline credentials) to list")
+    lister.add_argument("--lister-profile", default=None, help="AWS profile that is the lister (instead of a role)")
+    parser.add_argument("--external-id", default=None, help="ExternalId of the lister role's trust policy")
+    parser.add_argument("--processor-role-arn", default=None,
+                        help="the processor Lambda's role (default: xacct-map-processor of the pipeline account)")
+    parser.add_argument("--inventory-bucket", required=True)
+    parser.add_argument("--inventory-prefix", default="xacct-map/", help="default: %(default)s")
+    parser.add_argument("--state-machine-arn", required=True)
+    parser.add_argument("--state-machine-role", default="xacct-map-state-machine",
+                        help="role the state machine must run as (default: %(default)s)")
+    parser.add_argument("--source-region", default=None, help="default: discovered with HeadBucket")
+    parser.add_argument("--kms-key", default=None, help="the source bucket's SSE-KMS key ARN (for the fixes)")
+    parser.add_argument("--profile", default=None, help="AWS profile of the pipeline account")
+    parser.add_argument("--region", default=None, help="pipeline Region (default: the state machine ARN's)")
+    parser.add_argument("--endpoint-url", default=None, help="send every call to this endpoint (local emulator)")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.set_defaults(func=_command)
+
+
+def _command(args: argparse.Namespace) -> int:
+    import boto3
+
+    config = PreflightConfig(
+        source_bucket=args.source_bucket, source_account=args.source_account, prefix=args.prefix,
+        lister_role_arn=args.lister_role_arn, lister_profile=args.lister_profile, external_id=args.external_id,
+        processor_role_arn=args.processor_role_arn, inventory_bucket=args.inventory_bucket,
+        inventory_prefix=args.inventory_prefix, state_machine_arn=args.state_machine_arn,
+        state_machine_role=args.state_machine_role, source_region=args.source_region, kms_key=args.kms_key,
+        region=args.region, endpoint_url=args.endpoint_url,
+    )
+    session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
+    report = run_preflight(config, session=session)
+    print(json.dumps(report.as_dict(), sort_keys=True) if args.json else report.format())
+    return 0 if report.ok else 1
+
