@@ -11,6 +11,11 @@ runs the same state machine on AWS and in the local emulator (which lacks ItemBa
 
 The manifest is streamed through a multipart upload: the object appears only when the upload
 completes, and any failure aborts it, so a failed run never leaves a half-written manifest.
+
+Other layouts and formats (flat items for ItemBatcher as JSON, JSONL or CSV; bare keys) are in
+:mod:`xacct_map.layouts`; :func:`write_manifest` writes any of them, applies an
+:class:`~xacct_map.filters.ObjectFilter`, and then a metadata sidecar ``<key>.meta.json``.
+:func:`write_batched_manifest` is the original entry point (batched JSON, no sidecar).
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
+from xacct_map import __version__
+from xacct_map.filters import ObjectFilter
+from xacct_map.layouts import CONTENT_TYPES, JsonArrayEncoder, check_layout, encoder_for, flat_item
 from xacct_map.listing import S3Object
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
@@ -28,7 +37,13 @@ MAX_PARTS = 10_000
 
 @dataclass(frozen=True)
 class ManifestSummary:
-    """What was written: the operator's XCom and the CLI's ``--json`` output."""
+    """What was written: the operator's XCom, the CLI's ``--json`` output and the metadata sidecar.
+
+    The first fields are the original contract (``bucket``, ``key``, counts, ``sha256``, source);
+    the rest describe layout, source, filters and provenance (None when not recorded).
+    ``batch_count`` counts the batches *in the manifest* (batched layout); it is 0 for the flat and
+    keys layouts, whose items are single objects (ItemBatcher batches them at run time).
+    """
 
     bucket: str
     key: str
@@ -40,6 +55,17 @@ class ManifestSummary:
     source_bucket: str
     source_prefix: str
     etag: str = ""
+    layout: str = "batched"
+    format: str = "json"
+    item_count: int | None = None
+    source: dict | None = None
+    batching: dict | None = None
+    filters: dict | None = None
+    objects_seen: int | None = None
+    skipped: dict | None = None
+    created_at: str | None = None
+    xacct_map_version: str | None = None
+    metadata_key: str | None = None
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -66,10 +92,15 @@ def iter_batches(
         yield keys, size
 
 
-class MultipartJsonArrayWriter:
-    """Stream JSON array items into one S3 object through a multipart upload.
+class MultipartUploadWriter:
+    """Stream bytes into one S3 object through a multipart upload.
 
-    Use as a context manager: leaving it normally completes the upload; an exception aborts it.
+    Use as a context manager: leaving it normally completes the upload; an exception (raised inside
+    the block, or while completing) aborts it, so the object never exists half-written. The
+    manifest's SHA-256 and size are computed on the way.
+
+    :param encoder: optional; its ``header()`` bytes are written on entry and its ``footer()``
+        bytes on a normal exit, and :meth:`write_item` writes ``encoder.item(value)``.
     """
 
     def __init__(
@@ -80,7 +111,8 @@ class MultipartJsonArrayWriter:
         *,
         part_size: int = 8 * 1024 * 1024,
         expected_bucket_owner: str | None = None,
-        content_type: str = "application/json",
+        content_type: str = "application/octet-stream",
+        encoder=None,
     ):
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum part size)")
@@ -90,11 +122,12 @@ class MultipartJsonArrayWriter:
         self._part_size = part_size
         self._owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
         self._content_type = content_type
+        self._encoder = encoder
         self._buffer = bytearray()
         self._parts: list[dict] = []
         self._upload_id: str | None = None
-        self._items = 0
         self._sha = hashlib.sha256()
+        self.items = 0
         self.bytes_written = 0
         self.etag = ""
 
@@ -102,44 +135,58 @@ class MultipartJsonArrayWriter:
     def sha256(self) -> str:
         return self._sha.hexdigest()
 
-    def __enter__(self) -> MultipartJsonArrayWriter:
+    def __enter__(self):
         response = self._s3.create_multipart_upload(
             Bucket=self.bucket, Key=self.key, ContentType=self._content_type, **self._owner
         )
         self._upload_id = response["UploadId"]
-        self._write(b"[")
+        if self._encoder is not None:
+            self.write(self._encoder.header())
         return self
 
-    def write_item(self, item: dict) -> None:
-        prefix = b",\n" if self._items else b"\n"
-        self._items += 1
-        self._write(prefix + json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode())
+    def write(self, data: bytes) -> None:
+        """Append ``data``; a full part is uploaded as soon as the buffer reaches the part size."""
+        self._buffer += data
+        self._sha.update(data)
+        self.bytes_written += len(data)
         if len(self._buffer) >= self._part_size:
             self._flush_part()
+
+    def write_item(self, item) -> None:
+        """Append one item, encoded by the writer's encoder."""
+        self.items += 1
+        self.write(self._encoder.item(item))
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             try:
-                self._write(b"\n]\n")
-                self._flush_part()
-                response = self._s3.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=self.key,
-                    UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self._parts},
-                    **self._owner,
-                )
-                self.etag = response.get("ETag", "")
+                if self._encoder is not None:
+                    self.write(self._encoder.footer())
+                self._complete()
                 return
             except BaseException:
                 self._abort()
                 raise
         self._abort()
 
-    def _write(self, data: bytes) -> None:
-        self._buffer += data
-        self._sha.update(data)
-        self.bytes_written += len(data)
+    def _complete(self) -> None:
+        if not self._parts and not self._buffer:
+            # An empty body (an empty JSONL manifest): a multipart upload needs at least one part.
+            self._abort()
+            response = self._s3.put_object(
+                Bucket=self.bucket, Key=self.key, Body=b"", ContentType=self._content_type, **self._owner
+            )
+            self.etag = response.get("ETag", "")
+            return
+        self._flush_part()
+        response = self._s3.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self._upload_id,
+            MultipartUpload={"Parts": self._parts},
+            **self._owner,
+        )
+        self.etag = response.get("ETag", "")
 
     def _flush_part(self) -> None:
         if not self._buffer:
@@ -162,9 +209,22 @@ class MultipartJsonArrayWriter:
 
     def _abort(self) -> None:
         if self._upload_id is not None:
-            self._s3.abort_multipart_upload(
-                Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, **self._owner
-            )
+            upload_id, self._upload_id = self._upload_id, None
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id, **self._owner)
+
+
+class MultipartJsonArrayWriter(MultipartUploadWriter):
+    """Stream JSON array items into one S3 object through a multipart upload.
+
+    Use as a context manager: leaving it normally completes the upload; an exception aborts it.
+    """
+
+    def __init__(self, s3_client, bucket: str, key: str, *, part_size: int = 8 * 1024 * 1024,
+                 expected_bucket_owner: str | None = None, content_type: str = "application/json"):
+        super().__init__(
+            s3_client, bucket, key, part_size=part_size, expected_bucket_owner=expected_bucket_owner,
+            content_type=content_type, encoder=JsonArrayEncoder(),
+        )
 
 
 def write_batched_manifest(
@@ -204,3 +264,117 @@ def write_batched_manifest(
         source_prefix=source_prefix,
         etag=writer.etag,
     )
+
+
+METADATA_SUFFIX = ".meta.json"
+
+
+def metadata_key(manifest_key: str) -> str:
+    """Where the metadata sidecar of ``manifest_key`` lives: ``<manifest key>.meta.json``."""
+    return manifest_key + METADATA_SUFFIX
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def write_manifest(
+    objects: Iterable[S3Object],
+    s3_client,
+    *,
+    bucket: str,
+    key: str,
+    source_bucket: str,
+    source_prefix: str = "",
+    layout: str = "batched",
+    manifest_format: str = "json",
+    max_keys_per_batch: int = 100,
+    max_bytes_per_batch: int = 512 * 1024 * 1024,
+    expected_bucket_owner: str | None = None,
+    object_filter: ObjectFilter | None = None,
+    source: dict | None = None,
+    write_metadata: bool = True,
+    part_size: int = 8 * 1024 * 1024,
+) -> ManifestSummary:
+    """Write ``objects`` as a manifest in any layout/format, then its metadata sidecar.
+
+    The manifest streams through :class:`MultipartUploadWriter` (constant memory; a failure at any
+    point, including while completing, aborts the upload and leaves no object). Only after the
+    manifest is complete is the sidecar ``<key>.meta.json`` written (a small PutObject holding
+    :meth:`ManifestSummary.as_dict`), so a failed manifest never has a sidecar. A sidecar left by
+    an earlier attempt names that attempt's ``etag``/``sha256``: compare them with the manifest's.
+
+    :param layout: ``batched``, ``flat`` or ``keys`` (see :mod:`xacct_map.layouts`).
+    :param manifest_format: ``json``, ``jsonl`` or ``csv`` (csv: flat layout only).
+    :param object_filter: applied to ``objects`` on the way; its settings and skip counts are recorded.
+    :param source: where the objects came from (``{"type": "listing", "bucket", "prefix",
+        "account_id", "region"}`` or ``{"type": "inventory", ...}``), recorded as is.
+    :raises ValueError: an unknown layout, format or batch limit, before anything is written.
+    """
+    check_layout(layout, manifest_format)
+    if layout == "batched" and (max_keys_per_batch < 1 or max_bytes_per_batch < 1):
+        raise ValueError(
+            f"max_keys_per_batch ({max_keys_per_batch}) and max_bytes_per_batch ({max_bytes_per_batch}) "
+            "must both be at least 1"
+        )
+    stream = object_filter.apply(objects) if object_filter is not None else objects
+    object_count = batch_count = total_bytes = 0
+    with MultipartUploadWriter(
+        s3_client, bucket, key, part_size=part_size, expected_bucket_owner=expected_bucket_owner,
+        content_type=CONTENT_TYPES[manifest_format], encoder=encoder_for(manifest_format),
+    ) as writer:
+        if layout == "batched":
+            for keys, size in iter_batches(stream, max_keys=max_keys_per_batch, max_bytes=max_bytes_per_batch):
+                writer.write_item({"bucket": source_bucket, "keys": keys, "bytes": size})
+                object_count += len(keys)
+                batch_count += 1
+                total_bytes += size
+        else:
+            for obj in stream:
+                writer.write_item(flat_item(source_bucket, obj) if layout == "flat" else obj.key)
+                object_count += 1
+                total_bytes += obj.size
+    counts = object_filter.counts() if object_filter is not None else None
+    summary = ManifestSummary(
+        bucket=bucket,
+        key=key,
+        object_count=object_count,
+        batch_count=batch_count,
+        total_bytes=total_bytes,
+        manifest_bytes=writer.bytes_written,
+        sha256=writer.sha256,
+        source_bucket=source_bucket,
+        source_prefix=source_prefix,
+        etag=writer.etag,
+        layout=layout,
+        format=manifest_format,
+        item_count=writer.items,
+        source=source or {"bucket": source_bucket, "prefix": source_prefix},
+        batching=(
+            {"max_keys_per_batch": max_keys_per_batch, "max_bytes_per_batch": max_bytes_per_batch}
+            if layout == "batched" else None
+        ),
+        filters=object_filter.as_dict() if object_filter is not None else None,
+        objects_seen=counts["seen"] if counts else object_count,
+        skipped=counts["skipped"] if counts else None,
+        created_at=_utc_now(),
+        xacct_map_version=__version__,
+        metadata_key=metadata_key(key) if write_metadata else None,
+    )
+    if write_metadata:
+        owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+        s3_client.put_object(
+            Bucket=bucket,
+            Key=summary.metadata_key,
+            Body=json.dumps(summary.as_dict(), indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n",
+            ContentType="application/json",
+            **owner,
+        )
+    return summary
+
+
+def read_metadata(s3_client, bucket: str, manifest_key: str, *, expected_bucket_owner: str | None = None) -> dict:
+    """The metadata sidecar of ``s3://bucket/manifest_key`` as a dict."""
+    owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+    body = s3_client.get_object(Bucket=bucket, Key=metadata_key(manifest_key), **owner)["Body"].read()
+    return json.loads(body)

@@ -1,0 +1,243 @@
+"""Which listed objects go into the manifest: suffix, glob pattern, size, storage class, LastModified.
+
+The pure core: an :class:`ObjectFilter` wraps any stream of :class:`~xacct_map.listing.S3Object`
+(from a listing or an S3 Inventory) and counts what each filter skipped.
+
+Rules (each filter that is set must pass; within one filter any value may match):
+
+* ``suffixes``: the key ends with one of them (case-sensitive).
+* ``patterns``: :func:`fnmatch.fnmatchcase` glob patterns (``*``, ``?``, ``[seq]``; case-sensitive;
+  ``*`` also matches ``/``). ``pattern_base="key"`` (default) matches the whole key;
+  ``"relative"`` matches the part of the key after the listed prefix (``data/2026/a.csv`` listed
+  under ``data/`` is matched as ``2026/a.csv``).
+* ``min_size`` / ``max_size``: object bytes, both bounds inclusive.
+* storage class: ``storage_classes`` lists the classes to keep, exactly. Without it, every class
+  is kept except GLACIER and DEEP_ARCHIVE (objects there must be restored before they can be read:
+  a Map Run over them would only fail), unless ``include_archived=True``. GLACIER_IR (Instant
+  Retrieval) needs no restore and is kept. Objects of INTELLIGENT_TIERING in an opt-in archive
+  tier also need a restore; a listing cannot tell, so they are kept.
+* ``modified_after`` (inclusive) / ``modified_before`` (exclusive): timezone-aware datetimes or
+  ISO-8601 text with an offset; ``modified_after <= LastModified < modified_before``. This is how
+  an incremental run selects the objects of its data interval.
+
+An object that fails several filters is counted once, under the first that fails, in this order:
+storage_class, size, suffix, pattern, modified.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from fnmatch import fnmatchcase
+
+# Storage classes whose objects must be restored (RestoreObject) before GetObject works.
+ARCHIVED_STORAGE_CLASSES = ("DEEP_ARCHIVE", "GLACIER")
+FILTER_NAMES = ("storage_class", "size", "suffix", "pattern", "modified")
+PATTERN_BASES = ("key", "relative")
+
+
+def parse_list(value, *, name: str) -> tuple[str, ...]:
+    """A tuple of strings from a list, or from the text a template rendered.
+
+    Accepts a JSON list (``'["a", "b"]'``, what ``{{ params.x | tojson }}`` renders), a Python list
+    repr (``"['a', 'b']"``, what ``{{ params.x }}`` renders) or comma/newline-separated text.
+    ``None``, ``""`` and ``"None"`` mean no values.
+    """
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("", "None", "null", "[]"):
+            return ()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                try:
+                    value = ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    raise ValueError(f"{name}: cannot read {value!r} as a list of strings") from None
+        else:
+            return tuple(part.strip() for part in text.replace("\n", ",").split(",") if part.strip())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{name}: every value must be a string, got {value!r}")
+        return tuple(v for v in value if v)
+    raise ValueError(f"{name}: expected a list of strings, got {value!r}")
+
+
+def parse_optional_int(value, *, name: str) -> int | None:
+    """An int, or None for ``None`` / ``""`` / ``"None"`` (what templates render for a null param)."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None", "null")):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, not {value!r}")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an integer number of bytes, not {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{name} must not be negative, not {number}")
+    return number
+
+
+def parse_bool(value, *, name: str) -> bool:
+    """A bool from a bool or the text a template rendered (``True``/``False``/``true``/``1``...)."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", "", "none"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {value!r}")
+
+
+def parse_datetime(value, *, name: str) -> datetime | None:
+    """A timezone-aware datetime from a datetime or ISO-8601 text; None for empty values.
+
+    A naive value is refused: a window without a time zone would silently shift by the worker's offset.
+    """
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None", "null")):
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"{name}={value!r} is not an ISO-8601 date-time (e.g. 2026-11-26T00:00:00+00:00)"
+            ) from None
+    if not isinstance(value, datetime):
+        raise ValueError(f"{name} must be a datetime or ISO-8601 text, not {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{name}={value.isoformat()} has no time zone: give an offset (e.g. +00:00 or Z) so the "
+            "window means the same instant everywhere"
+        )
+    return value
+
+
+def parse_last_modified(text: str, key: str = "") -> datetime:
+    """S3's LastModified text (``2026-01-01T00:00:00.000Z``) as an aware datetime."""
+    try:
+        value = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"object {key!r} has no readable LastModified ({text!r})") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass
+class ObjectFilter:
+    """Select objects; :meth:`apply` filters a stream and counts what was skipped, per filter.
+
+    :param prefix: the prefix the objects were listed under (for ``pattern_base="relative"``).
+    """
+
+    suffixes: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    pattern_base: str = "key"
+    prefix: str = ""
+    min_size: int | None = None
+    max_size: int | None = None
+    storage_classes: tuple[str, ...] | None = None
+    include_archived: bool = False
+    modified_after: datetime | None = None
+    modified_before: datetime | None = None
+    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FILTER_NAMES, 0))
+    seen: int = 0
+    kept: int = 0
+
+    def __post_init__(self) -> None:
+        self.suffixes = parse_list(self.suffixes, name="suffixes")
+        self.patterns = parse_list(self.patterns, name="patterns")
+        if self.pattern_base not in PATTERN_BASES:
+            raise ValueError(f"pattern_base {self.pattern_base!r} is not one of {', '.join(PATTERN_BASES)}")
+        self.min_size = parse_optional_int(self.min_size, name="min_size")
+        self.max_size = parse_optional_int(self.max_size, name="max_size")
+        if self.min_size is not None and self.max_size is not None and self.min_size > self.max_size:
+            raise ValueError(f"min_size ({self.min_size}) is larger than max_size ({self.max_size}): nothing could match")
+        if self.storage_classes is not None:
+            classes = parse_list(self.storage_classes, name="storage_classes")
+            self.storage_classes = tuple(c.upper() for c in classes) or None
+        self.include_archived = parse_bool(self.include_archived, name="include_archived")
+        self.modified_after = parse_datetime(self.modified_after, name="modified_after")
+        self.modified_before = parse_datetime(self.modified_before, name="modified_before")
+
+    @property
+    def skipped_storage_classes(self) -> tuple[str, ...]:
+        """Classes skipped when no explicit ``storage_classes`` list is given."""
+        if self.storage_classes is not None or self.include_archived:
+            return ()
+        return ARCHIVED_STORAGE_CLASSES
+
+    def _reason(self, obj) -> str | None:
+        """The first filter ``obj`` fails, or None if it is kept."""
+        cls = (obj.storage_class or "STANDARD").upper()
+        if self.storage_classes is not None:
+            if cls not in self.storage_classes:
+                return "storage_class"
+        elif not self.include_archived and cls in ARCHIVED_STORAGE_CLASSES:
+            return "storage_class"
+        if (self.min_size is not None and obj.size < self.min_size) or (
+            self.max_size is not None and obj.size > self.max_size
+        ):
+            return "size"
+        if self.suffixes and not obj.key.endswith(self.suffixes):
+            return "suffix"
+        if self.patterns:
+            name = obj.key
+            if self.pattern_base == "relative" and name.startswith(self.prefix):
+                name = name[len(self.prefix):]
+            if not any(fnmatchcase(name, p) for p in self.patterns):
+                return "pattern"
+        if self.modified_after is not None or self.modified_before is not None:
+            modified = parse_last_modified(obj.last_modified, obj.key)
+            if (self.modified_after is not None and modified < self.modified_after) or (
+                self.modified_before is not None and modified >= self.modified_before
+            ):
+                return "modified"
+        return None
+
+    def matches(self, obj) -> bool:
+        """Whether ``obj`` passes every filter (counts nothing)."""
+        return self._reason(obj) is None
+
+    def apply(self, objects: Iterable) -> Iterator:
+        """Yield the objects that pass, counting ``seen``, ``kept`` and ``skipped[filter]``."""
+        skipped = self.skipped
+        for obj in objects:
+            self.seen += 1
+            reason = self._reason(obj)
+            if reason is None:
+                self.kept += 1
+                yield obj
+            else:
+                skipped[reason] += 1
+
+    def as_dict(self) -> dict:
+        """The filters applied, JSON-ready (for the manifest metadata and XCom)."""
+        return {
+            "suffixes": list(self.suffixes),
+            "patterns": list(self.patterns),
+            "pattern_base": self.pattern_base,
+            "min_size": self.min_size,
+            "max_size": self.max_size,
+            "storage_classes": list(self.storage_classes) if self.storage_classes is not None else None,
+            "include_archived": self.include_archived,
+            "skipped_storage_classes": list(self.skipped_storage_classes),
+            "modified_after": _iso(self.modified_after),
+            "modified_before": _iso(self.modified_before),
+        }
+
+    def counts(self) -> dict:
+        """``{"seen", "kept", "skipped": {filter: count}}``."""
+        return {"seen": self.seen, "kept": self.kept, "skipped": dict(self.skipped)}
