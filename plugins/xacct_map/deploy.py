@@ -389,7 +389,6 @@ def deploy_pipeline(
     client: Callable[[str], Any],
     inputs: PolicyInputs,
     *,
-    state_machine_role: str = "xacct-map-state-machine",
     max_concurrency: int = 100,
     tolerated_failure_percentage: float = 0.0,
     expire_days: int | None = 30,
@@ -401,7 +400,8 @@ def deploy_pipeline(
 
     * the inventory bucket (:func:`ensure_bucket`: public access blocked, SSE, lifecycle rule
       expiring ``<inventory_prefix>`` objects after ``expire_days``);
-    * the processor role and the state machine role with the documents of :mod:`xacct_map.policies`
+    * the processor role and the state machine role (``inputs.processor_role``,
+      ``inputs.state_machine_role``) with the documents of :mod:`xacct_map.policies`
       (the shipped ASL has a ResultWriter, so its permissions are included);
     * the processor Lambda packaged from ``function_dir`` (``SOURCE_ACCOUNT_ID`` in its environment);
     * the state machine rendered from ``asl_path``;
@@ -430,7 +430,7 @@ def deploy_pipeline(
         documents["processor_role_trust_policy"], documents["processor_role_policy"], changes=changes,
     )
     machine_role_arn = ensure_role(
-        iam, state_machine_role,
+        iam, role_name(inputs.state_machine_role_arn),
         documents["state_machine_role_trust_policy"], documents["state_machine_role_policy"], changes=changes,
     )
     function_arn = ensure_function(

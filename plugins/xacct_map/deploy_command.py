@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             state_machine=args.state_machine,
             function=args.function,
             result_writer=True,
+            state_machine_role=args.state_machine_role,
         )
     except policies.PolicyInputError as err:
         print(f"xacct-map deploy: {err}", file=sys.stderr)
@@ -111,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
         result = deploy.deploy_pipeline(
             client,
             inputs,
-            state_machine_role=args.state_machine_role,
             max_concurrency=args.max_concurrency,
             tolerated_failure_percentage=args.tolerated_failure_percentage,
             expire_days=args.expire_days or None,
