@@ -75,11 +75,16 @@ def register(subparsers) -> None:
     parser.set_defaults(func=_command)
 
 
-def _free_port() -> int:
+def _free_port(port: int = 0) -> int:
+    """``port`` if it is free on 127.0.0.1 (any free port for 0); RuntimeError if it is taken."""
     import socket
 
     with socket.socket() as sock:
-        sock.bind((HOST, 0))
+        try:
+            sock.bind((HOST, port))
+        except OSError as err:
+            raise RuntimeError(f"port {port} on {HOST} is in use ({err.strerror}): pass --port N, or --port 0 "
+                               "for any free port") from err
         return sock.getsockname()[1]
 
 
@@ -354,7 +359,7 @@ def _serve(args, home: Path) -> int:
     from xacct_map.local.emulator import LocalAws
 
     started = time.monotonic()
-    port = args.port or _free_port()
+    port = _free_port(args.port)  # before the emulator starts: fail fast on a taken port
     print(f"xacct-map airflow: starting the local AWS emulator ({args.objects} objects)...", flush=True)
     with LocalAws() as aws:
         pipeline = aws.deploy(objects=args.objects)
