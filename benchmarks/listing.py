@@ -132,7 +132,7 @@ def run(args) -> None:
     expected: dict[int, int] = {}
 
     def bench(n: int, latency_ms: float, clients: list[str]) -> None:
-        keys = key_sets.setdefault(n, GeneratedKeys(n))
+        keys = key_sets.setdefault(n, GeneratedKeys(n, flat=args.layout == "flat"))
         with SyntheticS3({SOURCE: keys}, writable=[MANIFESTS], latency=latency_ms / 1000) as server:
             base = None
             for client in clients:
@@ -178,7 +178,7 @@ def run(args) -> None:
 
 def _report(rows: list[dict], args) -> None:
     print(f"\ncommand: {' '.join([os.path.basename(sys.executable), '-m', 'benchmarks.listing', *sys.argv[1:]])}")
-    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; server shares the CPUs\n")
+    print(f"layout: {args.layout}; machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; server shares the CPUs\n")
     head = ("| client | keys | latency | seconds | keys/s | vs (b) | peak RSS | workers' peak RSS "
             "| CPU s client/workers/server | requests | manifest |")
     print(head)
@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale-latency-ms", type=float, default=0.0)
     parser.add_argument("--scale-only", action="store_true", help="only the --scale-keys run")
     parser.add_argument("--prefix", default="")
+    parser.add_argument("--layout", choices=["hive", "flat"], default="hive",
+                        help="hive: warehouse/events/date=YYYY-MM-DD/part-N... (20,000 keys per date); "
+                        "flat: warehouse/events/part-N... (no folders to discover)")
     parser.add_argument("--parallelism", type=int, default=32, help="(c)'s iter_objects parallelism")
     parser.add_argument("--processes", type=int, default=0, help="(c)'s worker processes (0: CPU count)")
     parser.add_argument("--json", help="also write the rows to this file")

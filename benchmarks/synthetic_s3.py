@@ -99,14 +99,16 @@ class KeySet:
 class GeneratedKeys(KeySet):
     """``n`` keys like ``warehouse/events/date=2026-01-01/part-000000000-c000.snappy.parquet``.
 
-    The date advances every ``per_day`` keys, the part number is global: zero padding keeps
+    The date advances every ``per_day`` keys (``flat=True``: no date, ``warehouse/events/part-...``),
+    the part number is global: zero padding keeps
     generation order equal to UTF-8 binary order, so key ``i`` is computed, never stored.
     """
 
-    def __init__(self, n: int, *, prefix: str = "warehouse/events/", per_day: int = 20_000):
+    def __init__(self, n: int, *, prefix: str = "warehouse/events/", per_day: int = 20_000, flat: bool = False):
         self.n = n
         self.prefix = prefix
-        self.per_day = per_day
+        self.flat = flat  # no date "folders": one flat run of part files
+        self.per_day = max(n, 1) if flat else per_day
         self._day0 = date(2020, 1, 1)
         self._days: dict[int, str] = {}
 
@@ -119,8 +121,11 @@ class GeneratedKeys(KeySet):
             text = self._days[d] = (self._day0 + timedelta(days=d)).isoformat()
         return text
 
+    def _head(self, day: int) -> str:
+        return f"{self.prefix}part-" if self.flat else f"{self.prefix}date={self._day(day)}/part-"
+
     def key(self, i: int) -> str:
-        return f"{self.prefix}date={self._day(i // self.per_day)}/part-{i:09d}-c000.snappy.parquet"
+        return f"{self._head(i // self.per_day)}{i:09d}-c000.snappy.parquet"
 
     def keys(self) -> Iterable[str]:
         return map(self.key, range(self.n))
@@ -134,7 +139,7 @@ class GeneratedKeys(KeySet):
         while i < end:
             day = i // self.per_day
             stop = min(end, (day + 1) * self.per_day)
-            head = f"{self.prefix}date={self._day(day)}/part-"
+            head = self._head(day)
             if not (head.startswith(prefix) or prefix.startswith(head)):
                 if head < prefix:
                     i = stop

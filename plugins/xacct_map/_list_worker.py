@@ -198,9 +198,12 @@ class Worker:
             more = False
         if more and next_token is None and not keys:
             more = False  # truncated, yet no keys and no token: nothing to continue from
+        # one object per distinct value: smaller frames and less memory where objects are made
+        modified = list(map(sys.intern, page.last_modified[:cut]))
+        classes = list(map(sys.intern, page.storage_classes[:cut]))
         return (
             "page", tid, keys[:cut] if cut < len(keys) else keys,
-            page.sizes[:cut], page.etags[:cut], page.last_modified[:cut], page.storage_classes[:cut],
+            page.sizes[:cut], page.etags[:cut], modified, classes,
             more, next_after, next_token, len(keys), retries,
         )
 
@@ -219,6 +222,14 @@ def _order_problem(keys: list[str], start_after: str, prefix: str) -> str:
 def main() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the frame stream
+    # import while the coordinator is still probing the bucket, not after
+    import botocore.auth  # noqa: F401
+    import botocore.awsrequest  # noqa: F401
+    import botocore.credentials  # noqa: F401
+    import urllib3  # noqa: F401
+
+    import xacct_map.list_page  # noqa: F401
+
     config = read_frame(stdin)
     if config is None:
         return

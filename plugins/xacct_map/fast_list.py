@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CREDENTIAL_CHECK_SECONDS = 10.0
-MAX_FAN_OUT = 3  # new ranges per cut
+MAX_FAN_OUT = 3  # new ranges per cut (more while few ranges run: see the schedule)
+# Pages ready for the caller. With the pages in flight (at most ``parallelism``) this bounds memory,
+# and it covers a pause of the caller (a manifest part upload) without stalling the requests.
+OUTPUT_PAGES = 8
 
 
 @dataclass
@@ -64,28 +67,35 @@ class _Chain:
     pages: int = 0
 
 
-class _Pool:
-    """The worker processes, their pipes, and one reader thread per worker."""
+class WorkerPool:
+    """The worker processes, their pipes, and one reader thread per worker.
 
-    def __init__(self, processes: int, config: dict, credentials) -> None:
+    Start it early (the processes import while the caller does other work, e.g. probes the
+    bucket), :meth:`configure` it once the endpoint is known, :meth:`close` it in any case.
+    """
+
+    def __init__(self, processes: int) -> None:
         self.results: queue.Queue = queue.Queue()
         self.procs: list[subprocess.Popen] = []
         self.inflight: list[int] = []
+        self._closed = False
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         try:
-            for wid in range(processes):
-                proc = subprocess.Popen(
+            for _ in range(processes):
+                self.procs.append(subprocess.Popen(
                     [sys.executable, "-m", "xacct_map._list_worker"],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
-                )
-                self.procs.append(proc)
+                ))
                 self.inflight.append(0)
-                write_frame(proc.stdin, ("config", config, credentials))
-                threading.Thread(target=self._read, args=(wid, proc), daemon=True).start()
         except BaseException:
             self.close()
             raise
+
+    def configure(self, config: dict, credentials) -> None:
+        for wid, proc in enumerate(self.procs):
+            write_frame(proc.stdin, ("config", config, credentials))
+            threading.Thread(target=self._read, args=(wid, proc), daemon=True).start()
 
     def _read(self, wid: int, proc: subprocess.Popen) -> None:
         try:
@@ -118,6 +128,9 @@ class _Pool:
         return peaks
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         for proc in self.procs:
             try:
                 write_frame(proc.stdin, ("stop",))
@@ -150,6 +163,7 @@ def list_ranges(
     max_backoff: float = 20.0,
     start_after: str = "",
     initial_cuts: list[str] = (),
+    pool: WorkerPool | None = None,
     stats: dict | None = None,
 ) -> Iterator[tuple[list, list, list, list, list]]:
     """Yield ``(keys, sizes, etags, last_modified, storage_classes)`` page by page.
@@ -159,6 +173,7 @@ def list_ranges(
     :param make_error: builds the exception for an S3 error answer ``(status, code, message)``.
     :param initial_cuts: keys to split the key space at before listing (e.g. the common prefixes
         a delimiter listing found); ranges beyond ``parallelism`` wait their turn.
+    :param pool: worker processes started earlier (``processes`` of them); closed at the end.
     :param stats: if given, filled with counters (requests, retries, chains, cuts, keys parsed).
     """
     threads = max(1, -(-parallelism // processes))
@@ -194,66 +209,108 @@ def list_ranges(
     bounds = [c for c in sorted(set(initial_cuts)) if c > start_after]
     for lo, hi in zip([start_after, *bounds], [*bounds, None]):
         add_chain(lo, hi)
-    pool = _Pool(processes, config, creds)
-    try:
-        while chains:
-            while ready and inflight < parallelism:
-                tid = ready.popleft()
+    if pool is None:
+        pool = WorkerPool(processes)
+    pool.configure(config, creds)
+    # The schedule runs in a thread of its own, so requests keep going out while the caller is
+    # busy with objects (say, uploading a manifest part); the bounded queue is the backpressure.
+    out: queue.Queue = queue.Queue(maxsize=OUTPUT_PAGES)
+    stop = threading.Event()
+    done = object()
+
+    def schedule() -> None:
+        nonlocal inflight, creds, checked
+        started = last = time.monotonic()
+        busy = 0.0  # integral of requests in flight over time, for stats
+        try:
+            while chains and not stop.is_set():
+                while ready and inflight < parallelism:
+                    tid = ready.popleft()
+                    chain = chains[tid]
+                    pool.send_task((tid, chain.after, chain.token, chain.hi))
+                    counters["requests"] += 1
+                    inflight += 1
+                try:
+                    wid, msg = pool.results.get(timeout=0.5)
+                except queue.Empty:
+                    for proc in pool.procs:
+                        if proc.poll() is not None:
+                            raise WorkerError(f"listing worker exited with status {proc.returncode}") from None
+                    continue
+                if msg is None:
+                    raise WorkerError(f"listing worker {wid} exited unexpectedly (status {pool.procs[wid].poll()})")
+                now = time.monotonic()
+                busy += inflight * (now - last)
+                last = now
+                counters.setdefault("first_page_s", now - started)
+                pool.inflight[wid] -= 1
+                inflight -= 1
+                kind, tid = msg[0], msg[1]
+                if kind == "error":
+                    if msg[2] in ("client", "transport"):
+                        raise make_error(msg[3], msg[4], msg[5])
+                    if msg[2] == "order":
+                        raise make_order_error(msg[3])
+                    raise WorkerError(f"listing worker failed: {msg[3]}")
+                _, tid, keys, sizes, etags, modified, classes, more, after, token, parsed, retries = msg
                 chain = chains[tid]
-                pool.send_task((tid, chain.after, chain.token, chain.hi))
-                counters["requests"] += 1
-                inflight += 1
-            try:
-                wid, msg = pool.results.get(timeout=1.0)
-            except queue.Empty:
-                for proc in pool.procs:
-                    if proc.poll() is not None:
-                        raise WorkerError(f"listing worker exited with status {proc.returncode}") from None
-                continue
-            if msg is None:
-                raise WorkerError(f"listing worker {wid} exited unexpectedly (status {pool.procs[wid].poll()})")
-            pool.inflight[wid] -= 1
-            inflight -= 1
-            kind, tid = msg[0], msg[1]
-            if kind == "error":
-                if msg[2] in ("client", "transport"):
-                    raise make_error(msg[3], msg[4], msg[5])
-                if msg[2] == "order":
-                    raise make_order_error(msg[3])
-                raise WorkerError(f"listing worker failed: {msg[3]}")
-            _, tid, keys, sizes, etags, modified, classes, more, after, token, parsed, retries = msg
-            chain = chains[tid]
-            counters["retries"] += retries
-            counters["parsed_keys"] += parsed
-            if keys and (keys[0] <= chain.after or (chain.hi is not None and keys[-1] > chain.hi)):
-                raise make_order_error(f"page for range ({chain.after!r}, {chain.hi!r}] held {keys[0]!r}..{keys[-1]!r}")
-            chain.pages += 1
-            if more:
-                chain.after, chain.token = after, token
-                deficit = parallelism - len(chains)
-                if deficit > 0 and len(keys) >= 2:
-                    space.learn((keys[0], keys[len(keys) // 2], keys[-1]))
-                    # a few parts at a time: each cut then uses what the last ones taught
-                    cuts = space.cuts(keys[0], keys[-1], chain.hi, min(deficit, MAX_FAN_OUT) + 1)
-                    if cuts:
-                        counters["cuts"] += 1
-                        upper = [*cuts[1:], chain.hi]
-                        chain.hi = cuts[0]
-                        for lo, hi in zip(cuts, upper):
-                            add_chain(lo, hi)
-                ready.appendleft(tid)  # keep going where a page just came from
-            else:
-                del chains[tid]
-            now = time.monotonic()
-            if now - checked > CREDENTIAL_CHECK_SECONDS:
-                checked = now
-                fresh = credentials()
-                if fresh != creds:
-                    creds = fresh
-                    pool.broadcast(("creds", creds))
-            if keys:
-                counters["yielded_keys"] += len(keys)
-                yield keys, sizes, etags, modified, classes
+                counters["retries"] += retries
+                counters["parsed_keys"] += parsed
+                if keys and (keys[0] <= chain.after or (chain.hi is not None and keys[-1] > chain.hi)):
+                    raise make_order_error(f"page for range ({chain.after!r}, {chain.hi!r}] held {keys[0]!r}..{keys[-1]!r}")
+                chain.pages += 1
+                if more:
+                    chain.after, chain.token = after, token
+                    deficit = parallelism - len(chains)
+                    if deficit > 0 and len(keys) >= 2:
+                        space.learn((keys[0], keys[len(keys) // 2], keys[-1]))
+                        # a few parts at a time (each cut then uses what the last ones taught),
+                        # more while far below parallelism, so a listing ramps up quickly
+                        cuts = space.cuts(keys[0], keys[-1], chain.hi, min(deficit, max(MAX_FAN_OUT, deficit // 2)) + 1)
+                        if cuts:
+                            counters["cuts"] += 1
+                            upper = [*cuts[1:], chain.hi]
+                            chain.hi = cuts[0]
+                            for lo, hi in zip(cuts, upper):
+                                add_chain(lo, hi)
+                    ready.appendleft(tid)  # keep going where a page just came from
+                else:
+                    del chains[tid]
+                now = time.monotonic()
+                if now - checked > CREDENTIAL_CHECK_SECONDS:
+                    checked = now
+                    fresh = credentials()
+                    if fresh != creds:
+                        creds = fresh
+                        pool.broadcast(("creds", creds))
+                if keys:
+                    counters["yielded_keys"] += len(keys)
+                    while not stop.is_set():
+                        try:
+                            out.put((keys, sizes, etags, modified, classes), timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+            counters["seconds"] = round(time.monotonic() - started, 3)
+            counters["mean_inflight"] = round(busy / max(counters["seconds"], 1e-9), 1)
+            counters["first_page_s"] = round(counters.get("first_page_s", 0.0), 3)
+            out.put(done)
+        except BaseException as err:  # handed to the caller's thread
+            out.put(err)
+
+    coordinator = threading.Thread(target=schedule, name="xacct-map-listing", daemon=True)
+    coordinator.start()
+    try:
+        while (item := out.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
     finally:
+        stop.set()
+        while coordinator.is_alive():
+            try:  # unblock a put the coordinator may be waiting in
+                out.get(timeout=0.1)
+            except queue.Empty:
+                pass
         counters["worker_peak_rss_kib"] = pool.peak_rss_kib()
         pool.close()

@@ -149,13 +149,28 @@ def _object_pages(
     if stats is not None:
         stats["engine"] = "plain"
     owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
-    endpoint = None
-    if parallelism > 1:
-        endpoint, empty = _probe(s3_client, bucket, prefix, owner)
-        if empty:
-            return
-    if endpoint is None:
+    if parallelism == 1:
         yield _iter_plain(s3_client, bucket, prefix, owner)
+        return
+    workers = max(1, min(processes or min(os.cpu_count() or 1, 8), parallelism))
+    started = []
+
+    def start_workers() -> None:
+        from xacct_map.fast_list import WorkerPool
+
+        started.append(WorkerPool(workers))
+
+    try:
+        endpoint, empty = _probe(s3_client, bucket, prefix, owner, on_http=start_workers)
+    except BaseException:
+        for pool in started:
+            pool.close()
+        raise
+    if endpoint is None or empty:
+        for pool in started:
+            pool.close()
+        if not empty:
+            yield _iter_plain(s3_client, bucket, prefix, owner)
         return
     if stats is not None:
         stats["engine"] = "parallel"
@@ -163,7 +178,6 @@ def _object_pages(
 
     if expected_bucket_owner:
         endpoint.headers["x-amz-expected-bucket-owner"] = expected_bucket_owner
-    workers = processes or min(os.cpu_count() or 1, 8)
     pages = list_ranges(
         endpoint,
         prefix=prefix,
@@ -173,10 +187,11 @@ def _object_pages(
             f"{message} in bucket {bucket!r}: refusing to build a manifest that could miss or repeat objects."
         ),
         parallelism=parallelism,
-        processes=max(1, min(workers, parallelism)),
+        processes=workers,
         max_attempts=max_attempts,
         page_size=page_size,
         initial_cuts=endpoint.cuts,
+        pool=started[0] if started else None,
         stats=stats,
     )
     try:
@@ -184,6 +199,8 @@ def _object_pages(
             yield map(S3Object, keys, sizes, etags, modified, classes)
     finally:
         pages.close()  # stops the workers as soon as the caller lets go of the iterator
+        for pool in started:
+            pool.close()  # in case the engine never got to run
 
 
 # -- the plain engine ------------------------------------------------------------------------
@@ -230,9 +247,10 @@ DISCOVERY_DEPTH = 3
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/s3/aws4_request")
 
 
-def _probe(s3_client, bucket: str, prefix: str, owner: dict):
+def _probe(s3_client, bucket: str, prefix: str, owner: dict, on_http=None):
     """A botocore ListObjectsV2 with ``Delimiter="/"``, watching the request botocore prepares.
 
+    Calls ``on_http()`` as soon as requests are known to reach HTTP.
     Returns ``(endpoint, empty)``: the endpoint the parallel engine should use, or None if it
     cannot (the request never reached HTTP, or the client needs something the engine lacks), and
     whether the prefix holds no object at all. The common prefixes it finds (descending through
@@ -276,6 +294,8 @@ def _probe(s3_client, bucket: str, prefix: str, owner: dict):
     empty = not response.get("Contents") and not groups and not response.get("IsTruncated")
     if not seen or empty:
         return None, empty
+    if on_http is not None:
+        on_http()  # e.g. start the worker processes while the discovery below runs
     try:
         # A lone "folder" says nothing about where keys are: look one level down, a few times.
         for _ in range(DISCOVERY_DEPTH):
