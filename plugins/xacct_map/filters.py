@@ -18,7 +18,7 @@ Rules (each filter that is set must pass; within one filter any value may match)
   tier also need a restore; a listing cannot tell, so they are kept.
 * ``modified_after`` (inclusive) / ``modified_before`` (exclusive): timezone-aware datetimes or
   ISO-8601 text with an offset; ``modified_after <= LastModified < modified_before``. This is how
-  an incremental run selects the objects of its data interval.
+  an incremental run selects the objects of its data interval (:func:`resolve_listing_mode`).
 
 An object that fails several filters is counted once, under the first that fails, in this order:
 storage_class, size, suffix, pattern, modified.
@@ -152,6 +152,7 @@ class ObjectFilter:
     include_archived: bool = False
     modified_after: datetime | None = None
     modified_before: datetime | None = None
+    listing_mode: str | None = None
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FILTER_NAMES, 0))
     seen: int = 0
     kept: int = 0
@@ -236,8 +237,50 @@ class ObjectFilter:
             "skipped_storage_classes": list(self.skipped_storage_classes),
             "modified_after": _iso(self.modified_after),
             "modified_before": _iso(self.modified_before),
+            "listing_mode": self.listing_mode,
         }
 
     def counts(self) -> dict:
         """``{"seen", "kept", "skipped": {filter: count}}``."""
         return {"seen": self.seen, "kept": self.kept, "skipped": dict(self.skipped)}
+
+
+LISTING_MODES = ("auto", "full", "incremental")
+# Run types whose data interval is "new data since the last run" (Airflow's DagRunType values).
+_INTERVAL_RUN_TYPES = ("scheduled", "backfill")
+
+
+def resolve_listing_mode(
+    mode: str,
+    *,
+    run_type: str | None,
+    interval_start: datetime | None,
+    interval_end: datetime | None,
+    modified_after: datetime | None = None,
+    modified_before: datetime | None = None,
+) -> tuple[str, datetime | None, datetime | None]:
+    """``(mode used, modified_after, modified_before)`` for a run.
+
+    * ``"full"``: every object (the explicit window, if any, still applies);
+    * ``"incremental"``: only objects modified in the run's data interval,
+      ``interval_start <= LastModified < interval_end``, intersected with any explicit window;
+    * ``"auto"``: incremental for scheduled and backfill runs, full for manual (and other) runs.
+
+    :raises ValueError: unknown mode, or incremental without a data interval.
+    """
+    if mode not in LISTING_MODES:
+        raise ValueError(f"listing_mode {mode!r} is not one of {', '.join(LISTING_MODES)}")
+    if mode == "auto":
+        mode = "incremental" if (run_type or "") in _INTERVAL_RUN_TYPES else "full"
+    if mode == "full":
+        return mode, modified_after, modified_before
+    start = parse_datetime(interval_start, name="data_interval_start")
+    end = parse_datetime(interval_end, name="data_interval_end")
+    if start is None or end is None:
+        raise ValueError(
+            "listing_mode 'incremental' needs the run's data interval, and this run has none "
+            f"(run type {run_type!r}): use listing_mode 'full', or give modified_after/modified_before."
+        )
+    after = max(start, modified_after) if modified_after is not None else start
+    before = min(end, modified_before) if modified_before is not None else end
+    return mode, after, before

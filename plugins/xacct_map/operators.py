@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -24,9 +25,13 @@ from airflow.providers.common.compat.sdk import AirflowException, AirflowFailExc
 from xacct_map.cross_account import account_of_role, role_session_name, source_s3_client
 from xacct_map.errors import error_code, explain_assume_role_error, explain_source_error
 from xacct_map.links import ManifestObjectLink
+from xacct_map.filters import ObjectFilter, resolve_listing_mode
+from xacct_map.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
+from xacct_map.layouts import check_layout
 from xacct_map.listing import iter_objects
 from xacct_map.map_run import REDRIVABLE
-from xacct_map.manifest import write_batched_manifest
+from xacct_map.manifest import write_manifest
+from xacct_map.s3uri import split_s3_uri
 from xacct_map.naming import execution_arn, execution_name, manifest_key
 
 if TYPE_CHECKING:
@@ -39,14 +44,30 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
 
     The source is listed as the source account: either through ``source_aws_conn_id``, an AWS
     connection whose ``role_arn`` extra assumes into the source account, or by assuming
-    ``source_role_arn`` with ``aws_conn_id``'s credentials. The manifest is streamed into
-    ``s3://manifest_bucket/manifest_key`` of the pipeline account (``aws_conn_id``) through a
-    multipart upload: it exists only once complete, and a failure leaves no partial object.
+    ``source_role_arn`` with ``aws_conn_id``'s credentials. Or, with ``source_inventory``, the
+    bucket is not listed at all: the newest S3 Inventory report of it is read instead
+    (:mod:`xacct_map.inventory`). The manifest is streamed into ``s3://manifest_bucket/manifest_key``
+    of the pipeline account (``aws_conn_id``) through a multipart upload: it exists only once
+    complete, and a failure leaves no partial object. Then a metadata sidecar
+    ``<manifest_key>.meta.json`` is written with the same summary this task returns.
 
-    The manifest layout is a JSON array of batches, ``{"bucket", "keys", "bytes"}``, each closed by
-    ``max_keys_per_batch`` keys or ``max_bytes_per_batch`` bytes of objects, whichever comes first.
+    Layouts (:mod:`xacct_map.layouts`): ``batched`` (default; a JSON array of batches
+    ``{"bucket", "keys", "bytes"}``, each closed by ``max_keys_per_batch`` keys or
+    ``max_bytes_per_batch`` bytes of objects, for ``asl/distributed_map.asl.json``), ``flat`` (one
+    item per object, ``{"Bucket", "Key", "Size", "ETag", "LastModified"}``, as ``json``, ``jsonl``
+    or ``csv``, for ``asl/distributed_map_flat.asl.json`` with ItemBatcher) and ``keys`` (bare keys).
 
-    :param source_bucket: bucket to list (in the source account).
+    Filters (:mod:`xacct_map.filters`; all templated, all optional): ``suffixes``, ``patterns``
+    (fnmatch globs on the key, or on the key after ``source_prefix`` with
+    ``pattern_base="relative"``), ``min_size``/``max_size`` (bytes, inclusive), ``storage_classes``
+    (default: all but GLACIER and DEEP_ARCHIVE, unless ``include_archived``), and a LastModified
+    window ``modified_after`` (inclusive) / ``modified_before`` (exclusive). ``listing_mode``
+    ``"incremental"`` keeps only objects modified in the run's data interval; ``"auto"`` does that
+    for scheduled and backfill runs and lists everything for manual runs; ``"full"`` (default)
+    lists everything.
+
+    :param source_bucket: bucket to list (in the source account); with ``source_inventory`` it may be
+        empty (taken from the inventory) and must otherwise match the inventory's source bucket.
     :param source_prefix: only keys starting with this prefix.
     :param manifest_bucket: inventory bucket of the pipeline account that receives the manifest.
     :param manifest_key: key of the manifest; default derived from dag_id and run_id, so retries of a
@@ -58,14 +79,32 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         defaults to the account of ``source_role_arn``.
     :param source_region: Region of ``source_bucket`` if it differs from the connection's.
     :param manifest_bucket_owner: account that must own ``manifest_bucket`` (``ExpectedBucketOwner``).
-    :param max_keys_per_batch: most keys in one batch (one child execution's work).
+    :param max_keys_per_batch: most keys in one batch (one child execution's work; batched layout).
     :param max_bytes_per_batch: most object bytes in one batch; a bigger object travels alone.
+    :param layout: ``"batched"``, ``"flat"`` or ``"keys"``.
+    :param manifest_format: ``"json"``, ``"jsonl"`` or (flat layout) ``"csv"``.
+    :param suffixes: keep keys ending with one of these (list, or comma-separated text).
+    :param patterns: keep keys matching one of these fnmatch patterns.
+    :param pattern_base: ``"key"`` (match the whole key) or ``"relative"`` (the part after the prefix).
+    :param min_size: keep objects of at least this many bytes.
+    :param max_size: keep objects of at most this many bytes.
+    :param storage_classes: keep exactly these storage classes.
+    :param include_archived: keep GLACIER and DEEP_ARCHIVE objects too (they need a restore first).
+    :param modified_after: keep objects with LastModified at or after this (timezone-aware).
+    :param modified_before: keep objects with LastModified before this (timezone-aware).
+    :param listing_mode: ``"full"``, ``"incremental"`` or ``"auto"`` (see above).
+    :param source_inventory: ``s3://<destination bucket>/<prefix>/<source bucket>/<config id>`` (or a
+        timestamp folder, or a manifest.json): read this S3 Inventory instead of listing.
+    :param inventory_aws_conn_id: connection that reads the inventory; default ``aws_conn_id``.
+    :param write_metadata: write the ``<manifest_key>.meta.json`` sidecar (default True).
     :param aws_conn_id: AWS connection of the pipeline account (writes the manifest).
     :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
     :param verify: Whether or not to verify SSL certificates.
     :param botocore_config: Configuration dictionary (key-values) for botocore client.
-    :return: the manifest summary (``bucket``, ``key``, ``object_count``, ``batch_count``,
-        ``total_bytes``, ``manifest_bytes``, ``sha256``, ``source_bucket``, ``source_prefix``).
+    :return: the manifest summary, as in the sidecar (``bucket``, ``key``, ``object_count``,
+        ``batch_count``, ``item_count``, ``total_bytes``, ``manifest_bytes``, ``sha256``, ``etag``,
+        ``source_bucket``, ``source_prefix``, ``layout``, ``format``, ``source``, ``filters``,
+        ``objects_seen``, ``skipped``, ``created_at``, ``xacct_map_version``, ``metadata_key``).
     """
 
     aws_hook_class = S3Hook
@@ -82,6 +121,20 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         "manifest_bucket_owner",
         "max_keys_per_batch",
         "max_bytes_per_batch",
+        "layout",
+        "manifest_format",
+        "suffixes",
+        "patterns",
+        "pattern_base",
+        "min_size",
+        "max_size",
+        "storage_classes",
+        "include_archived",
+        "modified_after",
+        "modified_before",
+        "listing_mode",
+        "source_inventory",
+        "inventory_aws_conn_id",
     )
     ui_color = "#c7e9f1"
     operator_extra_links = (ManifestObjectLink(),)
@@ -101,6 +154,21 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         manifest_bucket_owner: str | None = None,
         max_keys_per_batch: int | str = 100,
         max_bytes_per_batch: int | str = 512 * 1024 * 1024,
+        layout: str = "batched",
+        manifest_format: str = "json",
+        suffixes: Sequence[str] | str | None = None,
+        patterns: Sequence[str] | str | None = None,
+        pattern_base: str = "key",
+        min_size: int | str | None = None,
+        max_size: int | str | None = None,
+        storage_classes: Sequence[str] | str | None = None,
+        include_archived: bool | str = False,
+        modified_after: datetime | str | None = None,
+        modified_before: datetime | str | None = None,
+        listing_mode: str = "full",
+        source_inventory: str | None = None,
+        inventory_aws_conn_id: str | None = None,
+        write_metadata: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -116,9 +184,24 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.manifest_bucket_owner = manifest_bucket_owner
         self.max_keys_per_batch = max_keys_per_batch
         self.max_bytes_per_batch = max_bytes_per_batch
+        self.layout = layout
+        self.manifest_format = manifest_format
+        self.suffixes = suffixes
+        self.patterns = patterns
+        self.pattern_base = pattern_base
+        self.min_size = min_size
+        self.max_size = max_size
+        self.storage_classes = storage_classes
+        self.include_archived = include_archived
+        self.modified_after = modified_after
+        self.modified_before = modified_before
+        self.listing_mode = listing_mode
+        self.source_inventory = source_inventory
+        self.inventory_aws_conn_id = inventory_aws_conn_id
+        self.write_metadata = write_metadata
 
     def _validate(self) -> None:
-        if not self.source_bucket:
+        if not self.source_bucket and not self.source_inventory:
             raise AirflowFailException("source_bucket is empty: name the bucket to list in the source account.")
         if not self.manifest_bucket:
             raise AirflowFailException(
@@ -131,6 +214,10 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             raise AirflowFailException(f"max_keys_per_batch / max_bytes_per_batch must be integers: {err}") from None
         if self.max_keys_per_batch < 1 or self.max_bytes_per_batch < 1:
             raise AirflowFailException("max_keys_per_batch and max_bytes_per_batch must be at least 1.")
+        try:
+            check_layout(self.layout, self.manifest_format)
+        except ValueError as err:
+            raise AirflowFailException(f"{err}.") from None
         if self.source_role_arn:
             try:
                 role_account = account_of_role(self.source_role_arn)
@@ -138,10 +225,89 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 raise AirflowFailException(str(err)) from None
             self.source_account_id = self.source_account_id or role_account
 
+    def _object_filter(self, context: Context) -> ObjectFilter:
+        """The filters of this run: the operator's, plus the data interval in incremental mode."""
+        dag_run = context.get("dag_run")
+        run_type = getattr(dag_run, "run_type", None)
+        run_type = getattr(run_type, "value", run_type) or str(context.get("run_id", "")).partition("__")[0]
+        try:
+            explicit = ObjectFilter(
+                modified_after=self.modified_after, modified_before=self.modified_before
+            )
+            mode, after, before = resolve_listing_mode(
+                self.listing_mode,
+                run_type=str(run_type),
+                interval_start=context.get("data_interval_start"),
+                interval_end=context.get("data_interval_end"),
+                modified_after=explicit.modified_after,
+                modified_before=explicit.modified_before,
+            )
+            return ObjectFilter(
+                suffixes=self.suffixes,
+                patterns=self.patterns,
+                pattern_base=self.pattern_base,
+                prefix=self.source_prefix,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                storage_classes=self.storage_classes,
+                include_archived=self.include_archived,
+                modified_after=after,
+                modified_before=before,
+                listing_mode=mode,
+            )
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from None
+
     def execute(self, context: Context) -> dict[str, Any]:
         self._validate()
+        object_filter = self._object_filter(context)
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
         key = self.manifest_key or manifest_key(dag_id, run_id)
+        if object_filter.listing_mode == "incremental":
+            self.log.info(
+                "Incremental: only objects with %s <= LastModified < %s",
+                object_filter.modified_after, object_filter.modified_before,
+            )
+        if self.source_inventory:
+            objects, source, identity = self._inventory_objects(key)
+        else:
+            objects, source, identity = self._listed_objects(dag_id, key)
+        try:
+            summary = write_manifest(
+                objects,
+                self.hook.conn,
+                bucket=self.manifest_bucket,
+                key=key,
+                source_bucket=self.source_bucket,
+                source_prefix=self.source_prefix,
+                layout=self.layout,
+                manifest_format=self.manifest_format,
+                max_keys_per_batch=self.max_keys_per_batch,
+                max_bytes_per_batch=self.max_bytes_per_batch,
+                expected_bucket_owner=self.manifest_bucket_owner,
+                object_filter=object_filter,
+                source=source,
+                write_metadata=self.write_metadata,
+            )
+        except InventoryError as err:
+            raise AirflowFailException(str(err)) from None
+        except ClientError as err:
+            raise AirflowException(self._explain(err, key, identity)) from None
+        ManifestObjectLink.persist(
+            context=context, operator=self, region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition, bucket=summary.bucket, key=summary.key,
+        )
+        self.log.info(
+            "Manifest s3://%s/%s (%s, %s): %d objects, %d batches, %d bytes of objects (manifest %d bytes, sha256 %s)",
+            summary.bucket, summary.key, summary.layout, summary.format, summary.object_count,
+            summary.batch_count, summary.total_bytes, summary.manifest_bytes, summary.sha256,
+        )
+        skipped = {name: n for name, n in (summary.skipped or {}).items() if n}
+        if skipped:
+            self.log.info("Skipped by filters (of %d objects seen): %s", summary.objects_seen, skipped)
+        return summary.as_dict()
+
+    def _listed_objects(self, dag_id: str, key: str):
         identity = self.source_role_arn or (
             f"connection {self.source_aws_conn_id!r}" if self.source_aws_conn_id else f"connection {self.aws_conn_id!r}"
         )
@@ -156,6 +322,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             )
         except ValueError as err:
             raise AirflowFailException(str(err)) from None
+        except ClientError as err:
+            raise AirflowException(self._explain(err, key, identity)) from None
         self.log.info(
             "Listing s3://%s/%s as %s into s3://%s/%s",
             self.source_bucket, self.source_prefix, identity, self.manifest_bucket, key,
@@ -163,36 +331,59 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         objects = iter_objects(
             source, self.source_bucket, self.source_prefix, expected_bucket_owner=self.source_account_id
         )
+        description = {
+            "type": "listing",
+            "bucket": self.source_bucket,
+            "prefix": self.source_prefix,
+            "account_id": self.source_account_id or None,
+            "region": getattr(getattr(source, "meta", None), "region_name", None),
+        }
+        return objects, description, identity
+
+    def _inventory_objects(self, key: str):
+        conn_id = self.inventory_aws_conn_id or self.aws_conn_id
+        identity = f"connection {conn_id!r}"
+        reader = self.hook.conn if conn_id == self.aws_conn_id else S3Hook(aws_conn_id=conn_id).get_conn()
         try:
-            summary = write_batched_manifest(
-                objects,
-                self.hook.conn,
-                bucket=self.manifest_bucket,
-                key=key,
-                source_bucket=self.source_bucket,
-                source_prefix=self.source_prefix,
-                max_keys_per_batch=self.max_keys_per_batch,
-                max_bytes_per_batch=self.max_bytes_per_batch,
-                expected_bucket_owner=self.manifest_bucket_owner,
-            )
+            report = open_inventory(reader, self.source_inventory)
+        except InventoryError as err:
+            raise AirflowFailException(str(err)) from None
+        except ValueError as err:
+            raise AirflowFailException(f"source_inventory: {err}") from None
         except ClientError as err:
-            raise AirflowException(self._explain(err, key, identity)) from None
-        ManifestObjectLink.persist(
-            context=context, operator=self, region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition, bucket=summary.bucket, key=summary.key,
-        )
+            bucket, prefix = split_s3_uri(self.source_inventory)
+            raise AirflowException(explain_inventory_error(err, bucket=bucket, key=prefix, identity=identity)) from None
+        if self.source_bucket and report.source_bucket and report.source_bucket != self.source_bucket:
+            raise AirflowFailException(
+                f"Inventory {report.uri} is a report of bucket {report.source_bucket!r}, not of source_bucket "
+                f"{self.source_bucket!r}: point source_inventory at {self.source_bucket!r}'s inventory configuration."
+            )
+        self.source_bucket = self.source_bucket or report.source_bucket
         self.log.info(
-            "Manifest s3://%s/%s: %d objects, %d batches, %d bytes of objects (manifest %d bytes, sha256 %s)",
-            summary.bucket, summary.key, summary.object_count, summary.batch_count,
-            summary.total_bytes, summary.manifest_bytes, summary.sha256,
+            "Reading inventory %s (%s, %d data files, created %s) as %s for s3://%s/%s, into s3://%s/%s",
+            report.uri, report.file_format, len(report.files), report.creation_timestamp, identity,
+            self.source_bucket, self.source_prefix, self.manifest_bucket, key,
         )
-        return summary.as_dict()
+        # Filled while the manifest is written; recorded in the summary once it is complete.
+        counts: dict = {}
+        objects = iter_inventory_objects(reader, report, prefix=self.source_prefix, stats=counts)
+        description = {
+            "type": "inventory",
+            "bucket": self.source_bucket,
+            "prefix": self.source_prefix,
+            "account_id": self.source_account_id or None,
+            "region": self.source_region or None,
+            "inventory": {**report.as_dict(), "counts": counts},
+        }
+        return objects, description, identity
 
     def _explain(self, err: ClientError, key: str, identity: str) -> str:
         operation = err.operation_name or ""
         if operation == "AssumeRole":
             return explain_assume_role_error(err, role_arn=self.source_role_arn or identity)
-        if operation.startswith("ListObjects"):
+        if self.source_inventory and operation in ("GetObject", "HeadObject"):
+            return explain_inventory_error(err, bucket=self.source_inventory, key="", identity=identity)
+        if operation.startswith("ListObjects") or operation == "HeadBucket":
             return explain_source_error(
                 err, bucket=self.source_bucket, prefix=self.source_prefix, identity=identity,
                 owner=self.source_account_id,
