@@ -7,6 +7,13 @@ Configure with DAG params (the trigger form) or, for scheduled runs, Airflow Var
 ``xacct_map_inventory_bucket``, ``xacct_map_state_machine_arn``); a param left empty falls back to
 its Variable. Connections: ``xacct_map_pipeline`` (pipeline account) and ``xacct_map_source`` (an
 AWS connection whose ``role_arn`` extra assumes the lister role in the source account).
+
+Listing mode (param ``listing_mode``): ``auto`` (default) lists incrementally for scheduled runs,
+keeping only objects whose LastModified falls in the run's data interval
+(``data_interval_start <= LastModified < data_interval_end``), and everything for manual runs;
+``full`` and ``incremental`` force one or the other. Filters (suffixes, glob patterns, size,
+storage class, LastModified window), the manifest layout/format and an S3 Inventory source are
+params too; the manifest's metadata sidecar (``<manifest>.meta.json``) records what was applied.
 """
 
 from __future__ import annotations
@@ -51,6 +58,41 @@ with DAG(
                                      description="Most object bytes one child execution processes."),
         "max_failed_items": Param(0, type="integer", minimum=0, title="Tolerated failed batches",
                                   description="Failed Map Run items (batches) tolerated before the run fails."),
+        "listing_mode": Param("auto", type="string", enum=["auto", "full", "incremental"], title="Listing mode",
+                              description="auto: scheduled runs take only objects modified in their data interval "
+                                          "(start inclusive, end exclusive), manual runs take everything; full: "
+                                          "everything; incremental: only the data interval."),
+        "suffixes": Param([], type="array", items={"type": "string"}, title="Key suffixes",
+                          description="Keep only keys ending with one of these (e.g. .parquet). Empty: any key."),
+        "patterns": Param([], type="array", items={"type": "string"}, title="Key glob patterns",
+                          description="Keep only keys matching one of these fnmatch patterns (* also matches /). "
+                                      "Empty: any key."),
+        "pattern_base": Param("key", type="string", enum=["key", "relative"], title="Patterns match",
+                              description="key: the whole key; relative: the part of the key after the source prefix."),
+        "min_size": Param(None, type=["null", "integer"], minimum=0, title="Minimum object size (bytes)",
+                          description="Skip objects smaller than this. Empty: no minimum."),
+        "max_size": Param(None, type=["null", "integer"], minimum=0, title="Maximum object size (bytes)",
+                          description="Skip objects larger than this. Empty: no maximum."),
+        "storage_classes": Param([], type="array", items={"type": "string"}, title="Storage classes",
+                                 description="Keep exactly these storage classes (e.g. STANDARD, STANDARD_IA). Empty: "
+                                             "all but GLACIER and DEEP_ARCHIVE, which need a restore before reading."),
+        "include_archived": Param(False, type="boolean", title="Include GLACIER / DEEP_ARCHIVE",
+                                  description="Keep archived objects too (only when they have been restored)."),
+        "modified_after": Param("", type="string", title="Modified at or after",
+                                description="ISO-8601 with a time zone, e.g. 2026-11-01T00:00:00+00:00 (inclusive). "
+                                            "Empty: no lower bound. Intersected with the data interval when incremental."),
+        "modified_before": Param("", type="string", title="Modified before",
+                                 description="ISO-8601 with a time zone (exclusive). Empty: no upper bound."),
+        "layout": Param("batched", type="string", enum=["batched", "flat", "keys"], title="Manifest layout",
+                        description="batched: items are batches of keys (asl/distributed_map.asl.json, default); "
+                                    "flat: one item per object, for asl/distributed_map_flat.asl.json (ItemBatcher); "
+                                    "keys: bare keys. The state machine must be deployed for the layout."),
+        "manifest_format": Param("json", type="string", enum=["json", "jsonl", "csv"], title="Manifest format",
+                                 description="json (any layout), jsonl (any layout), csv (flat layout only)."),
+        "source_inventory": Param("", type="string", title="S3 Inventory source",
+                                  description="s3://<inventory destination bucket>/<prefix>/<source bucket>/<config id>: "
+                                              "read the newest S3 Inventory report instead of listing the bucket. "
+                                              "Empty: list the bucket."),
         "on_existing": Param("redrive", type="string", enum=["redrive", "attach", "fail"], title="If this run's execution exists",
                              description="redrive: attach to a running/succeeded execution, redrive a failed one "
                                          "(only failed items run again); attach: always attach; fail: fail the task."),
@@ -66,6 +108,19 @@ with DAG(
         manifest_bucket="{{ params.inventory_bucket or var.value.get('xacct_map_inventory_bucket', '') }}",
         max_keys_per_batch="{{ params.max_keys_per_batch }}",
         max_bytes_per_batch="{{ params.max_bytes_per_batch }}",
+        listing_mode="{{ params.listing_mode }}",
+        suffixes="{{ params.suffixes | tojson }}",
+        patterns="{{ params.patterns | tojson }}",
+        pattern_base="{{ params.pattern_base }}",
+        min_size="{{ params.min_size }}",
+        max_size="{{ params.max_size }}",
+        storage_classes="{{ params.storage_classes | tojson }}",
+        include_archived="{{ params.include_archived }}",
+        modified_after="{{ params.modified_after }}",
+        modified_before="{{ params.modified_before }}",
+        layout="{{ params.layout }}",
+        manifest_format="{{ params.manifest_format }}",
+        source_inventory="{{ params.source_inventory }}",
     )
     start_map_run = StartDistributedMapOperator(
         task_id="start_map_run",

@@ -11,6 +11,7 @@ import sys
 COMMAND_MODULES = (
     "xacct_map.local.demo", "xacct_map.policy_command", "xacct_map.local.airflow_server",
     "xacct_map.deploy_command", "xacct_map.preflight",
+    "xacct_map.manifest_command",
 )
 
 

@@ -1,0 +1,251 @@
+"""``xacct-map manifest``: build a manifest from the command line, without Airflow.
+
+    xacct-map manifest --source s3://their-bucket/exports/ --dest s3://my-inventory/xacct-map/manifests/x.json \\
+        --role-arn arn:aws:iam::111111111111:role/xacct-map-lister --suffix .parquet --json
+
+Lists ``--source`` (or reads the S3 Inventory given with ``--inventory``) as the source account
+(``--role-arn``, assumed with the ``--profile``/environment credentials; without it, those
+credentials list directly), applies the filters, streams the manifest to ``--dest`` with the
+pipeline credentials (``--profile``/environment) and writes ``<dest>.meta.json``. On a terminal a
+progress line (keys so far, keys/s) is updated in place on stderr. Errors are one line on stderr
+naming the bucket or role and what to do; exit code 1 (2 for invalid options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterable, Iterator
+
+from xacct_map.layouts import LAYOUTS
+
+
+def register(subparsers) -> None:
+    """Add the ``manifest`` subcommand to the ``xacct-map`` parser."""
+    parser = subparsers.add_parser(
+        "manifest",
+        help="list a bucket (or read its S3 Inventory) and write a Distributed Map manifest",
+        description=(
+            "List s3://bucket/prefix (or read its newest S3 Inventory report) and stream a manifest to "
+            "s3://bucket/key through a multipart upload, then write <key>.meta.json describing it."
+        ),
+    )
+    where = parser.add_argument_group("source and destination")
+    where.add_argument("--source", required=True, metavar="S3URI",
+                       help="s3://bucket/prefix to list (with --inventory: the bucket and prefix to keep)")
+    where.add_argument("--dest", required=True, metavar="S3URI", help="s3://bucket/key of the manifest to write")
+    where.add_argument("--inventory", default=None, metavar="S3URI",
+                       help="read this S3 Inventory instead of listing: s3://<destination bucket>/<prefix>/"
+                            "<source bucket>/<config id> (newest report), a timestamp folder or a manifest.json")
+    shape = parser.add_argument_group("manifest")
+    shape.add_argument("--layout", default="batched", choices=LAYOUTS, help="item layout (default: %(default)s)")
+    shape.add_argument("--format", dest="manifest_format", default="json", choices=("json", "jsonl", "csv"),
+                       help="file format (default: %(default)s; csv needs --layout flat)")
+    shape.add_argument("--max-keys-per-batch", type=int, default=100, metavar="N",
+                       help="batched layout: most keys per batch (default: %(default)s)")
+    shape.add_argument("--max-bytes-per-batch", type=int, default=512 * 1024 * 1024, metavar="BYTES",
+                       help="batched layout: most object bytes per batch (default: %(default)s)")
+    filters = parser.add_argument_group("filters (each one given must pass)")
+    filters.add_argument("--suffix", action="append", default=[], metavar="SUFFIX",
+                         help="keep keys ending with SUFFIX (repeat for several)")
+    filters.add_argument("--pattern", action="append", default=[], metavar="GLOB",
+                         help="keep keys matching this fnmatch pattern; * also matches / (repeat for several)")
+    filters.add_argument("--pattern-base", default="key", choices=("key", "relative"),
+                         help="match patterns against the whole key or the part after the prefix (default: %(default)s)")
+    filters.add_argument("--min-size", type=int, default=None, metavar="BYTES", help="keep objects of at least BYTES")
+    filters.add_argument("--max-size", type=int, default=None, metavar="BYTES", help="keep objects of at most BYTES")
+    filters.add_argument("--storage-class", action="append", default=None, metavar="CLASS",
+                         help="keep exactly these storage classes (repeat); default: all but GLACIER and DEEP_ARCHIVE")
+    filters.add_argument("--include-archived", action="store_true",
+                         help="keep GLACIER and DEEP_ARCHIVE objects too (only if restored)")
+    filters.add_argument("--modified-after", default=None, metavar="ISO",
+                         help="keep objects with LastModified >= this (ISO-8601 with a time zone)")
+    filters.add_argument("--modified-before", default=None, metavar="ISO",
+                         help="keep objects with LastModified < this (ISO-8601 with a time zone)")
+    aws = parser.add_argument_group("AWS")
+    aws.add_argument("--endpoint-url", default=None, help="S3/STS endpoint (e.g. a local emulator)")
+    aws.add_argument("--profile", default=None, help="AWS profile of the pipeline credentials")
+    aws.add_argument("--region", default=None, help="Region of the clients (default: the profile's)")
+    aws.add_argument("--source-region", default=None, help="Region of the source bucket (default: discovered)")
+    aws.add_argument("--role-arn", default=None, help="role in the source account to assume for listing")
+    aws.add_argument("--external-id", default=None, help="ExternalId the role's trust policy requires")
+    aws.add_argument("--expected-bucket-owner", default=None, metavar="ACCOUNT",
+                     help="account that must own the source bucket (sent as ExpectedBucketOwner)")
+    aws.add_argument("--dest-bucket-owner", default=None, metavar="ACCOUNT",
+                     help="account that must own the destination bucket")
+    parser.add_argument("--json", action="store_true", help="print the manifest metadata as JSON on stdout")
+    parser.add_argument("--no-progress", action="store_true", help="no progress line, even on a terminal")
+    parser.set_defaults(func=run)
+
+
+class Progress:
+    """Counts objects passing through; on a TTY, rewrites one status line (``\\r``) at most 4 times a second."""
+
+    def __init__(self, stream, *, enabled: bool, interval: float = 0.25):
+        self.stream = stream
+        self.enabled = enabled
+        self.interval = interval
+        self.count = 0
+        self.started = time.monotonic()
+        self._last = 0.0
+        self._shown = False
+
+    def wrap(self, objects: Iterable) -> Iterator:
+        for obj in objects:
+            self.count += 1
+            if self.enabled:
+                now = time.monotonic()
+                if now - self._last >= self.interval:
+                    self._last = now
+                    self.show(now)
+            yield obj
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = max((now or time.monotonic()) - self.started, 1e-9)
+        return f"{self.count:,} keys ({self.count / elapsed:,.0f} keys/s)"
+
+    def show(self, now: float | None = None) -> None:
+        self.stream.write("\r" + self.line(now) + "\x1b[K")
+        self.stream.flush()
+        self._shown = True
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.show()
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clients(args):
+    """``(pipeline s3, source s3 or None for the inventory path, identity text)``."""
+    import boto3
+
+    from xacct_map.cross_account import assumed_role_session, bucket_region, role_session_name
+
+    session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
+    endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
+    pipeline = session.client("s3", **endpoint)
+    identity = f"profile {args.profile!r}" if args.profile else "the default credentials"
+    source_session = session
+    if args.role_arn:
+        source_session = assumed_role_session(
+            session.client("sts", **endpoint), args.role_arn, session_name=role_session_name("xacct-map-cli"),
+            external_id=args.external_id, region_name=args.source_region or session.region_name,
+        )
+        identity = args.role_arn
+    source = source_session.client("s3", region_name=args.source_region or session.region_name, **endpoint)
+    return pipeline, source, identity, (bucket_region if not args.source_region else None), source_session, endpoint
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the manifest; print a summary (or the metadata JSON with ``--json``)."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    from xacct_map.errors import explain_assume_role_error, explain_source_error
+    from xacct_map.filters import ObjectFilter
+    from xacct_map.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
+    from xacct_map.layouts import check_layout
+    from xacct_map.listing import iter_objects
+    from xacct_map.manifest import write_manifest
+    from xacct_map.s3uri import split_s3_uri
+
+    def fail(message: str, code: int = 1) -> int:
+        print(f"xacct-map manifest: {message}", file=sys.stderr)
+        return code
+
+    try:
+        source_bucket, source_prefix = split_s3_uri(args.source, what="--source")
+        dest_bucket, dest_key = split_s3_uri(args.dest, what="--dest", key_required=True)
+        check_layout(args.layout, args.manifest_format)
+        if args.inventory:
+            split_s3_uri(args.inventory, what="--inventory")
+        object_filter = ObjectFilter(
+            suffixes=tuple(args.suffix), patterns=tuple(args.pattern), pattern_base=args.pattern_base,
+            prefix=source_prefix, min_size=args.min_size, max_size=args.max_size,
+            storage_classes=tuple(args.storage_class) if args.storage_class else None,
+            include_archived=args.include_archived, modified_after=args.modified_after,
+            modified_before=args.modified_before, listing_mode="full",
+        )
+    except ValueError as err:
+        return fail(str(err), 2)
+
+    progress = Progress(sys.stderr, enabled=sys.stderr.isatty() and not args.no_progress)
+    stage, identity = "credentials", "the default credentials"
+    try:
+        pipeline, source_client, identity, discover, source_session, endpoint = _clients(args)
+        if args.inventory:
+            stage = "inventory"
+            report = open_inventory(pipeline, args.inventory)
+            if report.source_bucket and report.source_bucket != source_bucket:
+                return fail(
+                    f"inventory {report.uri} is a report of bucket {report.source_bucket!r}, not of {source_bucket!r} "
+                    "(--source): point --inventory at that bucket's inventory configuration."
+                )
+            counts: dict = {}
+            objects = iter_inventory_objects(pipeline, report, prefix=source_prefix, stats=counts)
+            source = {"type": "inventory", "bucket": source_bucket, "prefix": source_prefix,
+                      "account_id": args.expected_bucket_owner, "region": args.source_region,
+                      "inventory": {**report.as_dict(), "counts": counts}}
+        else:
+            stage = "listing"
+            if discover is not None:
+                region = discover(source_client, source_bucket, expected_bucket_owner=args.expected_bucket_owner)
+                if region and region != source_client.meta.region_name:
+                    source_client = source_session.client("s3", region_name=region, **endpoint)
+            objects = iter_objects(source_client, source_bucket, source_prefix,
+                                   expected_bucket_owner=args.expected_bucket_owner)
+            source = {"type": "listing", "bucket": source_bucket, "prefix": source_prefix,
+                      "account_id": args.expected_bucket_owner, "region": source_client.meta.region_name}
+        summary = write_manifest(
+            progress.wrap(objects), pipeline, bucket=dest_bucket, key=dest_key, source_bucket=source_bucket,
+            source_prefix=source_prefix, layout=args.layout, manifest_format=args.manifest_format,
+            max_keys_per_batch=args.max_keys_per_batch, max_bytes_per_batch=args.max_bytes_per_batch,
+            expected_bucket_owner=args.dest_bucket_owner, object_filter=object_filter, source=source,
+        )
+    except InventoryError as err:
+        progress.finish()
+        return fail(str(err))
+    except ClientError as err:
+        progress.finish()
+        operation = err.operation_name or ""
+        if operation == "AssumeRole":
+            return fail(explain_assume_role_error(err, role_arn=args.role_arn or identity))
+        if stage == "inventory" or (args.inventory and operation in ("GetObject", "HeadObject")):
+            bucket, prefix = split_s3_uri(args.inventory, what="--inventory")
+            return fail(explain_inventory_error(err, bucket=bucket, key=prefix))
+        if operation.startswith("ListObjects") or operation == "HeadBucket":
+            return fail(explain_source_error(err, bucket=source_bucket, prefix=source_prefix, identity=identity,
+                                             owner=args.expected_bucket_owner))
+        code = err.response.get("Error", {}).get("Code", "")
+        hint = {
+            "NoSuchBucket": f" Destination bucket {dest_bucket!r} does not exist: create it or fix --dest.",
+            "AccessDenied": f" The pipeline credentials need s3:PutObject and s3:AbortMultipartUpload on "
+                            f"arn:aws:s3:::{dest_bucket}/{dest_key}*.",
+        }.get(code, "")
+        return fail(f"writing s3://{dest_bucket}/{dest_key} failed during {operation}: {code}.{hint} "
+                    "Nothing was left behind (the upload was aborted).")
+    except NoCredentialsError:
+        progress.finish()
+        return fail("no AWS credentials found: pass --profile, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")
+    except (BotoCoreError, ConnectionError) as err:
+        progress.finish()
+        return fail(f"{type(err).__name__}: {err}")
+    except ValueError as err:
+        progress.finish()
+        return fail(str(err), 2)
+    progress.finish()
+    if args.json:
+        print(json.dumps(summary.as_dict(), sort_keys=True))
+    else:
+        skipped = {k: v for k, v in (summary.skipped or {}).items() if v}
+        print(
+            f"manifest s3://{summary.bucket}/{summary.key} ({summary.layout}, {summary.format}): "
+            f"{summary.object_count} objects, {summary.total_bytes} bytes"
+            + (f", {summary.batch_count} batches" if summary.layout == "batched" else "")
+            + (f"; skipped {skipped} of {summary.objects_seen} seen" if skipped else "")
+            + f"\nmetadata s3://{summary.bucket}/{summary.metadata_key} sha256 {summary.sha256}"
+        )
+    return 0
+
