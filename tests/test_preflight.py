@@ -195,6 +195,15 @@ def test_missing_bucket_and_empty_prefix(local_aws, config, session):
     assert checks["read_source_object"].status == SKIPPED and "nothing was listed" in checks["read_source_object"].summary
 
 
+def test_an_airflow_task_runs_it_with_the_pipeline_connection(local_aws, config):
+    from xacct_map.preflight import run_preflight_with_connection
+
+    # The connection (set by the local_aws fixture) carries the endpoint; the config does not need to.
+    report = run_preflight_with_connection("xacct_map_pipeline", PreflightConfig(**{**config.__dict__, "endpoint_url": None}))
+    assert report.ok, report.format()
+    assert [c.status for c in report.checks] == [OK] * 5
+
+
 def test_report_carries_no_credentials(local_aws, config, session):
     report = run_preflight(config, session=session)
     text = report.format() + json.dumps(report.as_dict())

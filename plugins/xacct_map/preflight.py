@@ -314,6 +314,25 @@ def run_preflight(
     return PreflightReport(tuple(checks), caller_arn=caller_arn)
 
 
+def run_preflight_with_connection(aws_conn_id: str, config: PreflightConfig) -> PreflightReport:
+    """:func:`run_preflight` with the credentials (and endpoint) of an Airflow AWS connection.
+
+    For an Airflow task: the connection is the pipeline one (``xacct_map_pipeline``), the one the
+    DAG's tasks use, so the checks run as the identity the pipeline really has. ::
+
+        report = run_preflight_with_connection("xacct_map_pipeline", PreflightConfig(...))
+        if not report.ok:
+            raise AirflowFailException(report.format())
+    """
+    from dataclasses import replace
+
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    hook = AwsBaseHook(aws_conn_id=aws_conn_id, client_type="sts")
+    endpoint_url = config.endpoint_url or hook.conn_config.endpoint_url
+    return run_preflight(replace(config, endpoint_url=endpoint_url), session=hook.get_session())
+
+
 def policies_role_name(role_arn: str | None) -> str:
     return (role_arn or "").rsplit("/", 1)[-1]
 
