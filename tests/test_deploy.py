@@ -63,7 +63,11 @@ def _snapshot(aws, result: dict) -> dict:
         }
     function = lmb.get_function(FunctionName=result["function_arn"])["Configuration"]
     machine = sfn.describe_state_machine(stateMachineArn=result["state_machine_arn"])
+    log_group_name = f"/aws/lambda/{function['FunctionName']}"
+    (log_group,) = [g for g in aws.client("logs").describe_log_groups(logGroupNamePrefix=log_group_name)["logGroups"]
+                    if g["logGroupName"] == log_group_name]
     return {
+        "log_group_retention": log_group.get("retentionInDays"),
         "public_access_block": s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"],
         "encryption": s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"],
         "lifecycle": s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"],
@@ -101,6 +105,8 @@ def test_first_deploy_creates_every_resource(first_and_second):
         f"created role {NAMES['state_machine_role']}",
         f"created role {NAMES['airflow_role']}",
         f"created function {NAMES['function']}",
+        f"created log group /aws/lambda/{NAMES['function']}",
+        f"updated log group /aws/lambda/{NAMES['function']}: retention 30 days",
         f"created state machine {NAMES['state_machine']}",
         "blocked all public access",
         "default encryption SSE-S3",
@@ -137,6 +143,7 @@ def test_resources_carry_the_generated_policies_and_settings(first_and_second):
     assert roles[NAMES["airflow_role"]]["trust"]["Statement"][0]["Principal"] == {
         "AWS": f"arn:aws:iam::{PIPELINE_ACCOUNT}:role/mwaa-execution"
     }
+    assert snapshot["log_group_retention"] == 30
     assert snapshot["public_access_block"] == deploy.PUBLIC_ACCESS_BLOCK
     assert snapshot["encryption"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     (rule,) = snapshot["lifecycle"]

@@ -332,6 +332,23 @@ def ensure_function(
     return arn
 
 
+def ensure_log_group(logs, name: str, retention_days: int | None = 30, *, changes: Changes | None = None) -> None:
+    """Create the log group (with a retention) unless it exists; fix its retention if it differs.
+
+    The processor role may write to its own log group but not create it (least privilege), so the
+    deploy creates ``/aws/lambda/<function>`` before the first invocation needs it.
+    """
+    groups = logs.describe_log_groups(logGroupNamePrefix=name).get("logGroups", [])
+    group = next((g for g in groups if g["logGroupName"] == name), None)
+    if group is None:
+        logs.create_log_group(logGroupName=name)
+        _note(changes, f"created log group {name}")
+        group = {}
+    if retention_days and group.get("retentionInDays") != retention_days:
+        logs.put_retention_policy(logGroupName=name, retentionInDays=retention_days)
+        _note(changes, f"updated log group {name}: retention {retention_days} days")
+
+
 def ensure_state_machine(sfn, name: str, definition: str, role_arn: str, *, changes: Changes | None = None) -> str:
     """Create or update a STANDARD state machine; return its ARN.
 
@@ -392,6 +409,7 @@ def deploy_pipeline(
     max_concurrency: int = 100,
     tolerated_failure_percentage: float = 0.0,
     expire_days: int | None = 30,
+    log_retention_days: int | None = 30,
     airflow_trust: str | None = None,
     asl_path: Path = ASL_PATH,
     function_dir: Path = PROCESSOR_DIR,
@@ -403,6 +421,8 @@ def deploy_pipeline(
     * the processor role and the state machine role (``inputs.processor_role``,
       ``inputs.state_machine_role``) with the documents of :mod:`xacct_map.policies`
       (the shipped ASL has a ResultWriter, so its permissions are included);
+    * the processor's log group ``/aws/lambda/<function>`` (its role may write there, not create it),
+      keeping ``log_retention_days`` of logs;
     * the processor Lambda packaged from ``function_dir`` (``SOURCE_ACCOUNT_ID`` in its environment);
     * the state machine rendered from ``asl_path``;
     * the Airflow role's inline policy, when the role exists; it is created only with
@@ -433,6 +453,7 @@ def deploy_pipeline(
         iam, role_name(inputs.state_machine_role_arn),
         documents["state_machine_role_trust_policy"], documents["state_machine_role_policy"], changes=changes,
     )
+    ensure_log_group(client("logs"), inputs.log_group_name, log_retention_days, changes=changes)
     function_arn = ensure_function(
         lmb, inputs.function, processor_role_arn, package_function(function_dir),
         environment={"SOURCE_ACCOUNT_ID": inputs.source_account}, changes=changes,

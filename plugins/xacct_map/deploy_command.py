@@ -2,7 +2,7 @@
 
 Deploys, in the account of the credentials used (``--profile`` or the default chain), the inventory
 bucket, the processor and state machine roles with the policies of :mod:`xacct_map.policies`, the
-processor Lambda from ``functions/``, the state machine from ``asl/`` and, when the role exists
+processor's log group, the processor Lambda from ``functions/``, the state machine from ``asl/`` and, when the role exists
 (or ``--airflow-trust`` is given), the Airflow role's inline policy. A second run with the same
 options changes nothing and says so. The source account's side is printed, not applied: it is
 another account (``xacct-map policy --only source_bucket_policy``).
@@ -57,6 +57,8 @@ def register(subparsers) -> None:
     parser.add_argument("--tolerated-failure-percentage", type=float, default=0.0, help="default: %(default)s")
     parser.add_argument("--expire-days", type=int, default=30,
                         help="expire manifests and results after this many days; 0 keeps them (default: %(default)s)")
+    parser.add_argument("--log-retention-days", type=int, default=30,
+                        help="keep the processor's logs this many days; 0 leaves the retention alone (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.set_defaults(func=run)
 
@@ -115,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
             max_concurrency=args.max_concurrency,
             tolerated_failure_percentage=args.tolerated_failure_percentage,
             expire_days=args.expire_days or None,
+            log_retention_days=args.log_retention_days or None,
             airflow_trust=args.airflow_trust,
         )
     except ClientError as err:
