@@ -226,6 +226,20 @@ def test_changed_function_code_is_uploaded_once(local_aws, first_and_second, tmp
     )
 
 
+def test_flat_layout_deploys_the_itembatcher_definition(local_aws, capsys):
+    # moto rejects ItemBatcher at CreateStateMachine (see the notes), so render what would be sent.
+    from xacct_map.layouts import flat_substitutions
+
+    definition = json.loads(deploy.render_definition(deploy.FLAT_ASL_PATH, {
+        "ProcessorFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:f", "MaxConcurrency": 5,
+        "ToleratedFailurePercentage": 0.0, "ResultsBucket": "b", "ResultsPrefix": "xacct-map/results",
+        **flat_substitutions(manifest_format="csv", max_items_per_batch=50),
+    }))
+    state = definition["States"]["ProcessManifest"]
+    assert state["ItemBatcher"]["MaxItemsPerBatch"] == 50
+    assert state["ItemReader"]["ReaderConfig"]["InputType"] == "CSV"
+
+
 def test_human_output_says_nothing_changed(local_aws, first_and_second, capsys):
     aws, _ = local_aws
     argv = [a for a in _argv(aws) if a != "--json"]

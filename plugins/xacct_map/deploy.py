@@ -26,6 +26,7 @@ from xacct_map.policies import PolicyInputs
 # The repository root holds asl/ and functions/; XACCT_MAP_HOME overrides it for other layouts.
 PROJECT_ROOT = Path(os.environ.get("XACCT_MAP_HOME") or Path(__file__).resolve().parents[2])
 ASL_PATH = PROJECT_ROOT / "asl" / "distributed_map.asl.json"
+FLAT_ASL_PATH = PROJECT_ROOT / "asl" / "distributed_map_flat.asl.json"
 PROCESSOR_DIR = PROJECT_ROOT / "functions" / "processor"
 _PLACEHOLDER = re.compile(r"^\$\{(\w+)\}$")
 
@@ -411,7 +412,10 @@ def deploy_pipeline(
     expire_days: int | None = 30,
     log_retention_days: int | None = 30,
     airflow_trust: str | None = None,
-    asl_path: Path = ASL_PATH,
+    layout: str = "batched",
+    manifest_format: str = "json",
+    max_items_per_batch: int = 100,
+    asl_path: Path | None = None,
     function_dir: Path = PROCESSOR_DIR,
 ) -> PipelineDeployment:
     """Create or update the pipeline account's side of ``inputs``, idempotently.
@@ -424,7 +428,10 @@ def deploy_pipeline(
     * the processor's log group ``/aws/lambda/<function>`` (its role may write there, not create it),
       keeping ``log_retention_days`` of logs;
     * the processor Lambda packaged from ``function_dir`` (``SOURCE_ACCOUNT_ID`` in its environment);
-    * the state machine rendered from ``asl_path``;
+    * the state machine rendered from ``asl_path`` (default: by ``layout``: ``batched`` is
+      ``asl/distributed_map.asl.json``, each manifest item a batch; ``flat`` is
+      ``asl/distributed_map_flat.asl.json``, one item per object in ``manifest_format`` grouped by
+      ItemBatcher into ``max_items_per_batch``);
     * the Airflow role's inline policy, when the role exists; it is created only with
       ``airflow_trust`` (the principal that may assume it: an AWS ARN, or a service such as
       ``airflow-env.amazonaws.com``), since only the caller knows where Airflow runs.
@@ -458,17 +465,21 @@ def deploy_pipeline(
         lmb, inputs.function, processor_role_arn, package_function(function_dir),
         environment={"SOURCE_ACCOUNT_ID": inputs.source_account}, changes=changes,
     )
-    definition = render_definition(
-        asl_path,
-        {
-            "ProcessorFunctionArn": function_arn,
-            "MaxConcurrency": int(max_concurrency),
-            "ToleratedFailurePercentage": float(tolerated_failure_percentage),
-            "ResultsBucket": inputs.inventory_bucket,
-            # ResultWriter writes <prefix>/<map run id>/...: inside the policy's results/ prefix.
-            "ResultsPrefix": inputs.results_prefix.rstrip("/"),
-        },
-    )
+    substitutions = {
+        "ProcessorFunctionArn": function_arn,
+        "MaxConcurrency": int(max_concurrency),
+        "ToleratedFailurePercentage": float(tolerated_failure_percentage),
+        "ResultsBucket": inputs.inventory_bucket,
+        # ResultWriter writes <prefix>/<map run id>/...: inside the policy's results/ prefix.
+        "ResultsPrefix": inputs.results_prefix.rstrip("/"),
+    }
+    if layout == "flat":
+        from xacct_map.layouts import flat_substitutions
+
+        substitutions |= flat_substitutions(manifest_format=manifest_format, max_items_per_batch=max_items_per_batch)
+    elif layout != "batched":
+        raise ValueError(f"layout {layout!r}: the state machine reads 'batched' or 'flat' manifests")
+    definition = render_definition(asl_path or (FLAT_ASL_PATH if layout == "flat" else ASL_PATH), substitutions)
     machine_arn = ensure_state_machine(sfn, inputs.state_machine, definition, machine_role_arn, changes=changes)
 
     airflow_role_arn = None

@@ -55,6 +55,13 @@ def register(subparsers) -> None:
     parser.add_argument("--max-concurrency", type=int, default=100,
                         help="child executions at once (default: %(default)s)")
     parser.add_argument("--tolerated-failure-percentage", type=float, default=0.0, help="default: %(default)s")
+    parser.add_argument("--layout", choices=("batched", "flat"), default="batched",
+                        help="manifest layout the state machine reads: batched (asl/distributed_map.asl.json) or flat "
+                             "(asl/distributed_map_flat.asl.json, ItemBatcher) (default: %(default)s)")
+    parser.add_argument("--manifest-format", choices=("json", "jsonl", "csv"), default="json",
+                        help="flat layout only: the manifest's format (default: %(default)s)")
+    parser.add_argument("--max-items-per-batch", type=int, default=100,
+                        help="flat layout only: objects per Lambda invocation (default: %(default)s)")
     parser.add_argument("--expire-days", type=int, default=30,
                         help="expire manifests and results after this many days; 0 keeps them (default: %(default)s)")
     parser.add_argument("--log-retention-days", type=int, default=30,
@@ -119,6 +126,9 @@ def run(args: argparse.Namespace) -> int:
             expire_days=args.expire_days or None,
             log_retention_days=args.log_retention_days or None,
             airflow_trust=args.airflow_trust,
+            layout=args.layout,
+            manifest_format=args.manifest_format,
+            max_items_per_batch=args.max_items_per_batch,
         )
     except ClientError as err:
         error = err.response.get("Error", {})
@@ -128,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    except RuntimeError as err:
+    except (RuntimeError, ValueError) as err:
         print(f"xacct-map deploy: {err}", file=sys.stderr)
         return 1
     if args.json:
