@@ -299,3 +299,27 @@ def test_parser_falls_back_to_lxml_for_other_layouts():
     assert parse_list_page(pretty) == parse_list_page(REAL_S3_PAGE)
     no_url = REAL_S3_PAGE.replace(b"<EncodingType>url</EncodingType>", b"").replace(b"%E6%97%A5", b"a&amp;b")
     assert parse_list_page(no_url).keys == ["a+b%2Bc%0A", "a&b"]
+
+
+@mock_aws
+def test_missing_bucket_on_the_plain_engine_names_the_bucket():
+    s3 = boto3.client("s3", region_name="us-east-1")
+    with pytest.raises(s3.exceptions.NoSuchBucket) as err:
+        list(iter_objects(s3, "gone-bucket", "some/prefix/"))
+    assert isinstance(err.value, ListingError)
+    assert "s3://gone-bucket/some/prefix/" in str(err.value)
+
+
+def test_listing_error_pickles_as_a_client_error():
+    import pickle
+
+    err = ListingError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "ListObjectsV2", bucket="b", prefix="p/")
+    back = pickle.loads(pickle.dumps(err))
+    assert isinstance(back, ClientError) and back.response == err.response and str(back) == str(err)
+
+
+def test_bad_options_are_refused_at_once():
+    with pytest.raises(ValueError, match="parallelism"):
+        iter_objects(None, "b", parallelism=0)
+    with pytest.raises(ValueError, match="page_size"):
+        iter_objects(None, "b", page_size=1001)
