@@ -42,6 +42,7 @@ from xml.sax.saxutils import escape
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 LAST_MODIFIED = "2026-01-01T00:00:00.000Z"
 DEFAULT_OWNER = "111111111111"
+_ACCESS_KEY = re.compile(r"Credential=([^/]+)/")
 _NEEDS_URL_ENCODING = re.compile(r"[^A-Za-z0-9_.\-~/]")
 _CONTENTS = (
     "<Contents><Key>%s</Key><LastModified>%s</LastModified><ETag>&quot;%032x&quot;</ETag>"
@@ -224,6 +225,7 @@ class Stats:
     completed_uploads: int = 0
     max_concurrent: int = 0
     list_params: list = field(default_factory=list)
+    access_keys: dict = field(default_factory=dict)  # access key id -> requests signed with it
 
 
 class SyntheticS3:
@@ -238,7 +240,8 @@ class SyntheticS3:
         error answer for a ListObjectsV2 (e.g. ``(403, "AccessDenied")`` mid-listing).
     :param owner: the account id every bucket belongs to (checked against
         ``x-amz-expected-bucket-owner``).
-    :param record_params: keep every ListObjectsV2's parameters in ``stats.list_params``.
+    :param record_params: keep every ListObjectsV2's parameters (and, as ``_access_key``, the
+        access key id that signed it) in ``stats.list_params``.
     """
 
     def __init__(
@@ -511,6 +514,11 @@ def _make_handler(server: SyntheticS3):
                 if server.latency:
                     time.sleep(server.latency)
                 bucket, key, q = self._route()
+                found = _ACCESS_KEY.search(self.headers.get("Authorization", ""))
+                if found:
+                    with server._lock:
+                        keys = server.stats.access_keys
+                        keys[found.group(1)] = keys.get(found.group(1), 0) + 1
                 owner = self.headers.get("x-amz-expected-bucket-owner")
                 if owner is not None:
                     with server._lock:
@@ -542,7 +550,8 @@ def _make_handler(server: SyntheticS3):
                 with server._lock:
                     n = server.stats.list_requests = server.stats.list_requests + 1
                     if server.record_params:
-                        server.stats.list_params.append(dict(q))
+                        found = _ACCESS_KEY.search(self.headers.get("Authorization", ""))
+                        server.stats.list_params.append({**q, "_access_key": found.group(1) if found else None})
                 if server.throttle is not None and server.throttle(q, n):
                     with server._lock:
                         server.stats.throttled += 1

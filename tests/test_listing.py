@@ -323,3 +323,34 @@ def test_bad_options_are_refused_at_once():
         iter_objects(None, "b", parallelism=0)
     with pytest.raises(ValueError, match="page_size"):
         iter_objects(None, "b", page_size=1001)
+
+
+def test_refreshed_credentials_reach_the_workers(synthetic_s3, monkeypatch):
+    """Assumed-role credentials expire during long listings: botocore refreshes the client's
+    credential object, and the engine passes what it reads there on to the workers."""
+    from datetime import datetime, timedelta, timezone
+
+    from botocore.credentials import RefreshableCredentials
+
+    import xacct_map.fast_list as fast_list
+
+    monkeypatch.setattr(fast_list, "CREDENTIAL_CHECK_SECONDS", 0.0)
+    generation = iter(range(1, 10**6))
+
+    def refresh():
+        n = next(generation)
+        expiry = datetime.now(timezone.utc) + timedelta(minutes=1)  # always due: refreshed on read
+        return {"access_key": f"AKIDGEN{n}", "secret_key": "s", "token": f"t{n}", "expiry_time": expiry.isoformat()}
+
+    synthetic_s3.buckets["src"] = GeneratedKeys(8_000)
+    s3 = client_for(synthetic_s3.endpoint_url)
+    s3._request_signer._credentials = RefreshableCredentials.create_from_metadata(
+        refresh(), refresh_using=refresh, method="assume-role"
+    )
+    synthetic_s3.record_params = True
+    listed = _keys(iter_objects(s3, "src", parallelism=2, processes=1, page_size=250))
+    assert len(listed) == len(set(listed)) == 8_000
+    # the engine's own pages (not botocore's delimiter probe) were signed with several generations
+    engine_keys = [p["_access_key"] for p in synthetic_s3.stats.list_params if "delimiter" not in p]
+    assert len(engine_keys) >= 32 and len(set(engine_keys)) >= 3
+    assert all(k.startswith("AKIDGEN") for k in engine_keys)
