@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())  # `docker compose stop` sends SIGTERM
+    if args.ready_file:
+        args.ready_file.unlink(missing_ok=True)  # a restarted container must not look ready before it is
     with LocalAws(lambda_workers=args.lambda_workers) as aws:
         pipeline = aws.deploy(objects=args.objects)
         forwarder = TcpForwarder((args.host, args.port), ("127.0.0.1", aws.port)).start()
