@@ -250,7 +250,7 @@ def test_failure_details_sample_the_failed_results_file(local_aws):
         "ResultFiles": {"FAILED": [{"Key": "r/FAILED_0.json", "Size": 120}], "SUCCEEDED": []}}).encode())
     s3.put_object(Bucket=pipeline.inventory_bucket, Key="r/FAILED_0.json", Body=json.dumps([
         {"Error": "RuntimeError", "Cause": "cannot read s3://src/k1", "Input": "{\"keys\": [\"k1\"]}"}]).encode())
-    snap = MapRunSnapshot(execution_arn="e", status="FAILED", result_writer={"bucket": pipeline.inventory_bucket, "key": "r/manifest.json"})
+    snap = MapRunSnapshot(execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:e", status="FAILED", result_writer={"bucket": pipeline.inventory_bucket, "key": "r/manifest.json"})
     details = failure_details(aws.client("stepfunctions"), snap, s3_client=s3)
     assert f"FAILED results: s3://{pipeline.inventory_bucket}/r/FAILED_0.json (120 bytes in 1 files)" in details
     assert "'RuntimeError': 'cannot read s3://src/k1'" in details

@@ -206,18 +206,21 @@ def failure_details(sfn_client, snap: MapRunSnapshot, *, s3_client=None, sample:
         bucket, key = snap.result_writer["bucket"], snap.result_writer["key"]
         lines.append(f"  results manifest: s3://{bucket}/{key}")
         if s3_client is not None:
-            lines += _failed_results_sample(s3_client, bucket, key, sample)
+            # The ResultWriter writes to the state machine's own account: the execution ARN names it.
+            owner = snap.execution_arn.split(":")[4] if snap.execution_arn.count(":") >= 5 else None
+            lines += _failed_results_sample(s3_client, bucket, key, sample, owner)
     return "\n".join(lines)
 
 
-def _failed_results_sample(s3_client, bucket: str, key: str, sample: int) -> list[str]:
+def _failed_results_sample(s3_client, bucket: str, key: str, sample: int, owner: str | None) -> list[str]:
+    extra = {"ExpectedBucketOwner": owner} if owner else {}
     try:
-        manifest = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        manifest = json.loads(s3_client.get_object(Bucket=bucket, Key=key, **extra)["Body"].read())
         files = [f for f in manifest.get("ResultFiles", {}).get("FAILED", [])]
         if not files:
             return []
         first = f"{manifest.get('DestinationBucket', bucket)}/{files[0]['Key']}"
-        body = s3_client.get_object(Bucket=manifest.get("DestinationBucket", bucket), Key=files[0]["Key"])["Body"]
+        body = s3_client.get_object(Bucket=manifest.get("DestinationBucket", bucket), Key=files[0]["Key"], **extra)["Body"]
         entries = json.loads(body.read())
         lines = [f"  FAILED results: s3://{first} ({sum(int(f.get('Size', 0)) for f in files)} bytes in {len(files)} files)"]
         for entry in entries[:sample]:
