@@ -205,15 +205,18 @@ class LocalAirflow:
     def log_dir(self) -> Path:
         return self.home / "component-logs"
 
-    def _airflow(self) -> str:
-        return str(Path(sys.executable).parent / "airflow")
+    @staticmethod
+    def _airflow() -> list[str]:
+        """This interpreter's ``airflow`` (where xacct_map is installed), never another one on PATH."""
+        script = Path(sys.executable).parent / "airflow"
+        return [str(script)] if script.exists() else [sys.executable, "-m", "airflow"]
 
     def migrate(self) -> None:
         """Create/upgrade the metadata database before any component starts."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / "db-migrate.log"
         with log.open("w") as out:
-            result = subprocess.run([self._airflow(), "db", "migrate"], env=self.env, stdout=out,
+            result = subprocess.run([*self._airflow(), "db", "migrate"], env=self.env, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
         if result.returncode:
             raise RuntimeError(f"airflow db migrate failed ({result.returncode}); see {log}:\n"
@@ -234,7 +237,7 @@ class LocalAirflow:
             out = log_path.open("w")
             # A session of its own: Ctrl-C in the terminal reaches only us, and stopping the component
             # takes its whole group (uvicorn workers, executor workers, task supervisors, tasks).
-            process = subprocess.Popen([self._airflow(), *args[name]], env=self.env, stdout=out,
+            process = subprocess.Popen([*self._airflow(), *args[name]], env=self.env, stdout=out,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
             out.close()
             self.components[name] = Component(name, process, log_path)
@@ -279,7 +282,7 @@ class LocalAirflow:
                                    f"last lines of {dead.log_path}:\n{dead.tail()}")
             try:
                 health = self.health()
-                unhealthy = [k for k, v in health.items() if (v or {}).get("status") != "healthy"]
+                unhealthy = [k for k, v in health.items() if isinstance(v, dict) and v.get("status") != "healthy"]
                 if unhealthy:
                     last = f"not healthy yet: {', '.join(unhealthy)}"
                 else:
