@@ -1,4 +1,5 @@
-"""docker-compose.yaml and Dockerfile, checked without a Docker engine.
+"""docker-compose.yaml and Dockerfile, checked without a Docker engine (plus the Airflow settings and
+CLI that ``xacct-map airflow`` shares with them).
 
 Statically: services, pinned images, healthchecks, start order (depends_on conditions), mounts of
 paths that exist, loopback-only ports, Airflow settings and CLI flags that Airflow 3.3.2 knows, and
@@ -181,6 +182,17 @@ def test_airflow_settings_exist(tmp_path):
                                                                "KEEP": "1"})
     assert "AIRFLOW__CORE__UNIT_TEST_MODE" not in leaky and "AIRFLOW_CONN_OTHER" not in leaky
     assert leaky["AIRFLOW_HOME"] == str(tmp_path) and leaky["KEEP"] == "1"
+
+
+def test_local_airflow_command():
+    """``xacct-map airflow`` is registered, with the documented local login and loopback-only UI."""
+    from xacct_map.cli import build_parser
+    from xacct_map.local import airflow_server
+
+    args = build_parser().parse_args(["airflow", "--port", "0", "--schedule", "*/5 * * * *", "--paused"])
+    assert args.func is airflow_server._command
+    assert (args.username, args.password, args.port, args.schedule, args.paused) == ("admin", "admin", 0, "*/5 * * * *", True)
+    assert airflow_server.HOST == "127.0.0.1"
 
 
 def test_airflow_commands_parse(services):
