@@ -80,3 +80,13 @@ def test_cuts_of_a_counter_layout_spread_evenly():
     cuts = space.cuts(keys[0], keys[-1], "logs/part-00016000.gz", 4, min_pages=1)
     assert [c[:14] for c in cuts] == ["logs/part-0000", "logs/part-0000", "logs/part-0001"]
     assert len(cuts) == 3 and all(keys[-1] < c < "logs/part-00016000.gz" for c in cuts)
+
+
+def test_cuts_work_for_very_long_keys():
+    # values of 1000-character keys are far beyond a float's range: the arithmetic stays exact
+    base = "p/" + "x" * 990
+    keys = [f"{base}{i:06d}" for i in range(0, 2000, 2)]
+    space = KeySpace()
+    space.learn(keys)
+    cuts = space.cuts(keys[0], keys[-1], None, 4)
+    assert len(cuts) == 3 and all(keys[-1] < c for c in cuts)

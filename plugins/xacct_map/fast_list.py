@@ -3,14 +3,16 @@
 One coordinator (this module, in the caller's process) and a few worker processes
 (:mod:`xacct_map._list_worker`, each with threads for overlapping latency). The key space under
 the prefix is split into disjoint ranges ``(after, hi]``; each range is a *chain* of pages listed
-with ``StartAfter`` = the last key seen, one request in flight per chain. Whenever fewer chains
-are running than ``parallelism``, the chain whose page just arrived is cut (at points chosen by
+with ``StartAfter`` = the last key seen, one request in flight per chain. The first ranges come
+from known boundaries (the common prefixes the caller discovered); whenever fewer chains are
+running than ``parallelism``, the chain whose page just arrived is cut (at points chosen by
 :class:`xacct_map.keyspace.KeySpace`) and the new ranges start at once. Ranges never overlap and
 together cover everything after the start, so each key is listed exactly once; the worker checks
 every page ascends inside its range and the coordinator re-checks the ends.
 
-Memory is bounded: at most one page per chain is in flight or waiting, and the next page of a
-chain is only requested once its previous page has been received.
+A coordinator thread keeps requests going while the caller is busy with objects. Memory is
+bounded: at most ``parallelism`` pages are in flight, at most :data:`OUTPUT_PAGES` wait for the
+caller, and a chain's next page is only requested once its previous page has been received.
 
 Objects come out grouped by range, each range in ascending order, ranges interleaved: the whole
 listing is *not* globally sorted.

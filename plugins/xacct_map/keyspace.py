@@ -68,11 +68,14 @@ class KeySpace:
         end = text.find("\0")
         return text if end < 0 else text[:end]
 
-    def cuts(self, first: str, last: str, hi: str | None, parts: int, *, min_pages: float = 4.0) -> list[str]:
+    def cuts(
+        self, first: str, last: str, hi: str | None, parts: int, *, min_pages: int = 4, max_pages: int = 32
+    ) -> list[str]:
         """Up to ``parts - 1`` ascending keys cutting ``(last, hi]`` into ``parts`` similar ranges.
 
         ``first..last`` is the page just listed: its span estimates how much key space a page
-        covers, and a range expected to hold fewer than ``min_pages`` pages is not cut. Every
+        covers: a range expected to hold fewer than ``min_pages`` pages is not cut, and no part
+        but the last is made larger than ``max_pages`` (0: no limit). Every
         returned cut ``c`` satisfies ``last < c`` and ``c < hi``.
         """
         if parts < 2:
@@ -83,12 +86,16 @@ class KeySpace:
         page = max(v_last - v_first, 1)
         if room < page * min_pages:
             return []
+        # (integers throughout: values of long keys are far beyond a float's range)
         # every part should hold a few pages, or its first and last pages are mostly overhead
         if min_pages > 0:
-            parts = min(parts, int(room // (page * min_pages)))
+            parts = min(parts, room // (page * min_pages))
         if parts < 2:
             return []
-        step = room // parts
+        # ...and at most max_pages as far as this page's density says: the range may be mostly
+        # empty space (a date's part numbers end, another date begins), and a near cut is right
+        # for a dense run while a far one would land in that emptiness
+        step = min(room // parts, page * max_pages) if max_pages > 0 else room // parts
         out: list[str] = []
         prev = last
         for j in range(1, parts):

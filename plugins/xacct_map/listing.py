@@ -8,8 +8,9 @@ Two engines behind one function, :func:`iter_objects`:
   time by worker processes that sign requests with botocore's SigV4 signer, send them with urllib3
   and parse pages with a fast exact parser (:mod:`xacct_map.fast_list`). Endpoint, Region,
   addressing style, TLS verification and timeouts are taken from the client - from the request
-  botocore itself prepares for a one-key probe - and credentials from the client's credential
-  object, re-read during long listings so refreshed assumed-role credentials are used.
+  botocore itself sends for a probe (a ``Delimiter="/"`` listing whose common prefixes become
+  the first range boundaries) - and credentials from the client's credential object, re-read
+  during long listings so refreshed assumed-role credentials are used.
 * **plain**: botocore's own paginator, one page after another. Used when ``parallelism=1``,
   or when the client's requests never reach HTTP (moto's in-process ``mock_aws``, botocore's
   Stubber), or for anything the parallel engine does not support (proxies, non-SigV4 signing).
