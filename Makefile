@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_LINK_MODE := copy
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test airflow browser clean
 setup: $(VENV)/.synced
 
 $(UV):
@@ -25,8 +25,18 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 demo: setup
 	$(VENV)/bin/xacct-map demo $(ARGS)
 
+# The browser is best effort: where it cannot be installed, the UI test skips and says why.
 test: setup
+	-@bash scripts/install-browser.sh
 	$(VENV)/bin/python -m pytest $(ARGS)
+
+# A real local Airflow 3 (UI http://127.0.0.1:8080, admin/admin) on the embedded local AWS; Ctrl-C stops it.
+airflow: setup
+	$(VENV)/bin/xacct-map airflow $(ARGS)
+
+# Debian's chromium, for tests/test_ui_browser.py.
+browser:
+	bash scripts/install-browser.sh
 
 clean:
 	rm -rf $(TOOLS) $(VENV) .pytest_cache

@@ -14,7 +14,11 @@ if ! command -v apt-get >/dev/null 2>&1; then
 fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
-    SUDO="sudo"
+    SUDO="sudo -n"  # never prompt: without passwordless sudo, say so and let the UI test skip
+    if ! $SUDO true 2>/dev/null; then
+        echo "install-browser: not root and no passwordless sudo; run 'sudo apt-get install chromium' yourself" >&2
+        exit 1
+    fi
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q

@@ -72,6 +72,9 @@ class DistributedMapTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # The task looked just before deferring. Firing at once could beat the deferring task's own
+        # exit, which Airflow 3.3 then takes for a late report of a running task (and retries it).
+        await asyncio.sleep(self.poll_interval)
         async with await self.hook().get_async_conn() as client:
             while True:
                 snap = await snapshot_async(client, self.execution_arn)
