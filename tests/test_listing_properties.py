@@ -90,3 +90,17 @@ def test_cuts_work_for_very_long_keys():
     space.learn(keys)
     cuts = space.cuts(keys[0], keys[-1], None, 4)
     assert len(cuts) == 3 and all(keys[-1] < c for c in cuts)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(keys=st.lists(st.text(st.sampled_from(list("a=%+ /3D2B5é\n日")), max_size=12), min_size=1, max_size=20))
+def test_page_key_decoding_equals_unquote_plus(keys):
+    """The page parser's batched decoding of EncodingType=url keys equals botocore's unquote_plus,
+    for well-formed escapes (as S3 sends) and for stray '%' alike."""
+    from urllib.parse import quote_plus, unquote_plus
+
+    from xacct_map.list_page import _url_decode
+
+    encoded = [quote_plus(k, safe="/") for k in keys]
+    assert _url_decode(list(encoded)) == [unquote_plus(e) for e in encoded] == keys
+    assert _url_decode(list(keys)) == [unquote_plus(k) for k in keys]  # raw text with stray '%'
