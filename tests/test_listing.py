@@ -354,3 +354,19 @@ def test_refreshed_credentials_reach_the_workers(synthetic_s3, monkeypatch):
     engine_keys = [p["_access_key"] for p in synthetic_s3.stats.list_params if "delimiter" not in p]
     assert len(engine_keys) >= 32 and len(set(engine_keys)) >= 3
     assert all(k.startswith("AKIDGEN") for k in engine_keys)
+
+
+def test_folders_found_while_listing_split_the_running_ranges(synthetic_s3):
+    """Discovery under a lone top "folder" runs while the listing has begun; the partitions it
+    finds cut ranges that already have pages on the way, and nothing is listed twice."""
+    keys = [f"top/mid/g{g:02d}/k{k:04d}" for g in range(40) for k in range(10)]
+    synthetic_s3.buckets["src"] = ListedKeys(keys)
+    synthetic_s3.latency = 0.02  # discovery's two round trips overlap the first pages
+    stats: dict = {}
+    # every 25-key page spans group boundaries, so the page on its way when the cuts land is
+    # trimmed to its (new, shorter) range
+    listed = _keys(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=2, processes=1,
+                                page_size=25, stats=stats))
+    _assert_exactly_once(listed, keys)
+    assert stats.get("late_cuts", 0) >= 30
+    assert stats.get("trimmed_pages", 0) >= 1

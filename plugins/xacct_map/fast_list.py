@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class Endpoint:
     connect_timeout: float = 60.0
     read_timeout: float = 60.0
     cuts: list[str] = field(default_factory=list)  # known range boundaries (e.g. common prefixes)
+    descend: str | None = None  # a lone common prefix still to look into for boundaries
 
 
 class WorkerError(RuntimeError):
@@ -106,6 +108,11 @@ class WorkerPool:
         except Exception as err:  # a broken pipe is reported like a death
             log.debug("worker %d reader: %s", wid, err)
         self.results.put((wid, None))
+
+    def add_cuts(self, cuts: list[str]) -> None:
+        """More range boundaries, found while the listing runs (any thread may call this): the
+        ranges holding them are split at once, pages already on their way are trimmed."""
+        self.results.put((-1, ("cuts", list(cuts))))
 
     def send_task(self, task: tuple) -> int:
         # the least busy worker: spreads parsing over the processes
@@ -208,6 +215,16 @@ def list_ranges(
         chains[tid] = _Chain(after=after, hi=hi)
         ready.append(tid)
 
+    def apply_cuts(cuts) -> None:
+        """Split the ranges holding ``cuts`` (boundaries learnt while listing had begun)."""
+        for cut in sorted(set(cuts)):
+            for chain in list(chains.values()):
+                if chain.after < cut and (chain.hi is None or cut < chain.hi):
+                    add_chain(cut, chain.hi)
+                    chain.hi = cut
+                    counters["late_cuts"] = counters.get("late_cuts", 0) + 1
+                    break
+
     bounds = [c for c in sorted(set(initial_cuts)) if c > start_after]
     for lo, hi in zip([start_after, *bounds], [*bounds, None]):
         add_chain(lo, hi)
@@ -239,6 +256,9 @@ def list_ranges(
                         if proc.poll() is not None:
                             raise WorkerError(f"listing worker exited with status {proc.returncode}") from None
                     continue
+                if wid < 0:  # boundaries found while listing (WorkerPool.add_cuts)
+                    apply_cuts(msg[1])
+                    continue
                 if msg is None:
                     raise WorkerError(f"listing worker {wid} exited unexpectedly (status {pool.procs[wid].poll()})")
                 now = time.monotonic()
@@ -258,8 +278,16 @@ def list_ranges(
                 chain = chains[tid]
                 counters["retries"] += retries
                 counters["parsed_keys"] += parsed
-                if keys and (keys[0] <= chain.after or (chain.hi is not None and keys[-1] > chain.hi)):
-                    raise make_order_error(f"page for range ({chain.after!r}, {chain.hi!r}] held {keys[0]!r}..{keys[-1]!r}")
+                if keys and keys[0] <= chain.after:
+                    raise make_order_error(f"page for range ({chain.after!r}, {chain.hi!r}] held {keys[0]!r}")
+                if keys and chain.hi is not None and keys[-1] > chain.hi:
+                    # the range was cut while this page was on its way: the rest is another's
+                    cut = bisect_right(keys, chain.hi)
+                    keys, sizes, etags, modified, classes = (
+                        keys[:cut], sizes[:cut], etags[:cut], modified[:cut], classes[:cut]
+                    )
+                    more = False
+                    counters["trimmed_pages"] = counters.get("trimmed_pages", 0) + 1
                 chain.pages += 1
                 if more:
                     chain.after, chain.token = after, token

@@ -23,14 +23,18 @@ listing fails with an exception - never silently short.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +185,12 @@ def _object_pages(
 
     if expected_bucket_owner:
         endpoint.headers["x-amz-expected-bucket-owner"] = expected_bucket_owner
+    pool = started[0] if started else None
+    if endpoint.descend and pool is not None:
+        threading.Thread(
+            target=_discover, args=(s3_client, bucket, endpoint.descend, owner, pool.add_cuts),
+            name="xacct-map-discovery", daemon=True,
+        ).start()
     pages = list_ranges(
         endpoint,
         prefix=prefix,
@@ -194,7 +204,7 @@ def _object_pages(
         max_attempts=max_attempts,
         page_size=page_size,
         initial_cuts=endpoint.cuts,
-        pool=started[0] if started else None,
+        pool=pool,
         stats=stats,
     )
     try:
@@ -298,18 +308,9 @@ def _probe(s3_client, bucket: str, prefix: str, owner: dict, on_http=None):
     if not seen or empty:
         return None, empty
     if on_http is not None:
-        on_http()  # e.g. start the worker processes while the discovery below runs
-    try:
-        # A lone "folder" says nothing about where keys are: look one level down, a few times.
-        for _ in range(DISCOVERY_DEPTH):
-            if len(groups) != 1 or response.get("Contents") or response.get("IsTruncated"):
-                break
-            response = s3_client.list_objects_v2(
-                Bucket=bucket, Prefix=groups[0], Delimiter="/", MaxKeys=DISCOVERY_ENTRIES, **owner
-            )
-            groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
-    except ClientError as err:
-        raise _listing_error(err, bucket, prefix) from err
+        on_http()  # e.g. start the worker processes now
+    # A lone "folder" says nothing about where keys are: look further down, in the background.
+    descend = groups[0] if len(groups) == 1 and not response.get("Contents") and not response.get("IsTruncated") else None
     url, headers = seen[-1]  # the last attempt is the one that worked (after any redirect)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
@@ -335,9 +336,33 @@ def _probe(s3_client, bucket: str, prefix: str, owner: dict, on_http=None):
         connect_timeout=float(config.connect_timeout or 60),
         read_timeout=float(config.read_timeout or 60),
         # each "folder" found starts a range of its own (the first range holds everything before)
-        cuts=groups[1:],
+        cuts=[] if descend else groups[1:],
+        descend=descend,
     )
     return endpoint, empty
+
+
+def _discover(s3_client, bucket: str, level: str, owner: dict, found) -> None:
+    """Descend through lone "folders" from ``level``; call ``found(cuts)`` with the first set of
+    several (but the first of them, whose range the listing already runs).
+
+    Runs while the listing has already begun (a few round trips saved on a latency-bound
+    start); the engine splits its ranges at what arrives. Only an optimisation: errors end it.
+    """
+    try:
+        for _ in range(DISCOVERY_DEPTH):
+            response = s3_client.list_objects_v2(
+                Bucket=bucket, Prefix=level, Delimiter="/", MaxKeys=DISCOVERY_ENTRIES, **owner
+            )
+            groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
+            if len(groups) == 1 and not response.get("Contents") and not response.get("IsTruncated"):
+                level = groups[0]
+                continue
+            if len(groups) > 1:
+                found(groups[1:])
+            return
+    except Exception as err:  # the listing itself reports real problems
+        log.debug("discovery under %r stopped: %s", level, err)
 
 
 def _unsigned(signer) -> bool:
