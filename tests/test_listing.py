@@ -370,3 +370,24 @@ def test_folders_found_while_listing_split_the_running_ranges(synthetic_s3):
     _assert_exactly_once(listed, keys)
     assert stats.get("late_cuts", 0) >= 30
     assert stats.get("trimmed_pages", 0) >= 1
+
+
+def test_transient_server_errors_are_retried(synthetic_s3):
+    source = GeneratedKeys(4_000, per_day=1_000)
+    synthetic_s3.buckets["src"] = source
+    failed: set = set()
+
+    def first_attempt_fails(params, n):
+        # every page's first attempt: 500, then 502, ... - retried until it comes through
+        sig = (params.get("start-after"), params.get("continuation-token"))
+        if "delimiter" in params or sig in failed:
+            return None
+        failed.add(sig)
+        return (500, "InternalError") if len(failed) % 2 else (502, "BadGateway")
+
+    synthetic_s3.fault = first_attempt_fails
+    stats: dict = {}
+    listed = _keys(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=4, processes=1,
+                                page_size=500, stats=stats))
+    _assert_exactly_once(listed, source.keys())
+    assert stats["retries"] == len(failed) >= 8
