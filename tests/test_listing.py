@@ -391,3 +391,22 @@ def test_transient_server_errors_are_retried(synthetic_s3):
                                 page_size=500, stats=stats))
     _assert_exactly_once(listed, source.keys())
     assert stats["retries"] == len(failed) >= 8
+
+
+def test_a_dead_worker_fails_the_listing(synthetic_s3):
+    import signal
+
+    from xacct_map.fast_list import WorkerError
+
+    synthetic_s3.buckets["src"] = GeneratedKeys(50_000)
+    synthetic_s3.latency = 0.01
+    it = iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=4, processes=2, page_size=100)
+    assert next(it).key
+    (victim, *_) = sorted(_worker_pids())
+    os.kill(victim, signal.SIGKILL)  # one of the workers this test started
+    with pytest.raises(WorkerError, match="exited"):
+        for _ in it:
+            pass
+    del it
+    gc.collect()
+    assert _worker_pids() == set()
