@@ -10,7 +10,6 @@ import os
 import socket
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import boto3
 import pytest
@@ -48,12 +47,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-@contextmanager
-def running_synthetic_s3(**kwargs) -> Iterator[SyntheticS3]:
-    with SyntheticS3(**kwargs) as server:
-        yield server
 
 
 @pytest.fixture

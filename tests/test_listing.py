@@ -15,7 +15,6 @@ from s3_server import (
     DEFAULT_OWNER,
     GeneratedKeys,
     ListedKeys,
-    SyntheticS3,
     client_for,
     moto_server,  # noqa: F401 - fixture
     synthetic_s3,  # noqa: F401 - fixture
