@@ -409,3 +409,15 @@ def test_a_dead_worker_fails_the_listing(synthetic_s3):
     del it
     gc.collect()
     assert _worker_pids() == set()
+
+
+def test_objects_made_in_bulk_are_ordinary_frozen_s3objects():
+    import dataclasses
+
+    from xacct_map.listing import _make_objects
+
+    made = _make_objects(["a", "b/"], [1, 2], ['"e"', '"f"'], ["t1", "t2"], ["STANDARD", "GLACIER"])
+    assert made == [S3Object("a", 1, '"e"', "t1", "STANDARD"), S3Object("b/", 2, '"f"', "t2", "GLACIER")]
+    assert type(made[0]) is S3Object and hash(made[0]) == hash(S3Object("a", 1, '"e"', "t1", "STANDARD"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made[0].key = "changed"

@@ -27,9 +27,10 @@ import logging
 import os
 import re
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
@@ -46,6 +47,28 @@ class S3Object:
     etag: str = ""
     last_modified: str = ""
     storage_class: str = "STANDARD"
+
+
+_FIELDS = ("key", "size", "etag", "last_modified", "storage_class")
+# The slot descriptors of S3Object: setting them directly from C loops (map) makes the same frozen
+# instances as S3Object(...) at a third of the cost - the dataclass __init__ calls
+# object.__setattr__ per field from Python, and this is most of the per-key cost left in the
+# caller's process. Valid while S3Object is a slots dataclass without __post_init__.
+_SLOT_SETTERS = (
+    tuple(S3Object.__dict__[name].__set__ for name in _FIELDS)
+    if getattr(S3Object, "__slots__", None) == _FIELDS and not hasattr(S3Object, "__post_init__")
+    else None
+)
+
+
+def _make_objects(keys: list, sizes: list, etags: list, modified: list, classes: list) -> list[S3Object]:
+    """``list(map(S3Object, keys, sizes, etags, modified, classes))``, faster."""
+    if _SLOT_SETTERS is None:  # S3Object changed shape: the plain way
+        return list(map(S3Object, keys, sizes, etags, modified, classes))
+    objects = list(map(object.__new__, repeat(S3Object, len(keys))))
+    for setter, values in zip(_SLOT_SETTERS, (keys, sizes, etags, modified, classes)):
+        deque(map(setter, objects, values), maxlen=0)
+    return objects
 
 
 class ListingOrderError(RuntimeError):
@@ -139,8 +162,8 @@ def iter_objects(
     if not 1 <= page_size <= 1000:
         raise ValueError(f"page_size must be between 1 and 1000 (S3's maximum), not {page_size}")
     # Nothing happens until the first object is asked for (errors surface where the caller
-    # consumes); objects are made page by page in C (map, chain) rather than one generator step
-    # per object, which is most of the per-key cost left in this process.
+    # consumes); objects are made and handed over page by page in C loops (chain) rather than
+    # one generator step per object.
     pages = _object_pages(
         s3_client, bucket, prefix, expected_bucket_owner=expected_bucket_owner, parallelism=parallelism,
         processes=processes, max_attempts=max_attempts, page_size=page_size, stats=stats,
@@ -209,7 +232,7 @@ def _object_pages(
     )
     try:
         for keys, sizes, etags, modified, classes in pages:
-            yield map(S3Object, keys, sizes, etags, modified, classes)
+            yield _make_objects(keys, sizes, etags, modified, classes)
     finally:
         pages.close()  # stops the workers as soon as the caller lets go of the iterator
         for pool in started:
