@@ -1,0 +1,118 @@
+"""``xacct-map manifest`` against the emulated accounts: the manifest and sidecar it writes, --json,
+the progress line, and one-line errors (no traceback) naming the bucket or role."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from manifest_fixtures import light_aws
+from xacct_map.cli import main
+from xacct_map.layouts import keys_of, read_items
+from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
+from xacct_map.manifest_command import Progress
+
+
+@pytest.fixture(scope="module")
+def local_aws():
+    with light_aws("cli") as env:
+        yield env
+
+
+def _cli(aws, *args):
+    return main(["manifest", "--endpoint-url", aws.endpoint_url, "--region", "us-east-1", *args])
+
+
+def test_manifest_command_writes_manifest_and_sidecar_and_prints_metadata(local_aws, capsys):
+    aws, pipeline = local_aws
+    dest = f"s3://{pipeline.inventory_bucket}/xacct-map/manifests/cli/manifest.csv"
+    code = _cli(aws, "--source", f"s3://{pipeline.source_bucket}/data/", "--dest", dest,
+                "--role-arn", pipeline.source_role_arn, "--expected-bucket-owner", SOURCE_ACCOUNT,
+                "--layout", "flat", "--format", "csv", "--suffix", ".txt", "--suffix", "/", "--json")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    printed = json.loads(out.strip().splitlines()[-1])
+    s3 = aws.client("s3")
+    body = s3.get_object(Bucket=pipeline.inventory_bucket, Key="xacct-map/manifests/cli/manifest.csv")["Body"].read()
+    sidecar = json.loads(s3.get_object(Bucket=pipeline.inventory_bucket,
+                                       Key="xacct-map/manifests/cli/manifest.csv.meta.json")["Body"].read())
+    assert printed == sidecar
+    keys = list(keys_of(read_items(body, "csv"), "flat"))
+    expected = sorted("data/" + k for k in AWKWARD_KEYS if k.endswith((".txt", "/")))
+    assert sorted(keys) == expected and sidecar["object_count"] == len(expected)
+    assert sidecar["source"]["type"] == "listing" and sidecar["source"]["account_id"] == SOURCE_ACCOUNT
+    assert sidecar["filters"]["suffixes"] == [".txt", "/"] and sidecar["skipped"]["suffix"] == 40 - len(expected)
+    assert "\r" not in err  # not a terminal: no progress line
+
+
+def test_manifest_command_default_is_the_batched_json_manifest(local_aws, capsys):
+    aws, pipeline = local_aws
+    code = _cli(aws, "--source", f"s3://{pipeline.source_bucket}/data/", "--max-keys-per-batch", "10",
+                "--dest", f"s3://{pipeline.inventory_bucket}/xacct-map/manifests/cli/batched.json")
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "40 objects" in out and "4 batches" in out and "batched.json.meta.json" in out
+    body = aws.client("s3").get_object(Bucket=pipeline.inventory_bucket,
+                                       Key="xacct-map/manifests/cli/batched.json")["Body"].read()
+    batches = json.loads(body)
+    assert len(batches) == 4 and sum(len(b["keys"]) for b in batches) == 40
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--source", "s3://no-such-source-bucket/x/", "--dest", "s3://{inv}/m.json"], 1,
+     r"Source bucket 'no-such-source-bucket' does not exist"),
+    (["--source", "s3://{src}/data/", "--dest", "s3://no-such-dest-bucket/m.json"], 1,
+     r"Destination bucket 'no-such-dest-bucket' does not exist.*Nothing was left behind"),
+    (["--source", "{src}/data/", "--dest", "s3://{inv}/m.json"], 2, r"--source .* is not an S3 URI"),
+    (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/"], 2, r"--dest .* names no object key"),
+    (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.csv", "--format", "csv"], 2,
+     r"format 'csv' is not available for the 'batched' layout"),
+    (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.json", "--modified-after", "2026-11-26"], 2,
+     r"no time zone"),
+    (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.json", "--inventory", "s3://{inv}/none"], 1,
+     r"No inventory report under s3://"),
+])
+def test_errors_are_one_line_naming_what_failed(local_aws, capsys, args, code, message):
+    aws, pipeline = local_aws
+    args = [a.format(src=pipeline.source_bucket, inv=pipeline.inventory_bucket) for a in args]
+    assert _cli(aws, *args) == code
+    err = capsys.readouterr().err
+    assert err.startswith("xacct-map manifest: ") and "Traceback" not in err
+    assert __import__("re").search(message, err), err
+
+
+def test_access_denied_names_the_bucket_and_the_role(local_aws, capsys, monkeypatch):
+    aws, pipeline = local_aws
+
+    def denied(*_, **__):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "ListObjectsV2")
+
+    monkeypatch.setattr("xacct_map.listing.iter_objects", denied)
+    code = _cli(aws, "--source", f"s3://{pipeline.source_bucket}/data/", "--role-arn", pipeline.source_role_arn,
+                "--dest", f"s3://{pipeline.inventory_bucket}/xacct-map/manifests/cli/denied.json")
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert f"Access denied listing s3://{pipeline.source_bucket}/data/ as {pipeline.source_role_arn}" in err
+    assert "s3:ListBucket" in err
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_line_updates_in_place_on_a_terminal():
+    stream = _Tty()
+    progress = Progress(stream, enabled=stream.isatty(), interval=0.0)
+    assert list(progress.wrap(range(5))) == [0, 1, 2, 3, 4]
+    progress.finish()
+    text = stream.getvalue()
+    assert text.count("\r") == 6 and text.endswith("\n") and "5 keys (" in text and "keys/s)" in text
+    quiet = io.StringIO()
+    silent = Progress(quiet, enabled=quiet.isatty())
+    list(silent.wrap(range(3)))
+    silent.finish()
+    assert quiet.getvalue() == "" and silent.count == 3
