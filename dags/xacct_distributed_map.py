@@ -1,16 +1,22 @@
 """Process every object of a bucket in another AWS account with a Step Functions Distributed Map.
 
-build_manifest >> start_map_run >> wait_for_map_run
+preflight >> build_manifest >> start_map_run >> wait_for_map_run
+
+``preflight`` checks the cross-account setup with real, side-effect-free calls (by default in
+manual runs only: param ``preflight``); param ``dry_run`` builds the manifest and skips the rest.
 
 Configure with DAG params (the trigger form) or, for scheduled runs, Airflow Variables
 (``xacct_map_source_bucket``, ``xacct_map_source_prefix``, ``xacct_map_source_account_id``,
 ``xacct_map_inventory_bucket``, ``xacct_map_state_machine_arn``); a param left empty falls back to
-its Variable. Connections: ``xacct_map_pipeline`` (pipeline account) and ``xacct_map_source`` (an
+its Variable. The Variable ``xacct_map_pipeline_account_id``, when set, must own the inventory
+bucket (ExpectedBucketOwner on the manifest writes). Connections: ``xacct_map_pipeline`` (pipeline account) and ``xacct_map_source`` (an
 AWS connection whose ``role_arn`` extra assumes the lister role in the source account).
 
 Listing mode (param ``listing_mode``): ``auto`` (default) lists incrementally for scheduled runs,
 keeping only objects whose LastModified falls in the run's data interval
-(``data_interval_start <= LastModified < data_interval_end``), and everything for manual runs;
+(``data_interval_start <= LastModified < data_interval_end``; the window opens earlier, at the end of
+the last successful run's interval, when runs in between failed or never ran), and everything for
+manual runs;
 ``full`` and ``incremental`` force one or the other. Filters (suffixes, glob patterns, size,
 storage class, LastModified window), the manifest layout/format and an S3 Inventory source are
 params too; the manifest's metadata sidecar (``<manifest>.meta.json``) records what was applied.
@@ -22,8 +28,9 @@ import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Param
+from airflow.timetables.interval import CronDataIntervalTimetable
 
-from xacct_map.operators import BuildKeyManifestOperator, StartDistributedMapOperator
+from xacct_map.operators import BuildKeyManifestOperator, PreflightOperator, StartDistributedMapOperator
 from xacct_map.sensors import DistributedMapSensor
 
 
@@ -32,25 +39,28 @@ def _setting(name: str) -> str:
     return f"{{{{ params.{name} or var.value.get('xacct_map_{name}', '') }}}}"
 
 
+
 with DAG(
     dag_id="xacct_distributed_map",
     description="List a bucket of another AWS account and process every object with a Distributed Map",
-    schedule=os.environ.get("XACCT_MAP_SCHEDULE", "@daily"),
+    # Data intervals that span the period (Airflow 3's cron default, CronTriggerTimetable, gives each
+    # run a zero-length interval, and an incremental listing of it would take nothing).
+    schedule=CronDataIntervalTimetable(os.environ.get("XACCT_MAP_SCHEDULE", "@daily"), timezone="UTC"),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
     tags=["xacct-map", "aws", "step-functions"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
     params={
-        "source_bucket": Param("", type="string", title="Source bucket",
+        "source_bucket": Param(None, type=["null", "string"], title="Source bucket",
                                description="Bucket in the source account to list. Empty: Variable xacct_map_source_bucket."),
-        "source_prefix": Param("", type="string", title="Source prefix",
+        "source_prefix": Param(None, type=["null", "string"], title="Source prefix",
                                description="Only keys starting with this prefix. Empty: Variable xacct_map_source_prefix."),
-        "source_account_id": Param("", type="string", title="Source account id", pattern="^([0-9]{12})?$",
+        "source_account_id": Param(None, type=["null", "string"], title="Source account id", pattern="^([0-9]{12})?$",
                                    description="12-digit account that must own the source bucket (ExpectedBucketOwner)."),
-        "inventory_bucket": Param("", type="string", title="Inventory bucket",
+        "inventory_bucket": Param(None, type=["null", "string"], title="Inventory bucket",
                                   description="Pipeline account bucket that receives the manifest."),
-        "state_machine_arn": Param("", type="string", title="State machine ARN",
+        "state_machine_arn": Param(None, type=["null", "string"], title="State machine ARN",
                                    description="The Distributed Map state machine to start."),
         "max_keys_per_batch": Param(100, type="integer", minimum=1, maximum=10000, title="Keys per batch",
                                     description="Most objects one child execution processes."),
@@ -78,10 +88,10 @@ with DAG(
                                              "all but GLACIER and DEEP_ARCHIVE, which need a restore before reading."),
         "include_archived": Param(False, type="boolean", title="Include GLACIER / DEEP_ARCHIVE",
                                   description="Keep archived objects too (only when they have been restored)."),
-        "modified_after": Param("", type="string", title="Modified at or after",
+        "modified_after": Param(None, type=["null", "string"], title="Modified at or after",
                                 description="ISO-8601 with a time zone, e.g. 2026-11-01T00:00:00+00:00 (inclusive). "
                                             "Empty: no lower bound. Intersected with the data interval when incremental."),
-        "modified_before": Param("", type="string", title="Modified before",
+        "modified_before": Param(None, type=["null", "string"], title="Modified before",
                                  description="ISO-8601 with a time zone (exclusive). Empty: no upper bound."),
         "layout": Param("batched", type="string", enum=["batched", "flat", "keys"], title="Manifest layout",
                         description="batched: items are batches of keys (asl/distributed_map.asl.json, default); "
@@ -89,15 +99,31 @@ with DAG(
                                     "keys: bare keys. The state machine must be deployed for the layout."),
         "manifest_format": Param("json", type="string", enum=["json", "jsonl", "csv"], title="Manifest format",
                                  description="json (any layout), jsonl (any layout), csv (flat layout only)."),
-        "source_inventory": Param("", type="string", title="S3 Inventory source",
+        "source_inventory": Param(None, type=["null", "string"], title="S3 Inventory source",
                                   description="s3://<inventory destination bucket>/<prefix>/<source bucket>/<config id>: "
                                               "read the newest S3 Inventory report instead of listing the bucket. "
                                               "Empty: list the bucket."),
+        "preflight": Param("manual", type="string", enum=["manual", "always", "never"], title="Preflight checks",
+                           description="Check roles, bucket access and the state machine first (real calls, no side "
+                                       "effects): manual: in manual runs only; always; never."),
+        "dry_run": Param(False, type="boolean", title="Dry run",
+                         description="Build the manifest (and its .meta.json sidecar) and stop: no execution starts."),
         "on_existing": Param("redrive", type="string", enum=["redrive", "attach", "fail"], title="If this run's execution exists",
                              description="redrive: attach to a running/succeeded execution, redrive a failed one "
                                          "(only failed items run again); attach: always attach; fail: fail the task."),
     },
 ) as dag:
+    preflight = PreflightOperator(
+        task_id="preflight",
+        aws_conn_id="xacct_map_pipeline",
+        source_aws_conn_id="xacct_map_source",
+        source_bucket=_setting("source_bucket"),
+        source_prefix=_setting("source_prefix"),
+        source_account_id=_setting("source_account_id"),
+        manifest_bucket=_setting("inventory_bucket"),
+        state_machine_arn=_setting("state_machine_arn"),
+        run_when="{{ params.preflight }}",
+    )
     build_manifest = BuildKeyManifestOperator(
         task_id="build_manifest",
         aws_conn_id="xacct_map_pipeline",
@@ -105,7 +131,8 @@ with DAG(
         source_bucket=_setting("source_bucket"),
         source_prefix=_setting("source_prefix"),
         source_account_id=_setting("source_account_id"),
-        manifest_bucket="{{ params.inventory_bucket or var.value.get('xacct_map_inventory_bucket', '') }}",
+        manifest_bucket=_setting("inventory_bucket"),
+        manifest_bucket_owner="{{ var.value.get('xacct_map_pipeline_account_id', '') }}",
         max_keys_per_batch="{{ params.max_keys_per_batch }}",
         max_bytes_per_batch="{{ params.max_bytes_per_batch }}",
         listing_mode="{{ params.listing_mode }}",
@@ -116,11 +143,11 @@ with DAG(
         max_size="{{ params.max_size }}",
         storage_classes="{{ params.storage_classes | tojson }}",
         include_archived="{{ params.include_archived }}",
-        modified_after="{{ params.modified_after }}",
-        modified_before="{{ params.modified_before }}",
+        modified_after="{{ params.modified_after or '' }}",
+        modified_before="{{ params.modified_before or '' }}",
         layout="{{ params.layout }}",
         manifest_format="{{ params.manifest_format }}",
-        source_inventory="{{ params.source_inventory }}",
+        source_inventory="{{ params.source_inventory or '' }}",
     )
     start_map_run = StartDistributedMapOperator(
         task_id="start_map_run",
@@ -129,6 +156,7 @@ with DAG(
         manifest=build_manifest.output,
         source_account_id=_setting("source_account_id"),
         on_existing="{{ params.on_existing }}",
+        dry_run="{{ params.dry_run }}",
     )
     wait_for_map_run = DistributedMapSensor(
         task_id="wait_for_map_run",
@@ -139,4 +167,4 @@ with DAG(
         timeout=timedelta(hours=int(os.environ.get("XACCT_MAP_TIMEOUT_HOURS", "24"))).total_seconds(),
         deferrable=True,  # the triggerer waits; no worker slot is held while the Map Run works
     )
-    build_manifest >> start_map_run >> wait_for_map_run
+    preflight >> build_manifest >> start_map_run >> wait_for_map_run

@@ -299,33 +299,31 @@ def test_processor_sends_expected_owner_on_every_get(local_aws, proxy, handler_m
     assert len(gets) == 2 and all(r["headers"].get("x-amz-expected-bucket-owner") == SOURCE_ACCOUNT for r in gets)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap (dags/ is not ours): the DAG's build_manifest passes no manifest_bucket_owner, so manifest "
-    "writes carry no ExpectedBucketOwner for the inventory bucket",
-)
 def test_the_dag_names_the_inventory_bucket_owner():
     from airflow.dag_processing.dagbag import DagBag
 
     from xacct_map.deploy import PROJECT_ROOT
 
     dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).dags["xacct_distributed_map"]
-    assert dag.get_task("build_manifest").manifest_bucket_owner
+    # Rendered at run time from the Variable the local modes and docker compose set.
+    assert "xacct_map_pipeline_account_id" in dag.get_task("build_manifest").manifest_bucket_owner
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap (operators.py is not ours): BuildKeyManifestOperator calls source_s3_client without "
-    "source_bucket/expected_bucket_owner, so without source_region it lists from the connection's Region",
-)
 def test_the_operator_discovers_the_source_region(local_aws, eu_bucket, proxied_connections, proxy, run_context):
-    from xacct_map.operators import BuildKeyManifestOperator
+    from xacct_map.operators import BuildKeyManifestOperator, build_execution_input
 
     aws, pipeline = local_aws
     pipeline_conn, source_conn = proxied_connections
-    BuildKeyManifestOperator(
+    manifest = BuildKeyManifestOperator(
         task_id="build_manifest", aws_conn_id=pipeline_conn, source_aws_conn_id=source_conn,
         source_bucket=eu_bucket, source_prefix="eu/", source_account_id=SOURCE_ACCOUNT,
         manifest_bucket=pipeline.inventory_bucket, manifest_bucket_owner=PIPELINE_ACCOUNT,
     ).execute(run_context("run-eu-discover"))
-    assert {_scope(r) for r in proxy.to_bucket(eu_bucket) if _scope(r)} == {"eu-west-1"}
+    listing = [r for r in proxy.to_bucket(eu_bucket) if r["method"] == "GET"]
+    assert listing and {_scope(r) for r in listing} == {"eu-west-1"}  # only the discovery HeadBucket asks us-east-1
+    # The discovered Region travels in the manifest's XCom to the processor's execution input.
+    assert manifest["source"]["region"] == "eu-west-1"
+    assert build_execution_input(manifest)["source"] == {
+        "bucket": eu_bucket, "prefix": "eu/", "account_id": SOURCE_ACCOUNT, "region": "eu-west-1",
+    }
+    assert build_execution_input(manifest, source_region="us-west-2")["source"]["region"] == "us-west-2"

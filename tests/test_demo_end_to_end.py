@@ -23,5 +23,9 @@ def test_demo_processes_every_listed_object_exactly_once(tmp_path):
     assert summary["bytes_processed"] == summary["pipeline"]["bytes"] == summary["manifest"]["total_bytes"]
     assert summary["manifest"]["batch_count"] == 8  # 300 keys, 40 per batch
     assert summary["item_counts"]["succeeded"] == 8 and summary["item_counts"]["failed"] == 0
-    assert summary["task_states"] == {"build_manifest": "success", "start_map_run": "success", "wait_for_map_run": "success"}
+    assert summary["task_states"] == {"preflight": "success", "build_manifest": "success", "start_map_run": "success",
+                                      "wait_for_map_run": "success"}
+    # A manual run: the preflight checks ran, with the lister role of the source connection.
+    assert summary["preflight"] == dict.fromkeys(
+        ["assume_lister_role", "list_source", "read_source_object", "write_inventory", "state_machine"], "ok")
     assert "xacct-map demo: OK" in proc.stdout

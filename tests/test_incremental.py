@@ -89,6 +89,19 @@ def test_consecutive_intervals_take_every_object_exactly_once(local_aws, run_con
     assert sorted(seen) == sorted(MODIFIED)
 
 
+def test_a_run_after_failed_or_missed_runs_also_takes_their_objects(local_aws, run_context):
+    """The window opens at the last successful run's interval end: nothing of the gap is lost."""
+    aws, pipeline = local_aws
+    context = _context(run_context, "scheduled", END, END + timedelta(days=1))
+    context["prev_data_interval_end_success"] = START  # the run of [START, END) failed
+    keys, summary = _run(aws, pipeline, context, listing_mode="auto")
+    assert keys == sorted([*IN_INTERVAL, "at-end", "after-end"])
+    assert summary["filters"]["modified_after"] == START.isoformat()
+    # A previous success at (or after) this interval's start changes nothing.
+    context["prev_data_interval_end_success"] = END
+    assert _run(aws, pipeline, context, listing_mode="auto")[0] == ["after-end", "at-end"]
+
+
 def test_manual_run_in_auto_mode_lists_everything(local_aws, run_context):
     aws, pipeline = local_aws
     keys, summary = _run(aws, pipeline, _context(run_context, "manual"), listing_mode="auto")

@@ -66,7 +66,8 @@ def _first_keys(aws, pipeline, n):
 # --- deferrable, reschedule and poke modes --------------------------------------------------------
 
 
-def test_deferrable_sensor_defers_then_trigger_runs_to_completion(local_aws, run_context):
+def test_deferrable_sensor_defers_then_trigger_runs_to_completion(local_aws, run_context, monkeypatch):
+    monkeypatch.setattr(DistributedMapTrigger, "first_look_delay", 0)  # no deferring process to wait for here
     aws, pipeline = local_aws
     arn = _run_manifest(aws, pipeline, "deferred-ok", [{"bucket": pipeline.source_bucket,
                                                         "keys": _first_keys(aws, pipeline, 30), "bytes": 0}])

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
 from xacct_map.naming import execution_name
-from xacct_map.operators import BuildKeyManifestOperator, StartDistributedMapOperator
+from xacct_map.operators import BuildKeyManifestOperator, PreflightOperator, StartDistributedMapOperator
 
 
 def _source_keys(aws, bucket, prefix=""):
@@ -189,3 +189,80 @@ def test_start_without_a_manifest_xcom_explains_what_to_pass(local_aws, run_cont
     _, pipeline = local_aws
     with pytest.raises(AirflowFailException, match=r"manifest is missing .*build_manifest.output"):
         _start(pipeline, {}).execute(run_context("run-nomanifest"))
+
+
+def test_dry_run_builds_the_manifest_and_starts_nothing(local_aws, run_context):
+    aws, pipeline = local_aws
+    run_id = "run-dry"
+    manifest = _build(pipeline).execute(run_context(run_id))
+    with pytest.raises(AirflowSkipException, match=r"dry run: manifest s3://.*manifest.json built"):
+        _start(pipeline, manifest, dry_run="True").execute(run_context(run_id))  # as the DAG's template renders it
+    assert _executions(aws, pipeline, execution_name("test_dag", run_id)) == []
+    assert aws.client("s3").head_object(Bucket=manifest["bucket"], Key=manifest["key"])["ContentLength"] > 0
+    # "False" from the form starts it; anything else is refused, not guessed.
+    assert _start(pipeline, manifest, dry_run="False").execute(run_context(run_id)).endswith(execution_name("test_dag", run_id))
+    with pytest.raises(AirflowFailException, match=r"dry_run must be true or false, not 'maybe'"):
+        _start(pipeline, manifest, dry_run="maybe").execute(run_context(run_id))
+
+
+def test_unreachable_source_fails_retryably_and_leaves_no_manifest(local_aws, run_context, monkeypatch):
+    from xacct_map import operators
+    from xacct_map.listing import ListingUnavailableError
+
+    aws, pipeline = local_aws
+
+    def unreachable(client, bucket, prefix, **_):
+        yield from ()
+        raise ListingUnavailableError(f"listing s3://{bucket}/{prefix} failed: could not get a page (timeout)")
+
+    monkeypatch.setattr(operators, "iter_objects", unreachable)
+    with pytest.raises(AirflowException) as raised:
+        _build(pipeline).execute(run_context("run-unreachable"))
+    assert not isinstance(raised.value, AirflowFailException)  # a network problem: Airflow retries it
+    assert f"s3://{pipeline.source_bucket}/{pipeline.source_prefix}" in str(raised.value)
+    assert "can be retried" in str(raised.value)
+    s3 = aws.client("s3")
+    assert "Contents" not in s3.list_objects_v2(Bucket=pipeline.inventory_bucket, Prefix="xacct-map/manifests/test_dag/run-unreachable")
+    assert not s3.list_multipart_uploads(Bucket=pipeline.inventory_bucket).get("Uploads")
+
+
+def _preflight(pipeline, **kwargs):
+    args = dict(
+        task_id="preflight", aws_conn_id="xacct_map_pipeline", source_aws_conn_id="xacct_map_source",
+        source_bucket=pipeline.source_bucket, source_prefix=pipeline.source_prefix, source_account_id=SOURCE_ACCOUNT,
+        manifest_bucket=pipeline.inventory_bucket, state_machine_arn=pipeline.state_machine_arn,
+    )
+    return PreflightOperator(**{**args, **kwargs})
+
+
+def test_preflight_task_checks_manual_runs_with_the_source_connections_role(local_aws, run_context):
+    _, pipeline = local_aws
+    report = _preflight(pipeline).execute(run_context("manual__2026-11-27T00:00:00+00:00"))
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["ok"] and set(checks) == {
+        "assume_lister_role", "list_source", "read_source_object", "write_inventory", "state_machine"}
+    # The lister role came from the xacct_map_source connection's role_arn extra.
+    assert pipeline.source_role_arn in checks["assume_lister_role"]["summary"]
+    assert checks["list_source"]["status"] == "ok"
+
+
+def test_preflight_task_skips_scheduled_runs_unless_always(local_aws, run_context):
+    _, pipeline = local_aws
+    scheduled = run_context("scheduled__2026-11-27T00:00:00+00:00")
+    assert _preflight(pipeline).execute(scheduled) is None
+    assert _preflight(pipeline, run_when="always").execute(scheduled)["ok"] is True
+    assert _preflight(pipeline, run_when="never").execute(run_context("manual__x")) is None
+    with pytest.raises(AirflowFailException, match=r"run_when='sometimes': choose one of"):
+        _preflight(pipeline, run_when="sometimes").execute(scheduled)
+
+
+def test_preflight_task_fails_with_the_report_and_the_fix(local_aws, run_context):
+    _, pipeline = local_aws
+    missing = pipeline.state_machine_arn.replace("xacct-map-distributed-map", "not-deployed")
+    with pytest.raises(AirflowFailException) as raised:
+        _preflight(pipeline, state_machine_arn=missing).execute(run_context("manual__missing"))
+    message = str(raised.value)
+    assert "xacct-map preflight: FAILED" in message and "[FAILED ] state_machine" in message
+    assert "StateMachineDoesNotExist" in message and missing in message
+    with pytest.raises(AirflowFailException, match=r"Preflight needs \['source_bucket'\]"):
+        _preflight(pipeline, source_bucket="").execute(run_context("manual__empty"))

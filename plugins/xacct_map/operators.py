@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
 from airflow.providers.amazon.aws.links.step_function import (
@@ -21,14 +22,14 @@ from airflow.providers.amazon.aws.links.step_function import (
 )
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
 from xacct_map.cross_account import account_of_role, role_session_name, source_s3_client
 from xacct_map.errors import error_code, explain_assume_role_error, explain_source_error
 from xacct_map.links import ManifestObjectLink
-from xacct_map.filters import ObjectFilter, resolve_listing_mode
+from xacct_map.filters import ObjectFilter, parse_bool, resolve_listing_mode
 from xacct_map.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
 from xacct_map.layouts import check_layout
-from xacct_map.listing import iter_objects
+from xacct_map.listing import ListingUnavailableError, iter_objects
 from xacct_map.map_run import REDRIVABLE
 from xacct_map.manifest import write_manifest
 from xacct_map.s3uri import split_s3_uri
@@ -227,17 +228,22 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
 
     def _object_filter(self, context: Context) -> ObjectFilter:
         """The filters of this run: the operator's, plus the data interval in incremental mode."""
-        dag_run = context.get("dag_run")
-        run_type = getattr(dag_run, "run_type", None)
-        run_type = getattr(run_type, "value", run_type) or str(context.get("run_id", "")).partition("__")[0]
+        run_type = run_type_of(context)
+        interval_start = context.get("data_interval_start")
+        # Objects of runs that failed or never ran (scheduler down, catchup off) are not lost: the
+        # window opens where the last successful run's interval ended.
+        previous_end = _previous_success_end(context)
+        if previous_end is not None and interval_start is not None and previous_end < interval_start:
+            self.log.info("Incremental window opens at the last successful run's interval end %s", previous_end)
+            interval_start = previous_end
         try:
             explicit = ObjectFilter(
                 modified_after=self.modified_after, modified_before=self.modified_before
             )
             mode, after, before = resolve_listing_mode(
                 self.listing_mode,
-                run_type=str(run_type),
-                interval_start=context.get("data_interval_start"),
+                run_type=run_type,
+                interval_start=interval_start,
                 interval_end=context.get("data_interval_end"),
                 modified_after=explicit.modified_after,
                 modified_before=explicit.modified_before,
@@ -293,6 +299,12 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             raise AirflowFailException(str(err)) from None
         except ClientError as err:
             raise AirflowException(self._explain(err, key, identity)) from None
+        except ListingUnavailableError as err:
+            # Retryable (AirflowException, not Fail): the endpoint was unreachable; no manifest was written.
+            raise AirflowException(
+                f"{err}. Check the network path to S3 for the source Region (endpoint, proxy, VPC endpoint); "
+                f"the multipart upload of s3://{self.manifest_bucket}/{key} was aborted, the task can be retried."
+            ) from None
         ManifestObjectLink.persist(
             context=context, operator=self, region_name=self.hook.conn_region_name,
             aws_partition=self.hook.conn_partition, bucket=summary.bucket, key=summary.key,
@@ -319,6 +331,9 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 source_external_id=self.source_external_id,
                 source_region=self.source_region,
                 session_name=role_session_name("xacct-map", dag_id),
+                # Without source_region, one HeadBucket finds the bucket's Region (cross-Region sources).
+                source_bucket=self.source_bucket,
+                expected_bucket_owner=self.source_account_id or None,
             )
         except ValueError as err:
             raise AirflowFailException(str(err)) from None
@@ -396,6 +411,21 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         return f"Writing manifest s3://{self.manifest_bucket}/{key} failed during {operation}: {code}.{hint}"
 
 
+def _previous_success_end(context: Context) -> datetime | None:
+    """``data_interval_end`` of the DAG's previous successful run, if the context can tell."""
+    try:
+        value = context.get("prev_data_interval_end_success")
+        return value if isinstance(value, datetime) else None  # unwraps Airflow's lazy proxy; None if none
+    except Exception:  # noqa: BLE001 - outside a supervised task run there is no previous run to ask
+        return None
+
+
+def run_type_of(context: Context) -> str:
+    """``manual``, ``scheduled``, ``backfill``, ... of the running DAG run (from the run id if need be)."""
+    run_type = getattr(context.get("dag_run"), "run_type", None)
+    return str(getattr(run_type, "value", run_type) or str(context.get("run_id", "")).partition("__")[0])
+
+
 def build_execution_input(
     manifest: dict,
     *,
@@ -404,21 +434,26 @@ def build_execution_input(
     run: dict | None = None,
     extra: dict | None = None,
 ) -> dict:
-    """The execution input contract: ``{"manifest": {bucket, key}, "source": {...}, ...extra}``."""
+    """The execution input contract: ``{"manifest": {bucket, key}, "source": {...}, ...extra}``.
+
+    The source's account id and Region default to what the manifest recorded (its ``source``), so a
+    Region discovered while listing reaches the processor without being configured twice.
+    """
     missing = [k for k in ("bucket", "key", "source_bucket") if not manifest.get(k)]
     if missing:
         raise ValueError(
             f"manifest is missing {missing}: pass the XCom of BuildKeyManifestOperator "
             "(e.g. manifest=build_manifest.output)"
         )
+    recorded = manifest.get("source") or {}
     body = dict(extra or {})
     body.update(
         manifest={"bucket": manifest["bucket"], "key": manifest["key"]},
         source={
             "bucket": manifest["source_bucket"],
             "prefix": manifest.get("source_prefix", ""),
-            "account_id": source_account_id,
-            "region": source_region,
+            "account_id": source_account_id or recorded.get("account_id"),
+            "region": source_region or recorded.get("region"),
         },
     )
     if run:
@@ -450,6 +485,8 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
     :param execution_input: extra keys merged into the execution input.
     :param name: execution name; default derived from dag_id and run_id.
     :param on_existing: ``"attach"``, ``"redrive"`` or ``"fail"`` (see above).
+    :param dry_run: start nothing: log the execution that would start and skip this task (and, by the
+        default trigger rule, the sensor after it). The manifest built upstream stays for inspection.
     :param aws_conn_id: AWS connection of the pipeline account.
     :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
     :param verify: Whether or not to verify SSL certificates.
@@ -461,7 +498,7 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
     aws_hook_class = StepFunctionHook
     template_fields: Sequence[str] = aws_template_fields(
         "state_machine_arn", "manifest", "source_account_id", "source_region", "execution_input", "name",
-        "on_existing",
+        "on_existing", "dry_run",
     )
     template_fields_renderers = {"execution_input": "json", "manifest": "json"}
     ui_color = "#f9c915"
@@ -477,9 +514,11 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
         execution_input: dict | None = None,
         name: str | None = None,
         on_existing: str = "attach",
+        dry_run: bool | str = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.dry_run = dry_run
         self.state_machine_arn = state_machine_arn
         self.manifest = manifest
         self.source_account_id = source_account_id
@@ -506,6 +545,14 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
             raise AirflowFailException(str(err)) from None
         # Canonical JSON: a retry sends byte-identical input, which Step Functions treats as the same start.
         payload = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        try:
+            dry_run = parse_bool(self.dry_run, name="dry_run")
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from None
+        if dry_run:
+            self.log.info("Dry run: would start %s as %s with input %s", self.state_machine_arn, arn, payload)
+            raise AirflowSkipException(f"dry run: manifest s3://{body['manifest']['bucket']}/{body['manifest']['key']} "
+                                       "built, no execution started")
         StateMachineDetailsLink.persist(
             context=context, operator=self, region_name=self.hook.conn_region_name,
             aws_partition=self.hook.conn_partition, state_machine_arn=self.state_machine_arn,
@@ -569,3 +616,111 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
         except NotImplementedError:
             raise AirflowFailException(f"RedriveExecution of {arn} is not available on this endpoint.") from None
         self.log.info("Redriving execution %s (was %s): only items that did not succeed run again.", arn, status)
+
+
+class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
+    """
+    Check, before anything runs, that the cross-account setup works (:mod:`xacct_map.preflight`).
+
+    With the pipeline connection's credentials and real, side-effect-free calls: the lister role can
+    be assumed, ListObjectsV2 (MaxKeys=1) on the source prefix works, the processor role can read one
+    object, the inventory bucket accepts a write (a multipart upload created and aborted), and the
+    state machine exists and runs as the role the policies name. When a check fails the task fails
+    (AirflowFailException, no retries: it is a setup problem) with the report, which names the AWS error and the exact
+    policy statement that fixes it.
+
+    The lister role is ``source_role_arn``, or the ``role_arn`` extra (and ``assume_role_kwargs``'
+    ExternalId) of ``source_aws_conn_id``; it is assumed with ``aws_conn_id``'s credentials, as the
+    source connection does when both hold the same credentials (the DAG's setup).
+
+    :param source_bucket: the bucket holding the data (source account).
+    :param source_account_id: 12-digit account that must own ``source_bucket``.
+    :param manifest_bucket: the pipeline account's inventory bucket.
+    :param state_machine_arn: the Distributed Map state machine.
+    :param source_prefix: the prefix the DAG lists.
+    :param source_aws_conn_id: the source connection whose ``role_arn`` extra names the lister role.
+    :param source_role_arn: the lister role (instead of ``source_aws_conn_id``).
+    :param source_external_id: ExternalId for the lister role's trust policy.
+    :param processor_role_arn: the processor Lambda's role (default ``xacct-map-processor`` of the
+        state machine's account; its trust normally names Lambda alone, then that check is skipped).
+    :param state_machine_role: the role (name or ARN) the state machine must run as.
+    :param source_region: the source bucket's Region (default: discovered).
+    :param run_when: ``"manual"`` (default: manual runs only, so a scheduled run costs no extra
+        calls), ``"always"`` or ``"never"``.
+    :param aws_conn_id: AWS connection of the pipeline account.
+    :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
+    :param verify: Whether or not to verify SSL certificates.
+    :param botocore_config: Configuration dictionary (key-values) for botocore client.
+    :return: the report (``ok``, ``caller_arn``, ``checks``), or None when not run.
+    """
+
+    RUN_WHEN = ("manual", "always", "never")
+    aws_hook_class = AwsGenericHook
+    template_fields: Sequence[str] = aws_template_fields(
+        "source_bucket", "source_account_id", "manifest_bucket", "state_machine_arn", "source_prefix",
+        "source_aws_conn_id", "source_role_arn", "source_external_id", "processor_role_arn",
+        "state_machine_role", "source_region", "run_when",
+    )
+    ui_color = "#d5f5e3"
+
+    def __init__(
+        self,
+        *,
+        source_bucket: str,
+        source_account_id: str,
+        manifest_bucket: str,
+        state_machine_arn: str,
+        source_prefix: str = "",
+        source_aws_conn_id: str | None = None,
+        source_role_arn: str | None = None,
+        source_external_id: str | None = None,
+        processor_role_arn: str | None = None,
+        state_machine_role: str = "xacct-map-state-machine",
+        source_region: str | None = None,
+        run_when: str = "manual",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.source_bucket = source_bucket
+        self.source_account_id = source_account_id
+        self.manifest_bucket = manifest_bucket
+        self.state_machine_arn = state_machine_arn
+        self.source_prefix = source_prefix
+        self.source_aws_conn_id = source_aws_conn_id
+        self.source_role_arn = source_role_arn
+        self.source_external_id = source_external_id
+        self.processor_role_arn = processor_role_arn
+        self.state_machine_role = state_machine_role
+        self.source_region = source_region
+        self.run_when = run_when
+
+    def execute(self, context: Context) -> dict | None:
+        from xacct_map.preflight import PreflightConfig, run_preflight
+
+        if self.run_when not in self.RUN_WHEN:
+            raise AirflowFailException(f"run_when={self.run_when!r}: choose one of {self.RUN_WHEN}.")
+        run_type = run_type_of(context)
+        if self.run_when == "never" or (self.run_when == "manual" and run_type != "manual"):
+            self.log.info("Preflight not run (run_when=%r, %s run)", self.run_when, run_type)
+            return None
+        missing = [name for name in ("source_bucket", "source_account_id", "manifest_bucket", "state_machine_arn")
+                   if not getattr(self, name)]
+        if missing:
+            raise AirflowFailException(f"Preflight needs {missing}: set the DAG params or their Variables.")
+        role_arn, external_id = self.source_role_arn or None, self.source_external_id or None
+        if not role_arn and self.source_aws_conn_id:
+            source = AwsGenericHook(aws_conn_id=self.source_aws_conn_id).conn_config
+            role_arn = source.role_arn
+            external_id = external_id or (source.assume_role_kwargs or {}).get("ExternalId")
+        config = PreflightConfig(
+            source_bucket=self.source_bucket, source_account=self.source_account_id, prefix=self.source_prefix,
+            inventory_bucket=self.manifest_bucket, state_machine_arn=self.state_machine_arn,
+            lister_role_arn=role_arn, external_id=external_id, processor_role_arn=self.processor_role_arn,
+            state_machine_role=self.state_machine_role, source_region=self.source_region or None,
+            endpoint_url=self.hook.conn_config.endpoint_url,  # the pipeline Region: the state machine ARN's
+        )
+        report = run_preflight(config, session=self.hook.get_session())
+        if not report.ok:
+            raise AirflowFailException(report.format())
+        self.log.info("%s", report.format())
+        return report.as_dict()

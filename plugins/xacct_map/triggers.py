@@ -29,6 +29,9 @@ class DistributedMapTrigger(BaseTrigger):
     :param botocore_config: Configuration dictionary (key-values) for botocore client.
     """
 
+    #: Seconds the first poll waits at least (see :meth:`run`); short poll intervals only meet it locally.
+    first_look_delay: float = 10.0
+
     def __init__(
         self,
         *,
@@ -72,9 +75,10 @@ class DistributedMapTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # The task looked just before deferring. Firing at once could beat the deferring task's own
-        # exit, which Airflow 3.3 then takes for a late report of a running task (and retries it).
-        await asyncio.sleep(self.poll_interval)
+        # The task looked just before deferring. Firing before the deferring task's process has exited
+        # (seen taking 5 s on a loaded box) makes Airflow 3.3 take its exit for a late report of a
+        # running task, and retry it: the first look waits at least ``first_look_delay``.
+        await asyncio.sleep(max(self.poll_interval, self.first_look_delay))
         async with await self.hook().get_async_conn() as client:
             while True:
                 snap = await snapshot_async(client, self.execution_arn)

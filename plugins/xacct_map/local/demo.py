@@ -124,6 +124,7 @@ def _summarise(aws, pipeline, run: dict, timings: dict) -> dict:
     tasks = run["tasks"]
     manifest = (tasks.get("build_manifest") or {}).get("xcom") or {}
     execution = (tasks.get("wait_for_map_run") or {}).get("xcom") or {}
+    preflight = (tasks.get("preflight") or {}).get("xcom") or {}
     # The runtime saw every invocation of the deployed handler: count what it really processed.
     processed = [i for i in aws.runtime.invocations if i.ok]
     objects_processed = sum(i.result["objects"] for i in processed)
@@ -144,6 +145,7 @@ def _summarise(aws, pipeline, run: dict, timings: dict) -> dict:
         "run_id": run["run_id"],
         "objects_seeded": pipeline.objects,
         "objects_listed": objects_listed,
+        "preflight": {c["name"]: c["status"] for c in preflight.get("checks", [])},
         "manifest": {k: manifest.get(k) for k in ("bucket", "key", "batch_count", "total_bytes", "sha256")},
         "execution_arn": execution.get("execution_arn"),
         "execution_status": execution.get("status"),
@@ -164,6 +166,7 @@ def format_summary(s: dict) -> str:
         f"xacct-map demo: {'OK' if s['ok'] else 'FAILED'} (DAG run {s['run_id']}: {s['dag_run_state']})",
         f"  source       s3://{s['pipeline']['source_bucket']}/{s['pipeline']['source_prefix']} "
         f"in account {s['pipeline']['source_account']} ({s['objects_seeded']} objects seeded)",
+        "  preflight    " + (", ".join(f"{k} {v}" for k, v in s["preflight"].items()) or "not run"),
         f"  listed       {s['objects_listed']} objects into {m['batch_count']} batches, {m['total_bytes']} bytes",
         f"  manifest     s3://{m['bucket']}/{m['key']} (sha256 {str(m['sha256'])[:16]}...)",
         f"  execution    {s['execution_status']} {s['execution_arn']}",

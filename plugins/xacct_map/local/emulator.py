@@ -249,4 +249,5 @@ class LocalAws:
             "AIRFLOW_VAR_XACCT_MAP_SOURCE_ACCOUNT_ID": pipeline.source_account,
             "AIRFLOW_VAR_XACCT_MAP_INVENTORY_BUCKET": pipeline.inventory_bucket,
             "AIRFLOW_VAR_XACCT_MAP_STATE_MACHINE_ARN": pipeline.state_machine_arn,
+            "AIRFLOW_VAR_XACCT_MAP_PIPELINE_ACCOUNT_ID": pipeline.pipeline_account,
         }
