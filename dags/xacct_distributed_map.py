@@ -113,25 +113,24 @@ with DAG(
                                          "(only failed items run again); attach: always attach; fail: fail the task."),
     },
 ) as dag:
-    preflight = PreflightOperator(
-        task_id="preflight",
+    # What the preflight checks is what build_manifest uses: the same connections, bucket and prefix.
+    source_and_inventory = dict(
         aws_conn_id="xacct_map_pipeline",
         source_aws_conn_id="xacct_map_source",
         source_bucket=_setting("source_bucket"),
         source_prefix=_setting("source_prefix"),
         source_account_id=_setting("source_account_id"),
         manifest_bucket=_setting("inventory_bucket"),
+    )
+    preflight = PreflightOperator(
+        task_id="preflight",
+        **source_and_inventory,
         state_machine_arn=_setting("state_machine_arn"),
         run_when="{{ params.preflight }}",
     )
     build_manifest = BuildKeyManifestOperator(
         task_id="build_manifest",
-        aws_conn_id="xacct_map_pipeline",
-        source_aws_conn_id="xacct_map_source",
-        source_bucket=_setting("source_bucket"),
-        source_prefix=_setting("source_prefix"),
-        source_account_id=_setting("source_account_id"),
-        manifest_bucket=_setting("inventory_bucket"),
+        **source_and_inventory,
         manifest_bucket_owner="{{ var.value.get('xacct_map_pipeline_account_id', '') }}",
         max_keys_per_batch="{{ params.max_keys_per_batch }}",
         max_bytes_per_batch="{{ params.max_bytes_per_batch }}",
