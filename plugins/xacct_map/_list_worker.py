@@ -23,6 +23,8 @@ import time
 from bisect import bisect_right
 from itertools import islice
 
+from xacct_map.sigv4 import GetSigner, host_header
+
 _HEADER = struct.Struct("!I")
 # Status codes and S3 error codes worth another try of the same request.
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -65,6 +67,7 @@ class Worker:
         host_port, _, path = rest.partition("/")
         self._path = "/" + path
         self._url_base = f"{scheme}://{host_port}"
+        self._host = host_header(scheme, host_port)
         pool_kw = {"maxsize": config["threads"], "block": True}
         if scheme == "https":
             verify = config.get("verify", True)
@@ -81,27 +84,16 @@ class Worker:
 
     # -- credentials --
     def set_credentials(self, creds) -> None:
-        if creds is None:
-            auth = None
-        else:
-            from botocore.auth import S3SigV4Auth
-            from botocore.credentials import Credentials
-
-            auth = S3SigV4Auth(Credentials(*creds), "s3", self.config["region"])
+        auth = None if creds is None else GetSigner(*creds, region=self.config["region"])
         with self._auth_lock:
             self._auth = auth
 
-    def _headers(self, url: str) -> dict:
-        headers = dict(self.config["headers"])
+    def _headers(self, path: str, query: str) -> dict:
         with self._auth_lock:
             auth = self._auth
         if auth is None:
-            return headers
-        from botocore.awsrequest import AWSRequest
-
-        request = AWSRequest(method="GET", url=url, headers=headers)
-        auth.add_auth(request)
-        return dict(request.headers.items())
+            return dict(self.config["headers"])
+        return auth.headers(self._host, path, query, self.config["headers"])
 
     # -- the work --
     def run(self, stdin) -> None:
@@ -136,15 +128,15 @@ class Worker:
 
         cfg = self.config
         prefix = cfg["prefix"]
-        path = self._path + "?" + list_query(prefix, start_after, token, cfg["page_size"])
-        url = self._url_base + path
+        query = list_query(prefix, start_after, token, cfg["page_size"])
+        path = self._path + "?" + query
         attempts = cfg["max_attempts"]
         retries = 0
         for attempt in range(1, attempts + 1):
             problem = None
             try:
                 response = self._pool.urlopen(
-                    "GET", path, headers=self._headers(url), retries=False, redirect=False,
+                    "GET", path, headers=self._headers(self._path, query), retries=False, redirect=False,
                     timeout=self._timeout, preload_content=True,
                 )
             except (self._urllib3.exceptions.HTTPError, OSError) as err:
@@ -223,9 +215,6 @@ def main() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the frame stream
     # import while the coordinator is still probing the bucket, not after
-    import botocore.auth  # noqa: F401
-    import botocore.awsrequest  # noqa: F401
-    import botocore.credentials  # noqa: F401
     import urllib3  # noqa: F401
 
     import xacct_map.list_page  # noqa: F401
