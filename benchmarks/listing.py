@@ -136,36 +136,45 @@ def run(args) -> None:
         with SyntheticS3({SOURCE: keys}, writable=[MANIFESTS], latency=latency_ms / 1000) as server:
             base = None
             for client in clients:
-                manifest = f"bench/{client}-{n}-{latency_ms}.json"
-                before = server.stats.requests
-                print(f"  {CLIENTS[client]}: {n:,} keys, {latency_ms:g} ms ...", end="", flush=True, file=sys.stderr)
-                cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-                res = _spawn(client, server.endpoint_url, manifest, args)
-                cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-                server_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
-                rate = res["keys"] / res["seconds"]
-                print(f" {rate:,.0f} keys/s", file=sys.stderr)
-                verified = ""
-                if client != "airflow":
-                    if n not in expected:
-                        expected[n] = key_checksum(keys.keys())
-                    count, checksum = server.count_keys(MANIFESTS, manifest)
-                    ok = count == n and checksum == expected[n]
-                    verified = f"{count:,} keys, {'exact' if ok else 'MISMATCH'}"
-                    if not ok:
-                        print(f"  !! manifest {manifest}: {count} keys, checksum {'ok' if checksum == expected[n] else 'differs'}", file=sys.stderr)
-                elif res["keys"] != n:
-                    verified = f"listed {res['keys']:,} != {n:,}"
+                # (c) runs for seconds, so a burst of other load on the box moves one run a lot: it runs
+                # --repeat times and the median run is reported ((a) and (b) run for minutes).
+                runs = [measure(server, keys, n, latency_ms, client) for _ in range(args.repeat if client == "xacct" else 1)]
+                row = sorted(runs, key=lambda r: r["keys_per_s"])[len(runs) // 2]
+                row["runs_keys_per_s"] = [round(r["keys_per_s"]) for r in runs]
                 if client == "boto3":
-                    base = rate
-                rows.append({
-                    "client": CLIENTS[client], "keys": n, "latency_ms": latency_ms, "seconds": res["seconds"],
-                    "keys_per_s": rate, "vs_b": (rate / base) if base else None,
-                    "rss_mib": _mib(res["rss_kib"]), "children_rss_mib": _mib(res["children_rss_kib"]),
-                    "requests": server.stats.requests - before, "verified": verified,
-                    "cpu": (res["cpu_s"], res["children_cpu_s"], server_cpu), "ru_maxrss_mib": _mib(res["ru_maxrss_kib"]),
-                    "listing": res.get("listing"),
-                })
+                    base = row["keys_per_s"]
+                row["vs_b"] = (row["keys_per_s"] / base) if base else None
+                rows.append(row)
+
+    def measure(server, keys, n: int, latency_ms: float, client: str) -> dict:
+        manifest = f"bench/{client}-{n}-{latency_ms}.json"
+        before = server.stats.requests
+        print(f"  {CLIENTS[client]}: {n:,} keys, {latency_ms:g} ms ...", end="", flush=True, file=sys.stderr)
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        res = _spawn(client, server.endpoint_url, manifest, args)
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        server_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+        rate = res["keys"] / res["seconds"]
+        print(f" {rate:,.0f} keys/s", file=sys.stderr)
+        verified = ""
+        if client != "airflow":
+            if n not in expected:
+                expected[n] = key_checksum(keys.keys())
+            count, checksum = server.count_keys(MANIFESTS, manifest)
+            ok = count == n and checksum == expected[n]
+            verified = f"{count:,} keys, {'exact' if ok else 'MISMATCH'}"
+            if not ok:
+                print(f"  !! manifest {manifest}: {count} keys, checksum {'ok' if checksum == expected[n] else 'differs'}", file=sys.stderr)
+        elif res["keys"] != n:
+            verified = f"listed {res['keys']:,} != {n:,}"
+        return {
+            "client": CLIENTS[client], "keys": n, "latency_ms": latency_ms, "seconds": res["seconds"],
+            "keys_per_s": rate, "vs_b": None,
+            "rss_mib": _mib(res["rss_kib"]), "children_rss_mib": _mib(res["children_rss_kib"]),
+            "requests": server.stats.requests - before, "verified": verified,
+            "cpu": (res["cpu_s"], res["children_cpu_s"], server_cpu), "ru_maxrss_mib": _mib(res["ru_maxrss_kib"]),
+            "listing": res.get("listing"),
+        }
 
     order = [c for c in ("boto3", "airflow", "xacct") if c in args.clients]
     if not args.scale_only:
@@ -192,6 +201,10 @@ def _report(rows: list[dict], args) -> None:
             f"| {r['requests']:,} | {r['verified'] or '-'} |"
         )
     for r in rows:
+        if len(r.get("runs_keys_per_s") or ()) > 1:
+            print(f"\n{r['client']} {r['keys']:,} @ {r['latency_ms']:g} ms, keys/s of each run (median reported): "
+                  f"{', '.join(f'{k:,}' for k in r['runs_keys_per_s'])}")
+    for r in rows:
         if r["listing"]:
             print(f"\n{r['client']} {r['keys']:,} @ {r['latency_ms']:g} ms listing stats: {r['listing']}")
     if args.json:
@@ -214,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
                         "flat: warehouse/events/part-N... (no folders to discover)")
     parser.add_argument("--parallelism", type=int, default=32, help="(c)'s iter_objects parallelism")
     parser.add_argument("--processes", type=int, default=0, help="(c)'s worker processes (0: CPU count)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of (c) per setting, the median reported (default %(default)s)")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--child", choices=list(CLIENTS), help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)

@@ -12,6 +12,7 @@ from botocore.stub import Stubber
 
 from airflow.providers.common.compat.sdk import AirflowFailException
 from xacct_map.local.emulator import SOURCE_ACCOUNT
+from conftest import FakeTaskInstance
 from xacct_map.sensors import DistributedMapSensor
 
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:machine:run-1"
@@ -68,8 +69,12 @@ def test_succeeded_returns_summary():
 @pytest.mark.parametrize("status", ["FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE"])
 def test_every_other_terminal_status_fails_with_error_and_cause(status):
     sensor = _stubbed_sensor(status, _counts(succeeded=3, failed=1), error="States.TaskFailed", cause="boom in batch 7")
+    ti = FakeTaskInstance()
     with pytest.raises(AirflowFailException, match=rf"ended {status}: error='States.TaskFailed', cause='boom in batch 7'"):
-        sensor.poke({})
+        sensor.poke({"ti": ti})
+    # The final snapshot is kept in XCom even though the task fails (the Map runs page shows it).
+    summary = ti.pushed["map_run_summary"]
+    assert summary["status"] == status and summary["failed_items"] == 1 and summary["map_run_arn"] == MAP_RUN
 
 
 def test_succeeded_with_failed_items_beyond_tolerance_fails():

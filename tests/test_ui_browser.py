@@ -5,7 +5,8 @@ subprocess, exactly as a developer starts it. The tests then:
 
 * sign in through the SimpleAuthManager login page with the documented local login;
 * trigger ``xacct_distributed_map`` from the trigger form with params typed into the form, wait in
-  the UI for the run to succeed, and read the sensor's Map Run progress lines in the task log view;
+  the UI for the run to succeed, read the sensor's Map Run progress lines in the task log view, and
+  find the run with its item counts on the plugin's "Map runs" page;
 * check that the scheduler created and finished a scheduled run on its own (the schedule is
   overridden through ``XACCT_MAP_SCHEDULE``, ``--schedule``);
 * stop the server like Ctrl-C does and check that no component process is left.
@@ -234,6 +235,21 @@ def test_manual_run_from_the_trigger_form(server, page):
     assert any(f"{manifest['batch_count']} succeeded," in line and f"of {manifest['batch_count']} items" in line
                for line in lines), lines
 
+    # The plugin's "Map runs" page, in the UI (Browse > Map runs, an iframe): this run, all items done.
+    batches = manifest["batch_count"]
+    page.goto(f"{server.url}/plugin/xacct-map-runs")
+    row = page.frame_locator("iframe").locator("#map-runs tbody tr", has_text=RUN_ID)
+    row.wait_for()
+    text = row.inner_text()
+    page.screenshot(path=SCREENSHOTS / "05-map-runs.png")
+    assert "SUCCEEDED" in text and f"{batches} / {batches} (100.0%)" in text, text
+    # Its data needs a signed-in user: the API's bearer token works, no credentials get 401.
+    assert requests.get(f"{server.url}/xacct-map/runs.json", timeout=15).status_code == 401
+    rows = requests.get(f"{server.url}/xacct-map/runs.json", params={"dag_id": DAG_ID}, timeout=15,
+                        headers={"Authorization": f"Bearer {server.token()}"}).json()
+    (mine,) = [r for r in rows if r["run_id"] == RUN_ID]
+    assert (mine["status"], mine["succeeded"], mine["failed"], mine["total"]) == ("SUCCEEDED", batches, 0, batches)
+
 
 def _xcom(server, run_id: str, task_id: str) -> dict:
     entry = server.api(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
@@ -272,7 +288,7 @@ def test_scheduled_runs_process_every_seeded_object_once(server, page):
     # The runs list in the UI shows them as scheduled runs.
     page.goto(f"{server.url}/dags/{DAG_ID}/runs")
     page.get_by_text(next(iter(counts))).first.wait_for()
-    page.screenshot(path=SCREENSHOTS / "05-runs.png")
+    page.screenshot(path=SCREENSHOTS / "06-runs.png")
 
 
 def test_ctrl_c_stops_every_component(server):

@@ -16,6 +16,9 @@ from xacct_map.links import MapRunLink
 from xacct_map.map_run import RUNNING, MapRunSnapshot, failure_details, snapshot, verdict
 from xacct_map.triggers import DistributedMapTrigger
 
+#: XCom key of the execution's final snapshot (status, item counts, Map Run), pushed on success and failure.
+SUMMARY_XCOM_KEY = "map_run_summary"
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -84,7 +87,7 @@ class DistributedMapSensor(AwsBaseSensor[StepFunctionHook]):
             return super().execute(context)
         snap = self._look(context)
         if snap.status != RUNNING:
-            return self._finish(snap)
+            return self._finish(context, snap)
         self.defer(
             trigger=DistributedMapTrigger(
                 execution_arn=self.execution_arn,
@@ -104,14 +107,14 @@ class DistributedMapSensor(AwsBaseSensor[StepFunctionHook]):
         snap = self._look(context)
         if snap.status == RUNNING:
             return False
-        return PokeReturnValue(is_done=True, xcom_value=self._finish(snap))
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, snap))
 
     def execute_complete(self, context: Context, event: dict | None = None) -> dict:
         if not event or event.get("status") != "done":
             raise AirflowFailException(f"Waiting for {self.execution_arn} ended without a result: {event}")
         snap = MapRunSnapshot.from_dict(event["snapshot"])
         self._persist_map_run_link(context, snap)
-        return self._finish(snap)
+        return self._finish(context, snap)
 
     def _look(self, context: Context) -> MapRunSnapshot:
         snap = snapshot(self.hook.conn, self.execution_arn)
@@ -126,7 +129,10 @@ class DistributedMapSensor(AwsBaseSensor[StepFunctionHook]):
                 aws_partition=self.hook.conn_partition, map_run_arn=snap.map_run_arn,
             )
 
-    def _finish(self, snap: MapRunSnapshot) -> dict:
+    def _finish(self, context: Context, snap: MapRunSnapshot) -> dict:
+        # Pushed whatever the verdict, so failed runs keep their counts too (the map runs view reads it).
+        if (ti := context.get("ti")) is not None:
+            ti.xcom_push(key=SUMMARY_XCOM_KEY, value=snap.as_dict())
         pct = self.max_failed_percentage
         failure = verdict(
             snap,
