@@ -66,6 +66,28 @@ def test_failure_mid_stream_aborts_the_upload_after_parts_were_sent():
 
 
 @mock_aws
+def test_parts_upload_in_the_background_in_order_and_a_failed_part_aborts_everything():
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="inv")
+    objs = _objects(250_000, key_len=80)  # ~23 MiB of manifest: three 8 MiB parts
+    summary = write_batched_manifest(iter(objs), s3, bucket="inv", key="ok.json", source_bucket="src")
+    body = s3.get_object(Bucket="inv", Key="ok.json")["Body"].read()
+    assert [k for b in json.loads(body) for k in b["keys"]] == [o.key for o in objs]  # parts in order
+    assert summary.sha256 == hashlib.sha256(body).hexdigest()
+    assert s3.head_object(Bucket="inv", Key="ok.json", PartNumber=3)["PartsCount"] == 3
+
+    def refuse_part_2(params, **_):
+        if params["PartNumber"] == 2:
+            raise RuntimeError("part 2 refused")
+
+    s3.meta.events.register("provide-client-params.s3.UploadPart", refuse_part_2)
+    with pytest.raises(RuntimeError, match="part 2 refused"):  # raised in the caller, not lost in the thread
+        write_batched_manifest(iter(objs), s3, bucket="inv", key="broken.json", source_bucket="src")
+    assert s3.list_multipart_uploads(Bucket="inv").get("Uploads", []) == []
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="inv")["Contents"]] == ["ok.json"]
+
+
+@mock_aws
 def test_failure_while_completing_aborts_too():
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="inv")

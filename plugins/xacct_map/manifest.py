@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -99,6 +100,10 @@ class MultipartUploadWriter:
     the block, or while completing) aborts it, so the object never exists half-written. The
     manifest's SHA-256 and size are computed on the way.
 
+    A full part is uploaded by a background thread while the next one fills, so the caller (and
+    the listing feeding it) does not stop for every part's round trip; at most one part is in
+    flight, parts stay in order, and an upload's error is raised by the next write or on exit.
+
     :param encoder: optional; its ``header()`` bytes are written on entry and its ``footer()``
         bytes on a normal exit, and :meth:`write_item` writes ``encoder.item(value)``.
     """
@@ -125,6 +130,8 @@ class MultipartUploadWriter:
         self._encoder = encoder
         self._buffer = bytearray()
         self._parts: list[dict] = []
+        self._uploader: ThreadPoolExecutor | None = None
+        self._in_flight: Future | None = None
         self._upload_id: str | None = None
         self._sha = hashlib.sha256()
         self.items = 0
@@ -170,6 +177,7 @@ class MultipartUploadWriter:
         self._abort()
 
     def _complete(self) -> None:
+        self._wait_for_part()
         if not self._parts and not self._buffer:
             # An empty body (an empty JSONL manifest): a multipart upload needs at least one part.
             self._abort()
@@ -179,6 +187,7 @@ class MultipartUploadWriter:
             self.etag = response.get("ETag", "")
             return
         self._flush_part()
+        self._wait_for_part()
         response = self._s3.complete_multipart_upload(
             Bucket=self.bucket,
             Key=self.key,
@@ -186,28 +195,46 @@ class MultipartUploadWriter:
             MultipartUpload={"Parts": self._parts},
             **self._owner,
         )
+        self._stop_uploader()
         self.etag = response.get("ETag", "")
 
     def _flush_part(self) -> None:
         if not self._buffer:
             return
+        self._wait_for_part()  # one part in flight at most: bounded memory, parts in order
         number = len(self._parts) + 1
         if number > MAX_PARTS:
             raise RuntimeError(
                 f"manifest s3://{self.bucket}/{self.key} needs more than {MAX_PARTS} parts; raise part_size"
             )
-        response = self._s3.upload_part(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self._upload_id,
-            PartNumber=number,
-            Body=bytes(self._buffer),
-            **self._owner,
-        )
-        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        body = bytes(self._buffer)
         self._buffer.clear()
+        if self._uploader is None:
+            self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xacct-map-upload")
+        self._in_flight = self._uploader.submit(self._upload_part, number, body)
+
+    def _upload_part(self, number: int, body: bytes) -> dict:
+        response = self._s3.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=body, **self._owner
+        )
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+    def _wait_for_part(self) -> None:
+        """Wait for the part in flight; raise its upload's error, if any."""
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            self._parts.append(in_flight.result())
+
+    def _stop_uploader(self) -> None:
+        if self._in_flight is not None:
+            self._in_flight.exception()  # let it finish; its error is the one being raised, or moot
+            self._in_flight = None
+        if self._uploader is not None:
+            self._uploader.shutdown(wait=True)
+            self._uploader = None
 
     def _abort(self) -> None:
+        self._stop_uploader()
         if self._upload_id is not None:
             upload_id, self._upload_id = self._upload_id, None
             self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id, **self._owner)
