@@ -9,6 +9,7 @@ subprocess, exactly as a developer starts it. The tests then:
   find the run with its item counts on the plugin's "Map runs" page;
 * check that the scheduler created and finished a scheduled run on its own (the schedule is
   overridden through ``XACCT_MAP_SCHEDULE``, ``--schedule``);
+* fail a run (a source bucket that does not exist) and read the preflight's report in the log view;
 * stop the server like Ctrl-C does and check that no component process is left.
 
 Screenshots go to ``artifacts/screenshots/``. Skipped only when chromium is not installed
@@ -289,6 +290,33 @@ def test_scheduled_runs_process_every_seeded_object_once(server, page):
     page.goto(f"{server.url}/dags/{DAG_ID}/runs")
     page.get_by_text(next(iter(counts))).first.wait_for()
     page.screenshot(path=SCREENSHOTS / "06-runs.png")
+
+
+def test_a_failed_run_shows_the_actionable_error_in_the_task_log(server, page):
+    """A run with a source bucket that does not exist fails at preflight; its log says what and how to fix."""
+    run_id = f"{RUN_ID}_missing_bucket"
+    response = requests.post(
+        f"{server.url}/api/v2/dags/{DAG_ID}/dagRuns", timeout=15, headers={"Authorization": f"Bearer {server.token()}"},
+        json={"dag_run_id": run_id, "logical_date": None, "conf": {"source_bucket": "xacct-map-no-such-bucket"}},
+    )
+    assert response.status_code == 200, response.text
+
+    def failed() -> dict | None:
+        run = server.api(f"/dags/{DAG_ID}/dagRuns/{run_id}")
+        assert run["state"] != "success", run
+        return run if run["state"] == "failed" else None
+
+    _wait(failed, 150, f"run {run_id} to fail")
+    states = {t["task_id"]: t["state"]
+              for t in server.api(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]}
+    assert states["preflight"] == "failed" and states["start_map_run"] == "upstream_failed", states
+    page.goto(f"{server.url}/dags/{DAG_ID}/runs/{run_id}/tasks/preflight")
+    report = page.get_by_text("list_source").filter(has_text="FAILED")
+    report.first.wait_for()
+    log = page.locator("body").inner_text()
+    page.screenshot(path=SCREENSHOTS / "07-failed-run-log.png")
+    # What failed, why (the AWS error code) and what fixes it, in the UI's log view.
+    assert "xacct-map-no-such-bucket" in log and "NoSuchBucket" in log, log[-3000:]
 
 
 def test_ctrl_c_stops_every_component(server):
