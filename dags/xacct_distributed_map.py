@@ -126,6 +126,7 @@ with DAG(
         task_id="preflight",
         **source_and_inventory,
         state_machine_arn=_setting("state_machine_arn"),
+        state_machine_role="{{ var.value.get('xacct_map_state_machine_role', 'xacct-map-state-machine') }}",
         run_when="{{ params.preflight }}",
     )
     build_manifest = BuildKeyManifestOperator(
