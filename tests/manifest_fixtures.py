@@ -47,3 +47,16 @@ def light_aws(name: str, *, objects: int = 40):
         finally:
             os.environ.clear()
             os.environ.update(saved)
+
+
+def manifest_operator(pipeline: LocalPipeline, **overrides):
+    """``BuildKeyManifestOperator`` over ``pipeline``'s source prefix into its inventory bucket,
+    through the ``xacct_map_pipeline``/``xacct_map_source`` connections; ``overrides`` win."""
+    from xacct_map.operators import BuildKeyManifestOperator
+
+    args = dict(
+        task_id="build_manifest", aws_conn_id="xacct_map_pipeline", source_aws_conn_id="xacct_map_source",
+        source_bucket=pipeline.source_bucket, source_prefix=pipeline.source_prefix,
+        manifest_bucket=pipeline.inventory_bucket,
+    )
+    return BuildKeyManifestOperator(**{**args, **overrides})

@@ -9,12 +9,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow.providers.common.compat.sdk import AirflowFailException
-from manifest_fixtures import light_aws
+from manifest_fixtures import light_aws, manifest_operator
 from xacct_map.filters import ObjectFilter, parse_list, resolve_listing_mode
 from xacct_map.layouts import read_items
 from xacct_map.listing import S3Object
 from xacct_map.local.emulator import SOURCE_ACCOUNT
-from xacct_map.operators import BuildKeyManifestOperator
 
 T0 = datetime(2026, 11, 26, tzinfo=timezone.utc)
 
@@ -146,11 +145,7 @@ def local_aws():
 
 
 def _build(pipeline, **kwargs):
-    return BuildKeyManifestOperator(
-        task_id="build_manifest", aws_conn_id="xacct_map_pipeline", source_aws_conn_id="xacct_map_source",
-        source_bucket=pipeline.source_bucket, source_prefix="f/", manifest_bucket=pipeline.inventory_bucket,
-        layout="flat", **kwargs,
-    )
+    return manifest_operator(pipeline, source_prefix="f/", layout="flat", **kwargs)
 
 
 def _keys(aws, summary):

@@ -12,10 +12,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from airflow.providers.common.compat.sdk import AirflowFailException
-from manifest_fixtures import light_aws
+from manifest_fixtures import light_aws, manifest_operator
 from xacct_map.layouts import keys_of, read_items
 from xacct_map.local.emulator import SOURCE_ACCOUNT
-from xacct_map.operators import BuildKeyManifestOperator
 
 START = datetime(2026, 11, 25, tzinfo=timezone.utc)
 END = START + timedelta(days=1)
@@ -53,11 +52,7 @@ def _context(run_context, run_type: str, start=START, end=END):
 
 
 def _run(aws, pipeline, context, **kwargs):
-    summary = BuildKeyManifestOperator(
-        task_id="build_manifest", aws_conn_id="xacct_map_pipeline", source_aws_conn_id="xacct_map_source",
-        source_bucket=pipeline.source_bucket, source_prefix="inc/", manifest_bucket=pipeline.inventory_bucket,
-        **kwargs,
-    ).execute(context)
+    summary = manifest_operator(pipeline, source_prefix="inc/", **kwargs).execute(context)
     body = aws.client("s3").get_object(Bucket=summary["bucket"], Key=summary["key"])["Body"].read()
     return sorted(k.removeprefix("inc/") for k in keys_of(read_items(body, summary["format"]), summary["layout"])), summary
 

@@ -14,11 +14,10 @@ from urllib.parse import quote_plus
 import pytest
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
-from manifest_fixtures import light_aws
+from manifest_fixtures import light_aws, manifest_operator
 from xacct_map.inventory import InventoryError, find_latest_manifest, iter_inventory_objects, open_inventory
 from xacct_map.layouts import read_items
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
-from xacct_map.operators import BuildKeyManifestOperator
 
 CSV_SCHEMA = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass"
 
@@ -108,13 +107,7 @@ def _write_parquet_report(aws, pipeline, config: str, stamp: str, objects) -> st
 
 
 def _build(pipeline, run_id, run_context, **kwargs):
-    args = dict(
-        task_id="build_manifest", aws_conn_id="xacct_map_pipeline", source_aws_conn_id="xacct_map_source",
-        source_bucket=pipeline.source_bucket, source_prefix="data/", manifest_bucket=pipeline.inventory_bucket,
-        layout="flat",
-    )
-    op = BuildKeyManifestOperator(**{**args, **kwargs})
-    return op.execute(run_context(run_id))
+    return manifest_operator(pipeline, **{"source_prefix": "data/", "layout": "flat", **kwargs}).execute(run_context(run_id))
 
 
 def _items(aws, summary):

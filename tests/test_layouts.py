@@ -21,11 +21,10 @@ from xacct_map.layouts import (
     read_csv_rows,
     read_items,
 )
-from manifest_fixtures import light_aws
+from manifest_fixtures import light_aws, manifest_operator
 from xacct_map.listing import S3Object, iter_objects
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
 from xacct_map.manifest import metadata_key, write_manifest
-from xacct_map.operators import BuildKeyManifestOperator
 
 FLAT_ASL_PATH = PROJECT_ROOT / "asl" / "distributed_map_flat.asl.json"
 COMBINATIONS = [("batched", "json"), ("batched", "jsonl"), ("flat", "json"), ("flat", "jsonl"), ("flat", "csv"),
@@ -74,16 +73,7 @@ def _body(aws, bucket, key) -> bytes:
 
 
 def _build(pipeline, **kwargs):
-    args = dict(
-        task_id="build_manifest",
-        aws_conn_id="xacct_map_pipeline",
-        source_aws_conn_id="xacct_map_source",
-        source_bucket=pipeline.source_bucket,
-        source_prefix=pipeline.source_prefix,
-        manifest_bucket=pipeline.inventory_bucket,
-    )
-    args.update(kwargs)
-    return BuildKeyManifestOperator(**args)
+    return manifest_operator(pipeline, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,10 @@ import json
 import pytest
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
+from manifest_fixtures import manifest_operator
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
 from xacct_map.naming import execution_name
-from xacct_map.operators import BuildKeyManifestOperator, PreflightOperator, StartDistributedMapOperator
+from xacct_map.operators import PreflightOperator, StartDistributedMapOperator
 
 
 def _source_keys(aws, bucket, prefix=""):
@@ -24,16 +25,7 @@ def _manifest(aws, summary):
 
 
 def _build(pipeline, **kwargs):
-    args = dict(
-        task_id="build_manifest",
-        aws_conn_id="xacct_map_pipeline",
-        source_aws_conn_id="xacct_map_source",
-        source_bucket=pipeline.source_bucket,
-        source_prefix=pipeline.source_prefix,
-        manifest_bucket=pipeline.inventory_bucket,
-    )
-    args.update(kwargs)
-    return BuildKeyManifestOperator(**args)
+    return manifest_operator(pipeline, **kwargs)
 
 
 @pytest.mark.parametrize("via", ["source_aws_conn_id", "source_role_arn"])
