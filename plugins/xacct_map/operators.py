@@ -695,7 +695,7 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         self.run_when = run_when
 
     def execute(self, context: Context) -> dict | None:
-        from xacct_map.preflight import PreflightConfig, run_preflight
+        from xacct_map.preflight import PreflightConfig, run_preflight_with_hook
 
         if self.run_when not in self.RUN_WHEN:
             raise AirflowFailException(f"run_when={self.run_when!r}: choose one of {self.RUN_WHEN}.")
@@ -717,9 +717,8 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
             inventory_bucket=self.manifest_bucket, state_machine_arn=self.state_machine_arn,
             lister_role_arn=role_arn, external_id=external_id, processor_role_arn=self.processor_role_arn,
             state_machine_role=self.state_machine_role, source_region=self.source_region or None,
-            endpoint_url=self.hook.conn_config.endpoint_url,  # the pipeline Region: the state machine ARN's
         )
-        report = run_preflight(config, session=self.hook.get_session())
+        report = run_preflight_with_hook(self.hook, config)  # the pipeline Region: the state machine ARN's
         if not report.ok:
             raise AirflowFailException(report.format())
         self.log.info("%s", report.format())

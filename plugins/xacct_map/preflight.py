@@ -324,11 +324,15 @@ def run_preflight_with_connection(aws_conn_id: str, config: PreflightConfig) -> 
         if not report.ok:
             raise AirflowFailException(report.format())
     """
-    from dataclasses import replace
-
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-    hook = AwsBaseHook(aws_conn_id=aws_conn_id, client_type="sts")
+    return run_preflight_with_hook(AwsBaseHook(aws_conn_id=aws_conn_id, client_type="sts"), config)
+
+
+def run_preflight_with_hook(hook, config: PreflightConfig) -> PreflightReport:
+    """:func:`run_preflight` with an amazon-provider hook's session and endpoint (an operator's ``self.hook``)."""
+    from dataclasses import replace
+
     endpoint_url = config.endpoint_url or hook.conn_config.endpoint_url
     return run_preflight(replace(config, endpoint_url=endpoint_url), session=hook.get_session())
 
