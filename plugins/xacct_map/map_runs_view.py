@@ -28,28 +28,28 @@ URL_PREFIX = "/xacct-map"
 
 def recent_map_runs(session, *, dag_ids: set[str] | None, dag_id: str | None = None, limit: int = 50) -> list[dict]:
     """The newest ``limit`` sensor task instances (of ``dag_ids``; None: all) with their summaries."""
-    from sqlalchemy import select
+    from sqlalchemy import and_, select
 
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
     from xacct_map.sensors import SUMMARY_XCOM_KEY
 
-    query = select(TaskInstance).where(TaskInstance.operator == SENSOR)
+    # One query: each sensor task instance with its summary XCom, if it has pushed one yet.
+    summary = and_(
+        XComModel.dag_id == TaskInstance.dag_id, XComModel.run_id == TaskInstance.run_id,
+        XComModel.task_id == TaskInstance.task_id, XComModel.map_index == TaskInstance.map_index,
+        XComModel.key == SUMMARY_XCOM_KEY,
+    )
+    query = select(TaskInstance, XComModel).outerjoin(XComModel, summary).where(TaskInstance.operator == SENSOR)
     if dag_ids is not None:
         query = query.where(TaskInstance.dag_id.in_(dag_ids))
     if dag_id:
         query = query.where(TaskInstance.dag_id == dag_id)
     query = query.order_by(TaskInstance.id.desc()).limit(limit)  # ids are UUIDv7: newest first
     rows = []
-    for ti in session.scalars(query):
-        xcom = session.scalar(
-            select(XComModel).where(
-                XComModel.dag_id == ti.dag_id, XComModel.run_id == ti.run_id, XComModel.task_id == ti.task_id,
-                XComModel.map_index == ti.map_index, XComModel.key == SUMMARY_XCOM_KEY,
-            )
-        )
-        summary = XComModel.deserialize_value(xcom) if xcom is not None else None
-        rows.append(_row(ti, summary if isinstance(summary, dict) else None))
+    for ti, xcom in session.execute(query):
+        value = XComModel.deserialize_value(xcom) if xcom is not None else None
+        rows.append(_row(ti, value if isinstance(value, dict) else None))
     return rows
 
 
