@@ -333,7 +333,7 @@ def _probe(s3_client, bucket: str, prefix: str, owner: dict, on_http=None):
     if on_http is not None:
         on_http()  # e.g. start the worker processes now
     # A lone "folder" says nothing about where keys are: look further down, in the background.
-    descend = groups[0] if len(groups) == 1 and not response.get("Contents") and not response.get("IsTruncated") else None
+    descend = groups[0] if _lone_folder(response, groups) else None
     url, headers = seen[-1]  # the last attempt is the one that worked (after any redirect)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
@@ -365,6 +365,11 @@ def _probe(s3_client, bucket: str, prefix: str, owner: dict, on_http=None):
     return endpoint, empty
 
 
+def _lone_folder(response: dict, groups: list[str]) -> bool:
+    """A delimiter listing that found one common prefix and nothing else: look inside it."""
+    return len(groups) == 1 and not response.get("Contents") and not response.get("IsTruncated")
+
+
 def _discover(s3_client, bucket: str, level: str, owner: dict, found) -> None:
     """Descend through lone "folders" from ``level``; call ``found(cuts)`` with the first set of
     several (but the first of them, whose range the listing already runs).
@@ -378,7 +383,7 @@ def _discover(s3_client, bucket: str, level: str, owner: dict, found) -> None:
                 Bucket=bucket, Prefix=level, Delimiter="/", MaxKeys=DISCOVERY_ENTRIES, **owner
             )
             groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
-            if len(groups) == 1 and not response.get("Contents") and not response.get("IsTruncated"):
+            if _lone_folder(response, groups):
                 level = groups[0]
                 continue
             if len(groups) > 1:
