@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
@@ -258,6 +258,7 @@ def resolve_listing_mode(
     interval_end: datetime | None,
     modified_after: datetime | None = None,
     modified_before: datetime | None = None,
+    previous_success_end: Callable[[], datetime | None] | None = None,
 ) -> tuple[str, datetime | None, datetime | None]:
     """``(mode used, modified_after, modified_before)`` for a run.
 
@@ -266,6 +267,9 @@ def resolve_listing_mode(
       ``interval_start <= LastModified < interval_end``, intersected with any explicit window;
     * ``"auto"``: incremental for scheduled and backfill runs, full for manual (and other) runs.
 
+    :param previous_success_end: returns the previous successful run's ``data_interval_end`` (asked
+        only when incremental): when it is earlier, the window opens there, so the objects of runs
+        that failed or never ran (scheduler down, catchup off) are not lost.
     :raises ValueError: unknown mode, or incremental without a data interval.
     """
     if mode not in LISTING_MODES:
@@ -281,6 +285,9 @@ def resolve_listing_mode(
             "listing_mode 'incremental' needs the run's data interval, and this run has none "
             f"(run type {run_type!r}): use listing_mode 'full', or give modified_after/modified_before."
         )
+    previous = previous_success_end() if previous_success_end is not None else None
+    if previous is not None and previous < start:
+        start = previous
     after = max(start, modified_after) if modified_after is not None else start
     before = min(end, modified_before) if modified_before is not None else end
     return mode, after, before

@@ -229,13 +229,6 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     def _object_filter(self, context: Context) -> ObjectFilter:
         """The filters of this run: the operator's, plus the data interval in incremental mode."""
         run_type = run_type_of(context)
-        interval_start = context.get("data_interval_start")
-        # Objects of runs that failed or never ran (scheduler down, catchup off) are not lost: the
-        # window opens where the last successful run's interval ended.
-        previous_end = _previous_success_end(context)
-        if previous_end is not None and interval_start is not None and previous_end < interval_start:
-            self.log.info("Incremental window opens at the last successful run's interval end %s", previous_end)
-            interval_start = previous_end
         try:
             explicit = ObjectFilter(
                 modified_after=self.modified_after, modified_before=self.modified_before
@@ -243,10 +236,11 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             mode, after, before = resolve_listing_mode(
                 self.listing_mode,
                 run_type=run_type,
-                interval_start=interval_start,
+                interval_start=context.get("data_interval_start"),
                 interval_end=context.get("data_interval_end"),
                 modified_after=explicit.modified_after,
                 modified_before=explicit.modified_before,
+                previous_success_end=lambda: _previous_success_end(context),
             )
             return ObjectFilter(
                 suffixes=self.suffixes,
