@@ -47,3 +47,18 @@ def test_airflow_sees_the_provider():
     from airflow.providers_manager import ProvidersManager
 
     assert "xacct-map" in ProvidersManager().providers
+
+
+def test_scheduled_runs_get_a_data_interval_that_spans_the_period():
+    """Incremental runs list their data interval: Airflow 3's default cron timetable makes it empty."""
+    from datetime import datetime, timedelta, timezone
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.timetables.base import TimeRestriction
+
+    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).dags["xacct_distributed_map"]
+    info = dag.timetable.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=datetime(2026, 1, 1, tzinfo=timezone.utc), latest=None, catchup=True),
+    )
+    assert info.data_interval.end - info.data_interval.start == timedelta(days=1)  # @daily

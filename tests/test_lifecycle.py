@@ -98,6 +98,29 @@ def test_deferrable_sensor_defers_then_trigger_runs_to_completion(local_aws, run
     assert "map_run_arn" in context["ti"].pushed["_xacct_map_map_run"]
 
 
+def test_trigger_first_look_waits_for_the_deferring_task_to_exit(monkeypatch):
+    """Even with a short poll interval the first DescribeExecution waits first_look_delay (Airflow 3.3 race)."""
+    slept = []
+
+    class FirstSleep(Exception):
+        pass
+
+    async def sleep(seconds):
+        slept.append(seconds)
+        raise FirstSleep  # stop before any AWS call
+
+    monkeypatch.setattr("xacct_map.triggers.asyncio.sleep", sleep)
+    trigger = DistributedMapTrigger(execution_arn="arn:aws:states:us-east-1:1:execution:m:e", poll_interval=2)
+
+    async def first_event():
+        async for event in trigger.run():
+            return event
+
+    with pytest.raises(FirstSleep):
+        asyncio.run(first_event())
+    assert slept == [DistributedMapTrigger.first_look_delay] and DistributedMapTrigger.first_look_delay >= 10
+
+
 def _snapshot_event(status, failed=0):
     counts = {"pending": 0, "running": 0, "succeeded": 4 - failed, "failed": failed, "timedOut": 0, "aborted": 0, "total": 4}
     snap = MapRunSnapshot(execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:e", status=status,
