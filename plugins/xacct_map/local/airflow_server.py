@@ -303,22 +303,22 @@ class LocalAirflow:
         raise RuntimeError(f"Airflow not ready after {timeout:.0f}s: {last}")
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM every component's process group, SIGKILL what is left after ``timeout``."""
+        """SIGTERM every component's process group, SIGKILL what is left after ``timeout``.
+
+        Returns once every group is gone, not just its leader: a component's children (executor
+        workers, task supervisors) are still exiting, or waiting to be reaped, when it has exited.
+        """
         for component in self.components.values():
             _signal_group(component.process, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for component in self.components.values():
-            try:
-                component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
+            _wait_for_group(component.process, deadline)
         # Leftovers (a component's children outliving it, or a component ignoring SIGTERM).
         for component in self.components.values():
             _signal_group(component.process, signal.SIGKILL)
-            try:
-                component.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+        deadline = time.monotonic() + 5
+        for component in self.components.values():
+            _wait_for_group(component.process, deadline)
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:
@@ -327,6 +327,20 @@ def _signal_group(process: subprocess.Popen, sig: int) -> None:
         os.killpg(process.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _wait_for_group(process: subprocess.Popen, deadline: float) -> None:
+    """Wait until ``process`` has exited and no process of its group is left (or ``deadline``)."""
+    try:
+        process.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
 
 
 class _Stop(Exception):
