@@ -35,6 +35,7 @@ from benchmarks.synthetic_s3 import GeneratedKeys, SyntheticS3, key_checksum
 
 SOURCE = "source-bucket"
 MANIFESTS = "manifests"
+PRERENDER_MAX_KEYS = 2_000_000  # the server renders its pages ahead up to this many keys
 CLIENTS = {"airflow": "(a) S3Hook.list_keys", "boto3": "(b) boto3 paginator + JSON array", "xacct": "(c) xacct-map manifest"}
 
 
@@ -132,7 +133,11 @@ def run(args) -> None:
     expected: dict[int, int] = {}
 
     def bench(n: int, latency_ms: float, clients: list[str]) -> None:
-        keys = key_sets.setdefault(n, GeneratedKeys(n, flat=args.layout == "flat"))
+        if n not in key_sets:
+            key_sets[n] = GeneratedKeys(n, flat=args.layout == "flat")
+            if n <= PRERENDER_MAX_KEYS:  # the ratio runs; 10M would take ~2.4 GB
+                key_sets[n].prerender()
+        keys = key_sets[n]
         with SyntheticS3({SOURCE: keys}, writable=[MANIFESTS], latency=latency_ms / 1000) as server:
             base = None
             for client in clients:

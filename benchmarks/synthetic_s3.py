@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -45,6 +46,7 @@ LAST_MODIFIED = "2026-01-01T00:00:00.000Z"
 DEFAULT_OWNER = "111111111111"
 _ACCESS_KEY = re.compile(r"Credential=([^/]+)/")
 _NEEDS_URL_ENCODING = re.compile(r"[^A-Za-z0-9_.\-~/]")
+_BLOCK = 4096  # keys per pre-rendered block (GeneratedKeys.prerender)
 _CONTENTS = (
     "<Contents><Key>%s</Key><LastModified>%s</LastModified><ETag>&quot;%032x&quot;</ETag>"
     "<Size>%d</Size><StorageClass>STANDARD</StorageClass></Contents>"
@@ -113,6 +115,7 @@ class GeneratedKeys(KeySet):
         self.per_day = max(n, 1) if flat else per_day
         self._day0 = date(2020, 1, 1)
         self._days: dict[int, str] = {}
+        self._blocks: list[tuple[str, array]] | None = None  # see prerender()
 
     def __len__(self) -> int:
         return self.n
@@ -132,9 +135,36 @@ class GeneratedKeys(KeySet):
     def keys(self) -> Iterable[str]:
         return map(self.key, range(self.n))
 
-    def contents_xml(self, i: int, count: int, prefix: str, url: bool) -> tuple[list[str], int]:
+    def prerender(self) -> GeneratedKeys:
+        """Render every key's ``<Contents>`` (URL-encoded) now, so that serving a page costs a
+        slice or two instead of a formatting loop (~240 bytes of memory per key).
+
+        The server shares the CPUs with the clients it measures, while real S3 takes none of
+        the client box's CPU: the less the server spends per page during a run, the closer the
+        run is to listing real S3.
+        """
+        blocks = []
+        for start in range(0, self.n, _BLOCK):
+            items, _, _ = self.contents_xml(start, min(_BLOCK, self.n - start), "", True)
+            blocks.append(("".join(items), array("L", itertools.accumulate(map(len, items), initial=0))))
+        self._blocks = blocks
+        return self
+
+    def contents_xml(self, i: int, count: int, prefix: str, url: bool) -> tuple[list[str], int, int]:
         """``<Contents>`` elements for up to ``count`` keys from index ``i`` that start with
-        ``prefix``, and the index after the last one. Fast path: one template per day."""
+        ``prefix`` (as strings of one or more elements), how many, and the index after the last.
+        Fast path: one template per day."""
+        if self._blocks is not None and url and self.prefix.startswith(prefix):
+            end = min(self.n, i + count)
+            first = i
+            out = []
+            while i < end:
+                block, offset = divmod(i, _BLOCK)
+                stop = min(end, (block + 1) * _BLOCK)
+                text, offsets = self._blocks[block]
+                out.append(text[offsets[offset] : offsets[stop - block * _BLOCK]])
+                i = stop
+            return out, i - first, i
         out: list[str] = []
         end = min(self.n, i + count)
         enc = _url if url else escape
@@ -156,13 +186,13 @@ class GeneratedKeys(KeySet):
                 # rare: a prefix reaching into the part number; fall back to key by key
                 for j in range(i, stop):
                     if not self.key(j).startswith(prefix):
-                        return out, j
+                        return out, len(out), j
                     out.append(_CONTENTS % (enc(self.key(j)), LAST_MODIFIED, j, self.size(j)))
                 i = stop
                 continue
             out.extend([template % (j, j, (j * 7919) % 100_000 + 1) for j in range(i, stop)])
             i = stop
-        return out, i
+        return out, len(out), i
 
 
 class ListedKeys(KeySet):
@@ -402,8 +432,7 @@ def list_objects_v2(ks: KeySet, bucket: str, q: dict[str, str]) -> bytes:
     plen = len(prefix)
     fast = getattr(ks, "contents_xml", None)
     if fast is not None and not delimiter and max_keys:
-        contents, i = fast(i, max_keys, prefix, url)
-        count = len(contents)
+        contents, count, i = fast(i, max_keys, prefix, url)
         if count:
             last = (ks.key(i - 1), False)
     while count < max_keys and i < n:

