@@ -273,6 +273,9 @@ class SyntheticS3:
         ``x-amz-expected-bucket-owner``).
     :param record_params: keep every ListObjectsV2's parameters (and, as ``_access_key``, the
         access key id that signed it) in ``stats.list_params``.
+    :param chunked: send ListObjectsV2 answers with ``Transfer-Encoding: chunked`` (as S3 does)
+        instead of a Content-Length.
+    :param tls: ``(certfile, keyfile)``: serve HTTPS with this certificate.
     """
 
     def __init__(
@@ -285,6 +288,8 @@ class SyntheticS3:
         fault: Callable[[dict, int], tuple[int, str] | None] | None = None,
         owner: str = DEFAULT_OWNER,
         record_params: bool = False,
+        chunked: bool = False,
+        tls: tuple[str, str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -301,14 +306,23 @@ class SyntheticS3:
         self._objects: dict[tuple[str, str], list[str]] = {}
         self._uploads: dict[str, _Upload] = {}
         self._spool = tempfile.mkdtemp(prefix="synthetic-s3-")
+        self.chunked = chunked
         self._httpd = _Server((host, port), _make_handler(self))
+        self._scheme = "http"
+        if tls is not None:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+            self._scheme = "https"
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
     def endpoint_url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
     def start(self) -> SyntheticS3:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="synthetic-s3", daemon=True)
@@ -553,6 +567,11 @@ def _make_handler(server: SyntheticS3):
             headers["Content-Length"] = str(len(body))
             self.send(status, headers, body)
 
+        def _reply_chunked(self, body: bytes, size: int = 16384) -> None:
+            chunks = [b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in (body[i : i + size] for i in range(0, len(body), size))]
+            self.send(200, {"Content-Type": "application/xml", "Transfer-Encoding": "chunked"},
+                      b"".join(chunks) + b"0\r\nx-trailer: 1\r\n\r\n")
+
         def _error(self, status: int, code: str, message: str, **extra: str) -> None:
             self._reply(status, _xml_error(code, message, **extra))
 
@@ -637,7 +656,11 @@ def _make_handler(server: SyntheticS3):
                 if failure is not None:
                     self._error(failure[0], failure[1], f"injected {failure[1]}")
                     return
-                self._reply(200, list_objects_v2(self._keyset(bucket), bucket, q))
+                body = list_objects_v2(self._keyset(bucket), bucket, q)
+                if server.chunked:
+                    self._reply_chunked(body)
+                else:
+                    self._reply(200, body)
                 return
             if (bucket, key) not in server._objects:
                 self._error(404, "NoSuchKey", "The specified key does not exist.", Key=key)

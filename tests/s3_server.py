@@ -29,15 +29,15 @@ from benchmarks.synthetic_s3 import (  # noqa: E402
 
 __all__ = [
     "DEFAULT_OWNER", "GeneratedKeys", "ListedKeys", "SyntheticS3", "throttle_pages",
-    "client_for", "free_port", "moto_server", "synthetic_s3",
+    "client_for", "free_port", "moto_server", "synthetic_s3", "tls_certificate",
 ]
 
 
-def client_for(endpoint_url: str, **config):
+def client_for(endpoint_url: str, verify: bool | str | None = None, **config):
     """A boto3 S3 client with dummy credentials for a loopback endpoint (botocore retries off,
     so tests see exactly what the listing engine does)."""
     return boto3.client(
-        "s3", endpoint_url=endpoint_url, region_name="us-east-1",
+        "s3", endpoint_url=endpoint_url, region_name="us-east-1", verify=verify,
         aws_access_key_id="AKIDTEST", aws_secret_access_key="test-secret",
         config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
     )
@@ -68,3 +68,33 @@ def moto_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1: ``(certfile, keyfile)``."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return str(certfile), str(keyfile)

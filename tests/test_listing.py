@@ -15,10 +15,12 @@ from s3_server import (
     DEFAULT_OWNER,
     GeneratedKeys,
     ListedKeys,
+    SyntheticS3,
     client_for,
     moto_server,  # noqa: F401 - fixture
     synthetic_s3,  # noqa: F401 - fixture
     throttle_pages,
+    tls_certificate,  # noqa: F401 - fixture
 )
 from xacct_map.list_page import _parse_with_etree, parse_list_page
 from xacct_map.listing import ListingError, ListingOrderError, S3Object, iter_objects
@@ -135,6 +137,23 @@ def test_parallel_listing_honours_prefix(synthetic_s3):
                                 processes=1, page_size=100))
     _assert_exactly_once(listed, [k for k in source.keys() if k.startswith(prefix)])
     assert len(listed) == 4_000
+
+
+def test_parallel_listing_reads_chunked_answers_over_https(tls_certificate):
+    """What S3 sends (chunked bodies) through TLS verified against the client's CA bundle: the
+    workers take endpoint, bundle and timeouts from the boto3 client."""
+    source = GeneratedKeys(12_000, per_day=2_500)
+    with SyntheticS3({"src": source}, chunked=True, tls=tls_certificate) as server:
+        assert server.endpoint_url.startswith("https://")
+        stats: dict = {}
+        listed = _keys(iter_objects(client_for(server.endpoint_url, verify=tls_certificate[0]), "src",
+                                    parallelism=6, processes=2, page_size=300, stats=stats))
+        assert stats["engine"] == "parallel" and stats["requests"] > 40
+        _assert_exactly_once(listed, source.keys())
+
+        # without the bundle, the system's CAs do not know the certificate: botocore's probe fails
+        with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED|SSL"):
+            list(iter_objects(client_for(server.endpoint_url), "src", parallelism=6, processes=2))
 
 
 def test_awkward_keys_come_back_byte_exact(synthetic_s3):

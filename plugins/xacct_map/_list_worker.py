@@ -1,9 +1,10 @@
 """A listing worker process: signs, sends and parses ListObjectsV2 requests for the coordinator.
 
 Started by :mod:`xacct_map.fast_list` as ``python -m xacct_map._list_worker``; speaks pickled,
-length-prefixed frames on stdin (config, credentials, tasks) and stdout (pages, errors). Each
-thread holds one request in flight, so latency overlaps; parsing runs in this process, off the
-coordinator's GIL.
+length-prefixed frames on stdin (config, credentials, tasks) and stdout (pages, errors). One
+thread runs an event loop with ``connections`` keep-alive HTTP connections
+(:mod:`xacct_map.http1`), one request in flight on each, so latency overlaps; parsing runs in this
+process, off the coordinator's GIL.
 
 A task is one page of one key range ``(start_after, hi]``. The worker retries throttling and
 transient failures of that same request (never moving on without its page), checks that the keys
@@ -12,21 +13,19 @@ strictly ascend after ``start_after`` within the prefix, and returns only the ke
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import operator
-import pickle
-import queue
 import random
-import struct
 import sys
-import threading
-import time
 from bisect import bisect_right
 from itertools import islice
 
+from xacct_map.frames import read_frame_async, write_frame
+from xacct_map.http1 import Connection, HttpError
+from xacct_map.list_page import PageFormatError, first_key, list_query, parse_error, parse_list_page
 from xacct_map.sigv4 import GetSigner, host_header
 
-_HEADER = struct.Struct("!I")
 # Status codes and S3 error codes worth another try of the same request.
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_CODES = frozenset(
@@ -35,116 +34,69 @@ RETRY_CODES = frozenset(
 )
 
 
-def write_frame(stream, obj) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)) + data)
-    stream.flush()
-
-
-def read_frame(stream):
-    """The next frame, or None at end of stream."""
-    head = stream.read(_HEADER.size)
-    if len(head) < _HEADER.size:
-        return None
-    (size,) = _HEADER.unpack(head)
-    data = stream.read(size)
-    if len(data) < size:
-        return None
-    return pickle.loads(data)
-
-
 class Worker:
     def __init__(self, config: dict, out) -> None:
-        import urllib3
-
         self.config = config
         self._out = out
-        self._out_lock = threading.Lock()
-        self._tasks: queue.Queue = queue.Queue()
         self._auth = None
-        self._auth_lock = threading.Lock()
-        url = config["base_url"]
-        scheme, _, rest = url.partition("://")
+        scheme, _, rest = config["base_url"].partition("://")
         host_port, _, path = rest.partition("/")
         self._path = "/" + path
-        self._url_base = f"{scheme}://{host_port}"
         self._host = host_header(scheme, host_port)
-        pool_kw = {"maxsize": config["threads"], "block": True}
-        if scheme == "https":
-            verify = config.get("verify", True)
-            if verify is False:
-                urllib3.disable_warnings()
-                pool_kw["cert_reqs"] = "CERT_NONE"
-            else:
-                pool_kw["cert_reqs"] = "CERT_REQUIRED"
-                if isinstance(verify, str):
-                    pool_kw["ca_certs"] = verify
-        self._pool = urllib3.connection_from_url(self._url_base, **pool_kw)
-        self._timeout = urllib3.Timeout(connect=config["connect_timeout"], read=config["read_timeout"])
-        self._urllib3 = urllib3
 
     # -- credentials --
     def set_credentials(self, creds) -> None:
-        auth = None if creds is None else GetSigner(*creds, region=self.config["region"])
-        with self._auth_lock:
-            self._auth = auth
+        self._auth = None if creds is None else GetSigner(*creds, region=self.config["region"])
 
     def _headers(self, path: str, query: str) -> dict:
-        with self._auth_lock:
-            auth = self._auth
-        if auth is None:
-            return dict(self.config["headers"])
-        return auth.headers(self._host, path, query, self.config["headers"])
+        headers = {"Host": self._host, "Accept-Encoding": "identity"}
+        if self._auth is None:
+            return headers | self.config["headers"]
+        return headers | self._auth.headers(self._host, path, query, self.config["headers"])
 
     # -- the work --
-    def run(self, stdin) -> None:
-        threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(self.config["threads"])]
-        for t in threads:
-            t.start()
-        while True:
-            msg = read_frame(stdin)
-            if msg is None or msg[0] == "stop":
-                break
+    async def run(self, reader: asyncio.StreamReader) -> None:
+        cfg = self.config
+        tasks: asyncio.Queue = asyncio.Queue()
+        loops = [
+            asyncio.create_task(self._loop(tasks, Connection(
+                cfg["base_url"], verify=cfg.get("verify", True), connect_timeout=cfg["connect_timeout"],
+                read_timeout=cfg["read_timeout"],
+            )))
+            for _ in range(cfg["connections"])
+        ]
+        while (msg := await read_frame_async(reader)) is not None and msg[0] != "stop":
             if msg[0] == "creds":
                 self.set_credentials(msg[1])
             elif msg[0] == "task":
-                self._tasks.put(msg[1:])
-        for _ in threads:
-            self._tasks.put(None)
+                tasks.put_nowait(msg[1:])
+        for loop in loops:
+            loop.cancel()
 
-    def _send(self, msg) -> None:
-        with self._out_lock:
-            write_frame(self._out, msg)
-
-    def _loop(self) -> None:
-        while (task := self._tasks.get()) is not None:
-            tid = task[0]
+    async def _loop(self, tasks: asyncio.Queue, connection: Connection) -> None:
+        while True:
+            task = await tasks.get()
             try:
-                self._send(self._page(*task))
+                result = await self._page(connection, *task)
             except Exception as err:  # reported, the coordinator decides
-                self._send(("error", tid, "other", f"{type(err).__name__}: {err}"))
+                result = ("error", task[0], "other", f"{type(err).__name__}: {err}")
+            # one whole frame at a time: this is the only thread writing
+            write_frame(self._out, result)
 
-    def _page(self, tid: int, start_after: str, token: str | None, hi: str | None):
-        from xacct_map.list_page import PageFormatError, first_key, list_query, parse_error, parse_list_page
-
+    async def _page(self, connection: Connection, tid: int, start_after: str, token: str | None, hi: str | None):
         cfg = self.config
-        prefix = cfg["prefix"]
-        query = list_query(prefix, start_after, token, cfg["page_size"])
-        path = self._path + "?" + query
+        query = list_query(cfg["prefix"], start_after, token, cfg["page_size"])
+        target = self._path + "?" + query
         attempts = cfg["max_attempts"]
         retries = 0
         for attempt in range(1, attempts + 1):
             problem = None
             try:
-                response = self._pool.urlopen(
-                    "GET", path, headers=self._headers(self._path, query), retries=False, redirect=False,
-                    timeout=self._timeout, preload_content=True,
-                )
-            except (self._urllib3.exceptions.HTTPError, OSError) as err:
-                problem = ("transport", 0, type(err).__name__, str(err))
+                status, body = await connection.get(target, self._headers(self._path, query))
+            except HttpError as err:
+                problem = ("transport", 0, "ConnectionError", str(err))
             else:
-                body = response.data
-                if response.status == 200:
+                if status == 200:
                     if hi is not None:
                         head = first_key(body)
                         if head is not None and head > hi and head > start_after:
@@ -158,14 +110,14 @@ class Worker:
                         return self._result(tid, start_after, hi, page, retries)
                 else:
                     code, message = parse_error(body)
-                    problem = ("client", response.status, code or str(response.status), message)
-                    if response.status not in RETRY_STATUS and code not in RETRY_CODES:
+                    problem = ("client", status, code or str(status), message)
+                    if status not in RETRY_STATUS and code not in RETRY_CODES:
                         return ("error", tid, *problem)
             if attempt == attempts:
                 return ("error", tid, *problem)
             retries += 1
             # full jitter: spreads retries of many ranges hitting the same throttled partition
-            time.sleep(random.uniform(0, min(cfg["max_backoff"], cfg["base_backoff"] * 2**attempt)))
+            await asyncio.sleep(random.uniform(0, min(cfg["max_backoff"], cfg["base_backoff"] * 2**attempt)))
         raise AssertionError("unreachable")
 
     def _result(self, tid: int, start_after: str, hi: str | None, page, retries: int):
@@ -213,23 +165,25 @@ def _order_problem(keys: list[str], start_after: str, prefix: str) -> str:
 
 
 def main() -> None:
-    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    stdout = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the frame stream
-    # import while the coordinator is still probing the bucket, not after
-    import urllib3  # noqa: F401
-
-    import xacct_map.list_page  # noqa: F401
-
     # Each page makes a few thousand short-lived containers that reference counting frees; the
     # cycle collector would only walk them (~5 % of this process's CPU). A worker lives for one
     # listing, and the rare cycles (an exception's traceback on a retry) are a few KB each.
     gc.disable()
-    config = read_frame(stdin)
+    asyncio.run(_serve(stdout))
+
+
+async def _serve(stdout) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    config = await read_frame_async(reader)
     if config is None:
         return
     worker = Worker(config[1], stdout)
     worker.set_credentials(config[2])
-    worker.run(stdin)
+    await worker.run(reader)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@ The pure core: it takes a boto3 S3 client and plain values, knows nothing of Air
 Two engines behind one function, :func:`iter_objects`:
 
 * **parallel** (default against a real HTTP endpoint): disjoint key ranges listed at the same
-  time by worker processes that sign requests with botocore's SigV4 signer, send them with urllib3
-  and parse pages with a fast exact parser (:mod:`xacct_map.fast_list`). Endpoint, Region,
+  time by worker processes that sign requests (SigV4, :mod:`xacct_map.sigv4`), keep many in
+  flight on keep-alive connections from one event loop (:mod:`xacct_map.http1`) and parse pages
+  with a fast exact parser (:mod:`xacct_map.fast_list`). Endpoint, Region,
   addressing style, TLS verification and timeouts are taken from the client - from the request
   botocore itself sends for a probe (a ``Delimiter="/"`` listing whose common prefixes become
   the first range boundaries) - and credentials from the client's credential object, re-read
@@ -349,7 +350,7 @@ def _probe(s3_client, bucket: str, prefix: str, owner: dict, on_http=None):
             from botocore.httpsession import get_cert_path
 
             verify = get_cert_path(True)
-        except Exception:  # urllib3's defaults then
+        except Exception:  # the system's CAs then
             verify = True
     endpoint = Endpoint(
         base_url=f"{parts.scheme}://{parts.netloc}{parts.path or '/'}",
