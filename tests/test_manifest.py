@@ -56,25 +56,30 @@ def test_failure_mid_stream_aborts_the_upload_after_parts_were_sent():
     s3.create_bucket(Bucket="inv")
     parts: list[int] = []
     s3.meta.events.register("provide-client-params.s3.UploadPart", lambda params, **_: parts.append(params["PartNumber"]))
-    # ~14 MiB of manifest before the failure: at least one 8 MiB part is already uploaded
+    # ~14 MiB of manifest before the failure: two 5 MiB parts are already uploaded
     objs = _objects(150_000, key_len=80)
     with pytest.raises(RuntimeError, match="mid-stream"):
         write_batched_manifest(_failing_after(objs, 140_000), s3, bucket="inv", key="m.json", source_bucket="src")
-    assert parts == [1]
+    assert parts == [1, 2]
     assert s3.list_multipart_uploads(Bucket="inv").get("Uploads", []) == []
     assert s3.list_objects_v2(Bucket="inv").get("KeyCount") == 0
 
 
 @mock_aws
-def test_parts_upload_in_the_background_in_order_and_a_failed_part_aborts_everything():
+def test_parts_upload_in_the_background_in_order_and_a_failed_part_aborts_everything(monkeypatch):
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="inv")
-    objs = _objects(250_000, key_len=80)  # ~23 MiB of manifest: three 8 MiB parts
+    monkeypatch.setattr("xacct_map.manifest.PARTS_PER_STEP", 2)  # parts grow after every 2
+    objs = _objects(250_000, key_len=80)  # ~23 MiB of manifest: parts of 5, 5, 10 and the rest
     summary = write_batched_manifest(iter(objs), s3, bucket="inv", key="ok.json", source_bucket="src")
     body = s3.get_object(Bucket="inv", Key="ok.json")["Body"].read()
     assert [k for b in json.loads(body) for k in b["keys"]] == [o.key for o in objs]  # parts in order
     assert summary.sha256 == hashlib.sha256(body).hexdigest()
-    assert s3.head_object(Bucket="inv", Key="ok.json", PartNumber=3)["PartsCount"] == 3
+    sizes = [s3.head_object(Bucket="inv", Key="ok.json", PartNumber=n)["ContentLength"] for n in (1, 2, 3, 4)]
+    mib = 1024 * 1024
+    assert [-(-size // mib) for size in sizes[:3]] == [6, 6, 11]  # a part closes on the item crossing its size
+    assert sum(sizes) == len(body) and sizes[3] < 10 * mib
+    assert s3.head_object(Bucket="inv", Key="ok.json", PartNumber=1)["PartsCount"] == 4
 
     def refuse_part_2(params, **_):
         if params["PartNumber"] == 2:

@@ -34,6 +34,9 @@ from xacct_map.listing import S3Object
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 MAX_PARTS = 10_000
+# Parts start at part_size and grow by part_size every PARTS_PER_STEP parts, so memory stays small
+# for usual manifests while 10,000 parts still hold 55,000 x part_size (268 GiB at 5 MiB).
+PARTS_PER_STEP = 1_000
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class MultipartUploadWriter:
     the listing feeding it) does not stop for every part's round trip; at most one part is in
     flight, parts stay in order, and an upload's error is raised by the next write or on exit.
 
+    :param part_size: bytes of the first :data:`PARTS_PER_STEP` parts (S3's minimum, 5 MiB, by
+        default); every further :data:`PARTS_PER_STEP` parts are ``part_size`` larger. Memory
+        holds about two parts: one filling, one uploading.
     :param encoder: optional; its ``header()`` bytes are written on entry and its ``footer()``
         bytes on a normal exit, and :meth:`write_item` writes ``encoder.item(value)``.
     """
@@ -114,7 +120,7 @@ class MultipartUploadWriter:
         bucket: str,
         key: str,
         *,
-        part_size: int = 8 * 1024 * 1024,
+        part_size: int = MIN_PART_SIZE,
         expected_bucket_owner: str | None = None,
         content_type: str = "application/octet-stream",
         encoder=None,
@@ -124,7 +130,7 @@ class MultipartUploadWriter:
         self._s3 = s3_client
         self.bucket = bucket
         self.key = key
-        self._part_size = part_size
+        self._base_part_size = self._part_size = part_size
         self._owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
         self._content_type = content_type
         self._encoder = encoder
@@ -207,8 +213,8 @@ class MultipartUploadWriter:
             raise RuntimeError(
                 f"manifest s3://{self.bucket}/{self.key} needs more than {MAX_PARTS} parts; raise part_size"
             )
-        body = bytes(self._buffer)
-        self._buffer.clear()
+        body, self._buffer = self._buffer, bytearray()  # handed over, not copied: a part less at peak
+        self._part_size = self._base_part_size * (1 + number // PARTS_PER_STEP)
         if self._uploader is None:
             self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xacct-map-upload")
         self._in_flight = self._uploader.submit(self._upload_part, number, body)
@@ -246,7 +252,7 @@ class MultipartJsonArrayWriter(MultipartUploadWriter):
     Use as a context manager: leaving it normally completes the upload; an exception aborts it.
     """
 
-    def __init__(self, s3_client, bucket: str, key: str, *, part_size: int = 8 * 1024 * 1024,
+    def __init__(self, s3_client, bucket: str, key: str, *, part_size: int = MIN_PART_SIZE,
                  expected_bucket_owner: str | None = None, content_type: str = "application/json"):
         super().__init__(
             s3_client, bucket, key, part_size=part_size, expected_bucket_owner=expected_bucket_owner,
@@ -321,7 +327,7 @@ def write_manifest(
     object_filter: ObjectFilter | None = None,
     source: dict | None = None,
     write_metadata: bool = True,
-    part_size: int = 8 * 1024 * 1024,
+    part_size: int = MIN_PART_SIZE,
 ) -> ManifestSummary:
     """Write ``objects`` as a manifest in any layout/format, then its metadata sidecar.
 
