@@ -48,10 +48,18 @@ def test_manifest_command_writes_manifest_and_sidecar_and_prints_metadata(local_
     assert "\r" not in err  # not a terminal: no progress line
 
 
-def test_manifest_command_default_is_the_batched_json_manifest(local_aws, capsys):
+def test_manifest_command_default_is_the_batched_json_manifest(local_aws, capsys, monkeypatch):
+    import xacct_map.listing
+
+    asked = []
+    listing = xacct_map.listing.iter_objects
+    monkeypatch.setattr(xacct_map.listing, "iter_objects",
+                        lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw))
     aws, pipeline = local_aws
     code = _cli(aws, "--source", f"s3://{pipeline.source_bucket}/data/", "--max-keys-per-batch", "10",
-                "--dest", f"s3://{pipeline.inventory_bucket}/xacct-map/manifests/cli/batched.json")
+                "--dest", f"s3://{pipeline.inventory_bucket}/xacct-map/manifests/cli/batched.json",
+                "--parallelism", "5")
+    assert asked == [5]
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "40 objects" in out and "4 batches" in out and "batched.json.meta.json" in out
@@ -74,6 +82,8 @@ def test_manifest_command_default_is_the_batched_json_manifest(local_aws, capsys
      r"no time zone"),
     (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.json", "--inventory", "s3://{inv}/none"], 1,
      r"No inventory report under s3://"),
+    (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.json", "--parallelism", "0"], 2,
+     r"--parallelism must be at least 1 \(requests in flight\), not 0"),
 ])
 def test_errors_are_one_line_naming_what_failed(local_aws, capsys, args, code, message):
     aws, pipeline = local_aws

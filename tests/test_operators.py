@@ -107,6 +107,8 @@ def test_failed_listing_leaves_no_manifest_and_no_open_upload(local_aws, run_con
         ({"source_role_arn": "arn:aws:iam::111111111111:role/x"}, r"either source_aws_conn_id .* or source_role_arn"),
         ({"manifest_bucket": ""}, r"manifest_bucket is empty"),
         ({"max_keys_per_batch": 0}, r"at least 1"),
+        ({"listing_parallelism": "0"}, r"listing_parallelism must be at least 1 \(requests in flight\), not 0"),
+        ({"listing_parallelism": "many"}, r"listing_parallelism must be integers"),
     ],
 )
 def test_bad_configuration_fails_with_a_clear_message(local_aws, run_context, kwargs, message):

@@ -14,6 +14,7 @@ event loop reads whatever arrived and parses it, with no one to wait for.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from urllib.parse import urlsplit
 
@@ -24,8 +25,12 @@ class HttpError(Exception):
     """The request got no complete HTTP answer (connection refused or reset, timeout, garbage)."""
 
 
+@functools.lru_cache(maxsize=4)
 def tls_context(verify: bool | str) -> ssl.SSLContext:
-    """A client context: ``verify`` True (system CAs), a CA bundle path, or False (no checks)."""
+    """A client context: ``verify`` True (system CAs), a CA bundle path, or False (no checks).
+
+    One per setting, shared by all connections: each loads the CA bundle (~1 MiB, a few ms).
+    """
     if verify is False:
         context = ssl.create_default_context()
         context.check_hostname = False

@@ -146,8 +146,8 @@ def iter_objects(
         ``ExpectedBucketOwner`` on every request; S3 answers 403 if another account owns it).
     :param parallelism: ListObjectsV2 requests in flight at once (one per key range). ``1``
         selects the plain, sequential botocore engine.
-    :param processes: worker processes parsing pages (default: CPU count, at most 3: each
-        parses ~300k-400k keys/s, about what this process can turn into objects).
+    :param processes: worker processes fetching and parsing pages (default: CPU count, at most 3:
+        each parses ~600k keys/s, more than this process can turn into objects).
     :param max_attempts: tries per page on throttling (503 SlowDown), 5xx and connection errors,
         with exponential backoff and full jitter; the same page is retried, never skipped.
     :param page_size: keys per ListObjectsV2 page of the parallel engine (S3's maximum, 1000,

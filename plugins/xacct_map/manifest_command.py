@@ -75,6 +75,8 @@ def register(subparsers) -> None:
                      help="account that must own the source bucket (sent as ExpectedBucketOwner)")
     aws.add_argument("--dest-bucket-owner", default=None, metavar="ACCOUNT",
                      help="account that must own the destination bucket")
+    parser.add_argument("--parallelism", type=int, default=32, metavar="N",
+                        help="ListObjectsV2 requests in flight (default %(default)s; 1: botocore's paginator alone)")
     parser.add_argument("--json", action="store_true", help="print the manifest metadata as JSON on stdout")
     parser.add_argument("--no-progress", action="store_true", help="no progress line, even on a terminal")
     parser.set_defaults(func=run)
@@ -161,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         check_layout(args.layout, args.manifest_format)
         if args.inventory:
             split_s3_uri(args.inventory, what="--inventory")
+        if args.parallelism < 1:
+            raise ValueError(f"--parallelism must be at least 1 (requests in flight), not {args.parallelism}")
         object_filter = ObjectFilter(
             suffixes=tuple(args.suffix), patterns=tuple(args.pattern), pattern_base=args.pattern_base,
             prefix=source_prefix, min_size=args.min_size, max_size=args.max_size,
@@ -195,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
                 if region and region != source_client.meta.region_name:
                     source_client = source_session.client("s3", region_name=region, **endpoint)
             objects = iter_objects(source_client, source_bucket, source_prefix,
-                                   expected_bucket_owner=args.expected_bucket_owner)
+                                   expected_bucket_owner=args.expected_bucket_owner, parallelism=args.parallelism)
             source = {"type": "listing", "bucket": source_bucket, "prefix": source_prefix,
                       "account_id": args.expected_bucket_owner, "region": source_client.meta.region_name}
         summary = write_manifest(
