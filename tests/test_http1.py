@@ -12,8 +12,9 @@ from xacct_map.http1 import Connection, HttpError
 
 
 class Scripted:
-    """A loopback server answering each request with the next of ``answers`` (raw bytes, or None
-    to hang up without answering) and then waiting for the next request on the same connection;
+    """A loopback server answering each request with the next of ``answers`` (raw bytes; None to
+    hang up without answering; ``(bytes, "hang up")`` to hang up right after answering) and then
+    waiting for the next request on the same connection;
     counts connections and keeps the requests it read."""
 
     def __init__(self, answers: list[bytes | None], tls: ssl.SSLContext | None = None):
@@ -42,9 +43,11 @@ class Scripted:
                 answer = self.answers.pop(0)
                 if answer is None:
                     break
+                hang_up = isinstance(answer, tuple)  # (answer, "hang up"): close right after it
+                answer = answer[0] if hang_up else answer
                 writer.write(answer)
                 await writer.drain()
-                if answer.startswith(b"HTTP/1.0"):
+                if hang_up or answer.startswith(b"HTTP/1.0"):
                     break  # an HTTP/1.0 answer without a length ends with the connection
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -87,6 +90,18 @@ def test_connection_close_and_http_1_0_bodies_end_the_connection():
 
     # each answer after a closing one came on a new connection
     assert run(scenario()) == ([(200, b"a"), (503, b"<Error/>"), (200, b"c")], 3)
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error():
+    async def scenario():
+        # the server answers (keep-alive by the headers) and then closes the idle connection
+        async with Scripted([(ok(b"one"), "hang up"), ok(b"two")]) as server:
+            conn = Connection(server.url)
+            first = await conn.get("/", {"Host": "h"})
+            await asyncio.sleep(0.2)  # the FIN arrives while the connection is idle
+            return first, await conn.get("/", {"Host": "h"}), server.connections
+
+    assert run(scenario()) == ((200, b"one"), (200, b"two"), 2)
 
 
 def test_interim_100_continue_is_skipped():

@@ -65,6 +65,8 @@ class Connection:
         :raises HttpError: no complete answer; the connection is closed.
         """
         request = "".join([f"GET {target} HTTP/1.1\r\n", *(f"{k}: {v}\r\n" for k, v in headers.items()), "\r\n"])
+        if self._reader is not None and self._reader.at_eof():
+            self.close()  # the server closed it while idle (S3 does after a while): not a failure
         try:
             if self._writer is None:
                 async with asyncio.timeout(self.connect_timeout):
