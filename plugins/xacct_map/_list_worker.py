@@ -20,6 +20,7 @@ import random
 import sys
 from bisect import bisect_right
 from itertools import islice
+from urllib.parse import urlsplit
 
 from xacct_map.frames import read_frame_async, write_frame
 from xacct_map.http1 import Connection, HttpError
@@ -39,20 +40,19 @@ class Worker:
         self.config = config
         self._out = out
         self._auth = None
-        scheme, _, rest = config["base_url"].partition("://")
-        host_port, _, path = rest.partition("/")
-        self._path = "/" + path
-        self._host = host_header(scheme, host_port)
+        url = urlsplit(config["base_url"])
+        self._path = url.path or "/"
+        self._host = host_header(url.scheme, url.netloc)
 
     # -- credentials --
     def set_credentials(self, creds) -> None:
         self._auth = None if creds is None else GetSigner(*creds, region=self.config["region"])
 
-    def _headers(self, path: str, query: str) -> dict:
+    def _headers(self, query: str) -> dict:
         headers = {"Host": self._host, "Accept-Encoding": "identity"}
         if self._auth is None:
             return headers | self.config["headers"]
-        return headers | self._auth.headers(self._host, path, query, self.config["headers"])
+        return headers | self._auth.headers(self._host, self._path, query, self.config["headers"])
 
     # -- the work --
     async def run(self, reader: asyncio.StreamReader) -> None:
@@ -60,7 +60,7 @@ class Worker:
         tasks: asyncio.Queue = asyncio.Queue()
         loops = [
             asyncio.create_task(self._loop(tasks, Connection(
-                cfg["base_url"], verify=cfg.get("verify", True), connect_timeout=cfg["connect_timeout"],
+                cfg["base_url"], verify=cfg["verify"], connect_timeout=cfg["connect_timeout"],
                 read_timeout=cfg["read_timeout"],
             )))
             for _ in range(cfg["connections"])
@@ -92,7 +92,7 @@ class Worker:
         for attempt in range(1, attempts + 1):
             problem = None
             try:
-                status, body = await connection.get(target, self._headers(self._path, query))
+                status, body = await connection.get(target, self._headers(query))
             except HttpError as err:
                 problem = ("transport", 0, "ConnectionError", str(err))
             else:

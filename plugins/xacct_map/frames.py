@@ -32,10 +32,8 @@ def read_frame(stream):
 
 async def read_frame_async(reader):
     """The next frame from an :class:`asyncio.StreamReader`, or None at end of stream."""
-    from asyncio import IncompleteReadError
-
     try:
         (size,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
         return pickle.loads(await reader.readexactly(size))
-    except IncompleteReadError:
+    except EOFError:  # asyncio.IncompleteReadError: the stream ended
         return None

@@ -77,8 +77,9 @@ class Connection:
             self._writer.write(request.encode("latin-1"))
             async with asyncio.timeout(self.read_timeout):
                 status, body, reusable = await self._response()
-        except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
-                ValueError, UnicodeError) as err:
+        # OSError covers TimeoutError and ssl.SSLError; EOFError asyncio.IncompleteReadError;
+        # ValueError a garbled status line, header or chunk size
+        except (OSError, EOFError, asyncio.LimitOverrunError, ValueError) as err:
             self.close()
             raise HttpError(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__) from None
         if not reusable:
