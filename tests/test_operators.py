@@ -199,6 +199,20 @@ def test_dry_run_builds_the_manifest_and_starts_nothing(local_aws, run_context):
         _start(pipeline, manifest, dry_run="maybe").execute(run_context(run_id))
 
 
+def test_listing_parallelism_reaches_the_listing(local_aws, run_context, monkeypatch):
+    from xacct_map import operators
+
+    aws, pipeline = local_aws
+    asked = []
+    listing = operators.iter_objects
+    monkeypatch.setattr(operators, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw))
+    # a rendered template is text: it arrives as a number
+    summary = _build(pipeline, listing_parallelism="5").execute(run_context("run-parallelism"))
+    assert asked == [5]
+    keys = [k for b in _manifest(aws, summary) for k in b["keys"]]
+    assert sorted(keys) == sorted(_source_keys(aws, pipeline.source_bucket, pipeline.source_prefix))
+
+
 def test_unreachable_source_fails_retryably_and_leaves_no_manifest(local_aws, run_context, monkeypatch):
     from xacct_map import operators
     from xacct_map.listing import ListingUnavailableError
