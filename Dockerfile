@@ -6,9 +6,7 @@ FROM apache/airflow:3.3.2-python3.11
 # deploy.py finds asl/ and functions/ here; the Lambda runtime of the `aws` service packages them.
 ENV XACCT_MAP_HOME=/opt/xacct-map
 
-COPY --chown=airflow:0 pyproject.toml README.md /opt/xacct-map/
-# setuptools writes the egg-info into build/ (pyproject.toml says why), which must exist.
-COPY --chown=airflow:0 build/.gitignore /opt/xacct-map/build/.gitignore
+COPY --chown=airflow:0 pyproject.toml README.md LICENSE /opt/xacct-map/
 COPY --chown=airflow:0 plugins/xacct_map /opt/xacct-map/plugins/xacct_map
 COPY --chown=airflow:0 asl /opt/xacct-map/asl
 COPY --chown=airflow:0 functions /opt/xacct-map/functions

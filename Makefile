@@ -1,6 +1,6 @@
-# Two commands on a fresh machine (only Python 3.11+, pip and make needed):
+# Two commands on a fresh machine (only Python 3.10+, pip and make needed):
 #   make demo   set up, then run the whole pipeline on the embedded local AWS
-#   make test   set up, then run the test suite
+#   make test   set up, then build the package and test the installed wheel on every supported Airflow
 PYTHON ?= python3
 UV_VERSION := 0.13.8
 TOOLS := .tools
@@ -9,15 +9,15 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_LINK_MODE := copy
 
-.PHONY: setup demo test airflow browser clean
+.PHONY: setup demo test pytest airflow browser clean
 setup: $(VENV)/.synced
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
-# Installs exactly what uv.lock says (Airflow, the amazon provider, moto, test tools) and this
-# package in editable mode.
+# The development environment: exactly what uv.lock says (Airflow, the amazon provider, moto, test
+# tools) and this package in editable mode.
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --all-extras --python $(PYTHON)
 	touch $@
@@ -25,9 +25,16 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 demo: setup
 	$(VENV)/bin/xacct-map demo $(ARGS)
 
-# The browser is best effort: where it cannot be installed, the UI test skips and says why.
+# The whole suite against the built wheel (uv.lock's versions) and the older Airflows' targets (TARGETS=newest
+# for one; PYTEST_ADDOPTS="-k sensor" narrows the tests):
+# scripts/compat_matrix.py. The browser is best effort: where it cannot be installed, the UI test
+# skips and says why.
 test: setup
 	-@bash scripts/install-browser.sh
+	$(VENV)/bin/python scripts/compat_matrix.py run $(TARGETS)
+
+# pytest in the development environment (editable install), e.g. make pytest ARGS="-k sensor".
+pytest: setup
 	$(VENV)/bin/python -m pytest $(ARGS)
 
 # A real local Airflow 3 (UI http://127.0.0.1:8080, admin/admin) on the embedded local AWS; Ctrl-C stops it.
@@ -39,4 +46,4 @@ browser:
 	bash scripts/install-browser.sh
 
 clean:
-	rm -rf $(TOOLS) $(VENV) .pytest_cache
+	rm -rf $(TOOLS) $(VENV) .venvs dist .pytest_cache

@@ -20,6 +20,13 @@ import pytest  # noqa: E402
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "browser: drives a real Airflow UI in headless Chromium")
+    if os.environ.get("XACCT_MAP_EXPECT_INSTALLED"):
+        # The compatibility matrix tests the installed wheel: a checkout on sys.path would hide it.
+        import xacct_map
+
+        if "site-packages" not in xacct_map.__file__:
+            raise pytest.UsageError(f"XACCT_MAP_EXPECT_INSTALLED: xacct_map comes from {xacct_map.__file__}, "
+                                    "not from an installed wheel")
 
 
 @pytest.fixture(scope="module")

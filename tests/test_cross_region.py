@@ -27,7 +27,7 @@ from botocore.stub import Stubber
 
 from xacct_map import cross_account
 from xacct_map.cross_account import bucket_region, source_s3_client
-from xacct_map.deploy import PROCESSOR_DIR
+from xacct_map.resources import dags_dir, processor_dir
 from xacct_map.listing import iter_objects
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT
 
@@ -274,7 +274,7 @@ def test_every_manifest_task_request_names_the_expected_owner(local_aws, proxied
 
 @pytest.fixture
 def handler_module():
-    spec = importlib.util.spec_from_file_location("processor_handler_owner", PROCESSOR_DIR / "handler.py")
+    spec = importlib.util.spec_from_file_location("processor_handler_owner", processor_dir() / "handler.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -300,11 +300,10 @@ def test_processor_sends_expected_owner_on_every_get(local_aws, proxy, handler_m
 
 
 def test_the_dag_names_the_inventory_bucket_owner():
-    from airflow.dag_processing.dagbag import DagBag
+    from xacct_map.version_compat import DagBag
 
-    from xacct_map.deploy import PROJECT_ROOT
 
-    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).dags["xacct_distributed_map"]
+    dag = DagBag(dag_folder=str(dags_dir())).dags["xacct_distributed_map"]
     # Rendered at run time from the Variable the local modes and docker compose set.
     assert "xacct_map_pipeline_account_id" in dag.get_task("build_manifest").manifest_bucket_owner
 

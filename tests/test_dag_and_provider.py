@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from xacct_map.deploy import PROJECT_ROOT
+from xacct_map.resources import dags_dir
 
 
 def test_dag_imports_without_errors_and_is_wired_in_order():
-    from airflow.dag_processing.dagbag import DagBag
+    from xacct_map.version_compat import DagBag
 
-    bag = DagBag(dag_folder=str(PROJECT_ROOT / "dags"))
+    bag = DagBag(dag_folder=str(dags_dir()))
     assert bag.import_errors == {}
     dag = bag.dags["xacct_distributed_map"]
     assert set(dag.task_ids) == {"preflight", "build_manifest", "start_map_run", "wait_for_map_run"}
@@ -24,9 +24,9 @@ def test_dag_imports_without_errors_and_is_wired_in_order():
 
 def test_every_optional_param_can_stay_empty_in_the_trigger_form():
     """The UI's form requires every param whose schema refuses null: optional text must allow null."""
-    from airflow.dag_processing.dagbag import DagBag
+    from xacct_map.version_compat import DagBag
 
-    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).dags["xacct_distributed_map"]
+    dag = DagBag(dag_folder=str(dags_dir())).dags["xacct_distributed_map"]
     params = dag.params.dump()
     schemas = {name: dag.params.get_param(name).schema for name in params}
     empty = [name for name, value in params.items() if value in ("", None)]
@@ -53,10 +53,10 @@ def test_scheduled_runs_get_a_data_interval_that_spans_the_period():
     """Incremental runs list their data interval: Airflow 3's default cron timetable makes it empty."""
     from datetime import datetime, timedelta, timezone
 
-    from airflow.dag_processing.dagbag import DagBag
+    from xacct_map.version_compat import DagBag
     from airflow.timetables.base import TimeRestriction
 
-    dag = DagBag(dag_folder=str(PROJECT_ROOT / "dags")).dags["xacct_distributed_map"]
+    dag = DagBag(dag_folder=str(dags_dir())).dags["xacct_distributed_map"]
     info = dag.timetable.next_dagrun_info(
         last_automated_data_interval=None,
         restriction=TimeRestriction(earliest=datetime(2026, 1, 1, tzinfo=timezone.utc), latest=None, catchup=True),

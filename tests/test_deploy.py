@@ -16,6 +16,7 @@ from botocore.stub import Stubber
 
 from xacct_map import cli, deploy, policies
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT
+from xacct_map.resources import asl_path
 
 NAMES = dict(
     inventory_bucket="xacct-map-deploy-test-inventory",
@@ -230,7 +231,7 @@ def test_flat_layout_deploys_the_itembatcher_definition(local_aws, capsys):
     # moto rejects ItemBatcher at CreateStateMachine (see the notes), so render what would be sent.
     from xacct_map.layouts import flat_substitutions
 
-    definition = json.loads(deploy.render_definition(deploy.FLAT_ASL_PATH, {
+    definition = json.loads(deploy.render_definition(asl_path("flat"), {
         "ProcessorFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:f", "MaxConcurrency": 5,
         "ToleratedFailurePercentage": 0.0, "ResultsBucket": "b", "ResultsPrefix": "xacct-map/results",
         **flat_substitutions(manifest_format="csv", max_items_per_batch=50),

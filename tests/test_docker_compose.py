@@ -66,9 +66,9 @@ def test_images_pinned(services):
         assert repository and tag and tag != "latest" and "/" not in tag, f"{name}: unpinned image {image}"
     base = re.findall(r"^FROM\s+(\S+)", DOCKERFILE.read_text(), flags=re.M)
     assert base == ["apache/airflow:3.3.2-python3.11"]
-    # The image's Airflow is the one the project pins.
-    pins = re.findall(r'"apache-airflow==([\d.]+)"', (ROOT / "pyproject.toml").read_text())
-    assert pins == ["3.3.2"]
+    # The image's Airflow is the newest the project tests: the one uv.lock pins.
+    locked = re.findall(r'^name = "apache-airflow"\nversion = "([\d.]+)"', (ROOT / "uv.lock").read_text(), flags=re.M)
+    assert locked == ["3.3.2"]
     built = {s["image"] for s in services.values() if "build" in s}
     assert built == {"xacct-map-airflow:3.3.2-local"}, "every built service must share one image"
 

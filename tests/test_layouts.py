@@ -11,7 +11,8 @@ import pytest
 
 from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
 from xacct_map import __version__
-from xacct_map.deploy import ASL_PATH, PROCESSOR_DIR, PROJECT_ROOT, render_definition
+from xacct_map.deploy import render_definition
+from xacct_map.resources import asl_path, processor_dir
 from xacct_map.layouts import (
     FLAT_FIELDS,
     CsvEncoder,
@@ -26,7 +27,8 @@ from xacct_map.listing import S3Object, iter_objects
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
 from xacct_map.manifest import metadata_key, write_manifest
 
-FLAT_ASL_PATH = PROJECT_ROOT / "asl" / "distributed_map_flat.asl.json"
+FLAT_ASL_PATH = asl_path("flat")
+ASL_PATH = asl_path()
 COMBINATIONS = [("batched", "json"), ("batched", "jsonl"), ("flat", "json"), ("flat", "jsonl"), ("flat", "csv"),
                 ("keys", "json"), ("keys", "jsonl")]
 # Keys CSV must survive: separators, quotes, the backslash Step Functions treats as an escape,
@@ -337,7 +339,7 @@ def test_handler_processes_an_item_batcher_event_built_from_a_flat_manifest(loca
                    source_bucket=pipeline.source_bucket, layout="flat", manifest_format=fmt)
     items = read_items(_body(aws, pipeline.inventory_bucket, key), fmt)
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint_url)
-    spec = importlib.util.spec_from_file_location("processor_handler_flat", PROCESSOR_DIR / "handler.py")
+    spec = importlib.util.spec_from_file_location("processor_handler_flat", processor_dir() / "handler.py")
     handler = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(handler)
     selected = [{"Bucket": i["Bucket"], "Key": i["Key"]} for i in items]  # the ASL's ItemSelector

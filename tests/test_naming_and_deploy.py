@@ -10,7 +10,8 @@ import zipfile
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from xacct_map.deploy import ASL_PATH, package_function, render_definition
+from xacct_map.deploy import package_function, render_definition
+from xacct_map.resources import asl_path
 from xacct_map.naming import execution_arn, execution_name, manifest_key
 
 # AWS: 1-80 characters, no whitespace, none of  < > { } [ ] ? * " # % \ ^ | ~ ` $ & , ; : /  nor control characters.
@@ -45,7 +46,7 @@ def test_manifest_key_and_execution_arn():
 
 
 def test_asl_renders_typed_placeholders():
-    definition = json.loads(render_definition(ASL_PATH, {
+    definition = json.loads(render_definition(asl_path(), {
         "ProcessorFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:p",
         "MaxConcurrency": 40, "ToleratedFailurePercentage": 5.0,
         "ResultsBucket": "inventory", "ResultsPrefix": "xacct-map/results",
@@ -63,7 +64,7 @@ def test_asl_renders_typed_placeholders():
 
 def test_asl_placeholder_without_value_is_named():
     with pytest.raises(KeyError, match=r"\$\{MaxConcurrency\}"):
-        render_definition(ASL_PATH, {"ProcessorFunctionArn": "x", "ToleratedFailurePercentage": 0.0})
+        render_definition(asl_path(), {"ProcessorFunctionArn": "x", "ToleratedFailurePercentage": 0.0})
 
 
 def test_function_package_has_handler_at_root_and_is_reproducible():

@@ -9,12 +9,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from xacct_map.deploy import PROCESSOR_DIR
+from xacct_map.resources import processor_dir
 
 
 @pytest.fixture
 def handler_module():
-    spec = importlib.util.spec_from_file_location("processor_handler", PROCESSOR_DIR / "handler.py")
+    spec = importlib.util.spec_from_file_location("processor_handler", processor_dir() / "handler.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

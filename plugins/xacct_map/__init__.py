@@ -6,15 +6,45 @@ through the ``apache_airflow_provider`` entry point while it starts.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("xacct-map")
+except PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "0+unknown"
+
+# The README is the package's long description: on PyPI its sections are the how-to guides.
+_DOCS = "https://pypi.org/project/xacct-map/"
+_INTEGRATION = "AWS Step Functions Distributed Map (cross-account S3)"
+
+
+def _modules(name: str) -> list[dict]:
+    return [{"integration-name": _INTEGRATION, "python-modules": [f"xacct_map.{name}"]}]
 
 
 def get_provider_info() -> dict:
-    """Describe this package to Airflow's ProvidersManager."""
+    """Describe this package to Airflow's ProvidersManager, in the shape of the amazon provider's own."""
     return {
         "package-name": "xacct-map",
         "name": "xacct-map",
-        "description": "Cross-account / cross-Region S3 manifests for AWS Step Functions Distributed Map.",
+        "description": "Run an AWS Step Functions Distributed Map over S3 objects that live in another AWS account "
+        "or Region: a cross-account key manifest, exactly one execution per DAG run, Map Run progress.",
         "versions": [__version__],
-        "extra-links": [],
+        "integrations": [
+            {
+                "integration-name": _INTEGRATION,
+                "external-doc-url": "https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html",
+                "how-to-guide": [
+                    f"{_DOCS}#use-it-in-your-own-dag-real-aws",
+                    f"{_DOCS}#set-up-on-aws",
+                    f"{_DOCS}#monitoring-and-failures",
+                ],
+                "tags": ["aws"],
+            }
+        ],
+        "operators": _modules("operators"),
+        "sensors": _modules("sensors"),
+        "triggers": _modules("triggers"),
+        "extra-links": ["xacct_map.links.MapRunLink", "xacct_map.links.ManifestObjectLink"],
+        "plugins": [{"name": "xacct_map", "plugin-class": "xacct_map.map_runs_view.XacctMapPlugin"}],
     }

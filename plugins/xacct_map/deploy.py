@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import zipfile
 from collections.abc import Callable
@@ -20,14 +19,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from xacct_map import policies
+from xacct_map import policies, resources
 from xacct_map.policies import PolicyInputs
 
-# The repository root holds asl/ and functions/; XACCT_MAP_HOME overrides it for other layouts.
-PROJECT_ROOT = Path(os.environ.get("XACCT_MAP_HOME") or Path(__file__).resolve().parents[2])
-ASL_PATH = PROJECT_ROOT / "asl" / "distributed_map.asl.json"
-FLAT_ASL_PATH = PROJECT_ROOT / "asl" / "distributed_map_flat.asl.json"
-PROCESSOR_DIR = PROJECT_ROOT / "functions" / "processor"
 _PLACEHOLDER = re.compile(r"^\$\{(\w+)\}$")
 
 
@@ -56,8 +50,12 @@ def render_definition(template: dict | str | Path, substitutions: dict) -> str:
     return json.dumps(fill(doc), indent=2)
 
 
-def package_function(source_dir: Path = PROCESSOR_DIR) -> bytes:
-    """Zip a function directory (its .py files) the way Lambda expects: files at the archive root."""
+def package_function(source_dir: Path | None = None) -> bytes:
+    """Zip a function directory (its .py files) the way Lambda expects: files at the archive root.
+
+    The default is the shipped processor (:func:`xacct_map.resources.processor_dir`).
+    """
+    source_dir = source_dir or resources.processor_dir()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(source_dir.rglob("*.py")):
@@ -416,7 +414,7 @@ def deploy_pipeline(
     manifest_format: str = "json",
     max_items_per_batch: int = 100,
     asl_path: Path | None = None,
-    function_dir: Path = PROCESSOR_DIR,
+    function_dir: Path | None = None,
 ) -> PipelineDeployment:
     """Create or update the pipeline account's side of ``inputs``, idempotently.
 
@@ -479,7 +477,7 @@ def deploy_pipeline(
         substitutions |= flat_substitutions(manifest_format=manifest_format, max_items_per_batch=max_items_per_batch)
     elif layout != "batched":
         raise ValueError(f"layout {layout!r}: the state machine reads 'batched' or 'flat' manifests")
-    definition = render_definition(asl_path or (FLAT_ASL_PATH if layout == "flat" else ASL_PATH), substitutions)
+    definition = render_definition(asl_path or resources.asl_path(layout), substitutions)
     machine_arn = ensure_state_machine(sfn, inputs.state_machine, definition, machine_role_arn, changes=changes)
 
     airflow_role_arn = None

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xacct_map.deploy import PROJECT_ROOT
+from xacct_map import resources
 
 DAG_ID = "xacct_distributed_map"
 HOST = "127.0.0.1"  # never another interface: this is an unauthenticated-by-design dev setup
@@ -66,8 +66,11 @@ def register(subparsers) -> None:
     parser.add_argument("--home", type=Path, default=None,
                         help="AIRFLOW_HOME to use and keep (default: a fresh temporary one, removed at exit)")
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary AIRFLOW_HOME at exit")
-    parser.add_argument("--dags-folder", type=Path, default=PROJECT_ROOT / "dags")
-    parser.add_argument("--plugins-folder", type=Path, default=PROJECT_ROOT / "plugins")
+    parser.add_argument("--dags-folder", type=Path, default=None,
+                        help="DAGs folder (default: the DAG shipped with xacct-map)")
+    parser.add_argument("--plugins-folder", type=Path, default=None,
+                        help="plugins folder (default: a checkout's plugins/, else none: the installed package's "
+                             "UI plugin comes through its entry point)")
     parser.add_argument("--ready-file", type=Path, default=None,
                         help="write a JSON description (url, login, pids, emulator) here once Airflow is ready")
     parser.add_argument("--startup-timeout", type=float, default=240.0,
@@ -382,7 +385,8 @@ def _serve(args, home: Path) -> int:
         pipeline = aws.deploy(objects=args.objects)
         env = airflow_environment(
             home=home, port=port, username=args.username, password=args.password,
-            dags_folder=args.dags_folder.resolve(), plugins_folder=args.plugins_folder.resolve(),
+            dags_folder=(args.dags_folder or resources.dags_dir()).resolve(),
+            plugins_folder=(args.plugins_folder or resources.plugins_dir() or home / "plugins").resolve(),
             extra=aws.airflow_environment(pipeline), schedule=args.schedule, paused=args.paused,
             poke_interval=args.poke_interval,
         )

@@ -15,7 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
-from xacct_map.deploy import PROJECT_ROOT
+from xacct_map import resources
 
 DAG_ID = "xacct_distributed_map"
 
@@ -27,7 +27,8 @@ def register(subparsers) -> None:
     parser.add_argument("--objects", type=int, default=1000, help="objects to seed in the source bucket (default 1000)")
     parser.add_argument("--batch-keys", type=int, default=100, help="max keys per manifest batch (default 100)")
     parser.add_argument("--json", action="store_true", help="also print the summary as one JSON object on the last line")
-    parser.add_argument("--dags-folder", type=Path, default=PROJECT_ROOT / "dags", help="folder holding the DAG file")
+    parser.add_argument("--dags-folder", type=Path, default=None,
+                        help="folder holding the DAG file (default: the DAG shipped with xacct-map)")
     parser.set_defaults(func=_command)
 
 
@@ -53,7 +54,7 @@ def _airflow_home() -> str:
         AIRFLOW_HOME=home,
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-        AIRFLOW__CORE__DAGS_FOLDER=str(PROJECT_ROOT / "dags"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(resources.dags_dir()),
         AIRFLOW__LOGGING__LOGGING_LEVEL=os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING"),
         XACCT_MAP_POKE_INTERVAL=os.environ.get("XACCT_MAP_POKE_INTERVAL", "1"),
     )
@@ -72,13 +73,13 @@ def run_demo(*, objects: int = 1000, batch_keys: int = 100, dags_folder: Path | 
         pipeline = aws.deploy(objects=objects)
         timings["deploy_s"] = time.monotonic() - started
         os.environ.update(aws.airflow_environment(pipeline))
-        run = _run_dag(dags_folder or PROJECT_ROOT / "dags", {"max_keys_per_batch": batch_keys}, timings)
+        run = _run_dag(dags_folder or resources.dags_dir(), {"max_keys_per_batch": batch_keys}, timings)
         timings["total_s"] = time.monotonic() - started
         return _summarise(aws, pipeline, run, timings)
 
 
 def _run_dag(dags_folder: Path, conf: dict, timings: dict) -> dict:
-    from airflow.dag_processing.dagbag import DagBag
+    from xacct_map.version_compat import DagBag
     from airflow.utils import db
 
     t = time.monotonic()

@@ -1,0 +1,211 @@
+"""The compatibility matrix: build the wheel and sdist, install the wheel into fresh environments that
+stand for the Airflows users already run, and run the tests there, against the installed wheel.
+
+    python scripts/compat_matrix.py run [TARGET ...]   build, then test every target (or the named ones)
+    python scripts/compat_matrix.py table              the README's "Supported versions" table
+
+Each older target is installed the way a user's deployment is: first Airflow and the amazon provider
+with Airflow's constraints for that release (``constraints/``), then the wheel (with its ``local``
+extra) and the test tools, constrained to what is already installed, so that a resolution that would
+move Airflow, the provider or anything else of theirs fails instead. The newest target installs
+exactly what ``uv.lock`` pins and runs the whole suite. Every target also runs
+``xacct-map demo --objects 60 --json`` with its own console script from a folder outside the
+repository. Standard library only; uv comes from ``UV`` (default ``.tools/bin/uv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DIST = ROOT / "dist"
+ENVS = ROOT / ".venvs"
+UV = os.environ.get("UV") or str(ROOT / ".tools" / "bin" / "uv")
+DEMO_OBJECTS = 60
+# What the older targets run: the operators, sensor, trigger, DAG and package tests (a few minutes).
+COMPAT_TESTS = (
+    "tests/test_package.py", "tests/test_dag_and_provider.py", "tests/test_operators.py", "tests/test_sensor.py",
+    "tests/test_lifecycle.py", "tests/test_incremental.py", "tests/test_manifest.py", "tests/test_deploy.py",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    python: str
+    airflow: str = ""  # empty: what uv.lock pins
+    amazon: str = ""
+    constraints: str = ""  # a file under constraints/, for the older targets
+    tests: tuple[str, ...] = COMPAT_TESTS
+    extra_pins: tuple[str, ...] = field(default=())
+
+    @property
+    def locked(self) -> bool:
+        return not self.airflow
+
+
+MATRIX = (
+    Target("airflow-3.0", python="3.10", airflow="3.0.6", amazon="9.13.0",
+           constraints="constraints/airflow-3.0.6-python3.10.txt"),
+    Target("airflow-3.1", python="3.12", airflow="3.1.8", amazon="9.13.0",
+           constraints="constraints/airflow-3.1.8-python3.12.txt"),
+    Target("newest", python="3.11", tests=("tests",)),
+)
+
+
+def sh(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    print("+", " ".join(args), flush=True)
+    return subprocess.run(args, check=True, **kwargs)
+
+
+def find_python(version: str) -> str:
+    """An interpreter of ``version``: on PATH, or one of pyenv's (whose shims answer only when selected)."""
+    for candidate in (shutil.which(f"python{version}"), *sorted(glob.glob(
+            os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")), reverse=True)):
+        if candidate and subprocess.run([candidate, "-c", ""], capture_output=True).returncode == 0:
+            return candidate
+    raise SystemExit(f"compat_matrix: no Python {version} found (on PATH or in ~/.pyenv/versions): install it")
+
+
+def build() -> Path:
+    """The sdist, and the wheel built from it (uv build does both): the wheel every target installs."""
+    shutil.rmtree(DIST, ignore_errors=True)
+    sh(UV, "build", "--out-dir", str(DIST), cwd=ROOT)
+    (wheel,) = DIST.glob("xacct_map-*.whl")
+    return wheel
+
+
+def dev_tools() -> list[str]:
+    """The test tools of pyproject's ``dev`` group, by name (the older targets resolve their own versions)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    block = re.search(r"^\[dependency-groups\]\s*\ndev = \[(.*?)\]", text, flags=re.S | re.M)
+    names = re.findall(r'"([A-Za-z0-9_.\-]+)', block.group(1)) if block else []
+    return [n for n in names if n not in ("setuptools",)]
+
+
+def installed(python: str) -> dict[str, str]:
+    out = subprocess.run([UV, "pip", "freeze", "--python", python], check=True, capture_output=True, text=True)
+    return dict(line.split("==", 1) for line in out.stdout.splitlines() if "==" in line)
+
+
+def create_env(target: Target, wheel: Path) -> str:
+    env_dir = ENVS / target.name
+    sh(UV, "venv", "--clear", "--quiet", "--python", find_python(target.python), str(env_dir))
+    python = str(env_dir / "bin" / "python")
+    if target.locked:
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as reqs:
+            reqs.write(subprocess.run(
+                [UV, "export", "--frozen", "--all-extras", "--no-emit-project", "--quiet"],
+                cwd=ROOT, check=True, capture_output=True, text=True).stdout)
+        sh(UV, "pip", "install", "--quiet", "--python", python, "-r", reqs.name)
+        sh(UV, "pip", "install", "--quiet", "--python", python, "--no-deps", str(wheel))
+        return python
+    # 1. The user's Airflow, as Airflow's docs install it: with the constraints of that release.
+    sh(UV, "pip", "install", "--quiet", "--python", python, f"apache-airflow=={target.airflow}",
+       f"apache-airflow-providers-amazon[aiobotocore]=={target.amazon}", *target.extra_pins,
+       "-c", str(ROOT / target.constraints))
+    before = installed(python)
+    # 2. xacct-map into it: nothing already installed may move.
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as frozen:
+        frozen.write("".join(f"{name}=={version}\n" for name, version in before.items()))
+    sh(UV, "pip", "install", "--quiet", "--python", python, f"{wheel}[local]", *dev_tools(), "-c", frozen.name)
+    moved = {n: (v, installed(python).get(n)) for n, v in before.items() if installed(python).get(n) != v}
+    if moved:
+        raise SystemExit(f"compat_matrix: installing the wheel changed the user's packages: {moved}")
+    return python
+
+
+def run_tests(target: Target, python: str) -> None:
+    env = dict(os.environ, XACCT_MAP_EXPECT_INSTALLED="1")
+    # pytest exits 5 when it collected nothing: check=True fails on it like on any failure.
+    sh(python, "-m", "pytest", "-p", "no:cacheprovider", *target.tests, cwd=ROOT, env=env)
+
+
+def run_demo(python: str) -> dict:
+    """The short demo, with the environment's console script, from a folder outside the repository."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "XACCT_MAP_HOME"))}
+    with tempfile.TemporaryDirectory(prefix="xacct-map-demo-") as outside:
+        proc = subprocess.run([str(Path(python).with_name("xacct-map")), "demo", "--objects", str(DEMO_OBJECTS),
+                               "--json"], cwd=outside, env=env, capture_output=True, text=True, timeout=600)
+    print(proc.stdout[-2000:], proc.stderr[-3000:], sep="\n", flush=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"compat_matrix: the demo failed (exit {proc.returncode})")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    if summary["execution_status"] != "SUCCEEDED" or summary["objects_processed"] != DEMO_OBJECTS:
+        raise SystemExit(f"compat_matrix: the demo did not process every object: {summary}")
+    return summary
+
+
+def versions(python: str) -> dict[str, str]:
+    packages = installed(python)
+    names = ("apache-airflow", "apache-airflow-providers-amazon", "boto3", "botocore", "moto")
+    py = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                        check=True, capture_output=True, text=True).stdout.strip()
+    return {"python": py, **{n: packages.get(n, "-") for n in names}}
+
+
+def run(names: list[str]) -> int:
+    unknown = set(names) - {t.name for t in MATRIX}
+    if unknown:
+        raise SystemExit(f"compat_matrix: no target {sorted(unknown)}; the targets are {[t.name for t in MATRIX]}")
+    targets = [t for t in MATRIX if not names or t.name in names]
+    wheel = build()
+    report = []
+    for target in targets:
+        started = time.monotonic()
+        print(f"\n=== {target.name} ===", flush=True)
+        python = create_env(target, wheel)
+        run_tests(target, python)
+        run_demo(python)
+        report.append({"target": target.name, **versions(python), "seconds": round(time.monotonic() - started)})
+    print("\ncompat_matrix: every target passed")
+    for row in report:
+        print("  " + ", ".join(f"{k} {v}" for k, v in row.items()))
+    return 0
+
+
+def table() -> str:
+    """The README's "Supported versions" table: what each target of :data:`MATRIX` installs."""
+    lock = (ROOT / "uv.lock").read_text()
+
+    def locked(name: str) -> str:
+        return re.search(rf'^name = "{re.escape(name)}"\nversion = "([^"]+)"', lock, flags=re.M).group(1)
+
+    rows = ["| CI target | Python | Airflow | amazon provider | tests |", "|---|---|---|---|---|"]
+    for t in MATRIX:
+        airflow = t.airflow or locked("apache-airflow")
+        amazon = t.amazon or locked("apache-airflow-providers-amazon")
+        how = "whole suite, `uv.lock`" if t.locked else f"operators, sensor, DAG, deploy; `{t.constraints}`"
+        rows.append(f"| {t.name} | {t.python} | {airflow} | {amazon} | {how} + demo |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run").add_argument("targets", nargs="*", help=f"any of {[t.name for t in MATRIX]} (default: all)")
+    sub.add_parser("table")
+    args = parser.parse_args(argv)
+    if args.command == "table":
+        print(table())
+        return 0
+    try:
+        return run(args.targets)
+    except subprocess.CalledProcessError as err:
+        print(f"compat_matrix: FAILED (exit {err.returncode}): {' '.join(map(str, err.cmd))}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
