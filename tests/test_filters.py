@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow.providers.common.compat.sdk import AirflowFailException
+from xacct_map.version_compat import AirflowFailException
 from manifest_fixtures import light_aws, manifest_operator
 from xacct_map.filters import ObjectFilter, parse_list, resolve_listing_mode
 from xacct_map.layouts import read_items

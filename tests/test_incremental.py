@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow.providers.common.compat.sdk import AirflowFailException
+from xacct_map.version_compat import AirflowFailException
 from manifest_fixtures import light_aws, manifest_operator
 from xacct_map.layouts import keys_of, read_items
 from xacct_map.local.emulator import SOURCE_ACCOUNT

@@ -13,7 +13,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from xacct_map.version_compat import AirflowException, AirflowFailException
 from manifest_fixtures import light_aws, manifest_operator
 from xacct_map.inventory import InventoryError, find_latest_manifest, iter_inventory_objects, open_inventory
 from xacct_map.layouts import read_items

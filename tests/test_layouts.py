@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+from xacct_map.version_compat import AirflowException, AirflowFailException
 from xacct_map import __version__
 from xacct_map.deploy import render_definition
 from xacct_map.resources import asl_path, processor_dir

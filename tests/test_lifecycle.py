@@ -11,8 +11,7 @@ import time
 import pytest
 from botocore.stub import Stubber
 
-from airflow.providers.common.compat.sdk import AirflowFailException
-from airflow.sdk.exceptions import AirflowRescheduleException, TaskDeferred
+from xacct_map.version_compat import AirflowFailException, AirflowRescheduleException, TaskDeferred
 from xacct_map.links import ManifestObjectLink, MapRunLink
 from xacct_map.local.emulator import SOURCE_ACCOUNT
 from xacct_map.map_run import MapRunSnapshot, failure_details

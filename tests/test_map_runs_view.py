@@ -27,6 +27,14 @@ def test_airflow_loads_the_plugin_and_serves_its_app_and_views():
     """What the API server does at start-up: the entry point's plugin, its FastAPI app, its two views."""
     from airflow import plugins_manager
 
+    if not hasattr(plugins_manager, "get_fastapi_plugins"):  # Airflow < 3.2: module globals
+        plugins_manager.initialize_fastapi_plugins()
+        assert any(a["url_prefix"] == "/xacct-map" for a in plugins_manager.fastapi_apps)
+        if hasattr(plugins_manager, "initialize_ui_plugins"):  # external views: Airflow 3.1+
+            plugins_manager.initialize_ui_plugins()  # also validates each view's applies_to paths
+            assert {v["url_route"] for v in plugins_manager.external_views} >= {"xacct-map-runs", "xacct-map-dag-runs"}
+        assert not plugins_manager.import_errors
+        return
     apps, _ = plugins_manager.get_fastapi_plugins()
     assert any(a["url_prefix"] == "/xacct-map" for a in apps)
     views, _ = plugins_manager._get_ui_plugins()  # also validates each view's applies_to paths

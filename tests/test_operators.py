@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
+from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
 from manifest_fixtures import manifest_operator
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
 from xacct_map.naming import execution_name

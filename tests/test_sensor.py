@@ -10,7 +10,7 @@ import time
 import pytest
 from botocore.stub import Stubber
 
-from airflow.providers.common.compat.sdk import AirflowFailException
+from xacct_map.version_compat import AirflowFailException
 from xacct_map.local.emulator import SOURCE_ACCOUNT
 from conftest import FakeTaskInstance
 from xacct_map.sensors import DistributedMapSensor

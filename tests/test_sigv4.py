@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from datetime import datetime, timedelta, timezone
 
 import botocore.auth
@@ -19,7 +20,11 @@ keys = st.text(st.characters(min_codepoint=1, max_codepoint=0x10FFFF, exclude_ca
 
 
 def botocore_headers(url: str, headers: dict, creds: tuple, region: str, now: datetime, monkeypatch) -> dict:
-    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now.replace(tzinfo=None))
+    if hasattr(botocore.auth, "get_current_datetime"):  # botocore 1.40.2+
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now.replace(tzinfo=None))
+    else:  # older botocore calls datetime.datetime.utcnow()
+        frozen = type("FrozenDatetime", (datetime,), {"utcnow": staticmethod(lambda: now.replace(tzinfo=None))})
+        monkeypatch.setattr(botocore.auth, "datetime", types.SimpleNamespace(datetime=frozen))
     request = AWSRequest(method="GET", url=url, headers=dict(headers))
     botocore.auth.S3SigV4Auth(Credentials(*creds), "s3", region).add_auth(request)
     return dict(request.headers.items())

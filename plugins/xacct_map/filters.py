@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -37,6 +38,14 @@ from fnmatch import fnmatchcase
 ARCHIVED_STORAGE_CLASSES = ("DEEP_ARCHIVE", "GLACIER")
 FILTER_NAMES = ("storage_class", "size", "suffix", "pattern", "modified")
 PATTERN_BASES = ("key", "relative")
+
+
+if sys.version_info >= (3, 11):
+    fromisoformat = datetime.fromisoformat
+else:  # Python 3.10's fromisoformat refuses the "Z" suffix (S3's LastModified ends with it)
+
+    def fromisoformat(text: str) -> datetime:
+        return datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
 
 
 def parse_list(value, *, name: str) -> tuple[str, ...]:
@@ -107,7 +116,7 @@ def parse_datetime(value, *, name: str) -> datetime | None:
         return None
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value.strip())
+            value = fromisoformat(value.strip())
         except ValueError:
             raise ValueError(
                 f"{name}={value!r} is not an ISO-8601 date-time (e.g. 2026-11-26T00:00:00+00:00)"
@@ -125,7 +134,7 @@ def parse_datetime(value, *, name: str) -> datetime | None:
 def parse_last_modified(text: str, key: str = "") -> datetime:
     """S3's LastModified text (``2026-01-01T00:00:00.000Z``) as an aware datetime."""
     try:
-        value = datetime.fromisoformat(text)
+        value = fromisoformat(text)
     except (TypeError, ValueError):
         raise ValueError(f"object {key!r} has no readable LastModified ({text!r})") from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -69,17 +69,19 @@ class Connection:
             self.close()  # the server closed it while idle (S3 does after a while): not a failure
         try:
             if self._writer is None:
-                async with asyncio.timeout(self.connect_timeout):
-                    self._reader, self._writer = await asyncio.open_connection(
+                self._reader, self._writer = await asyncio.wait_for(
+                    asyncio.open_connection(
                         self.host, self.port, ssl=self._tls, limit=STREAM_LIMIT,
                         server_hostname=self.host if self._tls else None,
-                    )
+                    ),
+                    self.connect_timeout,
+                )
             self._writer.write(request.encode("latin-1"))
-            async with asyncio.timeout(self.read_timeout):
-                status, body, reusable = await self._response()
-        # OSError covers TimeoutError and ssl.SSLError; EOFError asyncio.IncompleteReadError;
+            status, body, reusable = await asyncio.wait_for(self._response(), self.read_timeout)
+        # OSError covers ssl.SSLError (and TimeoutError from Python 3.11, where asyncio.TimeoutError is
+        # that builtin; Python 3.10's is its own class); EOFError asyncio.IncompleteReadError;
         # ValueError a garbled status line, header or chunk size
-        except (OSError, EOFError, asyncio.LimitOverrunError, ValueError) as err:
+        except (OSError, asyncio.TimeoutError, EOFError, asyncio.LimitOverrunError, ValueError) as err:
             self.close()
             raise HttpError(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__) from None
         if not reusable:

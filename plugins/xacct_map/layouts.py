@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Iterable, Iterator
 
 LAYOUTS = ("batched", "flat", "keys")
@@ -141,10 +142,16 @@ def flat_item(source_bucket: str, obj) -> dict:
 def read_csv_rows(data: bytes | str) -> list[dict]:
     """Parse a flat CSV manifest back into dicts (``Size`` as int): the exact inverse of :class:`CsvEncoder`."""
     text = data.decode() if isinstance(data, bytes) else data
+    nul = None
+    if sys.version_info < (3, 11) and "\0" in text:  # Python 3.10's csv reader refuses NUL: swap in a stand-in
+        nul = next(c for c in map(chr, range(0xE000, 0x110000)) if c not in text)
+        text = text.replace("\0", nul)
     reader = csv.reader(io.StringIO(text, newline=""), escapechar="\\", doublequote=True, strict=True)
     header = next(reader)
     rows = []
     for values in reader:
+        if nul:
+            values = [v.replace(nul, "\0") for v in values]
         row = dict(zip(header, values, strict=True))
         if "Size" in row:
             row["Size"] = int(row["Size"])

@@ -22,7 +22,7 @@ from airflow.providers.amazon.aws.links.step_function import (
 )
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, AirflowSkipException
+from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
 from xacct_map.cross_account import account_of_role, role_session_name, source_s3_client
 from xacct_map.errors import error_code, explain_assume_role_error, explain_source_error
 from xacct_map.links import ManifestObjectLink

@@ -10,7 +10,7 @@ from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
 from airflow.providers.amazon.aws.links.step_function import StateMachineExecutionsDetailsLink
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.providers.common.compat.sdk import AirflowFailException, conf
+from xacct_map.version_compat import AirflowFailException, conf
 from airflow.sdk.bases.sensor import PokeReturnValue
 from xacct_map.links import MapRunLink
 from xacct_map.map_run import RUNNING, MapRunSnapshot, failure_details, snapshot, verdict
