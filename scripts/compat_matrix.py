@@ -2,7 +2,8 @@
 stand for the Airflows users already run, and run the tests there, against the installed wheel.
 
     python scripts/compat_matrix.py run [TARGET ...]   build, then test every target (or the named ones)
-    python scripts/compat_matrix.py table              the README's "Supported versions" table
+    python scripts/compat_matrix.py table [--write]    the README's "Supported versions" table
+    python scripts/compat_matrix.py constraints        regenerate constraints/ for the older targets
 
 Each older target is installed the way a user's deployment is: first Airflow and the amazon provider
 with Airflow's constraints for that release (``constraints/``), then the wheel (with its ``local``
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,21 +47,31 @@ class Target:
     python: str
     airflow: str = ""  # empty: what uv.lock pins
     amazon: str = ""
-    constraints: str = ""  # a file under constraints/, for the older targets
+    # Airflow's constraints for a release are the versions of its dependencies on its release day:
+    # ``constraints`` regenerates the file from PyPI as it was then (uv's --exclude-newer), and
+    # ``as_of_later`` lets the packages named there (an amazon provider released later) be newer.
+    as_of: str = ""
+    as_of_later: tuple[tuple[str, str], ...] = ()
     tests: tuple[str, ...] = COMPAT_TESTS
-    extra_pins: tuple[str, ...] = field(default=())
 
     @property
     def locked(self) -> bool:
         return not self.airflow
 
+    @property
+    def constraints(self) -> Path:
+        return ROOT / "constraints" / f"airflow-{self.airflow}-python{self.python}.txt"
 
+
+# The amazon provider 9.10.0 and its AWS libraries came out after Airflow 3.0.2: take them as of then.
+_AMAZON_9_10 = tuple((name, "2025-07-15") for name in (
+    "apache-airflow-providers-amazon", "apache-airflow-providers-common-sql", "apache-airflow-providers-common-compat",
+    "aiobotocore", "boto3", "botocore", "s3transfer"))
 MATRIX = (
-    Target("airflow-3.0", python="3.10", airflow="3.0.6", amazon="9.13.0",
-           constraints="constraints/airflow-3.0.6-python3.10.txt"),
-    Target("airflow-3.1", python="3.12", airflow="3.1.8", amazon="9.13.0",
-           constraints="constraints/airflow-3.1.8-python3.12.txt"),
-    Target("newest", python="3.11", tests=("tests",)),
+    # The oldest of everything xacct-map supports: Python, Airflow, the amazon provider (and so boto3).
+    Target("oldest", python="3.10", airflow="3.0.2", amazon="9.10.0", as_of="2025-06-14", as_of_later=_AMAZON_9_10),
+    Target("airflow-3.1", python="3.12", airflow="3.1.8", amazon="9.23.0", as_of="2026-03-15"),
+    Target("newest", python="3.13", tests=("tests",)),
 )
 
 
@@ -87,16 +98,33 @@ def build() -> Path:
 
 
 def dev_tools() -> list[str]:
-    """The test tools of pyproject's ``dev`` group, by name (the older targets resolve their own versions)."""
+    """The test tools of pyproject's ``dev`` group, with its ranges (the older targets resolve them anew)."""
     text = (ROOT / "pyproject.toml").read_text()
-    block = re.search(r"^\[dependency-groups\]\s*\ndev = \[(.*?)\]", text, flags=re.S | re.M)
-    names = re.findall(r'"([A-Za-z0-9_.\-]+)', block.group(1)) if block else []
-    return [n for n in names if n not in ("setuptools",)]
+    block = re.search(r"^\[dependency-groups\]$.*?^dev = \[$(.*?)^\]$", text, flags=re.S | re.M)
+    if not block:
+        raise SystemExit("compat_matrix: no [dependency-groups] dev = [...] in pyproject.toml")
+    return re.findall(r'^\s*"([A-Za-z0-9_.\-\[\]]+(?:[<>=!~][^"]*)?)"', block.group(1), flags=re.M)
 
 
 def installed(python: str) -> dict[str, str]:
     out = subprocess.run([UV, "pip", "freeze", "--python", python], check=True, capture_output=True, text=True)
     return dict(line.split("==", 1) for line in out.stdout.splitlines() if "==" in line)
+
+
+def write_constraints(target: Target) -> None:
+    """Airflow and the amazon provider with their dependencies as of ``target.as_of``, pinned."""
+    later = [arg for name, day in target.as_of_later for arg in ("--exclude-newer-package", f"{name}={day}T00:00:00Z")]
+    with tempfile.NamedTemporaryFile("w", suffix=".in", delete=False) as wanted:
+        wanted.write(f"apache-airflow=={target.airflow}\n"
+                     f"apache-airflow-providers-amazon[aiobotocore]=={target.amazon}\n")
+    target.constraints.parent.mkdir(exist_ok=True)
+    sh(UV, "pip", "compile", "--quiet", "--no-header", "--python-version", target.python,
+       "--exclude-newer", f"{target.as_of}T00:00:00Z", *later, wanted.name, "-o", str(target.constraints))
+    text = target.constraints.read_text()
+    target.constraints.write_text(
+        f"# Airflow {target.airflow} and apache-airflow-providers-amazon {target.amazon} on Python {target.python},\n"
+        f"# dependencies as of {target.as_of} (Airflow's constraints file for the release stands in for it).\n"
+        f"# Generated by: python scripts/compat_matrix.py constraints\n" + text)
 
 
 def create_env(target: Target, wheel: Path) -> str:
@@ -113,13 +141,12 @@ def create_env(target: Target, wheel: Path) -> str:
         return python
     # 1. The user's Airflow, as Airflow's docs install it: with the constraints of that release.
     sh(UV, "pip", "install", "--quiet", "--python", python, f"apache-airflow=={target.airflow}",
-       f"apache-airflow-providers-amazon[aiobotocore]=={target.amazon}", *target.extra_pins,
-       "-c", str(ROOT / target.constraints))
+       f"apache-airflow-providers-amazon[aiobotocore]=={target.amazon}", "-c", str(target.constraints))
     before = installed(python)
     # 2. xacct-map into it: nothing already installed may move.
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as frozen:
         frozen.write("".join(f"{name}=={version}\n" for name, version in before.items()))
-    sh(UV, "pip", "install", "--quiet", "--python", python, f"{wheel}[local]", *dev_tools(), "-c", frozen.name)
+    sh(UV, "pip", "install", "--quiet", "--python", python, f"{wheel}[local,inventory]", *dev_tools(), "-c", frozen.name)
     moved = {n: (v, installed(python).get(n)) for n, v in before.items() if installed(python).get(n) != v}
     if moved:
         raise SystemExit(f"compat_matrix: installing the wheel changed the user's packages: {moved}")
@@ -180,25 +207,44 @@ def table() -> str:
     lock = (ROOT / "uv.lock").read_text()
 
     def locked(name: str) -> str:
-        return re.search(rf'^name = "{re.escape(name)}"\nversion = "([^"]+)"', lock, flags=re.M).group(1)
+        # uv.lock may hold older versions for older Pythons; the newest target runs the newest.
+        found = re.findall(rf'^name = "{re.escape(name)}"\nversion = "([^"]+)"', lock, flags=re.M)
+        return max(found, key=lambda v: tuple(int(p) for p in re.findall(r"\d+", v)))
 
     rows = ["| CI target | Python | Airflow | amazon provider | tests |", "|---|---|---|---|---|"]
     for t in MATRIX:
         airflow = t.airflow or locked("apache-airflow")
         amazon = t.amazon or locked("apache-airflow-providers-amazon")
-        how = "whole suite, `uv.lock`" if t.locked else f"operators, sensor, DAG, deploy; `{t.constraints}`"
+        how = ("whole suite, versions of `uv.lock`" if t.locked else
+               f"package, DAG, operators, sensor, deploy; `constraints/{t.constraints.name}`")
         rows.append(f"| {t.name} | {t.python} | {airflow} | {amazon} | {how} + demo |")
     return "\n".join(rows)
+
+
+def with_table(readme: str) -> str:
+    """The README text with :func:`table` between its ``compat-matrix`` markers."""
+    start, end = "<!-- compat-matrix:start -->\n", "<!-- compat-matrix:end -->"
+    head, rest = readme.split(start, 1)
+    return head + start + table() + "\n" + end + rest.split(end, 1)[1]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run").add_argument("targets", nargs="*", help=f"any of {[t.name for t in MATRIX]} (default: all)")
-    sub.add_parser("table")
+    sub.add_parser("table").add_argument("--write", action="store_true", help="write it into README.md")
+    sub.add_parser("constraints", help="regenerate constraints/ for the older targets")
     args = parser.parse_args(argv)
     if args.command == "table":
+        if args.write:
+            readme = ROOT / "README.md"
+            readme.write_text(with_table(readme.read_text()))
         print(table())
+        return 0
+    if args.command == "constraints":
+        for target in MATRIX:
+            if not target.locked:
+                write_constraints(target)
         return 0
     try:
         return run(args.targets)

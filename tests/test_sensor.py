@@ -130,12 +130,25 @@ def test_real_aborted_run_fails_the_task(local_aws):
     aws, pipeline = local_aws
     sfn = aws.client("stepfunctions")
     s3 = aws.client("s3")
-    s3.put_object(Bucket=pipeline.inventory_bucket, Key="tests/abort.json", Body=b"[]")
-    arn = sfn.start_execution(stateMachineArn=pipeline.state_machine_arn, name="sensor-aborted",
-                              input=json.dumps({"manifest": {"bucket": pipeline.inventory_bucket, "key": "tests/abort.json"},
-                                                "source": {}}))["executionArn"]
-    sfn.stop_execution(executionArn=arn, error="Operator", cause="stopped by test")
-    _wait_until_done(sfn, arn)
+    # Enough items that the run is still going when it is stopped. moto answers 500 to a stop that
+    # comes before its worker started or after it finished (a race on a busy machine): try again.
+    batches = [{"bucket": pipeline.source_bucket, "keys": [f"data/missing-{i}.bin"], "bytes": 1} for i in range(40)]
+    s3.put_object(Bucket=pipeline.inventory_bucket, Key="tests/abort.json", Body=json.dumps(batches).encode())
+    for attempt in range(5):
+        arn = sfn.start_execution(
+            stateMachineArn=pipeline.state_machine_arn, name=f"sensor-aborted-{attempt}",
+            input=json.dumps({"manifest": {"bucket": pipeline.inventory_bucket, "key": "tests/abort.json"}, "source": {}}),
+        )["executionArn"]
+        time.sleep(0.5)
+        try:
+            sfn.stop_execution(executionArn=arn, error="Operator", cause="stopped by test")
+        except sfn.exceptions.ClientError:
+            pass
+        _wait_until_done(sfn, arn)
+        if sfn.describe_execution(executionArn=arn)["status"] == "ABORTED":
+            break
+    else:
+        pytest.fail("moto finished every execution before it could be stopped")
     with pytest.raises(AirflowFailException, match=r"ended ABORTED"):
         DistributedMapSensor(task_id="wait", execution_arn=arn, aws_conn_id="xacct_map_pipeline").poke({})
 

@@ -1,8 +1,7 @@
-"""Where Airflow's APIs differ between the 3.x releases xacct-map supports, in one place.
+"""Names that moved between the Airflow 3.x releases xacct-map supports, imported from one place.
 
-The shape of the amazon provider's ``version_compat``: version flags computed once, and the names
-that moved, imported from where the running Airflow has them. Import this module only where
-Airflow is needed (it imports Airflow).
+The shape of the amazon provider's ``version_compat``: version flags computed once, each moved name
+imported from where the running Airflow has it. Everything else imports these names from here.
 """
 
 from __future__ import annotations
@@ -12,11 +11,49 @@ from packaging.version import Version
 from airflow import __version__ as _airflow_version
 
 AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
+AIRFLOW_V_3_1_PLUS = AIRFLOW_VERSION >= Version("3.1.0")  # UI plugins' external views
 AIRFLOW_V_3_2_PLUS = AIRFLOW_VERSION >= Version("3.2.0")
 
-if AIRFLOW_V_3_2_PLUS:
-    from airflow.dag_processing.dagbag import DagBag
-else:  # moved out of airflow.models in 3.2
-    from airflow.models.dagbag import DagBag
+if AIRFLOW_V_3_2_PLUS:  # the Task SDK owns the task exceptions and the configuration
+    from airflow.sdk.configuration import conf
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowRescheduleException,
+        AirflowSkipException,
+        TaskDeferred,
+    )
+else:
+    from airflow.configuration import conf  # type: ignore[no-redef]
+    from airflow.exceptions import (  # type: ignore[no-redef]
+        AirflowException,
+        AirflowFailException,
+        AirflowRescheduleException,
+        AirflowSkipException,
+        TaskDeferred,
+    )
 
-__all__ = ["AIRFLOW_VERSION", "AIRFLOW_V_3_2_PLUS", "DagBag"]
+
+def __getattr__(name: str):
+    # DagBag on first use only: it pulls in Airflow's ORM, which task code must not import.
+    if name == "DagBag":
+        if AIRFLOW_V_3_2_PLUS:
+            from airflow.dag_processing.dagbag import DagBag
+        else:  # moved out of airflow.models in 3.2
+            from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+        return DagBag
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "AIRFLOW_V_3_1_PLUS",
+    "AIRFLOW_V_3_2_PLUS",
+    "AIRFLOW_VERSION",
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowRescheduleException",
+    "AirflowSkipException",
+    "DagBag",
+    "TaskDeferred",
+    "conf",
+]
