@@ -108,7 +108,12 @@ def dev_tools() -> list[str]:
 
 def installed(python: str) -> dict[str, str]:
     out = subprocess.run([UV, "pip", "freeze", "--python", python], check=True, capture_output=True, text=True)
-    return dict(line.split("==", 1) for line in out.stdout.splitlines() if "==" in line)
+    pairs = (line.split("==", 1) for line in out.stdout.splitlines() if "==" in line)
+    return {normalized(name): version for name, version in pairs}
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def write_constraints(target: Target) -> None:
@@ -146,7 +151,9 @@ def create_env(target: Target, wheel: Path) -> str:
     # 2. xacct-map into it: nothing already installed may move.
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as frozen:
         frozen.write("".join(f"{name}=={version}\n" for name, version in before.items()))
-    sh(UV, "pip", "install", "--quiet", "--python", python, f"{wheel}[local,inventory]", *dev_tools(), "-c", frozen.name)
+    # Test tools the environment already has (setuptools, say) stay as they are.
+    tools = [t for t in dev_tools() if normalized(re.split(r"[<>=!~\[]", t, maxsplit=1)[0]) not in before]
+    sh(UV, "pip", "install", "--quiet", "--python", python, f"{wheel}[local,inventory]", *tools, "-c", frozen.name)
     moved = {n: (v, installed(python).get(n)) for n, v in before.items() if installed(python).get(n) != v}
     if moved:
         raise SystemExit(f"compat_matrix: installing the wheel changed the user's packages: {moved}")
