@@ -11,8 +11,8 @@ Clients:
 (a) ``airflow``  - ``S3Hook.list_keys`` (what ``S3ListOperator`` runs): builds the list of keys.
 (b) ``boto3``    - a ``list_objects_v2`` paginator loop collecting the keys, then one PutObject of
     the JSON array of keys (the project's first, "seed" manifest writer).
-(c) ``xacct``    - ``xacct_map.listing.iter_objects`` streamed into
-    ``xacct_map.manifest.write_batched_manifest`` (multipart upload).
+(c) ``xacct``    - ``xacct_map.core.listing.iter_objects`` streamed into
+    ``xacct_map.core.manifest.write_batched_manifest`` (multipart upload).
 
 Reported per client: keys/s over the listing (and the write, for b and c), the ratio to (b) at the
 same latency, and peak RSS (``ru_maxrss``) of the client process and of its own children (the
@@ -73,8 +73,8 @@ def run_child(args) -> None:
         client.put_object(Bucket=MANIFESTS, Key=args.manifest, Body=json.dumps(keys).encode())
         result["keys"] = len(keys)
     else:
-        from xacct_map.listing import iter_objects
-        from xacct_map.manifest import write_batched_manifest
+        from xacct_map.core.listing import iter_objects
+        from xacct_map.core.manifest import write_batched_manifest
 
         client = _client(args.endpoint)
         stats: dict = {}

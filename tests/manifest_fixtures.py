@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from xacct_map import deploy
+from xacct_map.setup import deploy
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT, LocalAws, LocalPipeline
 
 

@@ -1,6 +1,6 @@
 """Cross-Region and cross-account safety of every call that touches a bucket.
 
-* Region discovery (:func:`xacct_map.cross_account.bucket_region`, ``source_s3_client``): against
+* Region discovery (:func:`xacct_map.core.cross_account.bucket_region`, ``source_s3_client``): against
   moto (a bucket created in eu-west-1 while the connections are us-east-1; moto answers HeadBucket
   from any Region with 200 and ``x-amz-bucket-region``) and with stubbed 301/400/403/404 answers,
   the shapes real S3 gives (the header is on every one but 404).
@@ -25,10 +25,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from xacct_map import cross_account
-from xacct_map.cross_account import bucket_region, source_s3_client
-from xacct_map.resources import dags_dir, processor_dir
-from xacct_map.listing import iter_objects
+from xacct_map.core import cross_account
+from xacct_map.core.cross_account import bucket_region, source_s3_client
+from xacct_map.setup.resources import dags_dir, processor_dir
+from xacct_map.core.listing import iter_objects
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT
 
 EU_BUCKET = "xacct-map-eu-source"

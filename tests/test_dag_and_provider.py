@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from xacct_map.resources import dags_dir
+from xacct_map.setup.resources import dags_dir
 
 
 def test_dag_imports_without_errors_and_is_wired_in_order():

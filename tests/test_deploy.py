@@ -1,4 +1,4 @@
-"""``xacct-map deploy`` / :func:`xacct_map.deploy.deploy_pipeline`: create, then change nothing.
+"""``xacct-map deploy`` / :func:`xacct_map.setup.deploy.deploy_pipeline`: create, then change nothing.
 
 Against the embedded emulator (module-scoped ``local_aws``, whose own deployment already went
 through ``deploy_pipeline``): a fresh set of names is deployed twice through the CLI and every
@@ -14,9 +14,11 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from xacct_map import cli, deploy, policies
+from xacct_map import cli
+
+from xacct_map.setup import deploy, policies
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT
-from xacct_map.resources import asl_path
+from xacct_map.setup.resources import asl_path
 
 NAMES = dict(
     inventory_bucket="xacct-map-deploy-test-inventory",
@@ -229,7 +231,7 @@ def test_changed_function_code_is_uploaded_once(local_aws, first_and_second, tmp
 
 def test_flat_layout_deploys_the_itembatcher_definition(local_aws, capsys):
     # moto rejects ItemBatcher at CreateStateMachine (see the notes), so render what would be sent.
-    from xacct_map.layouts import flat_substitutions
+    from xacct_map.core.layouts import flat_substitutions
 
     definition = json.loads(deploy.render_definition(asl_path("flat"), {
         "ProcessorFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:f", "MaxConcurrency": 5,
@@ -276,4 +278,4 @@ def test_inventory_bucket_of_another_account_is_an_error_naming_it():
 
 
 def test_deploy_command_is_registered():
-    assert "xacct_map.deploy_command" in cli.COMMAND_MODULES
+    assert "xacct_map.cli.deploy" in cli.COMMAND_MODULES

@@ -1,4 +1,4 @@
-"""The listing workers' HTTP/1.1 client (xacct_map.http1) against scripted loopback servers."""
+"""The listing workers' HTTP/1.1 client (xacct_map._engine.http1) against scripted loopback servers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import ssl
 import pytest
 
 from s3_server import tls_certificate  # noqa: F401 (fixture)
-from xacct_map.http1 import Connection, HttpError
+from xacct_map._engine.http1 import Connection, HttpError
 
 
 class Scripted:

@@ -13,7 +13,7 @@ import pytest
 
 from xacct_map.version_compat import AirflowFailException
 from manifest_fixtures import light_aws, manifest_operator
-from xacct_map.layouts import keys_of, read_items
+from xacct_map.core.layouts import keys_of, read_items
 from xacct_map.local.emulator import SOURCE_ACCOUNT
 
 START = datetime(2026, 11, 25, tzinfo=timezone.utc)

@@ -11,9 +11,9 @@ import pytest
 
 from xacct_map.version_compat import AirflowException, AirflowFailException
 from xacct_map import __version__
-from xacct_map.deploy import render_definition
-from xacct_map.resources import asl_path, processor_dir
-from xacct_map.layouts import (
+from xacct_map.setup.deploy import render_definition
+from xacct_map.setup.resources import asl_path, processor_dir
+from xacct_map.core.layouts import (
     FLAT_FIELDS,
     CsvEncoder,
     check_layout,
@@ -23,9 +23,9 @@ from xacct_map.layouts import (
     read_items,
 )
 from manifest_fixtures import light_aws, manifest_operator
-from xacct_map.listing import S3Object, iter_objects
+from xacct_map.core.listing import S3Object, iter_objects
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
-from xacct_map.manifest import metadata_key, write_manifest
+from xacct_map.core.manifest import metadata_key, write_manifest
 
 FLAT_ASL_PATH = asl_path("flat")
 ASL_PATH = asl_path()

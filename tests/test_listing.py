@@ -1,4 +1,4 @@
-"""xacct_map.listing: both engines list every key exactly once, byte-exact, and fail loudly."""
+"""xacct_map.core.listing: both engines list every key exactly once, byte-exact, and fail loudly."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from s3_server import (
     throttle_pages,
     tls_certificate,  # noqa: F401 - fixture
 )
-from xacct_map.list_page import _parse_with_etree, parse_list_page
-from xacct_map.listing import ListingError, ListingOrderError, S3Object, iter_objects
+from xacct_map._engine.page import _parse_with_etree, parse_list_page
+from xacct_map.core.listing import ListingError, ListingOrderError, S3Object, iter_objects
 
 AWKWARD_KEYS = [
     "data/trailing/",
@@ -249,7 +249,7 @@ def _worker_pids() -> set[int]:
                     cmd = fh.read()
             except OSError:
                 continue
-            if ppid == os.getpid() and b"xacct_map._list_worker" in cmd:
+            if ppid == os.getpid() and b"xacct_map._engine.worker" in cmd:
                 pids.add(int(entry))
     return pids
 
@@ -372,9 +372,9 @@ def test_refreshed_credentials_reach_the_workers(synthetic_s3, monkeypatch):
 
     from botocore.credentials import RefreshableCredentials
 
-    import xacct_map.fast_list as fast_list
+    import xacct_map._engine.coordinator as coordinator
 
-    monkeypatch.setattr(fast_list, "CREDENTIAL_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(coordinator, "CREDENTIAL_CHECK_SECONDS", 0.0)
     generation = iter(range(1, 10**6))
 
     def refresh():
@@ -436,7 +436,7 @@ def test_transient_server_errors_are_retried(synthetic_s3):
 def test_a_dead_worker_fails_the_listing(synthetic_s3):
     import signal
 
-    from xacct_map.fast_list import WorkerError
+    from xacct_map._engine.coordinator import WorkerError
 
     synthetic_s3.buckets["src"] = GeneratedKeys(50_000)
     synthetic_s3.latency = 0.01
@@ -455,7 +455,7 @@ def test_a_dead_worker_fails_the_listing(synthetic_s3):
 def test_objects_made_in_bulk_are_ordinary_frozen_s3objects():
     import dataclasses
 
-    from xacct_map.listing import _make_objects
+    from xacct_map.core.listing import _make_objects
 
     made = _make_objects(["a", "b/"], [1, 2], ['"e"', '"f"'], ["t1", "t2"], ["STANDARD", "GLACIER"])
     assert made == [S3Object("a", 1, '"e"', "t1", "STANDARD"), S3Object("b/", 2, '"f"', "t2", "GLACIER")]

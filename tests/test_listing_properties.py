@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from s3_server import ListedKeys, SyntheticS3, client_for, throttle_pages
-from xacct_map.keyspace import KeySpace
-from xacct_map.listing import iter_objects
+from xacct_map._engine.keyspace import KeySpace
+from xacct_map.core.listing import iter_objects
 
 # Characters that stress ordering and encoding: separators, '.', '%', '+', space, controls,
 # XML specials, Latin-1, CJK, astral-plane emoji. (No NUL and no surrogates: not valid in S3 keys.)
@@ -99,7 +99,7 @@ def test_page_key_decoding_equals_unquote_plus(keys):
     for well-formed escapes (as S3 sends) and for stray '%' alike."""
     from urllib.parse import quote_plus, unquote_plus
 
-    from xacct_map.list_page import _url_decode
+    from xacct_map._engine.page import _url_decode
 
     encoded = [quote_plus(k, safe="/") for k in keys]
     assert _url_decode(list(encoded)) == [unquote_plus(e) for e in encoded] == keys

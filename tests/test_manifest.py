@@ -1,4 +1,4 @@
-"""xacct_map.manifest: batching, the streamed multipart manifest, and no manifest on failure."""
+"""xacct_map.core.manifest: batching, the streamed multipart manifest, and no manifest on failure."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from moto import mock_aws
 
 from s3_server import GeneratedKeys, client_for, synthetic_s3  # noqa: F401 - fixture
-from xacct_map.listing import ListingError, S3Object, iter_objects
-from xacct_map.manifest import MultipartJsonArrayWriter, iter_batches, write_batched_manifest
+from xacct_map.core.listing import ListingError, S3Object, iter_objects
+from xacct_map.core.manifest import MultipartJsonArrayWriter, iter_batches, write_batched_manifest
 
 
 def _objects(n: int, size: int = 10, key_len: int = 20):
@@ -69,7 +69,7 @@ def test_failure_mid_stream_aborts_the_upload_after_parts_were_sent():
 def test_parts_upload_in_the_background_in_order_and_a_failed_part_aborts_everything(monkeypatch):
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="inv")
-    monkeypatch.setattr("xacct_map.manifest.PARTS_PER_STEP", 2)  # parts grow after every 2
+    monkeypatch.setattr("xacct_map.core.manifest.PARTS_PER_STEP", 2)  # parts grow after every 2
     objs = _objects(250_000, key_len=80)  # ~23 MiB of manifest: parts of 5, 5, 10 and the rest
     summary = write_batched_manifest(iter(objs), s3, bucket="inv", key="ok.json", source_bucket="src")
     body = s3.get_object(Bucket="inv", Key="ok.json")["Body"].read()

@@ -11,9 +11,9 @@ from botocore.exceptions import ClientError
 
 from manifest_fixtures import light_aws
 from xacct_map.cli import main
-from xacct_map.layouts import keys_of, read_items
+from xacct_map.core.layouts import keys_of, read_items
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
-from xacct_map.manifest_command import Progress
+from xacct_map.cli.manifest import Progress
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +49,11 @@ def test_manifest_command_writes_manifest_and_sidecar_and_prints_metadata(local_
 
 
 def test_manifest_command_default_is_the_batched_json_manifest(local_aws, capsys, monkeypatch):
-    import xacct_map.listing
+    import xacct_map.core.listing
 
     asked = []
-    listing = xacct_map.listing.iter_objects
-    monkeypatch.setattr(xacct_map.listing, "iter_objects",
+    listing = xacct_map.core.listing.iter_objects
+    monkeypatch.setattr(xacct_map.core.listing, "iter_objects",
                         lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw))
     aws, pipeline = local_aws
     code = _cli(aws, "--source", f"s3://{pipeline.source_bucket}/data/", "--max-keys-per-batch", "10",
@@ -100,7 +100,7 @@ def test_access_denied_names_the_bucket_and_the_role(local_aws, capsys, monkeypa
     def denied(*_, **__):
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "ListObjectsV2")
 
-    monkeypatch.setattr("xacct_map.listing.iter_objects", denied)
+    monkeypatch.setattr("xacct_map.core.listing.iter_objects", denied)
     code = _cli(aws, "--source", f"s3://{pipeline.source_bucket}/data/", "--role-arn", pipeline.source_role_arn,
                 "--dest", f"s3://{pipeline.inventory_bucket}/xacct-map/manifests/cli/denied.json")
     err = capsys.readouterr().err

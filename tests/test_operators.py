@@ -9,7 +9,7 @@ import pytest
 from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
 from manifest_fixtures import manifest_operator
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
-from xacct_map.naming import execution_name
+from xacct_map.core.naming import execution_name
 from xacct_map.operators import PreflightOperator, StartDistributedMapOperator
 
 
@@ -201,7 +201,6 @@ def test_dry_run_builds_the_manifest_and_starts_nothing(local_aws, run_context):
 
 def test_listing_parallelism_reaches_the_listing(local_aws, run_context, monkeypatch):
     from xacct_map import operators
-
     aws, pipeline = local_aws
     asked = []
     listing = operators.iter_objects
@@ -215,7 +214,7 @@ def test_listing_parallelism_reaches_the_listing(local_aws, run_context, monkeyp
 
 def test_unreachable_source_fails_retryably_and_leaves_no_manifest(local_aws, run_context, monkeypatch):
     from xacct_map import operators
-    from xacct_map.listing import ListingUnavailableError
+    from xacct_map.core.listing import ListingUnavailableError
 
     aws, pipeline = local_aws
 

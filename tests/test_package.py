@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 import xacct_map
-from xacct_map import resources
-
+from xacct_map.setup import resources
 ROOT = Path(__file__).resolve().parents[1]
 INSTALLED = "site-packages" in xacct_map.__file__ and "_bundled" in str(resources.home())
 BIN = Path(sys.executable).parent
@@ -84,7 +83,7 @@ def test_airflow_providers_get_and_links_show_every_part():
     assert info["operators"][0]["python-modules"] == ["xacct_map.operators"]
     assert info["sensors"][0]["python-modules"] == ["xacct_map.sensors"]
     assert info["triggers"][0]["python-modules"] == ["xacct_map.triggers"]
-    assert info["plugins"] == [{"name": "xacct_map", "plugin-class": "xacct_map.map_runs_view.XacctMapPlugin"}]
+    assert info["plugins"] == [{"name": "xacct_map", "plugin-class": "xacct_map.ui.XacctMapPlugin"}]
     assert info["integrations"][0]["how-to-guide"]
     # Every module and class the metadata names imports.
     import importlib

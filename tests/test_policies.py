@@ -9,8 +9,10 @@ import warnings
 
 import pytest
 
-from xacct_map import cli, policies
-from xacct_map.policies import PolicyInputError, PolicyInputs
+from xacct_map import cli
+
+from xacct_map.setup import policies
+from xacct_map.setup.policies import PolicyInputError, PolicyInputs
 
 SOURCE = "111111111111"
 PIPELINE = "123456789012"
@@ -528,7 +530,7 @@ def policy_cli():
 
 
 def test_policy_command_is_registered_in_the_cli():
-    assert "xacct_map.policy_command" in cli.COMMAND_MODULES
+    assert "xacct_map.cli.policy" in cli.COMMAND_MODULES
 
 
 def test_cli_prints_every_document_as_json(policy_cli, capsys):

@@ -13,9 +13,11 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from xacct_map import cli, policies
+from xacct_map import cli
+
+from xacct_map.setup import policies
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT
-from xacct_map.preflight import FAILED, OK, SKIPPED, PreflightConfig, run_preflight
+from xacct_map.setup.preflight import FAILED, OK, SKIPPED, PreflightConfig, run_preflight
 
 
 @pytest.fixture
@@ -197,7 +199,7 @@ def test_missing_bucket_and_empty_prefix(local_aws, config, session):
 
 
 def test_an_airflow_task_runs_it_with_the_pipeline_connection(local_aws, config):
-    from xacct_map.preflight import run_preflight_with_connection
+    from xacct_map.setup.preflight import run_preflight_with_connection
 
     # The connection (set by the local_aws fixture) carries the endpoint; the config does not need to.
     report = run_preflight_with_connection("xacct_map_pipeline", PreflightConfig(**{**config.__dict__, "endpoint_url": None}))
@@ -213,4 +215,4 @@ def test_report_carries_no_credentials(local_aws, config, session):
 
 
 def test_preflight_command_is_registered():
-    assert "xacct_map.preflight" in cli.COMMAND_MODULES
+    assert "xacct_map.cli.preflight" in cli.COMMAND_MODULES

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from xacct_map.resources import processor_dir
+from xacct_map.setup.resources import processor_dir
 
 
 @pytest.fixture

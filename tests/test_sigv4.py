@@ -12,8 +12,8 @@ from botocore.credentials import Credentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xacct_map.list_page import list_query
-from xacct_map.sigv4 import GetSigner, host_header
+from xacct_map._engine.page import list_query
+from xacct_map._engine.sigv4 import GetSigner, host_header
 
 NOW = datetime(2026, 11, 27, 23, 59, 59, tzinfo=timezone.utc)
 keys = st.text(st.characters(min_codepoint=1, max_codepoint=0x10FFFF, exclude_categories=("Cs",)), max_size=60)

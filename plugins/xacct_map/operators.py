@@ -1,7 +1,7 @@
 """Airflow operators: build the cross-account manifest, start the Distributed Map on it.
 
-Thin shells over the pure core (:mod:`xacct_map.listing`, :mod:`xacct_map.manifest`,
-:mod:`xacct_map.naming`) and the amazon provider's hooks.
+Thin shells over the pure core (:mod:`xacct_map.core.listing`, :mod:`xacct_map.core.manifest`,
+:mod:`xacct_map.core.naming`) and the amazon provider's hooks.
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ from airflow.providers.amazon.aws.links.step_function import (
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
-from xacct_map.cross_account import account_of_role, role_session_name, source_s3_client
-from xacct_map.errors import error_code, explain_assume_role_error, explain_source_error
+from xacct_map.core.cross_account import account_of_role, role_session_name, source_s3_client
+from xacct_map.core.errors import error_code, explain_assume_role_error, explain_source_error
 from xacct_map.links import ManifestObjectLink
-from xacct_map.filters import ObjectFilter, parse_bool, resolve_listing_mode
-from xacct_map.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
-from xacct_map.layouts import check_layout
-from xacct_map.listing import ListingUnavailableError, iter_objects
-from xacct_map.map_run import REDRIVABLE
-from xacct_map.manifest import write_manifest
-from xacct_map.s3uri import split_s3_uri
-from xacct_map.naming import execution_arn, execution_name, manifest_key
+from xacct_map.core.filters import ObjectFilter, parse_bool, resolve_listing_mode
+from xacct_map.core.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
+from xacct_map.core.layouts import check_layout
+from xacct_map.core.listing import ListingUnavailableError, iter_objects
+from xacct_map.core.map_run import REDRIVABLE
+from xacct_map.core.manifest import write_manifest
+from xacct_map.core.s3uri import split_s3_uri
+from xacct_map.core.naming import execution_arn, execution_name, manifest_key
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -47,18 +47,18 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     connection whose ``role_arn`` extra assumes into the source account, or by assuming
     ``source_role_arn`` with ``aws_conn_id``'s credentials. Or, with ``source_inventory``, the
     bucket is not listed at all: the newest S3 Inventory report of it is read instead
-    (:mod:`xacct_map.inventory`). The manifest is streamed into ``s3://manifest_bucket/manifest_key``
+    (:mod:`xacct_map.core.inventory`). The manifest is streamed into ``s3://manifest_bucket/manifest_key``
     of the pipeline account (``aws_conn_id``) through a multipart upload: it exists only once
     complete, and a failure leaves no partial object. Then a metadata sidecar
     ``<manifest_key>.meta.json`` is written with the same summary this task returns.
 
-    Layouts (:mod:`xacct_map.layouts`): ``batched`` (default; a JSON array of batches
+    Layouts (:mod:`xacct_map.core.layouts`): ``batched`` (default; a JSON array of batches
     ``{"bucket", "keys", "bytes"}``, each closed by ``max_keys_per_batch`` keys or
     ``max_bytes_per_batch`` bytes of objects, for ``asl/distributed_map.asl.json``), ``flat`` (one
     item per object, ``{"Bucket", "Key", "Size", "ETag", "LastModified"}``, as ``json``, ``jsonl``
     or ``csv``, for ``asl/distributed_map_flat.asl.json`` with ItemBatcher) and ``keys`` (bare keys).
 
-    Filters (:mod:`xacct_map.filters`; all templated, all optional): ``suffixes``, ``patterns``
+    Filters (:mod:`xacct_map.core.filters`; all templated, all optional): ``suffixes``, ``patterns``
     (fnmatch globs on the key, or on the key after ``source_prefix`` with
     ``pattern_base="relative"``), ``min_size``/``max_size`` (bytes, inclusive), ``storage_classes``
     (default: all but GLACIER and DEEP_ARCHIVE, unless ``include_archived``), and a LastModified
@@ -628,7 +628,7 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
 
 class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
     """
-    Check, before anything runs, that the cross-account setup works (:mod:`xacct_map.preflight`).
+    Check, before anything runs, that the cross-account setup works (:mod:`xacct_map.setup.preflight`).
 
     With the pipeline connection's credentials and real, side-effect-free calls: the lister role can
     be assumed, ListObjectsV2 (MaxKeys=1) on the source prefix works, the processor role can read one
@@ -703,7 +703,7 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         self.run_when = run_when
 
     def execute(self, context: Context) -> dict | None:
-        from xacct_map.preflight import PreflightConfig, run_preflight_with_hook
+        from xacct_map.setup.preflight import PreflightConfig, run_preflight_with_hook
 
         if self.run_when not in self.RUN_WHEN:
             raise AirflowFailException(f"run_when={self.run_when!r}: choose one of {self.RUN_WHEN}.")

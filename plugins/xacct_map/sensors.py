@@ -13,7 +13,7 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from xacct_map.version_compat import AirflowFailException, conf
 from airflow.sdk.bases.sensor import PokeReturnValue
 from xacct_map.links import MapRunLink
-from xacct_map.map_run import RUNNING, MapRunSnapshot, failure_details, snapshot, verdict
+from xacct_map.core.map_run import RUNNING, MapRunSnapshot, failure_details, snapshot, verdict
 from xacct_map.triggers import DistributedMapTrigger
 
 #: XCom key of the execution's final snapshot (status, item counts, Map Run), pushed on success and failure.

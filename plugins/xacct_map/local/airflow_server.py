@@ -32,8 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xacct_map import resources
-
+from xacct_map.setup import resources
 DAG_ID = "xacct_distributed_map"
 HOST = "127.0.0.1"  # never another interface: this is an unauthenticated-by-design dev setup
 DEFAULT_PORT = 8080

@@ -15,8 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
-from xacct_map import resources
-
+from xacct_map.setup import resources
 DAG_ID = "xacct_distributed_map"
 
 

@@ -3,7 +3,7 @@
 * source account 111111111111: a bucket of sample objects and the role the lister assumes;
 * pipeline account 123456789012: the inventory bucket, the processor Lambda (run for real by
   :class:`~xacct_map.local.lambda_runtime.LocalLambdaRuntime`) and the Distributed Map state machine
-  from ``asl/``, deployed with :mod:`xacct_map.deploy` exactly as on AWS.
+  from ``asl/``, deployed with :mod:`xacct_map.setup.deploy` exactly as on AWS.
 
 The pipeline account must be moto's default account: the Step Functions interpreter makes its own
 S3/Lambda calls there. Emulator facts used here are in the project's notes (emulators.md).
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import boto3
 import requests
 
-from xacct_map import deploy
+from xacct_map.setup import deploy
 from xacct_map.local.lambda_runtime import LocalLambdaRuntime
 
 SOURCE_ACCOUNT = "111111111111"
@@ -193,7 +193,7 @@ class LocalAws:
         total = self._seed(s3_src, source_bucket, source_prefix, objects)
 
         # The pipeline account: the same code path as `xacct-map deploy` on AWS.
-        from xacct_map.policies import PolicyInputs
+        from xacct_map.setup.policies import PolicyInputs
 
         inputs = PolicyInputs(
             source_bucket=source_bucket, source_account=SOURCE_ACCOUNT, pipeline_account=PIPELINE_ACCOUNT,

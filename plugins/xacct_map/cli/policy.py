@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xacct_map import policies
-
-
+from xacct_map.setup import policies
 def register(subparsers) -> None:
     """Add the ``policy`` subcommand to the ``xacct-map`` parser."""
     parser = subparsers.add_parser(

@@ -1,12 +1,12 @@
 """The parallel listing engine: key ranges listed at the same time by worker processes.
 
 One coordinator (this module, in the caller's process) and a few worker processes
-(:mod:`xacct_map._list_worker`, each keeping several requests in flight). The key space under
+(:mod:`xacct_map._engine.worker`, each keeping several requests in flight). The key space under
 the prefix is split into disjoint ranges ``(after, hi]``; each range is a *chain* of pages listed
 with ``StartAfter`` = the last key seen, one request in flight per chain. The first ranges come
 from known boundaries (the common prefixes the caller discovered); whenever fewer chains are
 running than ``parallelism``, the chain whose page just arrived is cut (at points chosen by
-:class:`xacct_map.keyspace.KeySpace`) and the new ranges start at once. Ranges never overlap and
+:class:`xacct_map._engine.keyspace.KeySpace`) and the new ranges start at once. Ranges never overlap and
 together cover everything after the start, so each key is listed exactly once; the worker checks
 every page ascends inside its range and the coordinator re-checks the ends.
 
@@ -32,12 +32,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from xacct_map.frames import read_frame, write_frame
-from xacct_map.keyspace import KeySpace
+from xacct_map._engine.frames import read_frame, write_frame
+from xacct_map._engine.keyspace import KeySpace
 
 log = logging.getLogger(__name__)
 
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The folder that contains the xacct_map package (this file is xacct_map/_engine/coordinator.py): the
+# workers run ``python -m xacct_map._engine.worker`` and must import this same package.
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CREDENTIAL_CHECK_SECONDS = 10.0
 MAX_FAN_OUT = 3  # new ranges per cut (more while few ranges run: see the schedule)
 # Pages ready for the caller. With the pages in flight (at most ``parallelism``) this bounds memory,
@@ -89,7 +91,7 @@ class WorkerPool:
         try:
             for _ in range(processes):
                 self.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "xacct_map._list_worker"],
+                    [sys.executable, "-m", "xacct_map._engine.worker"],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
                 ))
                 _widen_pipe(self.procs[-1].stdout)

@@ -1,6 +1,6 @@
 """Which listed objects go into the manifest: suffix, glob pattern, size, storage class, LastModified.
 
-The pure core: an :class:`ObjectFilter` wraps any stream of :class:`~xacct_map.listing.S3Object`
+The pure core: an :class:`ObjectFilter` wraps any stream of :class:`~xacct_map.core.listing.S3Object`
 (from a listing or an S3 Inventory) and counts what each filter skipped.
 
 Rules (each filter that is set must pass; within one filter any value may match):

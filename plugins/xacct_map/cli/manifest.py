@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 
-from xacct_map.layouts import LAYOUTS
+from xacct_map.core.layouts import LAYOUTS
 
 
 def register(subparsers) -> None:
@@ -124,7 +124,7 @@ def _clients(args):
     """``(pipeline s3, source s3 or None for the inventory path, identity text)``."""
     import boto3
 
-    from xacct_map.cross_account import assumed_role_session, bucket_region, role_session_name
+    from xacct_map.core.cross_account import assumed_role_session, bucket_region, role_session_name
 
     session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
     endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
@@ -145,13 +145,13 @@ def run(args: argparse.Namespace) -> int:
     """Build the manifest; print a summary (or the metadata JSON with ``--json``)."""
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    from xacct_map.errors import explain_assume_role_error, explain_source_error
-    from xacct_map.filters import ObjectFilter
-    from xacct_map.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
-    from xacct_map.layouts import check_layout
-    from xacct_map.listing import iter_objects
-    from xacct_map.manifest import write_manifest
-    from xacct_map.s3uri import split_s3_uri
+    from xacct_map.core.errors import explain_assume_role_error, explain_source_error
+    from xacct_map.core.filters import ObjectFilter
+    from xacct_map.core.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
+    from xacct_map.core.layouts import check_layout
+    from xacct_map.core.listing import iter_objects
+    from xacct_map.core.manifest import write_manifest
+    from xacct_map.core.s3uri import split_s3_uri
 
     def fail(message: str, code: int = 1) -> int:
         print(f"xacct-map manifest: {message}", file=sys.stderr)

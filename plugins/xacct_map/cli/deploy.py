@@ -1,7 +1,7 @@
 """``xacct-map deploy``: create or update the pipeline account's resources, idempotently.
 
 Deploys, in the account of the credentials used (``--profile`` or the default chain), the inventory
-bucket, the processor and state machine roles with the policies of :mod:`xacct_map.policies`, the
+bucket, the processor and state machine roles with the policies of :mod:`xacct_map.setup.policies`, the
 processor's log group, the processor Lambda from ``functions/``, the state machine from ``asl/`` and, when the role exists
 (or ``--airflow-trust`` is given), the Airflow role's inline policy. A second run with the same
 options changes nothing and says so. The source account's side is printed, not applied: it is
@@ -87,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
     """Deploy; exit code 0 on success, 2 for invalid options, 1 for an AWS error."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from xacct_map import deploy, policies
-
+    from xacct_map.setup import deploy, policies
     try:
         client, region = pipeline_clients(profile=args.profile, region=args.region, endpoint_url=args.endpoint_url)
         account = args.pipeline_account or client("sts").get_caller_identity()["Account"]

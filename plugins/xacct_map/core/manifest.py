@@ -13,8 +13,8 @@ The manifest is streamed through a multipart upload: the object appears only whe
 completes, and any failure aborts it, so a failed run never leaves a half-written manifest.
 
 Other layouts and formats (flat items for ItemBatcher as JSON, JSONL or CSV; bare keys) are in
-:mod:`xacct_map.layouts`; :func:`write_manifest` writes any of them, applies an
-:class:`~xacct_map.filters.ObjectFilter`, and then a metadata sidecar ``<key>.meta.json``.
+:mod:`xacct_map.core.layouts`; :func:`write_manifest` writes any of them, applies an
+:class:`~xacct_map.core.filters.ObjectFilter`, and then a metadata sidecar ``<key>.meta.json``.
 :func:`write_batched_manifest` is the original entry point (batched JSON, no sidecar).
 """
 
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from xacct_map import __version__
-from xacct_map.filters import ObjectFilter
-from xacct_map.layouts import CONTENT_TYPES, JsonArrayEncoder, check_layout, encoder_for, flat_item
-from xacct_map.listing import S3Object
+from xacct_map.core.filters import ObjectFilter
+from xacct_map.core.layouts import CONTENT_TYPES, JsonArrayEncoder, check_layout, encoder_for, flat_item
+from xacct_map.core.listing import S3Object
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 MAX_PARTS = 10_000
@@ -337,7 +337,7 @@ def write_manifest(
     :meth:`ManifestSummary.as_dict`), so a failed manifest never has a sidecar. A sidecar left by
     an earlier attempt names that attempt's ``etag``/``sha256``: compare them with the manifest's.
 
-    :param layout: ``batched``, ``flat`` or ``keys`` (see :mod:`xacct_map.layouts`).
+    :param layout: ``batched``, ``flat`` or ``keys`` (see :mod:`xacct_map.core.layouts`).
     :param manifest_format: ``json``, ``jsonl`` or ``csv`` (csv: flat layout only).
     :param object_filter: applied to ``objects`` on the way; its settings and skip counts are recorded.
     :param source: where the objects came from (``{"type": "listing", "bucket", "prefix",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # xacct_map/setup/resources.py -> xacct_map
 _BUNDLED = _PACKAGE_DIR / "_bundled"
 _CHECKOUT = _PACKAGE_DIR.parents[1]  # plugins/xacct_map -> the repository root
 

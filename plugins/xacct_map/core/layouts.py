@@ -1,6 +1,6 @@
 """Manifest layouts (what one Map item is) and formats (how items are written as bytes).
 
-The pure core: no S3, no Airflow. :mod:`xacct_map.manifest` streams the bytes an encoder makes
+The pure core: no S3, no Airflow. :mod:`xacct_map.core.manifest` streams the bytes an encoder makes
 through a multipart upload.
 
 Layouts:
@@ -129,7 +129,7 @@ def encoder_for(fmt: str):
 
 
 def flat_item(source_bucket: str, obj) -> dict:
-    """The flat layout's item for one :class:`~xacct_map.listing.S3Object`."""
+    """The flat layout's item for one :class:`~xacct_map.core.listing.S3Object`."""
     return {
         "Bucket": source_bucket,
         "Key": obj.key,

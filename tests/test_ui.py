@@ -9,7 +9,7 @@ from __future__ import annotations
 import types
 from importlib.metadata import entry_points
 
-from xacct_map.map_runs_view import XacctMapPlugin, _row, render_page
+from xacct_map.ui import XacctMapPlugin, _row, render_page
 
 
 def test_registered_through_the_airflow_plugins_entry_point():

@@ -2,7 +2,7 @@
 
 Create-or-update and idempotent: every setting is read first and written only when it differs, so a
 second run changes nothing (each ``ensure_*`` function reports what it changed). :func:`deploy_pipeline`
-does the whole pipeline account with the IAM documents of :mod:`xacct_map.policies`;
+does the whole pipeline account with the IAM documents of :mod:`xacct_map.setup.policies`;
 ``xacct-map deploy`` and the local mode both call it.
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from xacct_map import policies, resources
-from xacct_map.policies import PolicyInputs
+from xacct_map.setup import policies, resources
+from xacct_map.setup.policies import PolicyInputs
 
 _PLACEHOLDER = re.compile(r"^\$\{(\w+)\}$")
 
@@ -53,7 +53,7 @@ def render_definition(template: dict | str | Path, substitutions: dict) -> str:
 def package_function(source_dir: Path | None = None) -> bytes:
     """Zip a function directory (its .py files) the way Lambda expects: files at the archive root.
 
-    The default is the shipped processor (:func:`xacct_map.resources.processor_dir`).
+    The default is the shipped processor (:func:`xacct_map.setup.resources.processor_dir`).
     """
     source_dir = source_dir or resources.processor_dir()
     buffer = io.BytesIO()
@@ -421,7 +421,7 @@ def deploy_pipeline(
     * the inventory bucket (:func:`ensure_bucket`: public access blocked, SSE, lifecycle rule
       expiring ``<inventory_prefix>`` objects after ``expire_days``);
     * the processor role and the state machine role (``inputs.processor_role``,
-      ``inputs.state_machine_role``) with the documents of :mod:`xacct_map.policies`
+      ``inputs.state_machine_role``) with the documents of :mod:`xacct_map.setup.policies`
       (the shipped ASL has a ResultWriter, so its permissions are included);
     * the processor's log group ``/aws/lambda/<function>`` (its role may write there, not create it),
       keeping ``log_retention_days`` of logs;
@@ -472,7 +472,7 @@ def deploy_pipeline(
         "ResultsPrefix": inputs.results_prefix.rstrip("/"),
     }
     if layout == "flat":
-        from xacct_map.layouts import flat_substitutions
+        from xacct_map.core.layouts import flat_substitutions
 
         substitutions |= flat_substitutions(manifest_format=manifest_format, max_items_per_batch=max_items_per_batch)
     elif layout != "batched":

@@ -10,7 +10,7 @@ size, MD5). Give :func:`open_inventory` the configuration's folder
 (``s3://<destination bucket>/<destination prefix>/<source bucket>/<config id>``), a timestamp
 folder under it, or a ``manifest.json`` itself: for a folder, the newest timestamp folder that
 holds a ``manifest.json`` is used. :func:`iter_inventory_objects` then yields the same
-:class:`~xacct_map.listing.S3Object` stream a listing yields, so the same filters and manifest
+:class:`~xacct_map.core.listing.S3Object` stream a listing yields, so the same filters and manifest
 writer apply, and the source bucket is never listed.
 
 Formats: CSV (gzip; the ``Key`` column is URL-encoded, with ``+`` for a space, and is decoded
@@ -38,8 +38,8 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
-from xacct_map.listing import S3Object
-from xacct_map.s3uri import split_s3_uri
+from xacct_map.core.listing import S3Object
+from xacct_map.core.s3uri import split_s3_uri
 
 TIMESTAMP_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z$")
 # Parquet/ORC column names (snake case) for the CSV schema's field names.

@@ -1,9 +1,9 @@
 """A listing worker process: signs, sends and parses ListObjectsV2 requests for the coordinator.
 
-Started by :mod:`xacct_map.fast_list` as ``python -m xacct_map._list_worker``; speaks pickled,
+Started by :mod:`xacct_map._engine.coordinator` as ``python -m xacct_map._engine.worker``; speaks pickled,
 length-prefixed frames on stdin (config, credentials, tasks) and stdout (pages, errors). One
 thread runs an event loop with ``connections`` keep-alive HTTP connections
-(:mod:`xacct_map.http1`), one request in flight on each, so latency overlaps; parsing runs in this
+(:mod:`xacct_map._engine.http1`), one request in flight on each, so latency overlaps; parsing runs in this
 process, off the coordinator's GIL.
 
 A task is one page of one key range ``(start_after, hi]``. The worker retries throttling and
@@ -22,10 +22,10 @@ from bisect import bisect_right
 from itertools import islice
 from urllib.parse import urlsplit
 
-from xacct_map.frames import read_frame_async, write_frame
-from xacct_map.http1 import Connection, HttpError
-from xacct_map.list_page import PageFormatError, first_key, list_query, parse_error, parse_list_page
-from xacct_map.sigv4 import GetSigner, host_header
+from xacct_map._engine.frames import read_frame_async, write_frame
+from xacct_map._engine.http1 import Connection, HttpError
+from xacct_map._engine.page import PageFormatError, first_key, list_query, parse_error, parse_list_page
+from xacct_map._engine.sigv4 import GetSigner, host_header
 
 # Status codes and S3 error codes worth another try of the same request.
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})

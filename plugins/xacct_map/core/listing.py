@@ -5,9 +5,9 @@ The pure core: it takes a boto3 S3 client and plain values, knows nothing of Air
 Two engines behind one function, :func:`iter_objects`:
 
 * **parallel** (default against a real HTTP endpoint): disjoint key ranges listed at the same
-  time by worker processes that sign requests (SigV4, :mod:`xacct_map.sigv4`), keep many in
-  flight on keep-alive connections from one event loop (:mod:`xacct_map.http1`) and parse pages
-  with a fast exact parser (:mod:`xacct_map.fast_list`). Endpoint, Region,
+  time by worker processes that sign requests (SigV4, :mod:`xacct_map._engine.sigv4`), keep many in
+  flight on keep-alive connections from one event loop (:mod:`xacct_map._engine.http1`) and parse pages
+  with a fast exact parser (:mod:`xacct_map._engine.page`): the engine, :mod:`xacct_map._engine`. Endpoint, Region,
   addressing style, TLS verification and timeouts are taken from the client - from the request
   botocore itself sends for a probe (a ``Delimiter="/"`` listing whose common prefixes become
   the first range boundaries) - and credentials from the client's credential object, re-read
@@ -187,7 +187,7 @@ def _object_pages(
     started = []
 
     def start_workers() -> None:
-        from xacct_map.fast_list import WorkerPool
+        from xacct_map._engine import WorkerPool
 
         started.append(WorkerPool(workers))
 
@@ -205,7 +205,7 @@ def _object_pages(
         return
     if stats is not None:
         stats["engine"] = "parallel"
-    from xacct_map.fast_list import list_ranges
+    from xacct_map._engine import list_ranges
 
     if expected_bucket_owner:
         endpoint.headers["x-amz-expected-bucket-owner"] = expected_bucket_owner
@@ -342,7 +342,7 @@ def _probe(s3_client, bucket: str, prefix: str, owner: dict, on_http=None):
     scope = _SCOPE.search(headers.get("Authorization", ""))
     if scope is None and not _unsigned(signer):
         return None, empty
-    from xacct_map.fast_list import Endpoint
+    from xacct_map._engine import Endpoint
 
     verify = getattr(http_session, "_verify", True)
     if verify is True and parts.scheme == "https":
