@@ -1,6 +1,6 @@
 """Cross-Region and cross-account safety of every call that touches a bucket.
 
-* Region discovery (:func:`xacct_map.core.cross_account.bucket_region`, ``source_s3_client``): against
+* Region discovery (:func:`xacct_map.core.cross_account.bucket_region`, :func:`xacct_map.hooks.source_s3_client`): against
   moto (a bucket created in eu-west-1 while the connections are us-east-1; moto answers HeadBucket
   from any Region with 200 and ``x-amz-bucket-region``) and with stubbed 301/400/403/404 answers,
   the shapes real S3 gives (the header is on every one but 404).
@@ -25,8 +25,9 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from xacct_map.core import cross_account
-from xacct_map.core.cross_account import bucket_region, source_s3_client
+from xacct_map import hooks
+from xacct_map.core.cross_account import bucket_region
+from xacct_map.hooks import source_s3_client
 from xacct_map.setup.resources import dags_dir, processor_dir
 from xacct_map.core.listing import iter_objects
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT
@@ -197,7 +198,7 @@ def test_a_given_source_region_is_used_without_discovery(local_aws, eu_bucket, m
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     calls = []
-    monkeypatch.setattr(cross_account, "bucket_region", lambda *a, **k: calls.append(a) or "eu-west-1")
+    monkeypatch.setattr(hooks, "bucket_region", lambda *a, **k: calls.append(a) or "eu-west-1")
     common = dict(source_aws_conn_id="xacct_map_source", source_role_arn=None, source_external_id=None,
                   session_name="test")
     hook = S3Hook(aws_conn_id="xacct_map_pipeline")

@@ -23,7 +23,8 @@ from airflow.providers.amazon.aws.links.step_function import (
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
-from xacct_map.core.cross_account import account_of_role, role_session_name, source_s3_client
+from xacct_map.core.cross_account import account_of_role, role_session_name
+from xacct_map.hooks import source_s3_client
 from xacct_map.core.errors import error_code, explain_assume_role_error, explain_source_error
 from xacct_map.links import ManifestObjectLink
 from xacct_map.core.filters import ObjectFilter, parse_bool, resolve_listing_mode
