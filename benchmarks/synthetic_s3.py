@@ -568,9 +568,14 @@ def _make_handler(server: SyntheticS3):
             self.send(status, headers, body)
 
         def _reply_chunked(self, body: bytes, size: int = 16384) -> None:
-            chunks = [b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in (body[i : i + size] for i in range(0, len(body), size))]
-            self.send(200, {"Content-Type": "application/xml", "Transfer-Encoding": "chunked"},
-                      b"".join(chunks) + b"0\r\nx-trailer: 1\r\n\r\n")
+            chunks = [
+                b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in (body[i : i + size] for i in range(0, len(body), size))
+            ]
+            self.send(
+                200,
+                {"Content-Type": "application/xml", "Transfer-Encoding": "chunked"},
+                b"".join(chunks) + b"0\r\nx-trailer: 1\r\n\r\n",
+            )
 
         def _error(self, status: int, code: str, message: str, **extra: str) -> None:
             self._reply(status, _xml_error(code, message, **extra))

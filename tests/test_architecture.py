@@ -53,7 +53,9 @@ def imports_of(source: str, name: str, is_package: bool = False, known=MODULES) 
                 for alias in child.names:
                     sub = f"{base}.{alias.name}"
                     found.append(Import(sub if sub in known else base, child.lineno, in_function))
-            elif isinstance(child, ast.Constant) and isinstance(child.value, str) and _MODULE_NAME.fullmatch(child.value):
+            elif (
+                isinstance(child, ast.Constant) and isinstance(child.value, str) and _MODULE_NAME.fullmatch(child.value)
+            ):
                 found.append(Import(child.value, child.lineno, in_function, by_name=True))
             visit(child, nested)
 
@@ -87,8 +89,11 @@ def engine_is_self_contained(name: str, imports: list[Import]) -> list[str]:
     """_engine/ imports nothing of xacct_map outside _engine/."""
     if part_of(name) != "_engine":
         return []
-    return [f"{name}:{i.line} imports {i.target}" for i in imports
-            if _is(i.target, "xacct_map") and not _is(i.target, "xacct_map._engine")]
+    return [
+        f"{name}:{i.line} imports {i.target}"
+        for i in imports
+        if _is(i.target, "xacct_map") and not _is(i.target, "xacct_map._engine")
+    ]
 
 
 def core_uses_only_core_and_the_engine(name: str, imports: list[Import]) -> list[str]:
@@ -96,25 +101,34 @@ def core_uses_only_core_and_the_engine(name: str, imports: list[Import]) -> list
     if part_of(name) != "core":
         return []
     allowed = ("xacct_map", "xacct_map._engine")
-    return [f"{name}:{i.line} imports {i.target}" for i in imports
-            if _is(i.target, "xacct_map") and i.target not in allowed and not _is(i.target, "xacct_map.core")]
+    return [
+        f"{name}:{i.line} imports {i.target}"
+        for i in imports
+        if _is(i.target, "xacct_map") and i.target not in allowed and not _is(i.target, "xacct_map.core")
+    ]
 
 
 def engine_entered_by_its_package_only(name: str, imports: list[Import]) -> list[str]:
     """Outside _engine/, the engine is ``xacct_map._engine`` (its re-exports), never one of its modules."""
     if part_of(name) == "_engine":
         return []
-    return [f"{name}:{i.line} imports {i.target}" for i in imports if _is(i.target, "xacct_map._engine")
-            and i.target != "xacct_map._engine"]
+    return [
+        f"{name}:{i.line} imports {i.target}"
+        for i in imports
+        if _is(i.target, "xacct_map._engine") and i.target != "xacct_map._engine"
+    ]
 
 
 def setup_uses_core_only(name: str, imports: list[Import]) -> list[str]:
     """setup/ imports of ours: setup/ and core/; Airflow only inside a function."""
     if part_of(name) != "setup":
         return []
-    return [f"{name}:{i.line} imports {i.target}" for i in imports
-            if (_is(i.target, "xacct_map") and part_of(i.target) not in {"setup", "core"})
-            or (_is(i.target, "airflow") and not i.in_function)]
+    return [
+        f"{name}:{i.line} imports {i.target}"
+        for i in imports
+        if (_is(i.target, "xacct_map") and part_of(i.target) not in {"setup", "core"})
+        or (_is(i.target, "airflow") and not i.in_function)
+    ]
 
 
 def local_only_from_cli(name: str, imports: list[Import]) -> list[str]:
@@ -126,15 +140,28 @@ def local_only_from_cli(name: str, imports: list[Import]) -> list[str]:
 
 def nothing_below_imports_cli_or_shells(name: str, imports: list[Import]) -> list[str]:
     """core/, _engine/ and setup/ never reach up into cli/ or the Airflow shells; shells never into cli/."""
-    above = {"core": {"cli", "shell", "local"}, "_engine": {"cli", "shell", "local"},
-             "setup": {"cli", "shell", "local"}, "shell": {"cli", "local"}}.get(part_of(name), set())
-    return [f"{name}:{i.line} imports {i.target}" for i in imports
-            if _is(i.target, "xacct_map") and i.target != "xacct_map" and part_of(i.target) in above]
+    above = {
+        "core": {"cli", "shell", "local"},
+        "_engine": {"cli", "shell", "local"},
+        "setup": {"cli", "shell", "local"},
+        "shell": {"cli", "local"},
+    }.get(part_of(name), set())
+    return [
+        f"{name}:{i.line} imports {i.target}"
+        for i in imports
+        if _is(i.target, "xacct_map") and i.target != "xacct_map" and part_of(i.target) in above
+    ]
 
 
-RULES = [no_airflow_anywhere, engine_is_self_contained, core_uses_only_core_and_the_engine,
-         engine_entered_by_its_package_only, setup_uses_core_only, local_only_from_cli,
-         nothing_below_imports_cli_or_shells]
+RULES = [
+    no_airflow_anywhere,
+    engine_is_self_contained,
+    core_uses_only_core_and_the_engine,
+    engine_entered_by_its_package_only,
+    setup_uses_core_only,
+    local_only_from_cli,
+    nothing_below_imports_cli_or_shells,
+]
 
 
 def _imports(name: str) -> list[Import]:
@@ -152,12 +179,17 @@ def test_rule_holds_for_every_module(rule):
 def test_command_modules_import_nothing_heavy_at_module_level():
     """``xacct-map --help`` imports every command module: Airflow and moto only inside the command."""
     (commands,) = [
-        ast.literal_eval(node.value) for node in ast.parse(MODULES["xacct_map.cli"].read_text()).body
+        ast.literal_eval(node.value)
+        for node in ast.parse(MODULES["xacct_map.cli"].read_text()).body
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "COMMAND_MODULES"
     ]
     assert "xacct_map.cli.manifest" in commands and all(c in MODULES for c in commands)
-    heavy = [f"{c}:{i.line} imports {i.target}" for c in commands for i in _imports(c)
-             if not i.in_function and (_is(i.target, "airflow") or _is(i.target, "moto"))]
+    heavy = [
+        f"{c}:{i.line} imports {i.target}"
+        for c in commands
+        for i in _imports(c)
+        if not i.in_function and (_is(i.target, "airflow") or _is(i.target, "moto"))
+    ]
     assert not heavy
 
 

@@ -17,8 +17,16 @@ def test_dag_imports_without_errors_and_is_wired_in_order():
     assert dag.get_task("preflight").downstream_task_ids == {"build_manifest"}
     assert dag.get_task("build_manifest").downstream_task_ids == {"start_map_run"}
     assert dag.get_task("start_map_run").downstream_task_ids == {"wait_for_map_run"}
-    assert {"source_bucket", "source_prefix", "inventory_bucket", "state_machine_arn", "max_keys_per_batch",
-            "max_bytes_per_batch", "dry_run", "preflight"} <= set(dag.params.keys())
+    assert {
+        "source_bucket",
+        "source_prefix",
+        "inventory_bucket",
+        "state_machine_arn",
+        "max_keys_per_batch",
+        "max_bytes_per_batch",
+        "dry_run",
+        "preflight",
+    } <= set(dag.params.keys())
     assert dag.catchup is False
 
 

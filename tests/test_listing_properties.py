@@ -41,16 +41,31 @@ PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 
 
 @PROPERTY
-@given(keys=key_layouts(), page_size=st.integers(2, 7), parallelism=st.integers(2, 6),
-       throttled=st.booleans(), prefix_len=st.integers(0, 2))
+@given(
+    keys=key_layouts(),
+    page_size=st.integers(2, 7),
+    parallelism=st.integers(2, 6),
+    throttled=st.booleans(),
+    prefix_len=st.integers(0, 2),
+)
 def test_every_key_exactly_once_under_any_layout(keys, page_size, parallelism, throttled, prefix_len):
     bucket = f"prop-{next(_counter)}"
     _server.buckets[bucket] = ListedKeys(keys)
     _server.throttle = throttle_pages(4) if throttled else None
     prefix = keys[0][:prefix_len] if keys else ""
     stats: dict = {}
-    listed = [o.key for o in iter_objects(client_for(_server.endpoint_url), bucket, prefix, parallelism=parallelism,
-                                          processes=1, page_size=page_size, stats=stats)]
+    listed = [
+        o.key
+        for o in iter_objects(
+            client_for(_server.endpoint_url),
+            bucket,
+            prefix,
+            parallelism=parallelism,
+            processes=1,
+            page_size=page_size,
+            stats=stats,
+        )
+    ]
     expected = [k for k in keys if k.startswith(prefix)]
     assert stats["engine"] == "parallel" or not expected
     counts = Counter(listed)
@@ -59,8 +74,11 @@ def test_every_key_exactly_once_under_any_layout(keys, page_size, parallelism, t
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
-@given(keys=st.lists(st.text(ALPHABET, min_size=1, max_size=12), min_size=3, max_size=40, unique=True),
-       parts=st.integers(2, 40), bounded=st.booleans())
+@given(
+    keys=st.lists(st.text(ALPHABET, min_size=1, max_size=12), min_size=3, max_size=40, unique=True),
+    parts=st.integers(2, 40),
+    bounded=st.booleans(),
+)
 def test_cuts_fall_strictly_inside_the_range(keys, parts, bounded):
     keys = sorted(keys)
     space = KeySpace()

@@ -37,7 +37,9 @@ def test_execution_names_differ_for_runs_that_sanitise_alike():
 
 def test_manifest_key_and_execution_arn():
     key = manifest_key("my_dag", "scheduled__2026-11-26T00:00:00+00:00")
-    assert key.startswith("xacct-map/manifests/my_dag/scheduled__2026-11-26T00-00-00-00-00-") and key.endswith("/manifest.json")
+    assert key.startswith("xacct-map/manifests/my_dag/scheduled__2026-11-26T00-00-00-00-00-") and key.endswith(
+        "/manifest.json"
+    )
     assert execution_arn("arn:aws:states:eu-west-1:123456789012:stateMachine:m", "n") == (
         "arn:aws:states:eu-west-1:123456789012:execution:m:n"
     )
@@ -46,11 +48,18 @@ def test_manifest_key_and_execution_arn():
 
 
 def test_asl_renders_typed_placeholders():
-    definition = json.loads(render_definition(asl_path(), {
-        "ProcessorFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:p",
-        "MaxConcurrency": 40, "ToleratedFailurePercentage": 5.0,
-        "ResultsBucket": "inventory", "ResultsPrefix": "xacct-map/results",
-    }))
+    definition = json.loads(
+        render_definition(
+            asl_path(),
+            {
+                "ProcessorFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:p",
+                "MaxConcurrency": 40,
+                "ToleratedFailurePercentage": 5.0,
+                "ResultsBucket": "inventory",
+                "ResultsPrefix": "xacct-map/results",
+            },
+        )
+    )
     state = definition["States"]["ProcessManifest"]
     assert state["MaxConcurrency"] == 40 and state["ToleratedFailurePercentage"] == 5.0
     assert state["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}

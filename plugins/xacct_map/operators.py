@@ -244,9 +244,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         """The filters of this run: the operator's, plus the data interval in incremental mode."""
         run_type = run_type_of(context)
         try:
-            explicit = ObjectFilter(
-                modified_after=self.modified_after, modified_before=self.modified_before
-            )
+            explicit = ObjectFilter(modified_after=self.modified_after, modified_before=self.modified_before)
             mode, after, before = resolve_listing_mode(
                 self.listing_mode,
                 run_type=run_type,
@@ -280,7 +278,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         if object_filter.listing_mode == "incremental":
             self.log.info(
                 "Incremental: only objects with %s <= LastModified < %s",
-                object_filter.modified_after, object_filter.modified_before,
+                object_filter.modified_after,
+                object_filter.modified_before,
             )
         if self.source_inventory:
             objects, source, identity = self._inventory_objects(key)
@@ -314,13 +313,24 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 f"the multipart upload of s3://{self.manifest_bucket}/{key} was aborted, the task can be retried."
             ) from None
         ManifestObjectLink.persist(
-            context=context, operator=self, region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition, bucket=summary.bucket, key=summary.key,
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            bucket=summary.bucket,
+            key=summary.key,
         )
         self.log.info(
             "Manifest s3://%s/%s (%s, %s): %d objects, %d batches, %d bytes of objects (manifest %d bytes, sha256 %s)",
-            summary.bucket, summary.key, summary.layout, summary.format, summary.object_count,
-            summary.batch_count, summary.total_bytes, summary.manifest_bytes, summary.sha256,
+            summary.bucket,
+            summary.key,
+            summary.layout,
+            summary.format,
+            summary.object_count,
+            summary.batch_count,
+            summary.total_bytes,
+            summary.manifest_bytes,
+            summary.sha256,
         )
         skipped = {name: n for name, n in (summary.skipped or {}).items() if n}
         if skipped:
@@ -349,10 +359,17 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             raise AirflowException(self._explain(err, key, identity)) from None
         self.log.info(
             "Listing s3://%s/%s as %s into s3://%s/%s",
-            self.source_bucket, self.source_prefix, identity, self.manifest_bucket, key,
+            self.source_bucket,
+            self.source_prefix,
+            identity,
+            self.manifest_bucket,
+            key,
         )
         objects = iter_objects(
-            source, self.source_bucket, self.source_prefix, expected_bucket_owner=self.source_account_id,
+            source,
+            self.source_bucket,
+            self.source_prefix,
+            expected_bucket_owner=self.source_account_id,
             parallelism=self.listing_parallelism,
         )
         description = {
@@ -385,8 +402,15 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.source_bucket = self.source_bucket or report.source_bucket
         self.log.info(
             "Reading inventory %s (%s, %d data files, created %s) as %s for s3://%s/%s, into s3://%s/%s",
-            report.uri, report.file_format, len(report.files), report.creation_timestamp, identity,
-            self.source_bucket, self.source_prefix, self.manifest_bucket, key,
+            report.uri,
+            report.file_format,
+            len(report.files),
+            report.creation_timestamp,
+            identity,
+            self.source_bucket,
+            self.source_prefix,
+            self.manifest_bucket,
+            key,
         )
         # Filled while the manifest is written; recorded in the summary once it is complete.
         counts: dict = {}
@@ -409,7 +433,10 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             return explain_inventory_error(err, bucket=self.source_inventory, key="", identity=identity)
         if operation.startswith("ListObjects") or operation == "HeadBucket":
             return explain_source_error(
-                err, bucket=self.source_bucket, prefix=self.source_prefix, identity=identity,
+                err,
+                bucket=self.source_bucket,
+                prefix=self.source_prefix,
+                identity=identity,
                 owner=self.source_account_id,
             )
         code = error_code(err)
@@ -506,8 +533,14 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
     ON_EXISTING = ("attach", "redrive", "fail")
     aws_hook_class = StepFunctionHook
     template_fields: Sequence[str] = aws_template_fields(
-        "state_machine_arn", "manifest", "source_account_id", "source_region", "execution_input", "name",
-        "on_existing", "dry_run",
+        "state_machine_arn",
+        "manifest",
+        "source_account_id",
+        "source_region",
+        "execution_input",
+        "name",
+        "on_existing",
+        "dry_run",
     )
     template_fields_renderers = {"execution_input": "json", "manifest": "json"}
     ui_color = "#f9c915"
@@ -560,11 +593,16 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
             raise AirflowFailException(str(err)) from None
         if dry_run:
             self.log.info("Dry run: would start %s as %s with input %s", self.state_machine_arn, arn, payload)
-            raise AirflowSkipException(f"dry run: manifest s3://{body['manifest']['bucket']}/{body['manifest']['key']} "
-                                       "built, no execution started")
+            raise AirflowSkipException(
+                f"dry run: manifest s3://{body['manifest']['bucket']}/{body['manifest']['key']} "
+                "built, no execution started"
+            )
         StateMachineDetailsLink.persist(
-            context=context, operator=self, region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition, state_machine_arn=self.state_machine_arn,
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            state_machine_arn=self.state_machine_arn,
         )
         try:
             arn = self.hook.conn.start_execution(stateMachineArn=self.state_machine_arn, name=name, input=payload)[
@@ -585,8 +623,11 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
                     f"StartExecution of {self.state_machine_arn} failed: {code}: {err.response['Error'].get('Message')}"
                 ) from None
         StateMachineExecutionsDetailsLink.persist(
-            context=context, operator=self, region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition, execution_arn=arn,
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            execution_arn=arn,
         )
         return arn
 
@@ -610,7 +651,9 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
             return
         self.log.info(
             "Execution %s already exists for this run with the same input (status %s): attaching to it, "
-            "not starting a second one.", arn, status,
+            "not starting a second one.",
+            arn,
+            status,
         )
 
     def _redrive(self, arn: str, status: str) -> None:
@@ -666,9 +709,18 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
     RUN_WHEN = ("manual", "always", "never")
     aws_hook_class = AwsGenericHook
     template_fields: Sequence[str] = aws_template_fields(
-        "source_bucket", "source_account_id", "manifest_bucket", "state_machine_arn", "source_prefix",
-        "source_aws_conn_id", "source_role_arn", "source_external_id", "processor_role_arn",
-        "state_machine_role", "source_region", "run_when",
+        "source_bucket",
+        "source_account_id",
+        "manifest_bucket",
+        "state_machine_arn",
+        "source_prefix",
+        "source_aws_conn_id",
+        "source_role_arn",
+        "source_external_id",
+        "processor_role_arn",
+        "state_machine_role",
+        "source_region",
+        "run_when",
     )
     ui_color = "#d5f5e3"
 
@@ -712,8 +764,11 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         if self.run_when == "never" or (self.run_when == "manual" and run_type != "manual"):
             self.log.info("Preflight not run (run_when=%r, %s run)", self.run_when, run_type)
             return None
-        missing = [name for name in ("source_bucket", "source_account_id", "manifest_bucket", "state_machine_arn")
-                   if not getattr(self, name)]
+        missing = [
+            name
+            for name in ("source_bucket", "source_account_id", "manifest_bucket", "state_machine_arn")
+            if not getattr(self, name)
+        ]
         if missing:
             raise AirflowFailException(f"Preflight needs {missing}: set the DAG params or their Variables.")
         role_arn, external_id = self.source_role_arn or None, self.source_external_id or None
@@ -722,10 +777,16 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
             role_arn = source.role_arn
             external_id = external_id or (source.assume_role_kwargs or {}).get("ExternalId")
         config = PreflightConfig(
-            source_bucket=self.source_bucket, source_account=self.source_account_id, prefix=self.source_prefix,
-            inventory_bucket=self.manifest_bucket, state_machine_arn=self.state_machine_arn,
-            lister_role_arn=role_arn, external_id=external_id, processor_role_arn=self.processor_role_arn,
-            state_machine_role=self.state_machine_role, source_region=self.source_region or None,
+            source_bucket=self.source_bucket,
+            source_account=self.source_account_id,
+            prefix=self.source_prefix,
+            inventory_bucket=self.manifest_bucket,
+            state_machine_arn=self.state_machine_arn,
+            lister_role_arn=role_arn,
+            external_id=external_id,
+            processor_role_arn=self.processor_role_arn,
+            state_machine_role=self.state_machine_role,
+            source_region=self.source_region or None,
         )
         report = run_preflight_with_hook(self.hook, config)  # the pipeline Region: the state machine ARN's
         if not report.ok:

@@ -90,10 +90,15 @@ class WorkerPool:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         try:
             for _ in range(processes):
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "xacct_map._engine.worker"],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
-                ))
+                self.procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "xacct_map._engine.worker"],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        env=env,
+                        close_fds=True,
+                    )
+                )
                 _widen_pipe(self.procs[-1].stdout)
                 self.inflight.append(0)
         except BaseException:
@@ -300,7 +305,11 @@ def list_ranges(
                     # the range was cut while this page was on its way: the rest is another's
                     cut = bisect_right(keys, chain.hi)
                     keys, sizes, etags, modified, classes = (
-                        keys[:cut], sizes[:cut], etags[:cut], modified[:cut], classes[:cut]
+                        keys[:cut],
+                        sizes[:cut],
+                        etags[:cut],
+                        modified[:cut],
+                        classes[:cut],
                     )
                     more = False
                     counters["trimmed_pages"] = counters.get("trimmed_pages", 0) + 1

@@ -46,8 +46,9 @@ class Connection:
     :param read_timeout: seconds for the whole answer to one request, from the moment it is sent.
     """
 
-    def __init__(self, base_url: str, *, verify: bool | str = True, connect_timeout: float = 60.0,
-                 read_timeout: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str, *, verify: bool | str = True, connect_timeout: float = 60.0, read_timeout: float = 60.0
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -71,7 +72,10 @@ class Connection:
             if self._writer is None:
                 self._reader, self._writer = await asyncio.wait_for(
                     asyncio.open_connection(
-                        self.host, self.port, ssl=self._tls, limit=STREAM_LIMIT,
+                        self.host,
+                        self.port,
+                        ssl=self._tls,
+                        limit=STREAM_LIMIT,
                         server_hostname=self.host if self._tls else None,
                     ),
                     self.connect_timeout,

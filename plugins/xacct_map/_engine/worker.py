@@ -30,8 +30,17 @@ from xacct_map._engine.sigv4 import GetSigner, host_header
 # Status codes and S3 error codes worth another try of the same request.
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_CODES = frozenset(
-    {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
-     "ThrottlingException", "RequestTimeTooSkewed", "ExpiredToken", "TokenRefreshRequired"}
+    {
+        "SlowDown",
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeTooSkewed",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+    }
 )
 
 
@@ -59,10 +68,17 @@ class Worker:
         cfg = self.config
         tasks: asyncio.Queue = asyncio.Queue()
         loops = [
-            asyncio.create_task(self._loop(tasks, Connection(
-                cfg["base_url"], verify=cfg["verify"], connect_timeout=cfg["connect_timeout"],
-                read_timeout=cfg["read_timeout"],
-            )))
+            asyncio.create_task(
+                self._loop(
+                    tasks,
+                    Connection(
+                        cfg["base_url"],
+                        verify=cfg["verify"],
+                        connect_timeout=cfg["connect_timeout"],
+                        read_timeout=cfg["read_timeout"],
+                    ),
+                )
+            )
             for _ in range(cfg["connections"])
         ]
         while (msg := await read_frame_async(reader)) is not None and msg[0] != "stop":
@@ -147,9 +163,18 @@ class Worker:
         modified = list(map(sys.intern, page.last_modified[:cut]))
         classes = list(map(sys.intern, page.storage_classes[:cut]))
         return (
-            "page", tid, keys[:cut] if cut < len(keys) else keys,
-            page.sizes[:cut], page.etags[:cut], modified, classes,
-            more, next_after, next_token, len(keys), retries,
+            "page",
+            tid,
+            keys[:cut] if cut < len(keys) else keys,
+            page.sizes[:cut],
+            page.etags[:cut],
+            modified,
+            classes,
+            more,
+            next_after,
+            next_token,
+            len(keys),
+            retries,
         )
 
 

@@ -9,8 +9,11 @@ import importlib
 
 # Modules that add a subcommand. Their heavy imports (Airflow, moto) happen inside the command.
 COMMAND_MODULES = (
-    "xacct_map.local.demo", "xacct_map.cli.policy", "xacct_map.local.airflow_server",
-    "xacct_map.cli.deploy", "xacct_map.cli.preflight",
+    "xacct_map.local.demo",
+    "xacct_map.cli.policy",
+    "xacct_map.local.airflow_server",
+    "xacct_map.cli.deploy",
+    "xacct_map.cli.preflight",
     "xacct_map.cli.manifest",
 )
 
@@ -29,4 +32,3 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
-

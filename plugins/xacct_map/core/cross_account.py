@@ -63,9 +63,7 @@ def assumed_role_session(
         }
 
     botocore_session = get_session()
-    botocore_session._credentials = DeferredRefreshableCredentials(
-        refresh_using=refresh, method="sts-assume-role"
-    )
+    botocore_session._credentials = DeferredRefreshableCredentials(refresh_using=refresh, method="sts-assume-role")
     return boto3.session.Session(botocore_session=botocore_session, region_name=region_name)
 
 

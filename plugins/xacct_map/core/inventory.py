@@ -127,7 +127,7 @@ def find_latest_manifest(s3_client, bucket: str, prefix: str, *, expected_bucket
     )
     for page in pages:
         for common in page.get("CommonPrefixes", ()):
-            name = common["Prefix"][len(folder):].rstrip("/")
+            name = common["Prefix"][len(folder) :].rstrip("/")
             if TIMESTAMP_FOLDER.match(name):
                 stamps.append(name)
     for stamp in sorted(stamps, reverse=True):  # the stamp format sorts chronologically
@@ -298,7 +298,9 @@ def _iso_millis(value) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def _iter_parquet_file(s3_client, manifest: InventoryManifest, entry: dict, owner: dict, stats: dict) -> Iterator[tuple]:
+def _iter_parquet_file(
+    s3_client, manifest: InventoryManifest, entry: dict, owner: dict, stats: dict
+) -> Iterator[tuple]:
     try:
         import pyarrow.parquet as pq
     except ImportError:

@@ -166,15 +166,30 @@ def iter_objects(
     # consumes); objects are made and handed over page by page in C loops (chain) rather than
     # one generator step per object.
     pages = _object_pages(
-        s3_client, bucket, prefix, expected_bucket_owner=expected_bucket_owner, parallelism=parallelism,
-        processes=processes, max_attempts=max_attempts, page_size=page_size, stats=stats,
+        s3_client,
+        bucket,
+        prefix,
+        expected_bucket_owner=expected_bucket_owner,
+        parallelism=parallelism,
+        processes=processes,
+        max_attempts=max_attempts,
+        page_size=page_size,
+        stats=stats,
     )
     return chain.from_iterable(pages)
 
 
 def _object_pages(
-    s3_client, bucket: str, prefix: str, *, expected_bucket_owner, parallelism, processes, max_attempts,
-    page_size, stats,
+    s3_client,
+    bucket: str,
+    prefix: str,
+    *,
+    expected_bucket_owner,
+    parallelism,
+    processes,
+    max_attempts,
+    page_size,
+    stats,
 ) -> Iterator[Iterable[S3Object]]:
     if stats is not None:
         stats["engine"] = "plain"
@@ -212,8 +227,10 @@ def _object_pages(
     pool = started[0] if started else None
     if endpoint.descend and pool is not None:
         threading.Thread(
-            target=_discover, args=(s3_client, bucket, endpoint.descend, owner, pool.add_cuts),
-            name="xacct-map-discovery", daemon=True,
+            target=_discover,
+            args=(s3_client, bucket, endpoint.descend, owner, pool.add_cuts),
+            name="xacct-map-discovery",
+            daemon=True,
         ).start()
     pages = list_ranges(
         endpoint,

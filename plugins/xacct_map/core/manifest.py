@@ -75,9 +75,7 @@ class ManifestSummary:
         return dict(self.__dict__)
 
 
-def iter_batches(
-    objects: Iterable[S3Object], *, max_keys: int, max_bytes: int
-) -> Iterator[tuple[list[str], int]]:
+def iter_batches(objects: Iterable[S3Object], *, max_keys: int, max_bytes: int) -> Iterator[tuple[list[str], int]]:
     """Group objects into ``(keys, bytes)`` batches of at most ``max_keys`` keys and ``max_bytes``.
 
     An object larger than ``max_bytes`` travels alone: it is one batch's work.
@@ -252,11 +250,24 @@ class MultipartJsonArrayWriter(MultipartUploadWriter):
     Use as a context manager: leaving it normally completes the upload; an exception aborts it.
     """
 
-    def __init__(self, s3_client, bucket: str, key: str, *, part_size: int = MIN_PART_SIZE,
-                 expected_bucket_owner: str | None = None, content_type: str = "application/json"):
+    def __init__(
+        self,
+        s3_client,
+        bucket: str,
+        key: str,
+        *,
+        part_size: int = MIN_PART_SIZE,
+        expected_bucket_owner: str | None = None,
+        content_type: str = "application/json",
+    ):
         super().__init__(
-            s3_client, bucket, key, part_size=part_size, expected_bucket_owner=expected_bucket_owner,
-            content_type=content_type, encoder=JsonArrayEncoder(),
+            s3_client,
+            bucket,
+            key,
+            part_size=part_size,
+            expected_bucket_owner=expected_bucket_owner,
+            content_type=content_type,
+            encoder=JsonArrayEncoder(),
         )
 
 
@@ -277,9 +288,7 @@ def write_batched_manifest(
     Memory stays flat: one batch and one upload part are held at a time.
     """
     object_count = batch_count = total_bytes = 0
-    with MultipartJsonArrayWriter(
-        s3_client, bucket, key, expected_bucket_owner=expected_bucket_owner
-    ) as writer:
+    with MultipartJsonArrayWriter(s3_client, bucket, key, expected_bucket_owner=expected_bucket_owner) as writer:
         for keys, size in iter_batches(objects, max_keys=max_keys_per_batch, max_bytes=max_bytes_per_batch):
             writer.write_item({"bucket": source_bucket, "keys": keys, "bytes": size})
             object_count += len(keys)
@@ -353,8 +362,13 @@ def write_manifest(
     stream = object_filter.apply(objects) if object_filter is not None else objects
     object_count = batch_count = total_bytes = 0
     with MultipartUploadWriter(
-        s3_client, bucket, key, part_size=part_size, expected_bucket_owner=expected_bucket_owner,
-        content_type=CONTENT_TYPES[manifest_format], encoder=encoder_for(manifest_format),
+        s3_client,
+        bucket,
+        key,
+        part_size=part_size,
+        expected_bucket_owner=expected_bucket_owner,
+        content_type=CONTENT_TYPES[manifest_format],
+        encoder=encoder_for(manifest_format),
     ) as writer:
         if layout == "batched":
             for keys, size in iter_batches(stream, max_keys=max_keys_per_batch, max_bytes=max_bytes_per_batch):
@@ -385,7 +399,8 @@ def write_manifest(
         source=source or {"bucket": source_bucket, "prefix": source_prefix},
         batching=(
             {"max_keys_per_batch": max_keys_per_batch, "max_bytes_per_batch": max_bytes_per_batch}
-            if layout == "batched" else None
+            if layout == "batched"
+            else None
         ),
         filters=object_filter.as_dict() if object_filter is not None else None,
         objects_seen=counts["seen"] if counts else object_count,

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from xacct_map.setup import resources
+
 DAG_ID = "xacct_distributed_map"
 
 
@@ -25,9 +26,15 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--objects", type=int, default=1000, help="objects to seed in the source bucket (default 1000)")
     parser.add_argument("--batch-keys", type=int, default=100, help="max keys per manifest batch (default 100)")
-    parser.add_argument("--json", action="store_true", help="also print the summary as one JSON object on the last line")
-    parser.add_argument("--dags-folder", type=Path, default=None,
-                        help="folder holding the DAG file (default: the DAG shipped with xacct-map)")
+    parser.add_argument(
+        "--json", action="store_true", help="also print the summary as one JSON object on the last line"
+    )
+    parser.add_argument(
+        "--dags-folder",
+        type=Path,
+        default=None,
+        help="folder holding the DAG file (default: the DAG shipped with xacct-map)",
+    )
     parser.set_defaults(func=_command)
 
 
@@ -108,8 +115,10 @@ def _task_results(dag_run) -> dict:
             start, end = ti.start_date, ti.end_date
             row = session.scalars(
                 select(XComModel).where(
-                    XComModel.dag_id == ti.dag_id, XComModel.run_id == ti.run_id,
-                    XComModel.task_id == ti.task_id, XComModel.key == "return_value",
+                    XComModel.dag_id == ti.dag_id,
+                    XComModel.run_id == ti.run_id,
+                    XComModel.task_id == ti.task_id,
+                    XComModel.key == "return_value",
                 )
             ).first()
             results[ti.task_id] = {
@@ -173,7 +182,9 @@ def format_summary(s: dict) -> str:
         f"  map run      items {s['item_counts']}",
         f"  processed    {s['objects_processed']} objects, {s['bytes_processed']} bytes "
         f"in {s['lambda_invocations']} Lambda invocations",
-        "  time         " + ", ".join(f"{k} {v}s" for k, v in s["task_seconds"].items())
-        + " | " + ", ".join(f"{k} {v}" for k, v in s["timings"].items()),
+        "  time         "
+        + ", ".join(f"{k} {v}s" for k, v in s["task_seconds"].items())
+        + " | "
+        + ", ".join(f"{k} {v}" for k, v in s["timings"].items()),
     ]
     return "\n".join(lines)

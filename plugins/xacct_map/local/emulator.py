@@ -36,7 +36,7 @@ AWKWARD_KEYS = (
     "emoji/🚀 launch.json",
     "plus+sign/a+b=c.txt",
     "percent/100%25 done %2F not a slash.txt",
-    "quotes/it's \"quoted\".txt",
+    'quotes/it\'s "quoted".txt',
     "symbols/~$#&@!(),;=.txt",
     "trailing/slash/",
     "double//slash//key",
@@ -185,7 +185,11 @@ class LocalAws:
             {
                 "Version": "2012-10-17",
                 "Statement": [
-                    {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PIPELINE_ACCOUNT}:root"}, "Action": "sts:AssumeRole"}
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{PIPELINE_ACCOUNT}:root"},
+                        "Action": "sts:AssumeRole",
+                    }
                 ],
             },
         )
@@ -196,21 +200,35 @@ class LocalAws:
         from xacct_map.setup.policies import PolicyInputs
 
         inputs = PolicyInputs(
-            source_bucket=source_bucket, source_account=SOURCE_ACCOUNT, pipeline_account=PIPELINE_ACCOUNT,
-            inventory_bucket=inventory_bucket, prefix=source_prefix, lister_role=lister_role, region=self.region,
+            source_bucket=source_bucket,
+            source_account=SOURCE_ACCOUNT,
+            pipeline_account=PIPELINE_ACCOUNT,
+            inventory_bucket=inventory_bucket,
+            prefix=source_prefix,
+            lister_role=lister_role,
+            region=self.region,
         )
         deployment = deploy.deploy_pipeline(
-            self.client, inputs,
+            self.client,
+            inputs,
             # moto runs each worker's items recursively (~900 max): keep items per worker low.
             max_concurrency=max(max_concurrency, -(-objects // 100 // 500)),
             tolerated_failure_percentage=tolerated_failure_percentage,
         )
         function_arn, machine_arn = deployment.function_arn, deployment.state_machine_arn
         return LocalPipeline(
-            endpoint_url=self.endpoint_url, region=self.region, source_account=SOURCE_ACCOUNT,
-            pipeline_account=PIPELINE_ACCOUNT, source_bucket=source_bucket, source_prefix=source_prefix,
-            source_role_arn=lister_role, inventory_bucket=inventory_bucket, function_arn=function_arn,
-            state_machine_arn=machine_arn, objects=objects, bytes=total,
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            source_account=SOURCE_ACCOUNT,
+            pipeline_account=PIPELINE_ACCOUNT,
+            source_bucket=source_bucket,
+            source_prefix=source_prefix,
+            source_role_arn=lister_role,
+            inventory_bucket=inventory_bucket,
+            function_arn=function_arn,
+            state_machine_arn=machine_arn,
+            objects=objects,
+            bytes=total,
         )
 
     @staticmethod

@@ -50,8 +50,14 @@ def _worker_main(code_dir: str, handler: str, log_path: str) -> None:
             result = [True, function(json.loads(line), _Context(os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")))]
         except Exception as err:  # reported to the caller exactly like Lambda's unhandled error
             traceback.print_exc()
-            result = [False, {"errorMessage": str(err), "errorType": type(err).__name__,
-                              "stackTrace": traceback.format_exc().splitlines()}]
+            result = [
+                False,
+                {
+                    "errorMessage": str(err),
+                    "errorType": type(err).__name__,
+                    "stackTrace": traceback.format_exc().splitlines(),
+                },
+            ]
         protocol.write(json.dumps(result) + "\n")
 
 
@@ -69,7 +75,11 @@ class _Sandbox:
     def __init__(self, code_dir: Path, handler: str, env: dict, log_path: Path):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "xacct_map.local.lambda_runtime", str(code_dir), handler, str(log_path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, encoding="utf-8",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+            encoding="utf-8",
         )
 
     def call(self, event_json: str) -> tuple[bool, object]:

@@ -98,7 +98,10 @@ def _retry_iam_propagation(call, *, what: str, attempts: int = 12, delay: float 
 
 
 PUBLIC_ACCESS_BLOCK = {
-    "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
 }
 LIFECYCLE_RULE_ID = "xacct-map-expire-manifests"
 
@@ -171,7 +174,9 @@ def _ensure_encryption(s3, bucket: str, owner: dict, changes: Changes | None) ->
     if not any(r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules):
         s3.put_bucket_encryption(
             Bucket=bucket,
-            ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
             **owner,
         )
         _note(changes, f"updated bucket {bucket}: default encryption SSE-S3")
@@ -201,9 +206,7 @@ def _ensure_lifecycle(s3, bucket: str, owner: dict, prefix: str, days: int, chan
         return
     # PutBucketLifecycleConfiguration replaces every rule: keep the bucket's other rules as they are.
     others = [r for r in rules if r.get("ID") != LIFECYCLE_RULE_ID]
-    s3.put_bucket_lifecycle_configuration(
-        Bucket=bucket, LifecycleConfiguration={"Rules": [*others, wanted]}, **owner
-    )
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [*others, wanted]}, **owner)
     _note(changes, f"updated bucket {bucket}: lifecycle expires {prefix}* after {days} days")
 
 
@@ -446,22 +449,36 @@ def deploy_pipeline(
     s3, iam, lmb, sfn = (client(s) for s in ("s3", "iam", "lambda", "stepfunctions"))
 
     ensure_bucket(
-        s3, inputs.inventory_bucket, inputs.region,
-        expire_prefix=inputs.inventory_prefix, expire_days=expire_days,
-        expected_bucket_owner=inputs.pipeline_account, changes=changes,
+        s3,
+        inputs.inventory_bucket,
+        inputs.region,
+        expire_prefix=inputs.inventory_prefix,
+        expire_days=expire_days,
+        expected_bucket_owner=inputs.pipeline_account,
+        changes=changes,
     )
     processor_role_arn = ensure_role(
-        iam, role_name(inputs.processor_role_arn),
-        documents["processor_role_trust_policy"], documents["processor_role_policy"], changes=changes,
+        iam,
+        role_name(inputs.processor_role_arn),
+        documents["processor_role_trust_policy"],
+        documents["processor_role_policy"],
+        changes=changes,
     )
     machine_role_arn = ensure_role(
-        iam, role_name(inputs.state_machine_role_arn),
-        documents["state_machine_role_trust_policy"], documents["state_machine_role_policy"], changes=changes,
+        iam,
+        role_name(inputs.state_machine_role_arn),
+        documents["state_machine_role_trust_policy"],
+        documents["state_machine_role_policy"],
+        changes=changes,
     )
     ensure_log_group(client("logs"), inputs.log_group_name, log_retention_days, changes=changes)
     function_arn = ensure_function(
-        lmb, inputs.function, processor_role_arn, package_function(function_dir),
-        environment={"SOURCE_ACCOUNT_ID": inputs.source_account}, changes=changes,
+        lmb,
+        inputs.function,
+        processor_role_arn,
+        package_function(function_dir),
+        environment={"SOURCE_ACCOUNT_ID": inputs.source_account},
+        changes=changes,
     )
     substitutions = {
         "ProcessorFunctionArn": function_arn,
@@ -486,9 +503,7 @@ def deploy_pipeline(
         trust = None if not airflow_trust else _trust_for(airflow_trust)
         if trust is None:  # keep the existing trust policy: it says where Airflow runs
             trust = _policy_json(iam.get_role(RoleName=airflow_name)["Role"]["AssumeRolePolicyDocument"])
-        airflow_role_arn = ensure_role(
-            iam, airflow_name, trust, documents["airflow_role_policy"], changes=changes
-        )
+        airflow_role_arn = ensure_role(iam, airflow_name, trust, documents["airflow_role_policy"], changes=changes)
     else:
         notes.append(
             f"Airflow role {airflow_name} does not exist: not created (pass --airflow-trust PRINCIPAL to create it, "
@@ -498,13 +513,24 @@ def deploy_pipeline(
         notes.append("The Airflow role lists the source bucket itself: the source bucket policy must grant it.")
     notes.append(
         f"Source account {inputs.source_account}: apply `xacct-map policy --only source_bucket_policy` to "
-        f"s3://{inputs.source_bucket}" + ("" if inputs.lists_directly else " and create the lister role "
-        f"{inputs.lister_role_arn} (lister_role_trust_policy, lister_role_policy)") + "."
+        f"s3://{inputs.source_bucket}"
+        + (
+            ""
+            if inputs.lists_directly
+            else f" and create the lister role {inputs.lister_role_arn} (lister_role_trust_policy, lister_role_policy)"
+        )
+        + "."
     )
     return PipelineDeployment(
-        region=inputs.region, inventory_bucket=inputs.inventory_bucket, processor_role_arn=processor_role_arn,
-        state_machine_role_arn=machine_role_arn, function_arn=function_arn, state_machine_arn=machine_arn,
-        airflow_role_arn=airflow_role_arn, changes=tuple(changes), notes=tuple(notes),
+        region=inputs.region,
+        inventory_bucket=inputs.inventory_bucket,
+        processor_role_arn=processor_role_arn,
+        state_machine_role_arn=machine_role_arn,
+        function_arn=function_arn,
+        state_machine_arn=machine_arn,
+        airflow_role_arn=airflow_role_arn,
+        changes=tuple(changes),
+        notes=tuple(notes),
     )
 
 

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from xacct_map.setup import policies
+
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 _STATE_MACHINE_ARN = re.compile(
     r"^arn:(?P<partition>aws[\w-]*):states:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):stateMachine:(?P<name>[^:]+)$"
@@ -119,7 +120,10 @@ class PreflightReport:
 
     def format(self) -> str:
         """Human-readable report: one line per check, then why and the statements that fix it."""
-        lines = [f"xacct-map preflight: {'OK' if self.ok else 'FAILED'}" + (f" (as {self.caller_arn})" if self.caller_arn else "")]
+        lines = [
+            f"xacct-map preflight: {'OK' if self.ok else 'FAILED'}"
+            + (f" (as {self.caller_arn})" if self.caller_arn else "")
+        ]
         for check in self.checks:
             lines.append(f"  [{check.status.upper():7}] {check.name}: {check.summary}")
             if check.reason:
@@ -205,19 +209,27 @@ def run_preflight(
         try:
             if not bucket_region:
                 probe = client("lister-s3", lister_session, "s3")
-                bucket_region = discover(probe, config.source_bucket, expected_bucket_owner=config.source_account) or region
+                bucket_region = (
+                    discover(probe, config.source_bucket, expected_bucket_owner=config.source_account) or region
+                )
             s3 = client("lister-s3", lister_session, "s3", bucket_region)
             page = s3.list_objects_v2(
                 Bucket=config.source_bucket, Prefix=config.prefix, MaxKeys=1, ExpectedBucketOwner=config.source_account
             )
             contents = page.get("Contents") or []
             first_key = contents[0]["Key"] if contents else None
-            checks.append(CheckResult(
-                "list_source", OK, summary + f" in {bucket_region}",
-                details={"bucket_region": bucket_region, "first_key": first_key, "empty": first_key is None},
-            ))
+            checks.append(
+                CheckResult(
+                    "list_source",
+                    OK,
+                    summary + f" in {bucket_region}",
+                    details={"bucket_region": bucket_region, "first_key": first_key, "empty": first_key is None},
+                )
+            )
         except Exception as err:  # noqa: BLE001
-            checks.append(_failure("list_source", summary, err, _fixes_list(inputs, documents), bucket=config.source_bucket))
+            checks.append(
+                _failure("list_source", summary, err, _fixes_list(inputs, documents), bucket=config.source_bucket)
+            )
 
     # 3. the processor reads one object
     processor_role = config.processor_role_arn
@@ -226,8 +238,10 @@ def run_preflight(
     if not processor_role:
         checks.append(CheckResult("read_source_object", SKIPPED, "no processor role given"))
     elif first_key is None:
-        reason = "nothing was listed under the prefix" if any(c.name == "list_source" and c.ok for c in checks) else (
-            "the listing failed"
+        reason = (
+            "nothing was listed under the prefix"
+            if any(c.name == "list_source" and c.ok for c in checks)
+            else ("the listing failed")
         )
         checks.append(CheckResult("read_source_object", SKIPPED, f"HeadObject as {processor_role}: {reason}"))
     else:
@@ -241,33 +255,44 @@ def run_preflight(
             fixes = ()
             if inputs and caller_arn:
                 principal = _role_of(caller_arn) or caller_arn
-                fixes = (Fix(
-                    f"pipeline account {inputs.pipeline_account}: trust policy of {processor_role}, only while checking",
-                    (policies.processor_preflight_trust_statement(inputs, principal),),
-                    "aws iam update-assume-role-policy; remove it afterwards",
-                ),)
-            checks.append(CheckResult(
-                "read_source_object", SKIPPED, summary,
-                error_code=_code(err),
-                reason=f"cannot assume the processor role to check as it ({_message(err)}); its trust policy "
-                "normally names Lambda alone",
-                fixes=fixes,
-            ))
+                fixes = (
+                    Fix(
+                        f"pipeline account {inputs.pipeline_account}: trust policy of {processor_role}, only while checking",
+                        (policies.processor_preflight_trust_statement(inputs, principal),),
+                        "aws iam update-assume-role-policy; remove it afterwards",
+                    ),
+                )
+            checks.append(
+                CheckResult(
+                    "read_source_object",
+                    SKIPPED,
+                    summary,
+                    error_code=_code(err),
+                    reason=f"cannot assume the processor role to check as it ({_message(err)}); its trust policy "
+                    "normally names Lambda alone",
+                    fixes=fixes,
+                )
+            )
         else:
             try:
                 s3 = client("processor-s3", processor_session, "s3", bucket_region)
                 s3.head_object(Bucket=config.source_bucket, Key=first_key, ExpectedBucketOwner=config.source_account)
                 checks.append(CheckResult("read_source_object", OK, summary))
             except Exception as err:  # noqa: BLE001
-                checks.append(_failure("read_source_object", summary, err, _fixes_read(inputs, documents),
-                                       bucket=config.source_bucket))
+                checks.append(
+                    _failure(
+                        "read_source_object", summary, err, _fixes_read(inputs, documents), bucket=config.source_bucket
+                    )
+                )
 
     # 4. the inventory bucket accepts a manifest upload
     prefix = config.inventory_prefix + "manifests/"
     key = f"{prefix}_xacct-map-preflight/{uuid.uuid4().hex}.json"
     owner = {"ExpectedBucketOwner": inputs.pipeline_account} if inputs else {}
-    summary = (f"CreateMultipartUpload + AbortMultipartUpload s3://{config.inventory_bucket}/{key}"
-               f" as {caller_arn or 'the pipeline identity'}")
+    summary = (
+        f"CreateMultipartUpload + AbortMultipartUpload s3://{config.inventory_bucket}/{key}"
+        f" as {caller_arn or 'the pipeline identity'}"
+    )
     pipeline_s3 = client("pipeline-s3", session, "s3")
     try:
         upload = pipeline_s3.create_multipart_upload(Bucket=config.inventory_bucket, Key=key, **owner)
@@ -276,15 +301,22 @@ def run_preflight(
                 Bucket=config.inventory_bucket, Key=key, UploadId=upload["UploadId"], **owner
             )
         except Exception as err:  # noqa: BLE001
-            checks.append(_failure(
-                "write_inventory", summary + " (the upload was started but not aborted: the bucket's lifecycle "
-                "rule removes it after a day)", err, _fixes_write(inputs, documents), bucket=config.inventory_bucket,
-            ))
+            checks.append(
+                _failure(
+                    "write_inventory",
+                    summary + " (the upload was started but not aborted: the bucket's lifecycle "
+                    "rule removes it after a day)",
+                    err,
+                    _fixes_write(inputs, documents),
+                    bucket=config.inventory_bucket,
+                )
+            )
         else:
             checks.append(CheckResult("write_inventory", OK, summary))
     except Exception as err:  # noqa: BLE001
-        checks.append(_failure("write_inventory", summary, err, _fixes_write(inputs, documents),
-                               bucket=config.inventory_bucket))
+        checks.append(
+            _failure("write_inventory", summary, err, _fixes_write(inputs, documents), bucket=config.inventory_bucket)
+        )
 
     # 5. the state machine
     expected_role = inputs.state_machine_role_arn if inputs else None
@@ -295,19 +327,40 @@ def run_preflight(
         )
         problems = []
         if expected_role and described.get("roleArn") != expected_role:
-            problems.append(f"it runs as {described.get('roleArn')}, not as {expected_role} (the role the policies name)")
+            problems.append(
+                f"it runs as {described.get('roleArn')}, not as {expected_role} (the role the policies name)"
+            )
         if described.get("type", "STANDARD") != "STANDARD":
             problems.append(f"it is {described.get('type')}, not STANDARD")
         if problems:
-            checks.append(CheckResult(
-                "state_machine", FAILED, summary, error_code="WrongConfiguration", reason="; ".join(problems),
-                fixes=(Fix("pipeline account: redeploy the state machine", (), "xacct-map deploy ... "
-                           f"--state-machine-role {policies_role_name(expected_role)}"),) if expected_role else (),
-                details={"role_arn": described.get("roleArn")},
-            ))
+            checks.append(
+                CheckResult(
+                    "state_machine",
+                    FAILED,
+                    summary,
+                    error_code="WrongConfiguration",
+                    reason="; ".join(problems),
+                    fixes=(
+                        Fix(
+                            "pipeline account: redeploy the state machine",
+                            (),
+                            f"xacct-map deploy ... --state-machine-role {policies_role_name(expected_role)}",
+                        ),
+                    )
+                    if expected_role
+                    else (),
+                    details={"role_arn": described.get("roleArn")},
+                )
+            )
         else:
-            checks.append(CheckResult("state_machine", OK, summary + f" (role {described.get('roleArn')})",
-                                      details={"role_arn": described.get("roleArn")}))
+            checks.append(
+                CheckResult(
+                    "state_machine",
+                    OK,
+                    summary + f" (role {described.get('roleArn')})",
+                    details={"role_arn": described.get("roleArn")},
+                )
+            )
     except Exception as err:  # noqa: BLE001
         checks.append(_failure("state_machine", summary, err, _fixes_state_machine(inputs, documents)))
     return PreflightReport(tuple(checks), caller_arn=caller_arn)
@@ -371,10 +424,18 @@ def _policy_inputs(config: PreflightConfig, machine, region: str, caller_arn: st
     if airflow_role and policies._ROLE_ARN.match(airflow_role) and airflow_role.split(":")[4] != pipeline_account:
         airflow_role = None
     values = dict(
-        source_bucket=config.source_bucket, source_account=config.source_account, pipeline_account=pipeline_account,
-        inventory_bucket=config.inventory_bucket, prefix=config.prefix, region=region,
-        source_region=config.source_region, inventory_prefix=config.inventory_prefix, state_machine=machine["name"],
-        external_id=config.external_id, kms_key=config.kms_key, state_machine_role=config.state_machine_role,
+        source_bucket=config.source_bucket,
+        source_account=config.source_account,
+        pipeline_account=pipeline_account,
+        inventory_bucket=config.inventory_bucket,
+        prefix=config.prefix,
+        region=region,
+        source_region=config.source_region,
+        inventory_prefix=config.inventory_prefix,
+        state_machine=machine["name"],
+        external_id=config.external_id,
+        kms_key=config.kms_key,
+        state_machine_role=config.state_machine_role,
         result_writer=True,
     )
     if config.lister_role_arn:
@@ -425,13 +486,24 @@ _REASONS = {
 }
 
 
-def _failure(name: str, summary: str, err: Exception, fixes: tuple[Fix, ...], *, bucket: str | None = None) -> CheckResult:
+def _failure(
+    name: str, summary: str, err: Exception, fixes: tuple[Fix, ...], *, bucket: str | None = None
+) -> CheckResult:
     code = _code(err)
     reason = _REASONS.get(code, _message(err))
     if code in ("403", "AccessDenied") and bucket:
         reason += f" (S3 answers 403 too when {bucket} is owned by another account than expected)"
-    if code in ("NoSuchBucket", "404", "NoSuchKey", "InvalidArn", "StateMachineDoesNotExist", "PermanentRedirect",
-                "AuthorizationHeaderMalformed", "InvalidClientTokenId", "ExpiredToken"):
+    if code in (
+        "NoSuchBucket",
+        "404",
+        "NoSuchKey",
+        "InvalidArn",
+        "StateMachineDoesNotExist",
+        "PermanentRedirect",
+        "AuthorizationHeaderMalformed",
+        "InvalidClientTokenId",
+        "ExpiredToken",
+    ):
         fixes = ()  # a name, Region or credential problem: no policy statement fixes it
     return CheckResult(name, FAILED, summary, error_code=code, reason=reason, fixes=fixes)
 
@@ -445,29 +517,45 @@ def _fixes_assume_lister(inputs, documents) -> tuple[Fix, ...]:
     if not inputs or inputs.lists_directly:
         return ()
     return (
-        Fix(f"source account {inputs.source_account}: trust policy of {inputs.lister_role_arn}",
+        Fix(
+            f"source account {inputs.source_account}: trust policy of {inputs.lister_role_arn}",
             _statements(documents, "lister_role_trust_policy", "XacctMapAirflowAssumesLister"),
-            "xacct-map policy --only lister_role_trust_policy"),
-        Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
+            "xacct-map policy --only lister_role_trust_policy",
+        ),
+        Fix(
+            f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
             _statements(documents, "airflow_role_policy", "XacctMapAssumeLister"),
-            "xacct-map policy --only airflow_role_policy"),
+            "xacct-map policy --only airflow_role_policy",
+        ),
     )
 
 
 def _fixes_list(inputs, documents) -> tuple[Fix, ...]:
     if not inputs:
         return ()
-    fixes = [Fix(f"source account {inputs.source_account}: bucket policy of s3://{inputs.source_bucket} (merge)",
-                 _statements(documents, "source_bucket_policy", "XacctMapListSourceKeys"),
-                 "xacct-map policy --only source_bucket_policy")]
+    fixes = [
+        Fix(
+            f"source account {inputs.source_account}: bucket policy of s3://{inputs.source_bucket} (merge)",
+            _statements(documents, "source_bucket_policy", "XacctMapListSourceKeys"),
+            "xacct-map policy --only source_bucket_policy",
+        )
+    ]
     if inputs.lists_directly:
-        fixes.append(Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
-                         _statements(documents, "airflow_role_policy", "XacctMapListSourceKeys"),
-                         "xacct-map policy --only airflow_role_policy"))
+        fixes.append(
+            Fix(
+                f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
+                _statements(documents, "airflow_role_policy", "XacctMapListSourceKeys"),
+                "xacct-map policy --only airflow_role_policy",
+            )
+        )
     else:
-        fixes.append(Fix(f"source account {inputs.source_account}: policy of {inputs.lister_role_arn}",
-                         _statements(documents, "lister_role_policy", "XacctMapListSourceKeys"),
-                         "xacct-map policy --only lister_role_policy"))
+        fixes.append(
+            Fix(
+                f"source account {inputs.source_account}: policy of {inputs.lister_role_arn}",
+                _statements(documents, "lister_role_policy", "XacctMapListSourceKeys"),
+                "xacct-map policy --only lister_role_policy",
+            )
+        )
     return tuple(fixes)
 
 
@@ -475,31 +563,47 @@ def _fixes_read(inputs, documents) -> tuple[Fix, ...]:
     if not inputs:
         return ()
     fixes = [
-        Fix(f"source account {inputs.source_account}: bucket policy of s3://{inputs.source_bucket} (merge)",
+        Fix(
+            f"source account {inputs.source_account}: bucket policy of s3://{inputs.source_bucket} (merge)",
             _statements(documents, "source_bucket_policy", "XacctMapReadSourceObjects"),
-            "xacct-map policy --only source_bucket_policy"),
-        Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.processor_role_arn}",
+            "xacct-map policy --only source_bucket_policy",
+        ),
+        Fix(
+            f"pipeline account {inputs.pipeline_account}: policy of {inputs.processor_role_arn}",
             _statements(documents, "processor_role_policy", "XacctMapReadSourceObjects"),
-            "xacct-map policy --only processor_role_policy"),
+            "xacct-map policy --only processor_role_policy",
+        ),
     ]
     if inputs.kms_key:
-        fixes.append(Fix(f"source account {inputs.source_account}: key policy of {inputs.kms_key} (merge)",
-                         _statements(documents, "source_kms_key_policy", "XacctMapProcessorDecryptViaS3"),
-                         "xacct-map policy --only source_kms_key_policy"))
+        fixes.append(
+            Fix(
+                f"source account {inputs.source_account}: key policy of {inputs.kms_key} (merge)",
+                _statements(documents, "source_kms_key_policy", "XacctMapProcessorDecryptViaS3"),
+                "xacct-map policy --only source_kms_key_policy",
+            )
+        )
     return tuple(fixes)
 
 
 def _fixes_write(inputs, documents) -> tuple[Fix, ...]:
     if not inputs:
         return ()
-    return (Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
-                _statements(documents, "airflow_role_policy", "XacctMapWriteManifests"),
-                "xacct-map policy --only airflow_role_policy"),)
+    return (
+        Fix(
+            f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
+            _statements(documents, "airflow_role_policy", "XacctMapWriteManifests"),
+            "xacct-map policy --only airflow_role_policy",
+        ),
+    )
 
 
 def _fixes_state_machine(inputs, documents) -> tuple[Fix, ...]:
     if not inputs:
         return ()
-    return (Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
-                _statements(documents, "airflow_role_policy", "XacctMapDescribeStateMachine"),
-                "xacct-map policy --only airflow_role_policy"),)
+    return (
+        Fix(
+            f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
+            _statements(documents, "airflow_role_policy", "XacctMapDescribeStateMachine"),
+            "xacct-map policy --only airflow_role_policy",
+        ),
+    )

@@ -31,8 +31,10 @@ def home() -> Path:
         if (folder / "asl").is_dir():
             return folder
     where = " or ".join(str(folder / "asl") for folder in candidates)
-    hint = "unset XACCT_MAP_HOME or point it at a folder with asl/, functions/ and dags/" if override else (
-        "reinstall the package (pip install --force-reinstall xacct-map)"
+    hint = (
+        "unset XACCT_MAP_HOME or point it at a folder with asl/, functions/ and dags/"
+        if override
+        else ("reinstall the package (pip install --force-reinstall xacct-map)")
     )
     raise FileNotFoundError(f"xacct-map's state machine definitions are not in {where}: {hint}")
 
