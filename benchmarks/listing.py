@@ -196,7 +196,8 @@ def run(args) -> None:
             verified = f"{count:,} keys, {'exact' if ok else 'MISMATCH'}"
             if not ok:
                 print(
-                    f"  !! manifest {manifest}: {count} keys, checksum {'ok' if checksum == expected[n] else 'differs'}",
+                    f"  !! manifest {manifest}: {count} keys, "
+                    f"checksum {'ok' if checksum == expected[n] else 'differs'}",
                     file=sys.stderr,
                 )
         elif res["keys"] != n:
@@ -229,7 +230,8 @@ def run(args) -> None:
 def _report(rows: list[dict], args) -> None:
     print(f"\ncommand: {' '.join([os.path.basename(sys.executable), '-m', 'benchmarks.listing', *sys.argv[1:]])}")
     print(
-        f"layout: {args.layout}; machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; server shares the CPUs\n"
+        f"layout: {args.layout}; machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; "
+        "server shares the CPUs\n"
     )
     head = (
         "| client | keys | latency | seconds | keys/s | vs (b) | peak RSS | workers' peak RSS "

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import socketserver
 import tempfile
 import threading
 import time
@@ -36,7 +37,6 @@ from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-import socketserver
 from http import HTTPStatus
 from urllib.parse import parse_qs, quote_plus, unquote, urlsplit
 from xml.sax.saxutils import escape
@@ -690,7 +690,7 @@ def _make_handler(server: SyntheticS3):
             if bucket not in server.writable:
                 self._error(403, "AccessDenied", "Access Denied (bucket is read-only here)")
                 return
-            etag = '"%s"' % hashlib.md5(body).hexdigest()
+            etag = f'"{hashlib.md5(body).hexdigest()}"'
             path = server._spool_file(body)
             if "uploadId" in q:
                 upload = server._uploads.get(q["uploadId"])

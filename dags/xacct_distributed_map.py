@@ -9,8 +9,9 @@ Configure with DAG params (the trigger form) or, for scheduled runs, Airflow Var
 (``xacct_map_source_bucket``, ``xacct_map_source_prefix``, ``xacct_map_source_account_id``,
 ``xacct_map_inventory_bucket``, ``xacct_map_state_machine_arn``); a param left empty falls back to
 its Variable. The Variable ``xacct_map_pipeline_account_id``, when set, must own the inventory
-bucket (ExpectedBucketOwner on the manifest writes). Connections: ``xacct_map_pipeline`` (pipeline account) and ``xacct_map_source`` (an
-AWS connection whose ``role_arn`` extra assumes the lister role in the source account).
+bucket (ExpectedBucketOwner on the manifest writes). Connections: ``xacct_map_pipeline`` (pipeline
+account) and ``xacct_map_source`` (an AWS connection whose ``role_arn`` extra assumes the lister role
+in the source account).
 
 Listing mode (param ``listing_mode``): ``auto`` (default) lists incrementally for scheduled runs,
 keeping only objects whose LastModified falls in the run's data interval

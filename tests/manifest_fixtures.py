@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 
-from xacct_map.setup import deploy
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT, LocalAws, LocalPipeline
+from xacct_map.setup import deploy
 
 
 @contextlib.contextmanager

@@ -1,9 +1,10 @@
 """Cross-Region and cross-account safety of every call that touches a bucket.
 
-* Region discovery (:func:`xacct_map.core.cross_account.bucket_region`, :func:`xacct_map.hooks.source_s3_client`): against
-  moto (a bucket created in eu-west-1 while the connections are us-east-1; moto answers HeadBucket
-  from any Region with 200 and ``x-amz-bucket-region``) and with stubbed 301/400/403/404 answers,
-  the shapes real S3 gives (the header is on every one but 404).
+* Region discovery (:func:`xacct_map.core.cross_account.bucket_region`,
+  :func:`xacct_map.hooks.source_s3_client`): against moto (a bucket created in eu-west-1 while the
+  connections are us-east-1; moto answers HeadBucket from any Region with 200 and
+  ``x-amz-bucket-region``) and with stubbed 301/400/403/404 answers, the shapes real S3 gives (the
+  header is on every one but 404).
 * ExpectedBucketOwner: a recording proxy in front of the emulator sees the *actual* HTTP requests,
   including the parallel lister's worker processes, which botocore event hooks cannot see.
 
@@ -27,10 +28,10 @@ from botocore.stub import Stubber
 
 from xacct_map import hooks
 from xacct_map.core.cross_account import bucket_region
-from xacct_map.hooks import source_s3_client
-from xacct_map.setup.resources import dags_dir, processor_dir
 from xacct_map.core.listing import iter_objects
+from xacct_map.hooks import source_s3_client
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT
+from xacct_map.setup.resources import dags_dir, processor_dir
 
 EU_BUCKET = "xacct-map-eu-source"
 EU_KEYS = ["eu/a.txt", "eu/b c.txt", "eu/ü/d"]

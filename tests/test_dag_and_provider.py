@@ -61,8 +61,9 @@ def test_scheduled_runs_get_a_data_interval_that_spans_the_period():
     """Incremental runs list their data interval: Airflow 3's default cron timetable makes it empty."""
     from datetime import datetime, timedelta, timezone
 
-    from xacct_map.version_compat import DagBag
     from airflow.timetables.base import TimeRestriction
+
+    from xacct_map.version_compat import DagBag
 
     dag = DagBag(dag_folder=str(dags_dir())).dags["xacct_distributed_map"]
     info = dag.timetable.next_dagrun_info(

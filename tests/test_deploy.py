@@ -15,9 +15,8 @@ import pytest
 from botocore.stub import Stubber
 
 from xacct_map import cli
-
-from xacct_map.setup import deploy, policies
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT
+from xacct_map.setup import deploy, policies
 from xacct_map.setup.resources import asl_path
 
 NAMES = dict(

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from xacct_map.version_compat import AirflowFailException
 from manifest_fixtures import light_aws, manifest_operator
 from xacct_map.core.filters import ObjectFilter, parse_list, resolve_listing_mode
 from xacct_map.core.layouts import read_items
 from xacct_map.core.listing import S3Object
 from xacct_map.local.emulator import SOURCE_ACCOUNT
+from xacct_map.version_compat import AirflowFailException
 
 T0 = datetime(2026, 11, 26, tzinfo=timezone.utc)
 

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from xacct_map.version_compat import AirflowFailException
 from manifest_fixtures import light_aws, manifest_operator
 from xacct_map.core.layouts import keys_of, read_items
 from xacct_map.local.emulator import SOURCE_ACCOUNT
+from xacct_map.version_compat import AirflowFailException
 
 START = datetime(2026, 11, 25, tzinfo=timezone.utc)
 END = START + timedelta(days=1)

@@ -13,11 +13,11 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from xacct_map.version_compat import AirflowException, AirflowFailException
 from manifest_fixtures import light_aws, manifest_operator
 from xacct_map.core.inventory import InventoryError, find_latest_manifest, iter_inventory_objects, open_inventory
 from xacct_map.core.layouts import read_items
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
+from xacct_map.version_compat import AirflowException, AirflowFailException
 
 CSV_SCHEMA = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass"
 

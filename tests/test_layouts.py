@@ -9,10 +9,8 @@ import json
 
 import pytest
 
-from xacct_map.version_compat import AirflowException, AirflowFailException
+from manifest_fixtures import light_aws, manifest_operator
 from xacct_map import __version__
-from xacct_map.setup.deploy import render_definition
-from xacct_map.setup.resources import asl_path, processor_dir
 from xacct_map.core.layouts import (
     FLAT_FIELDS,
     CsvEncoder,
@@ -22,10 +20,12 @@ from xacct_map.core.layouts import (
     read_csv_rows,
     read_items,
 )
-from manifest_fixtures import light_aws, manifest_operator
 from xacct_map.core.listing import S3Object, iter_objects
-from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
 from xacct_map.core.manifest import metadata_key, write_manifest
+from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
+from xacct_map.setup.deploy import render_definition
+from xacct_map.setup.resources import asl_path, processor_dir
+from xacct_map.version_compat import AirflowException, AirflowFailException
 
 FLAT_ASL_PATH = asl_path("flat")
 ASL_PATH = asl_path()

@@ -11,14 +11,14 @@ import time
 import pytest
 from botocore.stub import Stubber
 
-from xacct_map.version_compat import AirflowFailException, AirflowRescheduleException, TaskDeferred
-from xacct_map.links import ManifestObjectLink, MapRunLink
-from xacct_map.local.emulator import SOURCE_ACCOUNT
 from xacct_map.core.map_run import MapRunSnapshot, failure_details
 from xacct_map.core.naming import execution_arn, execution_name
+from xacct_map.links import ManifestObjectLink, MapRunLink
+from xacct_map.local.emulator import SOURCE_ACCOUNT
 from xacct_map.operators import StartDistributedMapOperator
 from xacct_map.sensors import DistributedMapSensor
 from xacct_map.triggers import DistributedMapTrigger
+from xacct_map.version_compat import AirflowFailException, AirflowRescheduleException, TaskDeferred
 
 WAIT_MACHINE = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 60, "End": True}}}
 

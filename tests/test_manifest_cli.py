@@ -11,9 +11,9 @@ from botocore.exceptions import ClientError
 
 from manifest_fixtures import light_aws
 from xacct_map.cli import main
+from xacct_map.cli.manifest import Progress
 from xacct_map.core.layouts import keys_of, read_items
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
-from xacct_map.cli.manifest import Progress
 
 
 @pytest.fixture(scope="module")

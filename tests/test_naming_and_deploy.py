@@ -8,11 +8,12 @@ import re
 import zipfile
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from xacct_map.core.naming import execution_arn, execution_name, manifest_key
 from xacct_map.setup.deploy import package_function, render_definition
 from xacct_map.setup.resources import asl_path
-from xacct_map.core.naming import execution_arn, execution_name, manifest_key
 
 # AWS: 1-80 characters, no whitespace, none of  < > { } [ ] ? * " # % \ ^ | ~ ` $ & , ; : /  nor control characters.
 AWS_FORBIDDEN = re.compile(r"[\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]")

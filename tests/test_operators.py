@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
 from manifest_fixtures import manifest_operator
-from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
 from xacct_map.core.naming import execution_name
+from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
 from xacct_map.operators import PreflightOperator, StartDistributedMapOperator
+from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
 
 
 def _source_keys(aws, bucket, prefix=""):

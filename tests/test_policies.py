@@ -10,7 +10,6 @@ import warnings
 import pytest
 
 from xacct_map import cli
-
 from xacct_map.setup import policies
 from xacct_map.setup.policies import PolicyInputError, PolicyInputs
 

@@ -14,9 +14,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from xacct_map import cli
-
-from xacct_map.setup import policies
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT
+from xacct_map.setup import policies
 from xacct_map.setup.preflight import FAILED, OK, SKIPPED, PreflightConfig, run_preflight
 
 

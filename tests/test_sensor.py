@@ -10,10 +10,10 @@ import time
 import pytest
 from botocore.stub import Stubber
 
-from xacct_map.version_compat import AirflowFailException
-from xacct_map.local.emulator import SOURCE_ACCOUNT
 from conftest import FakeTaskInstance
+from xacct_map.local.emulator import SOURCE_ACCOUNT
 from xacct_map.sensors import DistributedMapSensor
+from xacct_map.version_compat import AirflowFailException
 
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:machine:run-1"
 MAP_RUN = "arn:aws:states:us-east-1:123456789012:mapRun:machine/ProcessManifest:abc"

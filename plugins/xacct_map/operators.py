@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
@@ -22,19 +20,21 @@ from airflow.providers.amazon.aws.links.step_function import (
 )
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
+from botocore.exceptions import ClientError
+
 from xacct_map.core.cross_account import account_of_role, role_session_name
-from xacct_map.hooks import source_s3_client
 from xacct_map.core.errors import error_code, explain_assume_role_error, explain_source_error
-from xacct_map.links import ManifestObjectLink
 from xacct_map.core.filters import ObjectFilter, parse_bool, resolve_listing_mode
 from xacct_map.core.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
 from xacct_map.core.layouts import check_layout
 from xacct_map.core.listing import ListingUnavailableError, iter_objects
-from xacct_map.core.map_run import REDRIVABLE
 from xacct_map.core.manifest import write_manifest
-from xacct_map.core.s3uri import split_s3_uri
+from xacct_map.core.map_run import REDRIVABLE
 from xacct_map.core.naming import execution_arn, execution_name, manifest_key
+from xacct_map.core.s3uri import split_s3_uri
+from xacct_map.hooks import source_s3_client
+from xacct_map.links import ManifestObjectLink
+from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -10,11 +10,12 @@ from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
 from airflow.providers.amazon.aws.links.step_function import StateMachineExecutionsDetailsLink
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from xacct_map.version_compat import AirflowFailException, conf
 from airflow.sdk.bases.sensor import PokeReturnValue
-from xacct_map.links import MapRunLink
+
 from xacct_map.core.map_run import RUNNING, MapRunSnapshot, failure_details, snapshot, verdict
+from xacct_map.links import MapRunLink
 from xacct_map.triggers import DistributedMapTrigger
+from xacct_map.version_compat import AirflowFailException, conf
 
 #: XCom key of the execution's final snapshot (status, item counts, Map Run), pushed on success and failure.
 SUMMARY_XCOM_KEY = "map_run_summary"

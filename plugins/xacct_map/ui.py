@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import html
 
-from fastapi import FastAPI, Query
-from fastapi.responses import HTMLResponse
-
 from airflow.api_fastapi.core_api.security import GetUserDep
 from airflow.plugins_manager import AirflowPlugin
+from fastapi import FastAPI, Query
+from fastapi.responses import HTMLResponse
 
 SENSOR = "DistributedMapSensor"
 URL_PREFIX = "/xacct-map"
@@ -28,10 +27,10 @@ URL_PREFIX = "/xacct-map"
 
 def recent_map_runs(session, *, dag_ids: set[str] | None, dag_id: str | None = None, limit: int = 50) -> list[dict]:
     """The newest ``limit`` sensor task instances (of ``dag_ids``; None: all) with their summaries."""
-    from sqlalchemy import and_, select
-
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
+    from sqlalchemy import and_, select
+
     from xacct_map.sensors import SUMMARY_XCOM_KEY
 
     # One query: each sensor task instance with its summary XCom, if it has pushed one yet.

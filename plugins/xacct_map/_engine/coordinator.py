@@ -247,7 +247,7 @@ def list_ranges(
                     break
 
     bounds = [c for c in sorted(set(initial_cuts)) if c > start_after]
-    for lo, hi in zip([start_after, *bounds], [*bounds, None]):
+    for lo, hi in zip([start_after, *bounds], [*bounds, None], strict=False):
         add_chain(lo, hi)
     if pool is None:
         pool = WorkerPool(processes)
@@ -326,7 +326,7 @@ def list_ranges(
                             counters["cuts"] += 1
                             upper = [*cuts[1:], chain.hi]
                             chain.hi = cuts[0]
-                            for lo, hi in zip(cuts, upper):
+                            for lo, hi in zip(cuts, upper, strict=False):
                                 add_chain(lo, hi)
                     ready.appendleft(tid)  # keep going where a page just came from
                 else:

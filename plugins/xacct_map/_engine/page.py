@@ -112,7 +112,7 @@ def parse_list_page(body: bytes) -> ListPage:
     token = _NEXT_TOKEN.search(text)
     if rows:
         # transpose in C rather than five Python loops
-        keys, modified, etags, sizes, classes = map(list, zip(*rows))
+        keys, modified, etags, sizes, classes = map(list, zip(*rows, strict=False))
         if "&" in "".join(keys) or "&" in "".join(modified):
             return _parse_with_etree(body)  # entities: S3 sends none with EncodingType=url
         if "<EncodingType>url</EncodingType>" in text:

@@ -90,7 +90,8 @@ class GetSigner:
         to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         signature = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
         out["Authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={self._access_key}/{scope}, SignedHeaders={signed_names}, Signature={signature}"
+            f"AWS4-HMAC-SHA256 Credential={self._access_key}/{scope}, "
+            f"SignedHeaders={signed_names}, Signature={signature}"
         )
         return out
 

@@ -1,10 +1,10 @@
 """``xacct-map deploy``: create or update the pipeline account's resources, idempotently.
 
 Deploys, in the account of the credentials used (``--profile`` or the default chain), the inventory
-bucket, the processor and state machine roles with the policies of :mod:`xacct_map.setup.policies`, the
-processor's log group, the processor Lambda from ``functions/``, the state machine from ``asl/`` and, when the role exists
-(or ``--airflow-trust`` is given), the Airflow role's inline policy. A second run with the same
-options changes nothing and says so. The source account's side is printed, not applied: it is
+bucket, the processor and state machine roles with the policies of :mod:`xacct_map.setup.policies`,
+the processor's log group, the processor Lambda from ``functions/``, the state machine from ``asl/``
+and, when the role exists (or ``--airflow-trust`` is given), the Airflow role's inline policy. A
+second run with the same options changes nothing and says so. The source account's side is printed, not applied: it is
 another account (``xacct-map policy --only source_bucket_policy``).
 """
 

@@ -105,7 +105,8 @@ def explain_inventory_error(err: ClientError, *, bucket: str, key: str, identity
             f"s3:ListBucket on arn:aws:s3:::{bucket} and s3:GetObject on the report's objects "
             "(and kms:Decrypt if the inventory is encrypted with SSE-KMS)."
         )
-    return f"Reading inventory s3://{bucket}/{key}{who} failed: {code}: {err.response.get('Error', {}).get('Message', err)}"
+    message = err.response.get("Error", {}).get("Message", err)
+    return f"Reading inventory s3://{bucket}/{key}{who} failed: {code}: {message}"
 
 
 def find_latest_manifest(s3_client, bucket: str, prefix: str, *, expected_bucket_owner: str | None = None) -> str:

@@ -67,7 +67,7 @@ def _make_objects(keys: list, sizes: list, etags: list, modified: list, classes:
     if _SLOT_SETTERS is None:  # S3Object changed shape: the plain way
         return list(map(S3Object, keys, sizes, etags, modified, classes))
     objects = list(map(object.__new__, repeat(S3Object, len(keys))))
-    for setter, values in zip(_SLOT_SETTERS, (keys, sizes, etags, modified, classes)):
+    for setter, values in zip(_SLOT_SETTERS, (keys, sizes, etags, modified, classes), strict=False):
         deque(map(setter, objects, values), maxlen=0)
     return objects
 

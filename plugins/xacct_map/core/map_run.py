@@ -231,7 +231,8 @@ def _failed_results_sample(s3_client, bucket: str, key: str, sample: int, owner:
         ]
         for entry in entries[:sample]:
             lines.append(
-                f"    {entry.get('Error')!r}: {(entry.get('Cause') or '')[:300]!r} input={(entry.get('Input') or '')[:200]}"
+                f"    {entry.get('Error')!r}: {(entry.get('Cause') or '')[:300]!r} "
+                f"input={(entry.get('Input') or '')[:200]}"
             )
         return lines
     except Exception as err:  # noqa: BLE001 - enrichment only

@@ -492,7 +492,8 @@ def _banner(info: dict) -> str:
             f"  local AWS  {info['emulator']}  source s3://{p['source_bucket']}/{p['source_prefix']} "
             f"({p['objects']} objects, account {p['source_account']}), pipeline account {p['pipeline_account']}",
             f"  home       {info['airflow_home']}  (component logs: {info['component_logs']})",
-            "Trigger a run from the UI (Trigger button, params form) or wait for the schedule. Ctrl-C stops everything.",
+            "Trigger a run from the UI (Trigger button, params form) or wait for the schedule. "
+            "Ctrl-C stops everything.",
             "",
         ]
     )

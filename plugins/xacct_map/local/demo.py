@@ -85,8 +85,9 @@ def run_demo(*, objects: int = 1000, batch_keys: int = 100, dags_folder: Path | 
 
 
 def _run_dag(dags_folder: Path, conf: dict, timings: dict) -> dict:
-    from xacct_map.version_compat import DagBag
     from airflow.utils import db
+
+    from xacct_map.version_compat import DagBag
 
     t = time.monotonic()
     db.resetdb(skip_init=False)

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 import boto3
 import requests
 
-from xacct_map.setup import deploy
 from xacct_map.local.lambda_runtime import LocalLambdaRuntime
+from xacct_map.setup import deploy
 
 SOURCE_ACCOUNT = "111111111111"
 PIPELINE_ACCOUNT = "123456789012"
@@ -237,7 +237,11 @@ class LocalAws:
         keys += [f"{prefix}part-{i // 100:04d}/object-{i:07d}.bin" for i in range(count - len(keys))]
         bodies = [object_body(k, i) for i, k in enumerate(keys)]
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda kb: s3.put_object(Bucket=bucket, Key=kb[0], Body=kb[1]), zip(keys, bodies)))
+            list(
+                pool.map(
+                    lambda kb: s3.put_object(Bucket=bucket, Key=kb[0], Body=kb[1]), zip(keys, bodies, strict=False)
+                )
+            )
         return sum(len(b) for b in bodies)
 
     def airflow_environment(self, pipeline: LocalPipeline) -> dict[str, str]:

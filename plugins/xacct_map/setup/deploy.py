@@ -363,7 +363,7 @@ def ensure_state_machine(sfn, name: str, definition: str, role_arn: str, *, chan
                 current = sfn.describe_state_machine(stateMachineArn=arn)
                 if json.loads(current["definition"]) != json.loads(definition) or current["roleArn"] != role_arn:
                     _retry_iam_propagation(
-                        lambda: sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role_arn),
+                        lambda: sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role_arn),  # noqa: B023
                         what=f"update state machine {name}",
                     )
                     _note(changes, f"updated state machine {name}")

@@ -257,7 +257,8 @@ def run_preflight(
                 principal = _role_of(caller_arn) or caller_arn
                 fixes = (
                     Fix(
-                        f"pipeline account {inputs.pipeline_account}: trust policy of {processor_role}, only while checking",
+                        f"pipeline account {inputs.pipeline_account}: trust policy of {processor_role}, "
+                        "only while checking",
                         (policies.processor_preflight_trust_statement(inputs, principal),),
                         "aws iam update-assume-role-policy; remove it afterwards",
                     ),
