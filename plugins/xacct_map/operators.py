@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -244,7 +244,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         """The filters of this run: the operator's, plus the data interval in incremental mode."""
         run_type = run_type_of(context)
         try:
-            explicit = ObjectFilter(modified_after=self.modified_after, modified_before=self.modified_before)
+            # ObjectFilter parses rendered template values (text, lists, numbers) in its __post_init__.
+            explicit = ObjectFilter(modified_after=self.modified_after, modified_before=self.modified_before)  # type: ignore[arg-type]
             mode, after, before = resolve_listing_mode(
                 self.listing_mode,
                 run_type=run_type,
@@ -254,15 +255,18 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 modified_before=explicit.modified_before,
                 previous_success_end=lambda: _previous_success_end(context),
             )
+            rendered: dict[str, Any] = {
+                "suffixes": self.suffixes,
+                "patterns": self.patterns,
+                "min_size": self.min_size,
+                "max_size": self.max_size,
+                "storage_classes": self.storage_classes,
+                "include_archived": self.include_archived,
+            }
             return ObjectFilter(
-                suffixes=self.suffixes,
-                patterns=self.patterns,
                 pattern_base=self.pattern_base,
                 prefix=self.source_prefix,
-                min_size=self.min_size,
-                max_size=self.max_size,
-                storage_classes=self.storage_classes,
-                include_archived=self.include_archived,
+                **rendered,
                 modified_after=after,
                 modified_before=before,
                 listing_mode=mode,
@@ -295,8 +299,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 source_prefix=self.source_prefix,
                 layout=self.layout,
                 manifest_format=self.manifest_format,
-                max_keys_per_batch=self.max_keys_per_batch,
-                max_bytes_per_batch=self.max_bytes_per_batch,
+                max_keys_per_batch=cast(int, self.max_keys_per_batch),  # int since _validate()
+                max_bytes_per_batch=cast(int, self.max_bytes_per_batch),
                 expected_bucket_owner=self.manifest_bucket_owner,
                 object_filter=object_filter,
                 source=source,
@@ -370,7 +374,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             self.source_bucket,
             self.source_prefix,
             expected_bucket_owner=self.source_account_id,
-            parallelism=self.listing_parallelism,
+            parallelism=cast(int, self.listing_parallelism),  # int since _validate()
         )
         description = {
             "type": "listing",
@@ -382,17 +386,18 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         return objects, description, identity
 
     def _inventory_objects(self, key: str):
+        uri = cast(str, self.source_inventory)  # called only when it is set
         conn_id = self.inventory_aws_conn_id or self.aws_conn_id
         identity = f"connection {conn_id!r}"
         reader = self.hook.conn if conn_id == self.aws_conn_id else S3Hook(aws_conn_id=conn_id).get_conn()
         try:
-            report = open_inventory(reader, self.source_inventory)
+            report = open_inventory(reader, uri)
         except InventoryError as err:
             raise AirflowFailException(str(err)) from None
         except ValueError as err:
             raise AirflowFailException(f"source_inventory: {err}") from None
         except ClientError as err:
-            bucket, prefix = split_s3_uri(self.source_inventory)
+            bucket, prefix = split_s3_uri(uri)
             raise AirflowException(explain_inventory_error(err, bucket=bucket, key=prefix, identity=identity)) from None
         if self.source_bucket and report.source_bucket and report.source_bucket != self.source_bucket:
             raise AirflowFailException(
@@ -560,7 +565,7 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.dry_run = dry_run
+        self.dry_run = dry_run  # type: ignore[method-assign,assignment]  # shadows BaseOperator.dry_run()
         self.state_machine_arn = state_machine_arn
         self.manifest = manifest
         self.source_account_id = source_account_id

@@ -29,7 +29,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
 from xacct_map._engine.frames import read_frame, write_frame
@@ -152,7 +152,7 @@ class WorkerPool:
         for proc in self.procs:
             try:
                 write_frame(proc.stdin, ("stop",))
-                proc.stdin.close()
+                proc.stdin.close()  # type: ignore[union-attr]  # Popen(stdin=PIPE)
             except OSError:
                 pass
         deadline = time.monotonic() + 2.0
@@ -192,10 +192,10 @@ def list_ranges(
     base_backoff: float = 0.05,
     max_backoff: float = 20.0,
     start_after: str = "",
-    initial_cuts: list[str] = (),
+    initial_cuts: Sequence[str] = (),
     pool: WorkerPool | None = None,
     stats: dict | None = None,
-) -> Iterator[tuple[list, list, list, list, list]]:
+) -> Generator[tuple[list, list, list, list, list], None, None]:
     """Yield ``(keys, sizes, etags, last_modified, storage_classes)`` page by page.
 
     :param credentials: returns ``(access_key, secret_key, token)`` or None for unsigned

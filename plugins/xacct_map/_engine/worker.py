@@ -48,13 +48,13 @@ class Worker:
     def __init__(self, config: dict, out) -> None:
         self.config = config
         self._out = out
-        self._auth = None
+        self._auth: GetSigner | None = None
         url = urlsplit(config["base_url"])
         self._path = url.path or "/"
         self._host = host_header(url.scheme, url.netloc)
 
     # -- credentials --
-    def set_credentials(self, creds) -> None:
+    def set_credentials(self, creds: tuple[str, str, str | None] | None) -> None:
         self._auth = None if creds is None else GetSigner(*creds, region=self.config["region"])
 
     def _headers(self, query: str) -> dict:

@@ -31,6 +31,7 @@ import io
 import json
 import sys
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 LAYOUTS = ("batched", "flat", "keys")
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -152,7 +153,7 @@ def read_csv_rows(data: bytes | str) -> list[dict]:
     for values in reader:
         if nul:
             values = [v.replace(nul, "\0") for v in values]
-        row = dict(zip(header, values, strict=True))
+        row: dict[str, Any] = dict(zip(header, values, strict=True))
         if "Size" in row:
             row["Size"] = int(row["Size"])
         rows.append(row)

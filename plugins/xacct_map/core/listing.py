@@ -89,7 +89,7 @@ class ListingError(ClientError):
         super().__init__(error_response, operation_name)
         self.bucket = bucket
         self.prefix = prefix
-        self.args = (f"listing s3://{bucket}/{prefix} failed: {self.args[0] if self.args else ''}",)
+        self.args = (f"listing s3://{bucket}/{prefix} failed: {self.args[0] if self.args else ''}",)  # type: ignore[has-type]
 
     def __reduce__(self):
         return _rebuild_listing_error, (self.response, self.operation_name, self.bucket, self.prefix)
@@ -103,12 +103,13 @@ def _rebuild_listing_error(response, operation_name, bucket, prefix):
     return ListingError(response, operation_name, bucket=bucket, prefix=prefix)
 
 
-_error_classes: dict[type, type] = {}
+_error_classes: dict[type, type[ListingError]] = {}
 
 
 def _listing_error(err: ClientError, bucket: str, prefix: str) -> ListingError:
     """``err`` as a :class:`ListingError` that is still an instance of ``err``'s own class."""
     cls = type(err)
+    target: type[ListingError] | None
     if cls is ClientError or issubclass(cls, ListingError):
         target = ListingError
     else:
@@ -224,11 +225,11 @@ def _object_pages(
 
     if expected_bucket_owner:
         endpoint.headers["x-amz-expected-bucket-owner"] = expected_bucket_owner
-    pool = started[0] if started else None
-    if endpoint.descend and pool is not None:
+    first_pool = started[0] if started else None
+    if endpoint.descend and first_pool is not None:
         threading.Thread(
             target=_discover,
-            args=(s3_client, bucket, endpoint.descend, owner, pool.add_cuts),
+            args=(s3_client, bucket, endpoint.descend, owner, first_pool.add_cuts),
             name="xacct-map-discovery",
             daemon=True,
         ).start()
@@ -245,7 +246,7 @@ def _object_pages(
         max_attempts=max_attempts,
         page_size=page_size,
         initial_cuts=endpoint.cuts,
-        pool=pool,
+        pool=first_pool,
         stats=stats,
     )
     try:

@@ -217,7 +217,7 @@ class MultipartUploadWriter:
             self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xacct-map-upload")
         self._in_flight = self._uploader.submit(self._upload_part, number, body)
 
-    def _upload_part(self, number: int, body: bytes) -> dict:
+    def _upload_part(self, number: int, body: bytes | bytearray) -> dict:
         response = self._s3.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=body, **self._owner
         )

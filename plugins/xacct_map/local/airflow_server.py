@@ -126,7 +126,7 @@ def airflow_environment(
     password: str,
     dags_folder: Path,
     plugins_folder: Path,
-    extra: Mapping[str, str] = (),
+    extra: Mapping[str, str] | tuple[()] = (),
     schedule: str | None = None,
     paused: bool = False,
     poke_interval: float = 5.0,

@@ -18,6 +18,7 @@ import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import boto3
 import requests
@@ -106,8 +107,8 @@ def _explain_unsupported_calls() -> None:
             )
         return list_executions(self)
 
-    StepFunctionResponse.redrive_execution = redrive_execution
-    StepFunctionResponse.list_executions = list_executions_by_map_run
+    StepFunctionResponse.redrive_execution = redrive_execution  # type: ignore[attr-defined]
+    StepFunctionResponse.list_executions = list_executions_by_map_run  # type: ignore[method-assign]
 
 
 class LocalAws:
@@ -123,7 +124,7 @@ class LocalAws:
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.lambda_workers = lambda_workers
         self.runtime: LocalLambdaRuntime | None = None
-        self._server = None
+        self._server: Any = None  # moto.server.ThreadedMotoServer, imported on start
 
     def __enter__(self) -> LocalAws:
         from moto.server import ThreadedMotoServer

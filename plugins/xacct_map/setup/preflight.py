@@ -252,7 +252,7 @@ def run_preflight(
             processor_session = _assume(sts, processor_role, None, region)
         except Exception as err:  # noqa: BLE001
             # The processor's trust names lambda.amazonaws.com only, as it should: say how to enable the check.
-            fixes = ()
+            fixes: tuple[Fix, ...] = ()
             if inputs and caller_arn:
                 principal = _role_of(caller_arn) or caller_arn
                 fixes = (
