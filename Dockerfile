@@ -3,7 +3,7 @@
 # Lambda code). Build context: the repository root (see .dockerignore).
 FROM apache/airflow:3.3.2-python3.11
 
-# xacct_map.resources finds asl/, functions/ and dags/ here (an editable install has no bundled copy).
+# xacct_map.setup.resources finds asl/, functions/ and dags/ here (an editable install has no bundled copy).
 ENV XACCT_MAP_HOME=/opt/xacct-map
 
 COPY --chown=airflow:0 pyproject.toml README.md LICENSE /opt/xacct-map/

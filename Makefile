@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_LINK_MODE := copy
 
-.PHONY: setup demo test pytest airflow browser clean
+.PHONY: setup demo test lint pytest airflow browser clean
 setup: $(VENV)/.synced
 
 $(UV):
@@ -29,9 +29,15 @@ demo: setup
 # for one; PYTEST_ADDOPTS="-k sensor" narrows the tests):
 # scripts/compat_matrix.py. The browser is best effort: where it cannot be installed, the UI test
 # skips and says why.
-test: setup
+test: lint
 	-@bash scripts/install-browser.sh
 	$(VENV)/bin/python scripts/compat_matrix.py run $(TARGETS)
+
+# ruff (lint, import order, format) and mypy, configured in pyproject.toml.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # pytest in the development environment (editable install), e.g. make pytest ARGS="-k sensor".
 pytest: setup

@@ -11,8 +11,8 @@ Clients:
 (a) ``airflow``  - ``S3Hook.list_keys`` (what ``S3ListOperator`` runs): builds the list of keys.
 (b) ``boto3``    - a ``list_objects_v2`` paginator loop collecting the keys, then one PutObject of
     the JSON array of keys (the project's first, "seed" manifest writer).
-(c) ``xacct``    - ``xacct_map.listing.iter_objects`` streamed into
-    ``xacct_map.manifest.write_batched_manifest`` (multipart upload).
+(c) ``xacct``    - ``xacct_map.core.listing.iter_objects`` streamed into
+    ``xacct_map.core.manifest.write_batched_manifest`` (multipart upload).
 
 Reported per client: keys/s over the listing (and the write, for b and c), the ratio to (b) at the
 same latency, and peak RSS (``ru_maxrss``) of the client process and of its own children (the
@@ -36,7 +36,11 @@ from benchmarks.synthetic_s3 import GeneratedKeys, SyntheticS3, key_checksum
 SOURCE = "source-bucket"
 MANIFESTS = "manifests"
 PRERENDER_MAX_KEYS = 2_000_000  # the server renders its pages ahead up to this many keys
-CLIENTS = {"airflow": "(a) S3Hook.list_keys", "boto3": "(b) boto3 paginator + JSON array", "xacct": "(c) xacct-map manifest"}
+CLIENTS = {
+    "airflow": "(a) S3Hook.list_keys",
+    "boto3": "(b) boto3 paginator + JSON array",
+    "xacct": "(c) xacct-map manifest",
+}
 
 
 # -- the clients, each run in its own process -----------------------------------------------------
@@ -44,8 +48,11 @@ def _client(endpoint: str):
     import boto3
 
     return boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id="AKIDBENCHMARK", aws_secret_access_key="benchmark-secret",
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDBENCHMARK",
+        aws_secret_access_key="benchmark-secret",
     )
 
 
@@ -73,16 +80,21 @@ def run_child(args) -> None:
         client.put_object(Bucket=MANIFESTS, Key=args.manifest, Body=json.dumps(keys).encode())
         result["keys"] = len(keys)
     else:
-        from xacct_map.listing import iter_objects
-        from xacct_map.manifest import write_batched_manifest
+        from xacct_map.core.listing import iter_objects
+        from xacct_map.core.manifest import write_batched_manifest
 
         client = _client(args.endpoint)
         stats: dict = {}
         start = time.perf_counter()
         summary = write_batched_manifest(
-            iter_objects(client, SOURCE, args.prefix, parallelism=args.parallelism,
-                         processes=args.processes, stats=stats),
-            client, bucket=MANIFESTS, key=args.manifest, source_bucket=SOURCE, source_prefix=args.prefix,
+            iter_objects(
+                client, SOURCE, args.prefix, parallelism=args.parallelism, processes=args.processes, stats=stats
+            ),
+            client,
+            bucket=MANIFESTS,
+            key=args.manifest,
+            source_bucket=SOURCE,
+            source_prefix=args.prefix,
         )
         result["keys"] = summary.object_count
         result["listing"] = stats
@@ -111,9 +123,21 @@ def _vm_hwm_kib(pid: str) -> int:
 # -- the driver -------------------------------------------------------------------------------
 def _spawn(client: str, endpoint: str, manifest: str, args) -> dict:
     cmd = [
-        sys.executable, "-m", "benchmarks.listing", "--child", client, "--endpoint", endpoint,
-        "--manifest", manifest, "--prefix", args.prefix,
-        "--parallelism", str(args.parallelism), "--processes", str(args.processes or 0),
+        sys.executable,
+        "-m",
+        "benchmarks.listing",
+        "--child",
+        client,
+        "--endpoint",
+        endpoint,
+        "--manifest",
+        manifest,
+        "--prefix",
+        args.prefix,
+        "--parallelism",
+        str(args.parallelism),
+        "--processes",
+        str(args.processes or 0),
     ]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
@@ -143,7 +167,9 @@ def run(args) -> None:
             for client in clients:
                 # (c) runs for seconds, so a burst of other load on the box moves one run a lot: it runs
                 # --repeat times and the median run is reported ((a) and (b) run for minutes).
-                runs = [measure(server, keys, n, latency_ms, client) for _ in range(args.repeat if client == "xacct" else 1)]
+                runs = [
+                    measure(server, keys, n, latency_ms, client) for _ in range(args.repeat if client == "xacct" else 1)
+                ]
                 row = sorted(runs, key=lambda r: r["keys_per_s"])[len(runs) // 2]
                 row["runs_keys_per_s"] = [round(r["keys_per_s"]) for r in runs]
                 if client == "boto3":
@@ -169,15 +195,26 @@ def run(args) -> None:
             ok = count == n and checksum == expected[n]
             verified = f"{count:,} keys, {'exact' if ok else 'MISMATCH'}"
             if not ok:
-                print(f"  !! manifest {manifest}: {count} keys, checksum {'ok' if checksum == expected[n] else 'differs'}", file=sys.stderr)
+                print(
+                    f"  !! manifest {manifest}: {count} keys, "
+                    f"checksum {'ok' if checksum == expected[n] else 'differs'}",
+                    file=sys.stderr,
+                )
         elif res["keys"] != n:
             verified = f"listed {res['keys']:,} != {n:,}"
         return {
-            "client": CLIENTS[client], "keys": n, "latency_ms": latency_ms, "seconds": res["seconds"],
-            "keys_per_s": rate, "vs_b": None,
-            "rss_mib": _mib(res["rss_kib"]), "children_rss_mib": _mib(res["children_rss_kib"]),
-            "requests": server.stats.requests - before, "verified": verified,
-            "cpu": (res["cpu_s"], res["children_cpu_s"], server_cpu), "ru_maxrss_mib": _mib(res["ru_maxrss_kib"]),
+            "client": CLIENTS[client],
+            "keys": n,
+            "latency_ms": latency_ms,
+            "seconds": res["seconds"],
+            "keys_per_s": rate,
+            "vs_b": None,
+            "rss_mib": _mib(res["rss_kib"]),
+            "children_rss_mib": _mib(res["children_rss_kib"]),
+            "requests": server.stats.requests - before,
+            "verified": verified,
+            "cpu": (res["cpu_s"], res["children_cpu_s"], server_cpu),
+            "ru_maxrss_mib": _mib(res["ru_maxrss_kib"]),
             "listing": res.get("listing"),
         }
 
@@ -192,9 +229,14 @@ def run(args) -> None:
 
 def _report(rows: list[dict], args) -> None:
     print(f"\ncommand: {' '.join([os.path.basename(sys.executable), '-m', 'benchmarks.listing', *sys.argv[1:]])}")
-    print(f"layout: {args.layout}; machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; server shares the CPUs\n")
-    head = ("| client | keys | latency | seconds | keys/s | vs (b) | peak RSS | workers' peak RSS "
-            "| CPU s client/workers/server | requests | manifest |")
+    print(
+        f"layout: {args.layout}; machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; "
+        "server shares the CPUs\n"
+    )
+    head = (
+        "| client | keys | latency | seconds | keys/s | vs (b) | peak RSS | workers' peak RSS "
+        "| CPU s client/workers/server | requests | manifest |"
+    )
     print(head)
     print("|" + "---|" * 11)
     for r in rows:
@@ -207,8 +249,10 @@ def _report(rows: list[dict], args) -> None:
         )
     for r in rows:
         if len(r.get("runs_keys_per_s") or ()) > 1:
-            print(f"\n{r['client']} {r['keys']:,} @ {r['latency_ms']:g} ms, keys/s of each run (median reported): "
-                  f"{', '.join(f'{k:,}' for k in r['runs_keys_per_s'])}")
+            print(
+                f"\n{r['client']} {r['keys']:,} @ {r['latency_ms']:g} ms, keys/s of each run (median reported): "
+                f"{', '.join(f'{k:,}' for k in r['runs_keys_per_s'])}"
+            )
     for r in rows:
         if r["listing"]:
             print(f"\n{r['client']} {r['keys']:,} @ {r['latency_ms']:g} ms listing stats: {r['listing']}")
@@ -220,20 +264,32 @@ def _report(rows: list[dict], args) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.listing", description=__doc__.split("\n\n")[0])
     parser.add_argument("--keys", type=int, default=1_000_000, help="keys in the source bucket (default %(default)s)")
-    parser.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 50.0],
-                        help="per-request latency(ies) to run at (default %(default)s)")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        nargs="+",
+        default=[0.0, 50.0],
+        help="per-request latency(ies) to run at (default %(default)s)",
+    )
     parser.add_argument("--clients", nargs="+", default=list(CLIENTS), choices=list(CLIENTS))
-    parser.add_argument("--scale-keys", type=int, default=0, help="also run (c) alone over this many keys (e.g. 10000000)")
+    parser.add_argument(
+        "--scale-keys", type=int, default=0, help="also run (c) alone over this many keys (e.g. 10000000)"
+    )
     parser.add_argument("--scale-latency-ms", type=float, default=0.0)
     parser.add_argument("--scale-only", action="store_true", help="only the --scale-keys run")
     parser.add_argument("--prefix", default="")
-    parser.add_argument("--layout", choices=["hive", "flat"], default="hive",
-                        help="hive: warehouse/events/date=YYYY-MM-DD/part-N... (20,000 keys per date); "
-                        "flat: warehouse/events/part-N... (no folders to discover)")
+    parser.add_argument(
+        "--layout",
+        choices=["hive", "flat"],
+        default="hive",
+        help="hive: warehouse/events/date=YYYY-MM-DD/part-N... (20,000 keys per date); "
+        "flat: warehouse/events/part-N... (no folders to discover)",
+    )
     parser.add_argument("--parallelism", type=int, default=32, help="(c)'s iter_objects parallelism")
     parser.add_argument("--processes", type=int, default=0, help="(c)'s worker processes (0: CPU count)")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of (c) per setting, the median reported (default %(default)s)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of (c) per setting, the median reported (default %(default)s)"
+    )
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--child", choices=list(CLIENTS), help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)

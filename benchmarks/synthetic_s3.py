@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import socketserver
 import tempfile
 import threading
 import time
@@ -36,7 +37,6 @@ from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-import socketserver
 from http import HTTPStatus
 from urllib.parse import parse_qs, quote_plus, unquote, urlsplit
 from xml.sax.saxutils import escape
@@ -568,9 +568,14 @@ def _make_handler(server: SyntheticS3):
             self.send(status, headers, body)
 
         def _reply_chunked(self, body: bytes, size: int = 16384) -> None:
-            chunks = [b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in (body[i : i + size] for i in range(0, len(body), size))]
-            self.send(200, {"Content-Type": "application/xml", "Transfer-Encoding": "chunked"},
-                      b"".join(chunks) + b"0\r\nx-trailer: 1\r\n\r\n")
+            chunks = [
+                b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in (body[i : i + size] for i in range(0, len(body), size))
+            ]
+            self.send(
+                200,
+                {"Content-Type": "application/xml", "Transfer-Encoding": "chunked"},
+                b"".join(chunks) + b"0\r\nx-trailer: 1\r\n\r\n",
+            )
 
         def _error(self, status: int, code: str, message: str, **extra: str) -> None:
             self._reply(status, _xml_error(code, message, **extra))
@@ -685,7 +690,7 @@ def _make_handler(server: SyntheticS3):
             if bucket not in server.writable:
                 self._error(403, "AccessDenied", "Access Denied (bucket is read-only here)")
                 return
-            etag = '"%s"' % hashlib.md5(body).hexdigest()
+            etag = f'"{hashlib.md5(body).hexdigest()}"'
             path = server._spool_file(body)
             if "uploadId" in q:
                 upload = server._uploads.get(q["uploadId"])

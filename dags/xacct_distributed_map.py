@@ -9,8 +9,9 @@ Configure with DAG params (the trigger form) or, for scheduled runs, Airflow Var
 (``xacct_map_source_bucket``, ``xacct_map_source_prefix``, ``xacct_map_source_account_id``,
 ``xacct_map_inventory_bucket``, ``xacct_map_state_machine_arn``); a param left empty falls back to
 its Variable. The Variable ``xacct_map_pipeline_account_id``, when set, must own the inventory
-bucket (ExpectedBucketOwner on the manifest writes). Connections: ``xacct_map_pipeline`` (pipeline account) and ``xacct_map_source`` (an
-AWS connection whose ``role_arn`` extra assumes the lister role in the source account).
+bucket (ExpectedBucketOwner on the manifest writes). Connections: ``xacct_map_pipeline`` (pipeline
+account) and ``xacct_map_source`` (an AWS connection whose ``role_arn`` extra assumes the lister role
+in the source account).
 
 Listing mode (param ``listing_mode``): ``auto`` (default) lists incrementally for scheduled runs,
 keeping only objects whose LastModified falls in the run's data interval
@@ -39,7 +40,6 @@ def _setting(name: str) -> str:
     return f"{{{{ params.{name} or var.value.get('xacct_map_{name}', '') }}}}"
 
 
-
 with DAG(
     dag_id="xacct_distributed_map",
     description="List a bucket of another AWS account and process every object with a Distributed Map",
@@ -52,65 +52,176 @@ with DAG(
     tags=["xacct-map", "aws", "step-functions"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
     params={
-        "source_bucket": Param(None, type=["null", "string"], title="Source bucket",
-                               description="Bucket in the source account to list. Empty: Variable xacct_map_source_bucket."),
-        "source_prefix": Param(None, type=["null", "string"], title="Source prefix",
-                               description="Only keys starting with this prefix. Empty: Variable xacct_map_source_prefix."),
-        "source_account_id": Param(None, type=["null", "string"], title="Source account id", pattern="^([0-9]{12})?$",
-                                   description="12-digit account that must own the source bucket (ExpectedBucketOwner)."),
-        "inventory_bucket": Param(None, type=["null", "string"], title="Inventory bucket",
-                                  description="Pipeline account bucket that receives the manifest."),
-        "state_machine_arn": Param(None, type=["null", "string"], title="State machine ARN",
-                                   description="The Distributed Map state machine to start."),
-        "max_keys_per_batch": Param(100, type="integer", minimum=1, maximum=10000, title="Keys per batch",
-                                    description="Most objects one child execution processes."),
-        "max_bytes_per_batch": Param(512 * 1024 * 1024, type="integer", minimum=1, title="Bytes per batch",
-                                     description="Most object bytes one child execution processes."),
-        "max_failed_items": Param(0, type="integer", minimum=0, title="Tolerated failed batches",
-                                  description="Failed Map Run items (batches) tolerated before the run fails."),
-        "listing_mode": Param("auto", type="string", enum=["auto", "full", "incremental"], title="Listing mode",
-                              description="auto: scheduled runs take only objects modified in their data interval "
-                                          "(start inclusive, end exclusive), manual runs take everything; full: "
-                                          "everything; incremental: only the data interval."),
-        "suffixes": Param([], type="array", items={"type": "string"}, title="Key suffixes",
-                          description="Keep only keys ending with one of these (e.g. .parquet). Empty: any key."),
-        "patterns": Param([], type="array", items={"type": "string"}, title="Key glob patterns",
-                          description="Keep only keys matching one of these fnmatch patterns (* also matches /). "
-                                      "Empty: any key."),
-        "pattern_base": Param("key", type="string", enum=["key", "relative"], title="Patterns match",
-                              description="key: the whole key; relative: the part of the key after the source prefix."),
-        "min_size": Param(None, type=["null", "integer"], minimum=0, title="Minimum object size (bytes)",
-                          description="Skip objects smaller than this. Empty: no minimum."),
-        "max_size": Param(None, type=["null", "integer"], minimum=0, title="Maximum object size (bytes)",
-                          description="Skip objects larger than this. Empty: no maximum."),
-        "storage_classes": Param([], type="array", items={"type": "string"}, title="Storage classes",
-                                 description="Keep exactly these storage classes (e.g. STANDARD, STANDARD_IA). Empty: "
-                                             "all but GLACIER and DEEP_ARCHIVE, which need a restore before reading."),
-        "include_archived": Param(False, type="boolean", title="Include GLACIER / DEEP_ARCHIVE",
-                                  description="Keep archived objects too (only when they have been restored)."),
-        "modified_after": Param(None, type=["null", "string"], title="Modified at or after",
-                                description="ISO-8601 with a time zone, e.g. 2026-11-01T00:00:00+00:00 (inclusive). "
-                                            "Empty: no lower bound. Intersected with the data interval when incremental."),
-        "modified_before": Param(None, type=["null", "string"], title="Modified before",
-                                 description="ISO-8601 with a time zone (exclusive). Empty: no upper bound."),
-        "layout": Param("batched", type="string", enum=["batched", "flat", "keys"], title="Manifest layout",
-                        description="batched: items are batches of keys (asl/distributed_map.asl.json, default); "
-                                    "flat: one item per object, for asl/distributed_map_flat.asl.json (ItemBatcher); "
-                                    "keys: bare keys. The state machine must be deployed for the layout."),
-        "manifest_format": Param("json", type="string", enum=["json", "jsonl", "csv"], title="Manifest format",
-                                 description="json (any layout), jsonl (any layout), csv (flat layout only)."),
-        "source_inventory": Param(None, type=["null", "string"], title="S3 Inventory source",
-                                  description="s3://<inventory destination bucket>/<prefix>/<source bucket>/<config id>: "
-                                              "read the newest S3 Inventory report instead of listing the bucket. "
-                                              "Empty: list the bucket."),
-        "preflight": Param("manual", type="string", enum=["manual", "always", "never"], title="Preflight checks",
-                           description="Check roles, bucket access and the state machine first (real calls, no side "
-                                       "effects): manual: in manual runs only; always; never."),
-        "dry_run": Param(False, type="boolean", title="Dry run",
-                         description="Build the manifest (and its .meta.json sidecar) and stop: no execution starts."),
-        "on_existing": Param("redrive", type="string", enum=["redrive", "attach", "fail"], title="If this run's execution exists",
-                             description="redrive: attach to a running/succeeded execution, redrive a failed one "
-                                         "(only failed items run again); attach: always attach; fail: fail the task."),
+        "source_bucket": Param(
+            None,
+            type=["null", "string"],
+            title="Source bucket",
+            description="Bucket in the source account to list. Empty: Variable xacct_map_source_bucket.",
+        ),
+        "source_prefix": Param(
+            None,
+            type=["null", "string"],
+            title="Source prefix",
+            description="Only keys starting with this prefix. Empty: Variable xacct_map_source_prefix.",
+        ),
+        "source_account_id": Param(
+            None,
+            type=["null", "string"],
+            title="Source account id",
+            pattern="^([0-9]{12})?$",
+            description="12-digit account that must own the source bucket (ExpectedBucketOwner).",
+        ),
+        "inventory_bucket": Param(
+            None,
+            type=["null", "string"],
+            title="Inventory bucket",
+            description="Pipeline account bucket that receives the manifest.",
+        ),
+        "state_machine_arn": Param(
+            None,
+            type=["null", "string"],
+            title="State machine ARN",
+            description="The Distributed Map state machine to start.",
+        ),
+        "max_keys_per_batch": Param(
+            100,
+            type="integer",
+            minimum=1,
+            maximum=10000,
+            title="Keys per batch",
+            description="Most objects one child execution processes.",
+        ),
+        "max_bytes_per_batch": Param(
+            512 * 1024 * 1024,
+            type="integer",
+            minimum=1,
+            title="Bytes per batch",
+            description="Most object bytes one child execution processes.",
+        ),
+        "max_failed_items": Param(
+            0,
+            type="integer",
+            minimum=0,
+            title="Tolerated failed batches",
+            description="Failed Map Run items (batches) tolerated before the run fails.",
+        ),
+        "listing_mode": Param(
+            "auto",
+            type="string",
+            enum=["auto", "full", "incremental"],
+            title="Listing mode",
+            description="auto: scheduled runs take only objects modified in their data interval "
+            "(start inclusive, end exclusive), manual runs take everything; full: "
+            "everything; incremental: only the data interval.",
+        ),
+        "suffixes": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Key suffixes",
+            description="Keep only keys ending with one of these (e.g. .parquet). Empty: any key.",
+        ),
+        "patterns": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Key glob patterns",
+            description="Keep only keys matching one of these fnmatch patterns (* also matches /). Empty: any key.",
+        ),
+        "pattern_base": Param(
+            "key",
+            type="string",
+            enum=["key", "relative"],
+            title="Patterns match",
+            description="key: the whole key; relative: the part of the key after the source prefix.",
+        ),
+        "min_size": Param(
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            title="Minimum object size (bytes)",
+            description="Skip objects smaller than this. Empty: no minimum.",
+        ),
+        "max_size": Param(
+            None,
+            type=["null", "integer"],
+            minimum=0,
+            title="Maximum object size (bytes)",
+            description="Skip objects larger than this. Empty: no maximum.",
+        ),
+        "storage_classes": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Storage classes",
+            description="Keep exactly these storage classes (e.g. STANDARD, STANDARD_IA). Empty: "
+            "all but GLACIER and DEEP_ARCHIVE, which need a restore before reading.",
+        ),
+        "include_archived": Param(
+            False,
+            type="boolean",
+            title="Include GLACIER / DEEP_ARCHIVE",
+            description="Keep archived objects too (only when they have been restored).",
+        ),
+        "modified_after": Param(
+            None,
+            type=["null", "string"],
+            title="Modified at or after",
+            description="ISO-8601 with a time zone, e.g. 2026-11-01T00:00:00+00:00 (inclusive). "
+            "Empty: no lower bound. Intersected with the data interval when incremental.",
+        ),
+        "modified_before": Param(
+            None,
+            type=["null", "string"],
+            title="Modified before",
+            description="ISO-8601 with a time zone (exclusive). Empty: no upper bound.",
+        ),
+        "layout": Param(
+            "batched",
+            type="string",
+            enum=["batched", "flat", "keys"],
+            title="Manifest layout",
+            description="batched: items are batches of keys (asl/distributed_map.asl.json, default); "
+            "flat: one item per object, for asl/distributed_map_flat.asl.json (ItemBatcher); "
+            "keys: bare keys. The state machine must be deployed for the layout.",
+        ),
+        "manifest_format": Param(
+            "json",
+            type="string",
+            enum=["json", "jsonl", "csv"],
+            title="Manifest format",
+            description="json (any layout), jsonl (any layout), csv (flat layout only).",
+        ),
+        "source_inventory": Param(
+            None,
+            type=["null", "string"],
+            title="S3 Inventory source",
+            description="s3://<inventory destination bucket>/<prefix>/<source bucket>/<config id>: "
+            "read the newest S3 Inventory report instead of listing the bucket. "
+            "Empty: list the bucket.",
+        ),
+        "preflight": Param(
+            "manual",
+            type="string",
+            enum=["manual", "always", "never"],
+            title="Preflight checks",
+            description="Check roles, bucket access and the state machine first (real calls, no side "
+            "effects): manual: in manual runs only; always; never.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Build the manifest (and its .meta.json sidecar) and stop: no execution starts.",
+        ),
+        "on_existing": Param(
+            "redrive",
+            type="string",
+            enum=["redrive", "attach", "fail"],
+            title="If this run's execution exists",
+            description="redrive: attach to a running/succeeded execution, redrive a failed one "
+            "(only failed items run again); attach: always attach; fail: fail the task.",
+        ),
     },
 ) as dag:
     # What the preflight checks is what build_manifest uses: the same connections, bucket and prefix.

@@ -25,8 +25,9 @@ def pytest_configure(config):
         import xacct_map
 
         if "site-packages" not in xacct_map.__file__:
-            raise pytest.UsageError(f"XACCT_MAP_EXPECT_INSTALLED: xacct_map comes from {xacct_map.__file__}, "
-                                    "not from an installed wheel")
+            raise pytest.UsageError(
+                f"XACCT_MAP_EXPECT_INSTALLED: xacct_map comes from {xacct_map.__file__}, not from an installed wheel"
+            )
 
 
 @pytest.fixture(scope="module")

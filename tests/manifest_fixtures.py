@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 
-from xacct_map import deploy
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT, LocalAws, LocalPipeline
+from xacct_map.setup import deploy
 
 
 @contextlib.contextmanager
@@ -27,8 +27,13 @@ def light_aws(name: str, *, objects: int = 40):
             "xacct-map-lister",
             {
                 "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PIPELINE_ACCOUNT}:root"},
-                               "Action": "sts:AssumeRole"}],
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{PIPELINE_ACCOUNT}:root"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
             },
         )
         s3_source = aws.client("s3", SOURCE_ACCOUNT)
@@ -36,10 +41,18 @@ def light_aws(name: str, *, objects: int = 40):
         total = LocalAws._seed(s3_source, source_bucket, "data/", objects)
         aws.client("s3").create_bucket(Bucket=inventory_bucket)
         pipeline = LocalPipeline(
-            endpoint_url=aws.endpoint_url, region=aws.region, source_account=SOURCE_ACCOUNT,
-            pipeline_account=PIPELINE_ACCOUNT, source_bucket=source_bucket, source_prefix="data/",
-            source_role_arn=lister, inventory_bucket=inventory_bucket, function_arn="", state_machine_arn="",
-            objects=objects, bytes=total,
+            endpoint_url=aws.endpoint_url,
+            region=aws.region,
+            source_account=SOURCE_ACCOUNT,
+            pipeline_account=PIPELINE_ACCOUNT,
+            source_bucket=source_bucket,
+            source_prefix="data/",
+            source_role_arn=lister,
+            inventory_bucket=inventory_bucket,
+            function_arn="",
+            state_machine_arn="",
+            objects=objects,
+            bytes=total,
         )
         os.environ.update(aws.airflow_environment(pipeline))
         try:
@@ -55,8 +68,11 @@ def manifest_operator(pipeline: LocalPipeline, **overrides):
     from xacct_map.operators import BuildKeyManifestOperator
 
     args = dict(
-        task_id="build_manifest", aws_conn_id="xacct_map_pipeline", source_aws_conn_id="xacct_map_source",
-        source_bucket=pipeline.source_bucket, source_prefix=pipeline.source_prefix,
+        task_id="build_manifest",
+        aws_conn_id="xacct_map_pipeline",
+        source_aws_conn_id="xacct_map_source",
+        source_bucket=pipeline.source_bucket,
+        source_prefix=pipeline.source_prefix,
         manifest_bucket=pipeline.inventory_bucket,
     )
     return BuildKeyManifestOperator(**{**args, **overrides})

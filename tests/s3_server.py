@@ -28,8 +28,16 @@ from benchmarks.synthetic_s3 import (  # noqa: E402
 )
 
 __all__ = [
-    "DEFAULT_OWNER", "GeneratedKeys", "ListedKeys", "SyntheticS3", "throttle_pages",
-    "client_for", "free_port", "moto_server", "synthetic_s3", "tls_certificate",
+    "DEFAULT_OWNER",
+    "GeneratedKeys",
+    "ListedKeys",
+    "SyntheticS3",
+    "throttle_pages",
+    "client_for",
+    "free_port",
+    "moto_server",
+    "synthetic_s3",
+    "tls_certificate",
 ]
 
 
@@ -37,8 +45,12 @@ def client_for(endpoint_url: str, verify: bool | str | None = None, **config):
     """A boto3 S3 client with dummy credentials for a loopback endpoint (botocore retries off,
     so tests see exactly what the listing engine does)."""
     return boto3.client(
-        "s3", endpoint_url=endpoint_url, region_name="us-east-1", verify=verify,
-        aws_access_key_id="AKIDTEST", aws_secret_access_key="test-secret",
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        verify=verify,
+        aws_access_key_id="AKIDTEST",
+        aws_secret_access_key="test-secret",
         config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
     )
 
@@ -85,9 +97,13 @@ def tls_certificate(tmp_path_factory):
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
@@ -95,6 +111,7 @@ def tls_certificate(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tls")
     certfile, keyfile = folder / "cert.pem", folder / "key.pem"
     certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(certfile), str(keyfile)

@@ -1,9 +1,10 @@
 """Cross-Region and cross-account safety of every call that touches a bucket.
 
-* Region discovery (:func:`xacct_map.cross_account.bucket_region`, ``source_s3_client``): against
-  moto (a bucket created in eu-west-1 while the connections are us-east-1; moto answers HeadBucket
-  from any Region with 200 and ``x-amz-bucket-region``) and with stubbed 301/400/403/404 answers,
-  the shapes real S3 gives (the header is on every one but 404).
+* Region discovery (:func:`xacct_map.core.cross_account.bucket_region`,
+  :func:`xacct_map.hooks.source_s3_client`): against moto (a bucket created in eu-west-1 while the
+  connections are us-east-1; moto answers HeadBucket from any Region with 200 and
+  ``x-amz-bucket-region``) and with stubbed 301/400/403/404 answers, the shapes real S3 gives (the
+  header is on every one but 404).
 * ExpectedBucketOwner: a recording proxy in front of the emulator sees the *actual* HTTP requests,
   including the parallel lister's worker processes, which botocore event hooks cannot see.
 
@@ -25,11 +26,12 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from xacct_map import cross_account
-from xacct_map.cross_account import bucket_region, source_s3_client
-from xacct_map.resources import dags_dir, processor_dir
-from xacct_map.listing import iter_objects
+from xacct_map import hooks
+from xacct_map.core.cross_account import bucket_region
+from xacct_map.core.listing import iter_objects
+from xacct_map.hooks import source_s3_client
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT
+from xacct_map.setup.resources import dags_dir, processor_dir
 
 EU_BUCKET = "xacct-map-eu-source"
 EU_KEYS = ["eu/a.txt", "eu/b c.txt", "eu/ü/d"]
@@ -58,8 +60,13 @@ class RecordingProxy:
                 body = self.rfile.read(length) if length else None
                 headers = {k: v for k, v in self.headers.items()}
                 with lock:
-                    proxy.requests.append({"method": self.command, "path": self.path, "headers": {
-                        k.lower(): v for k, v in headers.items()}})
+                    proxy.requests.append(
+                        {
+                            "method": self.command,
+                            "path": self.path,
+                            "headers": {k.lower(): v for k, v in headers.items()},
+                        }
+                    )
                 conn = http.client.HTTPConnection(proxy.target.hostname, proxy.target.port, timeout=60)
                 conn.request(self.command, self.path, body=body, headers=headers)
                 response = conn.getresponse()
@@ -123,13 +130,24 @@ def proxied_connections(local_aws, proxy, monkeypatch):
 
 def _source_client(aws, region: str):
     """An S3 client acting in the source account, for ``region``."""
-    sts = boto3.client("sts", region_name="us-east-1", endpoint_url=aws.endpoint_url,
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    sts = boto3.client(
+        "sts",
+        region_name="us-east-1",
+        endpoint_url=aws.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     creds = sts.assume_role(RoleArn=f"arn:aws:iam::{SOURCE_ACCOUNT}:role/xacct-map-admin", RoleSessionName="eu")[
-        "Credentials"]
-    return boto3.client("s3", region_name=region, endpoint_url=aws.endpoint_url,
-                        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                        aws_session_token=creds["SessionToken"])
+        "Credentials"
+    ]
+    return boto3.client(
+        "s3",
+        region_name=region,
+        endpoint_url=aws.endpoint_url,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +178,9 @@ def test_region_comes_from_the_header_of_an_error_answer_too(status, code):
     s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
     with Stubber(s3) as stub:
         stub.add_client_error(
-            "head_bucket", service_error_code=code, http_status_code=status,
+            "head_bucket",
+            service_error_code=code,
+            http_status_code=status,
             response_meta={"HTTPHeaders": {"x-amz-bucket-region": "ap-southeast-2"}},
             expected_params={"Bucket": "their-bucket", "ExpectedBucketOwner": SOURCE_ACCOUNT},
         )
@@ -185,8 +205,11 @@ def test_source_client_is_built_for_the_buckets_region_and_lists_it(local_aws, e
         hook,
         source_aws_conn_id="xacct_map_source" if via == "source_aws_conn_id" else None,
         source_role_arn=pipeline.source_role_arn if via == "source_role_arn" else None,
-        source_external_id=None, source_region=None, session_name="test",
-        source_bucket=eu_bucket, expected_bucket_owner=SOURCE_ACCOUNT,
+        source_external_id=None,
+        source_region=None,
+        session_name="test",
+        source_bucket=eu_bucket,
+        expected_bucket_owner=SOURCE_ACCOUNT,
     )
     assert client.meta.region_name == "eu-west-1"
     keys = sorted(o.key for o in iter_objects(client, eu_bucket, "eu/", expected_bucket_owner=SOURCE_ACCOUNT))
@@ -197,9 +220,10 @@ def test_a_given_source_region_is_used_without_discovery(local_aws, eu_bucket, m
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     calls = []
-    monkeypatch.setattr(cross_account, "bucket_region", lambda *a, **k: calls.append(a) or "eu-west-1")
-    common = dict(source_aws_conn_id="xacct_map_source", source_role_arn=None, source_external_id=None,
-                  session_name="test")
+    monkeypatch.setattr(hooks, "bucket_region", lambda *a, **k: calls.append(a) or "eu-west-1")
+    common = dict(
+        source_aws_conn_id="xacct_map_source", source_role_arn=None, source_external_id=None, session_name="test"
+    )
     hook = S3Hook(aws_conn_id="xacct_map_pipeline")
     given = source_s3_client(hook, source_region="ap-south-1", source_bucket=eu_bucket, **common)
     assert given.meta.region_name == "ap-south-1" and calls == []
@@ -212,9 +236,14 @@ def test_discovery_headbucket_carries_expected_bucket_owner(local_aws, eu_bucket
 
     pipeline_conn, source_conn = proxied_connections
     client = source_s3_client(
-        S3Hook(aws_conn_id=pipeline_conn), source_aws_conn_id=source_conn, source_role_arn=None,
-        source_external_id=None, source_region=None, session_name="test",
-        source_bucket=eu_bucket, expected_bucket_owner=SOURCE_ACCOUNT,
+        S3Hook(aws_conn_id=pipeline_conn),
+        source_aws_conn_id=source_conn,
+        source_role_arn=None,
+        source_external_id=None,
+        source_region=None,
+        session_name="test",
+        source_bucket=eu_bucket,
+        expected_bucket_owner=SOURCE_ACCOUNT,
     )
     assert client.meta.region_name == "eu-west-1"
     heads = [r for r in proxy.to_bucket(eu_bucket) if r["method"] == "HEAD"]
@@ -229,9 +258,15 @@ def test_listing_goes_to_the_source_region_and_the_manifest_stays_in_the_pipelin
     aws, pipeline = local_aws
     pipeline_conn, source_conn = proxied_connections
     summary = BuildKeyManifestOperator(
-        task_id="build_manifest", aws_conn_id=pipeline_conn, source_aws_conn_id=source_conn,
-        source_bucket=eu_bucket, source_prefix="eu/", source_region="eu-west-1", source_account_id=SOURCE_ACCOUNT,
-        manifest_bucket=pipeline.inventory_bucket, manifest_bucket_owner=PIPELINE_ACCOUNT,
+        task_id="build_manifest",
+        aws_conn_id=pipeline_conn,
+        source_aws_conn_id=source_conn,
+        source_bucket=eu_bucket,
+        source_prefix="eu/",
+        source_region="eu-west-1",
+        source_account_id=SOURCE_ACCOUNT,
+        manifest_bucket=pipeline.inventory_bucket,
+        manifest_bucket_owner=PIPELINE_ACCOUNT,
     ).execute(run_context("run-eu"))
     assert summary["object_count"] == len(EU_KEYS)
     source_scopes = {_scope(r) for r in proxy.to_bucket(eu_bucket) if _scope(r)}
@@ -250,10 +285,15 @@ def test_every_manifest_task_request_names_the_expected_owner(local_aws, proxied
     aws, pipeline = local_aws
     pipeline_conn, source_conn = proxied_connections
     summary = BuildKeyManifestOperator(
-        task_id="build_manifest", aws_conn_id=pipeline_conn, source_aws_conn_id=source_conn,
-        source_bucket=pipeline.source_bucket, source_prefix=pipeline.source_prefix,
-        source_account_id=SOURCE_ACCOUNT, manifest_bucket=pipeline.inventory_bucket,
-        manifest_bucket_owner=PIPELINE_ACCOUNT, max_keys_per_batch=5,
+        task_id="build_manifest",
+        aws_conn_id=pipeline_conn,
+        source_aws_conn_id=source_conn,
+        source_bucket=pipeline.source_bucket,
+        source_prefix=pipeline.source_prefix,
+        source_account_id=SOURCE_ACCOUNT,
+        manifest_bucket=pipeline.inventory_bucket,
+        manifest_bucket_owner=PIPELINE_ACCOUNT,
+        max_keys_per_batch=5,
     ).execute(run_context("run-owner"))
     assert summary["object_count"] >= 40
 
@@ -261,11 +301,14 @@ def test_every_manifest_task_request_names_the_expected_owner(local_aws, proxied
     lists = [r for r in source if "list-type=2" in r["path"]]
     assert len(lists) >= 2, "expected the probe and at least one page"
     assert source and all(r["headers"].get("x-amz-expected-bucket-owner") == SOURCE_ACCOUNT for r in source), [
-        (r["method"], r["path"][:80]) for r in source if r["headers"].get("x-amz-expected-bucket-owner") != SOURCE_ACCOUNT
+        (r["method"], r["path"][:80])
+        for r in source
+        if r["headers"].get("x-amz-expected-bucket-owner") != SOURCE_ACCOUNT
     ]
     inventory = proxy.to_bucket(pipeline.inventory_bucket)
-    operations = {(r["method"], "uploads" in r["path"], "partNumber" in r["path"], "uploadId" in r["path"])
-                  for r in inventory}
+    operations = {
+        (r["method"], "uploads" in r["path"], "partNumber" in r["path"], "uploadId" in r["path"]) for r in inventory
+    }
     assert ("POST", True, False, False) in operations  # CreateMultipartUpload
     assert ("PUT", False, True, True) in operations  # UploadPart
     assert ("POST", False, False, True) in operations  # CompleteMultipartUpload
@@ -285,7 +328,10 @@ def test_processor_sends_expected_owner_on_every_get(local_aws, proxy, handler_m
     aws, pipeline = local_aws
     keys = [pipeline.source_prefix + "with space/file 1.txt", pipeline.source_prefix + "plus+sign/a+b=c.txt"]
     handler_module._clients[None] = boto3.client(
-        "s3", region_name="us-east-1", endpoint_url=proxy.url, aws_access_key_id="testing",
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=proxy.url,
+        aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
     event = {"bucket": pipeline.source_bucket, "keys": keys, "bytes": 0, "source": {"bucket": pipeline.source_bucket}}
@@ -302,7 +348,6 @@ def test_processor_sends_expected_owner_on_every_get(local_aws, proxy, handler_m
 def test_the_dag_names_the_inventory_bucket_owner():
     from xacct_map.version_compat import DagBag
 
-
     dag = DagBag(dag_folder=str(dags_dir())).dags["xacct_distributed_map"]
     # Rendered at run time from the Variable the local modes and docker compose set.
     assert "xacct_map_pipeline_account_id" in dag.get_task("build_manifest").manifest_bucket_owner
@@ -314,15 +359,23 @@ def test_the_operator_discovers_the_source_region(local_aws, eu_bucket, proxied_
     aws, pipeline = local_aws
     pipeline_conn, source_conn = proxied_connections
     manifest = BuildKeyManifestOperator(
-        task_id="build_manifest", aws_conn_id=pipeline_conn, source_aws_conn_id=source_conn,
-        source_bucket=eu_bucket, source_prefix="eu/", source_account_id=SOURCE_ACCOUNT,
-        manifest_bucket=pipeline.inventory_bucket, manifest_bucket_owner=PIPELINE_ACCOUNT,
+        task_id="build_manifest",
+        aws_conn_id=pipeline_conn,
+        source_aws_conn_id=source_conn,
+        source_bucket=eu_bucket,
+        source_prefix="eu/",
+        source_account_id=SOURCE_ACCOUNT,
+        manifest_bucket=pipeline.inventory_bucket,
+        manifest_bucket_owner=PIPELINE_ACCOUNT,
     ).execute(run_context("run-eu-discover"))
     listing = [r for r in proxy.to_bucket(eu_bucket) if r["method"] == "GET"]
     assert listing and {_scope(r) for r in listing} == {"eu-west-1"}  # only the discovery HeadBucket asks us-east-1
     # The discovered Region travels in the manifest's XCom to the processor's execution input.
     assert manifest["source"]["region"] == "eu-west-1"
     assert build_execution_input(manifest)["source"] == {
-        "bucket": eu_bucket, "prefix": "eu/", "account_id": SOURCE_ACCOUNT, "region": "eu-west-1",
+        "bucket": eu_bucket,
+        "prefix": "eu/",
+        "account_id": SOURCE_ACCOUNT,
+        "region": "eu-west-1",
     }
     assert build_execution_input(manifest, source_region="us-west-2")["source"]["region"] == "us-west-2"

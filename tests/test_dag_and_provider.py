@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from xacct_map.resources import dags_dir
+from xacct_map.setup.resources import dags_dir
 
 
 def test_dag_imports_without_errors_and_is_wired_in_order():
@@ -17,8 +17,16 @@ def test_dag_imports_without_errors_and_is_wired_in_order():
     assert dag.get_task("preflight").downstream_task_ids == {"build_manifest"}
     assert dag.get_task("build_manifest").downstream_task_ids == {"start_map_run"}
     assert dag.get_task("start_map_run").downstream_task_ids == {"wait_for_map_run"}
-    assert {"source_bucket", "source_prefix", "inventory_bucket", "state_machine_arn", "max_keys_per_batch",
-            "max_bytes_per_batch", "dry_run", "preflight"} <= set(dag.params.keys())
+    assert {
+        "source_bucket",
+        "source_prefix",
+        "inventory_bucket",
+        "state_machine_arn",
+        "max_keys_per_batch",
+        "max_bytes_per_batch",
+        "dry_run",
+        "preflight",
+    } <= set(dag.params.keys())
     assert dag.catchup is False
 
 
@@ -53,8 +61,9 @@ def test_scheduled_runs_get_a_data_interval_that_spans_the_period():
     """Incremental runs list their data interval: Airflow 3's default cron timetable makes it empty."""
     from datetime import datetime, timedelta, timezone
 
-    from xacct_map.version_compat import DagBag
     from airflow.timetables.base import TimeRestriction
+
+    from xacct_map.version_compat import DagBag
 
     dag = DagBag(dag_folder=str(dags_dir())).dags["xacct_distributed_map"]
     info = dag.timetable.next_dagrun_info(

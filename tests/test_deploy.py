@@ -1,4 +1,4 @@
-"""``xacct-map deploy`` / :func:`xacct_map.deploy.deploy_pipeline`: create, then change nothing.
+"""``xacct-map deploy`` / :func:`xacct_map.setup.deploy.deploy_pipeline`: create, then change nothing.
 
 Against the embedded emulator (module-scoped ``local_aws``, whose own deployment already went
 through ``deploy_pipeline``): a fresh set of names is deployed twice through the CLI and every
@@ -14,9 +14,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from xacct_map import cli, deploy, policies
+from xacct_map import cli
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT
-from xacct_map.resources import asl_path
+from xacct_map.setup import deploy, policies
+from xacct_map.setup.resources import asl_path
 
 NAMES = dict(
     inventory_bucket="xacct-map-deploy-test-inventory",
@@ -30,11 +31,18 @@ NAMES = dict(
 
 def _argv(aws, **overrides) -> list[str]:
     values = {
-        "source-bucket": "their-data", "source-account": SOURCE_ACCOUNT, "prefix": "exports/",
-        "region": "us-east-1", "endpoint-url": aws.endpoint_url, "inventory-bucket": NAMES["inventory_bucket"],
-        "state-machine": NAMES["state_machine"], "state-machine-role": NAMES["state_machine_role"],
-        "function": NAMES["function"], "processor-role": NAMES["processor_role"],
-        "airflow-role": NAMES["airflow_role"], "max-concurrency": "20",
+        "source-bucket": "their-data",
+        "source-account": SOURCE_ACCOUNT,
+        "prefix": "exports/",
+        "region": "us-east-1",
+        "endpoint-url": aws.endpoint_url,
+        "inventory-bucket": NAMES["inventory_bucket"],
+        "state-machine": NAMES["state_machine"],
+        "state-machine-role": NAMES["state_machine_role"],
+        "function": NAMES["function"],
+        "processor-role": NAMES["processor_role"],
+        "airflow-role": NAMES["airflow_role"],
+        "max-concurrency": "20",
     }
     values.update(overrides)
     argv = ["deploy"]
@@ -54,27 +62,45 @@ def _snapshot(aws, result: dict) -> dict:
     s3, iam, lmb, sfn = (aws.client(s) for s in ("s3", "iam", "lambda", "stepfunctions"))
     bucket = result["inventory_bucket"]
     roles = {}
-    for arn in filter(None, (result["processor_role_arn"], result["state_machine_role_arn"], result["airflow_role_arn"])):
+    for arn in filter(
+        None, (result["processor_role_arn"], result["state_machine_role_arn"], result["airflow_role_arn"])
+    ):
         name = arn.rsplit("/", 1)[1]
         role = iam.get_role(RoleName=name)["Role"]
         roles[name] = {
             "trust": deploy._policy_json(role["AssumeRolePolicyDocument"]),
-            "inline": {p: deploy._policy_json(iam.get_role_policy(RoleName=name, PolicyName=p)["PolicyDocument"])
-                       for p in iam.list_role_policies(RoleName=name)["PolicyNames"]},
+            "inline": {
+                p: deploy._policy_json(iam.get_role_policy(RoleName=name, PolicyName=p)["PolicyDocument"])
+                for p in iam.list_role_policies(RoleName=name)["PolicyNames"]
+            },
         }
     function = lmb.get_function(FunctionName=result["function_arn"])["Configuration"]
     machine = sfn.describe_state_machine(stateMachineArn=result["state_machine_arn"])
     log_group_name = f"/aws/lambda/{function['FunctionName']}"
-    (log_group,) = [g for g in aws.client("logs").describe_log_groups(logGroupNamePrefix=log_group_name)["logGroups"]
-                    if g["logGroupName"] == log_group_name]
+    (log_group,) = [
+        g
+        for g in aws.client("logs").describe_log_groups(logGroupNamePrefix=log_group_name)["logGroups"]
+        if g["logGroupName"] == log_group_name
+    ]
     return {
         "log_group_retention": log_group.get("retentionInDays"),
         "public_access_block": s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"],
         "encryption": s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"],
         "lifecycle": s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"],
         "roles": roles,
-        "function": {k: function.get(k) for k in ("CodeSha256", "Role", "Runtime", "Handler", "Timeout", "MemorySize",
-                                                  "Environment", "LastModified")},
+        "function": {
+            k: function.get(k)
+            for k in (
+                "CodeSha256",
+                "Role",
+                "Runtime",
+                "Handler",
+                "Timeout",
+                "MemorySize",
+                "Environment",
+                "LastModified",
+            )
+        },
         "state_machine": {k: machine[k] for k in ("definition", "roleArn", "type")},
     }
 
@@ -129,15 +155,24 @@ def test_second_deploy_changes_nothing(first_and_second):
 def test_resources_carry_the_generated_policies_and_settings(first_and_second):
     (result, snapshot), _ = first_and_second
     inputs = policies.PolicyInputs(
-        source_bucket="their-data", source_account=SOURCE_ACCOUNT, pipeline_account=PIPELINE_ACCOUNT,
-        inventory_bucket=NAMES["inventory_bucket"], prefix="exports/", processor_role=NAMES["processor_role"],
-        airflow_role=NAMES["airflow_role"], state_machine=NAMES["state_machine"], function=NAMES["function"],
-        state_machine_role=NAMES["state_machine_role"], result_writer=True,
+        source_bucket="their-data",
+        source_account=SOURCE_ACCOUNT,
+        pipeline_account=PIPELINE_ACCOUNT,
+        inventory_bucket=NAMES["inventory_bucket"],
+        prefix="exports/",
+        processor_role=NAMES["processor_role"],
+        airflow_role=NAMES["airflow_role"],
+        state_machine=NAMES["state_machine"],
+        function=NAMES["function"],
+        state_machine_role=NAMES["state_machine_role"],
+        result_writer=True,
     )
     documents = policies.all_documents(inputs)
     roles = snapshot["roles"]
     assert roles[NAMES["processor_role"]]["trust"] == documents["processor_role_trust_policy"]
-    assert roles[NAMES["processor_role"]]["inline"] == {f"{NAMES['processor_role']}-policy": documents["processor_role_policy"]}
+    assert roles[NAMES["processor_role"]]["inline"] == {
+        f"{NAMES['processor_role']}-policy": documents["processor_role_policy"]
+    }
     assert roles[NAMES["state_machine_role"]]["trust"] == documents["state_machine_role_trust_policy"]
     assert list(roles[NAMES["state_machine_role"]]["inline"].values()) == [documents["state_machine_role_policy"]]
     assert list(roles[NAMES["airflow_role"]]["inline"].values()) == [documents["airflow_role_policy"]]
@@ -165,8 +200,11 @@ def test_the_emulators_own_deployment_is_already_up_to_date(local_aws):
     # LocalAws.deploy() went through deploy_pipeline: the same inputs change nothing.
     aws, pipeline = local_aws
     inputs = policies.PolicyInputs(
-        source_bucket=pipeline.source_bucket, source_account=SOURCE_ACCOUNT, pipeline_account=PIPELINE_ACCOUNT,
-        inventory_bucket=pipeline.inventory_bucket, prefix=pipeline.source_prefix,
+        source_bucket=pipeline.source_bucket,
+        source_account=SOURCE_ACCOUNT,
+        pipeline_account=PIPELINE_ACCOUNT,
+        inventory_bucket=pipeline.inventory_bucket,
+        prefix=pipeline.source_prefix,
         lister_role=pipeline.source_role_arn,
     )
     result = deploy.deploy_pipeline(aws.client, inputs, max_concurrency=8)
@@ -180,24 +218,39 @@ def test_drift_is_repaired_and_foreign_lifecycle_rules_are_kept(local_aws, first
     (result, before), _ = first_and_second
     bucket = NAMES["inventory_bucket"]
     # Someone edits things by hand.
-    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [
-        {"ID": "team-rule", "Filter": {"Prefix": "other/"}, "Status": "Enabled", "Expiration": {"Days": 7}},
-        {"ID": deploy.LIFECYCLE_RULE_ID, "Filter": {"Prefix": "xacct-map/"}, "Status": "Enabled",
-         "Expiration": {"Days": 1}},
-    ]})
-    iam.put_role_policy(RoleName=NAMES["processor_role"], PolicyName=f"{NAMES['processor_role']}-policy",
-                        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-                            {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {"ID": "team-rule", "Filter": {"Prefix": "other/"}, "Status": "Enabled", "Expiration": {"Days": 7}},
+                {
+                    "ID": deploy.LIFECYCLE_RULE_ID,
+                    "Filter": {"Prefix": "xacct-map/"},
+                    "Status": "Enabled",
+                    "Expiration": {"Days": 1},
+                },
+            ]
+        },
+    )
+    iam.put_role_policy(
+        RoleName=NAMES["processor_role"],
+        PolicyName=f"{NAMES['processor_role']}-policy",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        ),
+    )
     definition = json.loads(before["state_machine"]["definition"])
     definition["States"]["ProcessManifest"]["MaxConcurrency"] = 1
     sfn.update_state_machine(stateMachineArn=result["state_machine_arn"], definition=json.dumps(definition))
 
     repaired = _deploy(aws, capsys)
-    assert sorted(repaired["changes"]) == sorted([
-        f"updated bucket {bucket}: lifecycle expires xacct-map/* after 30 days",
-        f"updated role {NAMES['processor_role']}: inline policy {NAMES['processor_role']}-policy",
-        f"updated state machine {NAMES['state_machine']}",
-    ])
+    assert sorted(repaired["changes"]) == sorted(
+        [
+            f"updated bucket {bucket}: lifecycle expires xacct-map/* after 30 days",
+            f"updated role {NAMES['processor_role']}: inline policy {NAMES['processor_role']}-policy",
+            f"updated state machine {NAMES['state_machine']}",
+        ]
+    )
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
     assert set(rules) == {"team-rule", deploy.LIFECYCLE_RULE_ID}
     assert rules[deploy.LIFECYCLE_RULE_ID]["Expiration"] == {"Days": 30}
@@ -211,9 +264,15 @@ def test_changed_function_code_is_uploaded_once(local_aws, first_and_second, tmp
     aws, _ = local_aws
     (result, _), _ = first_and_second
     inputs = policies.PolicyInputs(
-        source_bucket="their-data", source_account=SOURCE_ACCOUNT, pipeline_account=PIPELINE_ACCOUNT,
-        inventory_bucket=NAMES["inventory_bucket"], prefix="exports/", processor_role=NAMES["processor_role"],
-        airflow_role=NAMES["airflow_role"], state_machine=NAMES["state_machine"], function=NAMES["function"],
+        source_bucket="their-data",
+        source_account=SOURCE_ACCOUNT,
+        pipeline_account=PIPELINE_ACCOUNT,
+        inventory_bucket=NAMES["inventory_bucket"],
+        prefix="exports/",
+        processor_role=NAMES["processor_role"],
+        airflow_role=NAMES["airflow_role"],
+        state_machine=NAMES["state_machine"],
+        function=NAMES["function"],
         state_machine_role=NAMES["state_machine_role"],
     )
     (tmp_path / "handler.py").write_text("def handler(event, context=None):\n    return {'objects': 0}\n")
@@ -229,13 +288,21 @@ def test_changed_function_code_is_uploaded_once(local_aws, first_and_second, tmp
 
 def test_flat_layout_deploys_the_itembatcher_definition(local_aws, capsys):
     # moto rejects ItemBatcher at CreateStateMachine (see the notes), so render what would be sent.
-    from xacct_map.layouts import flat_substitutions
+    from xacct_map.core.layouts import flat_substitutions
 
-    definition = json.loads(deploy.render_definition(asl_path("flat"), {
-        "ProcessorFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:f", "MaxConcurrency": 5,
-        "ToleratedFailurePercentage": 0.0, "ResultsBucket": "b", "ResultsPrefix": "xacct-map/results",
-        **flat_substitutions(manifest_format="csv", max_items_per_batch=50),
-    }))
+    definition = json.loads(
+        deploy.render_definition(
+            asl_path("flat"),
+            {
+                "ProcessorFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:f",
+                "MaxConcurrency": 5,
+                "ToleratedFailurePercentage": 0.0,
+                "ResultsBucket": "b",
+                "ResultsPrefix": "xacct-map/results",
+                **flat_substitutions(manifest_format="csv", max_items_per_batch=50),
+            },
+        )
+    )
     state = definition["States"]["ProcessManifest"]
     assert state["ItemBatcher"]["MaxItemsPerBatch"] == 50
     assert state["ItemReader"]["ReaderConfig"]["InputType"] == "CSV"
@@ -269,11 +336,15 @@ def test_inventory_bucket_of_another_account_is_an_error_naming_it():
     # moto ignores ExpectedBucketOwner; S3 answers HeadBucket with 403 for another owner's bucket.
     s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
     with Stubber(s3) as stub:
-        stub.add_client_error("head_bucket", service_error_code="403", http_status_code=403,
-                              expected_params={"Bucket": "taken-name", "ExpectedBucketOwner": PIPELINE_ACCOUNT})
+        stub.add_client_error(
+            "head_bucket",
+            service_error_code="403",
+            http_status_code=403,
+            expected_params={"Bucket": "taken-name", "ExpectedBucketOwner": PIPELINE_ACCOUNT},
+        )
         with pytest.raises(RuntimeError, match="'taken-name' exists but .*another account than 123456789012"):
             deploy.ensure_bucket(s3, "taken-name", "us-east-1", expected_bucket_owner=PIPELINE_ACCOUNT)
 
 
 def test_deploy_command_is_registered():
-    assert "xacct_map.deploy_command" in cli.COMMAND_MODULES
+    assert "xacct_map.cli.deploy" in cli.COMMAND_MODULES

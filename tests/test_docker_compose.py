@@ -159,14 +159,21 @@ def test_airflow_settings_exist(tmp_path):
     from xacct_map.local.airflow_server import airflow_environment
 
     compose_env = yaml.safe_load(COMPOSE.read_text())["x-airflow-common"]["environment"]
-    local_env = airflow_environment(home=tmp_path, port=8080, username="admin", password="admin",
-                                    dags_folder=ROOT / "dags", plugins_folder=ROOT / "plugins", base={})
+    local_env = airflow_environment(
+        home=tmp_path,
+        port=8080,
+        username="admin",
+        password="admin",
+        dags_folder=ROOT / "dags",
+        plugins_folder=ROOT / "plugins",
+        base={},
+    )
     settings = [k for k in [*compose_env, *local_env] if k.startswith("AIRFLOW__")]
     assert len(settings) > 20
     known = conf.configuration_description  # every documented option, also those defaulting to None
 
     def documented(name: str) -> bool:
-        section, key = name[len("AIRFLOW__"):].lower().split("__", 1)
+        section, key = name[len("AIRFLOW__") :].lower().split("__", 1)
         return key in known.get(section, {}).get("options", {})
 
     assert not [k for k in settings if not documented(k)]
@@ -176,10 +183,15 @@ def test_airflow_settings_exist(tmp_path):
     assert local_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8080/execution/"
     assert local_env["AIRFLOW_HOME"] == str(tmp_path)
     # A test session's or another Airflow's settings do not leak in.
-    leaky = airflow_environment(home=tmp_path, port=1, username="u", password="p", dags_folder=tmp_path,
-                                plugins_folder=tmp_path, base={"AIRFLOW__CORE__UNIT_TEST_MODE": "True",
-                                                               "AIRFLOW_CONN_OTHER": "x", "AIRFLOW_HOME": "/x",
-                                                               "KEEP": "1"})
+    leaky = airflow_environment(
+        home=tmp_path,
+        port=1,
+        username="u",
+        password="p",
+        dags_folder=tmp_path,
+        plugins_folder=tmp_path,
+        base={"AIRFLOW__CORE__UNIT_TEST_MODE": "True", "AIRFLOW_CONN_OTHER": "x", "AIRFLOW_HOME": "/x", "KEEP": "1"},
+    )
     assert "AIRFLOW__CORE__UNIT_TEST_MODE" not in leaky and "AIRFLOW_CONN_OTHER" not in leaky
     assert leaky["AIRFLOW_HOME"] == str(tmp_path) and leaky["KEEP"] == "1"
 
@@ -191,7 +203,13 @@ def test_local_airflow_command():
 
     args = build_parser().parse_args(["airflow", "--port", "0", "--schedule", "*/5 * * * *", "--paused"])
     assert args.func is airflow_server._command
-    assert (args.username, args.password, args.port, args.schedule, args.paused) == ("admin", "admin", 0, "*/5 * * * *", True)
+    assert (args.username, args.password, args.port, args.schedule, args.paused) == (
+        "admin",
+        "admin",
+        0,
+        "*/5 * * * *",
+        True,
+    )
     assert airflow_server.HOST == "127.0.0.1"
 
 
@@ -200,8 +218,13 @@ def test_airflow_commands_parse(services):
     from airflow.cli.cli_parser import get_parser
 
     parser = get_parser()
-    expected = {"airflow-init": "db", "airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
-                "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer"}
+    expected = {
+        "airflow-init": "db",
+        "airflow-apiserver": "api-server",
+        "airflow-scheduler": "scheduler",
+        "airflow-dag-processor": "dag-processor",
+        "airflow-triggerer": "triggerer",
+    }
     for name, subcommand in expected.items():
         args = _airflow_args(services[name])
         assert args[0] == subcommand, name
@@ -241,11 +264,28 @@ def test_aws_service_command_serves_the_real_handler(services, tmp_path):
     assert (parsed.host, parsed.port) == ("0.0.0.0", 4566)
     assert service["healthcheck"]["test"] == ["CMD", "test", "-f", str(parsed.ready_file)]
     ready = tmp_path / "ready.json"
-    local = ["--host", "127.0.0.1", "--port", "0", "--objects", "25", "--public-endpoint", "http://127.0.0.1:PORT",
-             "--ready-file", str(ready)]
+    local = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--objects",
+        "25",
+        "--public-endpoint",
+        "http://127.0.0.1:PORT",
+        "--ready-file",
+        str(ready),
+    ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MOTO"))}
-    process = subprocess.Popen([sys.executable, *service["entrypoint"][1:], *local], env=env, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, *service["entrypoint"][1:], *local],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not ready.exists():
@@ -255,15 +295,20 @@ def test_aws_service_command_serves_the_real_handler(services, tmp_path):
         info = json.loads(ready.read_text())
         endpoint = f"http://{info['listen']}"  # the forwarder's real port (--port 0)
         assert info["airflow_environment"]["AIRFLOW_VAR_XACCT_MAP_SOURCE_BUCKET"] == info["pipeline"]["source_bucket"]
-        kwargs = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                      aws_secret_access_key="testing")
+        kwargs = dict(
+            endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
         s3, sfn, lmb = (boto3.client(s, **kwargs) for s in ("s3", "stepfunctions", "lambda"))
         pipeline = info["pipeline"]
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=pipeline["source_bucket"])["Contents"]]
         assert len(keys) == 25
         assert sfn.describe_state_machine(stateMachineArn=pipeline["state_machine_arn"])["status"] == "ACTIVE"
         # The processor's real code runs behind the forwarder (moto alone would echo the event).
-        event = {"bucket": pipeline["source_bucket"], "keys": keys[:3], "source": {"account_id": pipeline["source_account"]}}
+        event = {
+            "bucket": pipeline["source_bucket"],
+            "keys": keys[:3],
+            "source": {"account_id": pipeline["source_account"]},
+        }
         response = lmb.invoke(FunctionName=pipeline["function_arn"], Payload=json.dumps(event).encode())
         result = json.loads(response["Payload"].read())
         assert "FunctionError" not in response, result
@@ -297,7 +342,9 @@ def test_docker_compose_config():
     """``docker compose config -q`` (it parses and validates offline) where Compose v2 exists."""
     command = _compose_command()
     if command is None:
-        pytest.skip("no Docker Compose v2 here (`docker compose` plugin, docker-compose v2, or $DOCKER_COMPOSE); "
-                    "the static checks above cover the file")
+        pytest.skip(
+            "no Docker Compose v2 here (`docker compose` plugin, docker-compose v2, or $DOCKER_COMPOSE); "
+            "the static checks above cover the file"
+        )
     result = subprocess.run([*command, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr

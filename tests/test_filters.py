@@ -8,12 +8,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from xacct_map.version_compat import AirflowFailException
 from manifest_fixtures import light_aws, manifest_operator
-from xacct_map.filters import ObjectFilter, parse_list, resolve_listing_mode
-from xacct_map.layouts import read_items
-from xacct_map.listing import S3Object
+from xacct_map.core.filters import ObjectFilter, parse_list, resolve_listing_mode
+from xacct_map.core.layouts import read_items
+from xacct_map.core.listing import S3Object
 from xacct_map.local.emulator import SOURCE_ACCOUNT
+from xacct_map.version_compat import AirflowFailException
 
 T0 = datetime(2026, 11, 26, tzinfo=timezone.utc)
 
@@ -41,8 +41,11 @@ def _kept(**kwargs):
 def test_default_skips_only_objects_that_need_a_restore():
     kept, flt = _kept()
     assert kept == [o.key for o in OBJECTS if o.storage_class not in ("GLACIER", "DEEP_ARCHIVE")]
-    assert flt.counts() == {"seen": 7, "kept": 5, "skipped": {"storage_class": 2, "size": 0, "suffix": 0,
-                                                             "pattern": 0, "modified": 0}}
+    assert flt.counts() == {
+        "seen": 7,
+        "kept": 5,
+        "skipped": {"storage_class": 2, "size": 0, "suffix": 0, "pattern": 0, "modified": 0},
+    }
     assert flt.as_dict()["skipped_storage_classes"] == ["DEEP_ARCHIVE", "GLACIER"]
     assert _kept(include_archived=True)[0] == [o.key for o in OBJECTS]
 
@@ -77,13 +80,15 @@ def test_size_bounds_are_inclusive():
 
 
 def test_modified_window_is_start_inclusive_end_exclusive_and_timezone_aware():
-    kept, flt = _kept(modified_after=T0 + timedelta(seconds=10), modified_before="2026-11-26T00:00:50+00:00",
-                      include_archived=True)
+    kept, flt = _kept(
+        modified_after=T0 + timedelta(seconds=10), modified_before="2026-11-26T00:00:50+00:00", include_archived=True
+    )
     assert kept == ["data/b.csv", "data/sub/c.parquet", "data/sub/d.PARQUET", "data/e.parquet"]
     assert flt.skipped["modified"] == 3
     # The same instant written in another offset selects the same objects.
-    other, _ = _kept(modified_after="2026-11-26T01:00:10+01:00", modified_before="2026-11-25T19:00:50-05:00",
-                     include_archived=True)
+    other, _ = _kept(
+        modified_after="2026-11-26T01:00:10+01:00", modified_before="2026-11-25T19:00:50-05:00", include_archived=True
+    )
     assert other == kept
     with pytest.raises(ValueError, match="no time zone"):
         ObjectFilter(modified_after="2026-11-26T00:00:00")
@@ -122,8 +127,9 @@ def test_listing_mode_resolution():
     assert resolve_listing_mode("incremental", run_type="manual", **kw) == ("incremental", start, end)
     # An explicit window narrows the interval, never widens it.
     later = start + timedelta(hours=6)
-    assert resolve_listing_mode("incremental", run_type="manual", modified_after=later,
-                                modified_before=end + timedelta(days=3), **kw) == ("incremental", later, end)
+    assert resolve_listing_mode(
+        "incremental", run_type="manual", modified_after=later, modified_before=end + timedelta(days=3), **kw
+    ) == ("incremental", later, end)
     with pytest.raises(ValueError, match="needs the run's data interval"):
         resolve_listing_mode("incremental", run_type="manual", interval_start=None, interval_end=None)
     with pytest.raises(ValueError, match="listing_mode"):
@@ -132,13 +138,18 @@ def test_listing_mode_resolution():
 
 # -- through the operator, against the emulated source account ----------------------------------------
 
+
 @pytest.fixture(scope="module")
 def local_aws():
     with light_aws("filters", objects=0) as (aws, pipeline):
         s3 = aws.client("s3", SOURCE_ACCOUNT)
         for key, size, storage_class in [
-            ("f/a.parquet", 10, "STANDARD"), ("f/b.csv", 100, "STANDARD_IA"), ("f/sub/c.parquet", 1000, "GLACIER"),
-            ("f/sub/d.parquet", 5, "DEEP_ARCHIVE"), ("f/e.parquet", 3000, "GLACIER_IR"), ("f/f.json", 50, "STANDARD"),
+            ("f/a.parquet", 10, "STANDARD"),
+            ("f/b.csv", 100, "STANDARD_IA"),
+            ("f/sub/c.parquet", 1000, "GLACIER"),
+            ("f/sub/d.parquet", 5, "DEEP_ARCHIVE"),
+            ("f/e.parquet", 3000, "GLACIER_IR"),
+            ("f/f.json", 50, "STANDARD"),
         ]:
             s3.put_object(Bucket=pipeline.source_bucket, Key=key, Body=b"z" * size, StorageClass=storage_class)
         yield aws, pipeline
@@ -158,7 +169,9 @@ def test_operator_default_skips_archived_objects_and_records_it(local_aws, run_c
     summary = _build(pipeline).execute(run_context("run-default"))
     assert _keys(aws, summary) == ["f/a.parquet", "f/b.csv", "f/e.parquet", "f/f.json"]
     assert summary["skipped"]["storage_class"] == 2 and summary["objects_seen"] == 6
-    sidecar = json.loads(aws.client("s3").get_object(Bucket=summary["bucket"], Key=summary["metadata_key"])["Body"].read())
+    sidecar = json.loads(
+        aws.client("s3").get_object(Bucket=summary["bucket"], Key=summary["metadata_key"])["Body"].read()
+    )
     assert sidecar["skipped"] == summary["skipped"] and sidecar["filters"] == summary["filters"]
 
 
@@ -166,8 +179,13 @@ def test_operator_applies_templated_filters(local_aws, run_context):
     aws, pipeline = local_aws
     # What the DAG's templates render: JSON lists, "None", "True".
     summary = _build(
-        pipeline, suffixes='[".parquet"]', patterns='["*c*", "a.*", "sub/d*"]', pattern_base="relative",
-        min_size="5", max_size="None", include_archived="True",
+        pipeline,
+        suffixes='[".parquet"]',
+        patterns='["*c*", "a.*", "sub/d*"]',
+        pattern_base="relative",
+        min_size="5",
+        max_size="None",
+        include_archived="True",
     ).execute(run_context("run-templated"))
     assert _keys(aws, summary) == ["f/a.parquet", "f/sub/c.parquet", "f/sub/d.parquet"]
     assert summary["skipped"] == {"storage_class": 0, "size": 0, "suffix": 2, "pattern": 1, "modified": 0}

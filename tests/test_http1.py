@@ -1,4 +1,4 @@
-"""The listing workers' HTTP/1.1 client (xacct_map.http1) against scripted loopback servers."""
+"""The listing workers' HTTP/1.1 client (xacct_map._engine.http1) against scripted loopback servers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import ssl
 import pytest
 
 from s3_server import tls_certificate  # noqa: F401 (fixture)
-from xacct_map.http1 import Connection, HttpError
+from xacct_map._engine.http1 import Connection, HttpError
 
 
 class Scripted:
@@ -64,8 +64,10 @@ def ok(body: bytes, *headers: str) -> bytes:
 
 
 def test_keep_alive_content_length_and_chunked_bodies_on_one_connection():
-    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-               b"5;name=value\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nx-checksum: 1\r\n\r\n")
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;name=value\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nx-checksum: 1\r\n\r\n"
+    )
 
     async def scenario():
         async with Scripted([ok(b"first"), chunked, ok(b"third")]) as server:
@@ -112,12 +114,15 @@ def test_interim_100_continue_is_skipped():
     assert run(scenario()) == (200, b"done")
 
 
-@pytest.mark.parametrize("answer", [
-    None,  # hung up before answering
-    b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nshort",  # body cut off by the connection's end
-    b"garbage\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # bad chunk size
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        None,  # hung up before answering
+        b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nshort",  # body cut off by the connection's end
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # bad chunk size
+    ],
+)
 def test_broken_answers_raise_http_error_and_the_next_request_reconnects(answer):
     async def scenario():
         async with Scripted([answer]) as server:

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from xacct_map.version_compat import AirflowFailException
 from manifest_fixtures import light_aws, manifest_operator
-from xacct_map.layouts import keys_of, read_items
+from xacct_map.core.layouts import keys_of, read_items
 from xacct_map.local.emulator import SOURCE_ACCOUNT
+from xacct_map.version_compat import AirflowFailException
 
 START = datetime(2026, 11, 25, tzinfo=timezone.utc)
 END = START + timedelta(days=1)
@@ -54,7 +54,9 @@ def _context(run_context, run_type: str, start=START, end=END):
 def _run(aws, pipeline, context, **kwargs):
     summary = manifest_operator(pipeline, source_prefix="inc/", **kwargs).execute(context)
     body = aws.client("s3").get_object(Bucket=summary["bucket"], Key=summary["key"])["Body"].read()
-    return sorted(k.removeprefix("inc/") for k in keys_of(read_items(body, summary["format"]), summary["layout"])), summary
+    return sorted(
+        k.removeprefix("inc/") for k in keys_of(read_items(body, summary["format"]), summary["layout"])
+    ), summary
 
 
 def test_listed_last_modified_is_what_the_test_set(local_aws):
@@ -78,8 +80,14 @@ def test_consecutive_intervals_take_every_object_exactly_once(local_aws, run_con
     seen: list[str] = []
     day = timedelta(days=1)
     for start in (START - day, START, END):
-        keys, _ = _run(aws, pipeline, _context(run_context, "scheduled", start, start + day), listing_mode="auto",
-                       layout="flat", manifest_format="csv")
+        keys, _ = _run(
+            aws,
+            pipeline,
+            _context(run_context, "scheduled", start, start + day),
+            listing_mode="auto",
+            layout="flat",
+            manifest_format="csv",
+        )
         seen += keys
     assert sorted(seen) == sorted(MODIFIED)
 
@@ -110,9 +118,14 @@ def test_forced_modes_and_an_explicit_window(local_aws, run_context):
     keys, _ = _run(aws, pipeline, _context(run_context, "scheduled"), listing_mode="full")
     assert keys == sorted(MODIFIED)
     # Explicit bounds (templated text) intersect the interval.
-    keys, _ = _run(aws, pipeline, _context(run_context, "scheduled"), listing_mode="incremental",
-                   modified_after=(START + timedelta(seconds=1)).isoformat(),
-                   modified_before="2026-11-25T14:00:00+01:00")  # 13:00 UTC
+    keys, _ = _run(
+        aws,
+        pipeline,
+        _context(run_context, "scheduled"),
+        listing_mode="incremental",
+        modified_after=(START + timedelta(seconds=1)).isoformat(),
+        modified_before="2026-11-25T14:00:00+01:00",
+    )  # 13:00 UTC
     assert keys == ["just-after-start", "midday"]
 
 

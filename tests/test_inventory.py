@@ -13,11 +13,11 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from xacct_map.version_compat import AirflowException, AirflowFailException
 from manifest_fixtures import light_aws, manifest_operator
-from xacct_map.inventory import InventoryError, find_latest_manifest, iter_inventory_objects, open_inventory
-from xacct_map.layouts import read_items
+from xacct_map.core.inventory import InventoryError, find_latest_manifest, iter_inventory_objects, open_inventory
+from xacct_map.core.layouts import read_items
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
+from xacct_map.version_compat import AirflowException, AirflowFailException
 
 CSV_SCHEMA = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass"
 
@@ -44,9 +44,19 @@ def _put(aws, bucket, key, body: bytes) -> dict:
 def _csv_rows(pipeline, objects, *, safe):
     rows = []
     for o in objects:
-        rows.append([pipeline.source_bucket, quote_plus(o["Key"], safe=safe), "", "true", "false", str(o["Size"]),
-                     o["LastModified"].strftime("%Y-%m-%dT%H:%M:%S.000Z"), o["ETag"].strip('"'),
-                     o.get("StorageClass", "STANDARD")])
+        rows.append(
+            [
+                pipeline.source_bucket,
+                quote_plus(o["Key"], safe=safe),
+                "",
+                "true",
+                "false",
+                str(o["Size"]),
+                o["LastModified"].strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                o["ETag"].strip('"'),
+                o.get("StorageClass", "STANDARD"),
+            ]
+        )
     return rows
 
 
@@ -57,15 +67,17 @@ def _gzip_csv(rows) -> bytes:
 
 
 def _manifest_json(pipeline, files, fmt="CSV", schema=CSV_SCHEMA) -> bytes:
-    return json.dumps({
-        "sourceBucket": pipeline.source_bucket,
-        "destinationBucket": f"arn:aws:s3:::{pipeline.inventory_bucket}",
-        "version": "2016-11-30",
-        "creationTimestamp": "1764115200000",
-        "fileFormat": fmt,
-        "fileSchema": schema,
-        "files": files,
-    }).encode()
+    return json.dumps(
+        {
+            "sourceBucket": pipeline.source_bucket,
+            "destinationBucket": f"arn:aws:s3:::{pipeline.inventory_bucket}",
+            "version": "2016-11-30",
+            "creationTimestamp": "1764115200000",
+            "fileFormat": fmt,
+            "fileSchema": schema,
+            "files": files,
+        }
+    ).encode()
 
 
 def _write_csv_report(aws, pipeline, config: str, stamp: str, objects) -> str:
@@ -75,12 +87,26 @@ def _write_csv_report(aws, pipeline, config: str, stamp: str, objects) -> str:
     first = _csv_rows(pipeline, objects[:half], safe="")
     second = _csv_rows(pipeline, objects[half:], safe="/")
     # Rows that are not current objects: an old version and a delete marker.
-    second.append([pipeline.source_bucket, "data%2Fold+version", "v1", "false", "false", "3",
-                   "2026-01-01T00:00:00.000Z", "abc", "STANDARD"])
-    second.append([pipeline.source_bucket, "data%2Fdeleted", "v2", "true", "true", "", "2026-01-01T00:00:00.000Z",
-                   "", ""])
-    files = [_put(aws, pipeline.inventory_bucket, f"{base}/data/{stamp}-{i}.csv.gz", _gzip_csv(rows))
-             for i, rows in enumerate((first, second))]
+    second.append(
+        [
+            pipeline.source_bucket,
+            "data%2Fold+version",
+            "v1",
+            "false",
+            "false",
+            "3",
+            "2026-01-01T00:00:00.000Z",
+            "abc",
+            "STANDARD",
+        ]
+    )
+    second.append(
+        [pipeline.source_bucket, "data%2Fdeleted", "v2", "true", "true", "", "2026-01-01T00:00:00.000Z", "", ""]
+    )
+    files = [
+        _put(aws, pipeline.inventory_bucket, f"{base}/data/{stamp}-{i}.csv.gz", _gzip_csv(rows))
+        for i, rows in enumerate((first, second))
+    ]
     _put(aws, pipeline.inventory_bucket, f"{base}/{stamp}/manifest.json", _manifest_json(pipeline, files))
     return f"s3://{pipeline.inventory_bucket}/{base}"
 
@@ -90,24 +116,33 @@ def _write_parquet_report(aws, pipeline, config: str, stamp: str, objects) -> st
     import pyarrow.parquet as pq
 
     base = f"inv/{pipeline.source_bucket}/{config}"
-    table = pa.table({
-        "bucket": [pipeline.source_bucket] * len(objects),
-        "key": [o["Key"] for o in objects],  # Parquet keys are not URL-encoded
-        "size": pa.array([o["Size"] for o in objects], pa.int64()),
-        "last_modified_date": pa.array([o["LastModified"] for o in objects], pa.timestamp("ms", tz="UTC")),
-        "e_tag": [o["ETag"].strip('"') for o in objects],
-        "storage_class": [o.get("StorageClass", "STANDARD") for o in objects],
-    })
+    table = pa.table(
+        {
+            "bucket": [pipeline.source_bucket] * len(objects),
+            "key": [o["Key"] for o in objects],  # Parquet keys are not URL-encoded
+            "size": pa.array([o["Size"] for o in objects], pa.int64()),
+            "last_modified_date": pa.array([o["LastModified"] for o in objects], pa.timestamp("ms", tz="UTC")),
+            "e_tag": [o["ETag"].strip('"') for o in objects],
+            "storage_class": [o.get("StorageClass", "STANDARD") for o in objects],
+        }
+    )
     sink = io.BytesIO()
     pq.write_table(table, sink)
     files = [_put(aws, pipeline.inventory_bucket, f"{base}/data/{stamp}.parquet", sink.getvalue())]
     schema = "message s3.inventory { required binary bucket (STRING); required binary key (STRING); ... }"
-    _put(aws, pipeline.inventory_bucket, f"{base}/{stamp}/manifest.json", _manifest_json(pipeline, files, "Parquet", schema))
+    _put(
+        aws,
+        pipeline.inventory_bucket,
+        f"{base}/{stamp}/manifest.json",
+        _manifest_json(pipeline, files, "Parquet", schema),
+    )
     return f"s3://{pipeline.inventory_bucket}/{base}"
 
 
 def _build(pipeline, run_id, run_context, **kwargs):
-    return manifest_operator(pipeline, **{"source_prefix": "data/", "layout": "flat", **kwargs}).execute(run_context(run_id))
+    return manifest_operator(pipeline, **{"source_prefix": "data/", "layout": "flat", **kwargs}).execute(
+        run_context(run_id)
+    )
 
 
 def _items(aws, summary):
@@ -146,7 +181,12 @@ def test_inventory_source_gives_the_same_manifest_as_listing(local_aws, listed_m
     # An older report with other content, and a newer one still being delivered (no manifest.json yet).
     writer(aws, pipeline, config, "2026-11-20T01-00Z", objects[:3])
     uri = writer(aws, pipeline, config, "2026-11-26T01-00Z", objects)
-    _put(aws, pipeline.inventory_bucket, f"inv/{pipeline.source_bucket}/{config}/2026-11-27T01-00Z/manifest.checksum", b"x")
+    _put(
+        aws,
+        pipeline.inventory_bucket,
+        f"inv/{pipeline.source_bucket}/{config}/2026-11-27T01-00Z/manifest.checksum",
+        b"x",
+    )
 
     summary = _build(pipeline, f"run-inventory-{kind}", run_context, source_inventory=uri)
     listed_summary, listed_items = listed_manifest
@@ -166,10 +206,13 @@ def test_inventory_source_gives_the_same_manifest_as_listing(local_aws, listed_m
 def test_inventory_source_takes_the_bucket_from_the_report_and_applies_filters(local_aws, run_context):
     aws, pipeline = local_aws
     uri = _write_csv_report(aws, pipeline, "filtered", "2026-11-26T01-00Z", _listed(aws, pipeline))
-    summary = _build(pipeline, "run-inventory-filtered", run_context, source_inventory=uri + "/",
-                     source_bucket="", suffixes=[".txt"])
+    summary = _build(
+        pipeline, "run-inventory-filtered", run_context, source_inventory=uri + "/", source_bucket="", suffixes=[".txt"]
+    )
     keys = [i["Key"] for i in _items(aws, summary)]
-    expected = sorted(o["Key"] for o in _listed(aws, pipeline) if o["Key"].startswith("data/") and o["Key"].endswith(".txt"))
+    expected = sorted(
+        o["Key"] for o in _listed(aws, pipeline) if o["Key"].startswith("data/") and o["Key"].endswith(".txt")
+    )
     assert keys == expected and summary["source_bucket"] == pipeline.source_bucket
     assert summary["skipped"]["suffix"] == 40 - len(expected)
 
@@ -179,8 +222,12 @@ def test_url_encoded_keys_are_decoded_exactly(local_aws):
     tricky = ["data/a+b c", "data/100%25", "data/ü/é", "data/tab\there", "data/lit%2Fslash"]
     rows = [[pipeline.source_bucket, quote_plus(k, safe=""), "1"] for k in tricky]
     files = [_put(aws, pipeline.inventory_bucket, "inv/tricky/data/x.csv.gz", _gzip_csv(rows))]
-    _put(aws, pipeline.inventory_bucket, "inv/tricky/2026-11-26T00-00Z/manifest.json",
-         _manifest_json(pipeline, files, schema="Bucket, Key, Size"))
+    _put(
+        aws,
+        pipeline.inventory_bucket,
+        "inv/tricky/2026-11-26T00-00Z/manifest.json",
+        _manifest_json(pipeline, files, schema="Bucket, Key, Size"),
+    )
     s3 = aws.client("s3")
     report = open_inventory(s3, f"s3://{pipeline.inventory_bucket}/inv/tricky")
     assert [o.key for o in iter_inventory_objects(s3, report)] == tricky
@@ -188,13 +235,16 @@ def test_url_encoded_keys_are_decoded_exactly(local_aws):
     assert quote_plus("a+b c", safe="") == "a%2Bb+c"
 
 
-@pytest.mark.parametrize("problem, message", [
-    ("orc", r"ORC format.*CSV or Apache Parquet"),
-    ("md5", r"has MD5 .* its manifest says"),
-    ("no-size", r"no Size column"),
-    ("fields", r"row 1 has 2 fields"),
-    ("empty", r"No inventory report under"),
-])
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        ("orc", r"ORC format.*CSV or Apache Parquet"),
+        ("md5", r"has MD5 .* its manifest says"),
+        ("no-size", r"no Size column"),
+        ("fields", r"row 1 has 2 fields"),
+        ("empty", r"No inventory report under"),
+    ],
+)
 def test_bad_reports_fail_with_a_clear_message(local_aws, problem, message):
     aws, pipeline = local_aws
     s3 = aws.client("s3")
@@ -212,8 +262,12 @@ def test_bad_reports_fail_with_a_clear_message(local_aws, problem, message):
         _put(aws, pipeline.inventory_bucket, f"{base}/data/x.csv.gz", _gzip_csv([["b", "k"]]))
         entry = {"key": f"{base}/data/x.csv.gz"}
     if problem != "empty":
-        _put(aws, pipeline.inventory_bucket, f"{base}/2026-11-26T00-00Z/manifest.json",
-             _manifest_json(pipeline, [entry], fmt, schema))
+        _put(
+            aws,
+            pipeline.inventory_bucket,
+            f"{base}/2026-11-26T00-00Z/manifest.json",
+            _manifest_json(pipeline, [entry], fmt, schema),
+        )
     with pytest.raises(InventoryError, match=message):
         report = open_inventory(s3, f"s3://{pipeline.inventory_bucket}/{base}")
         list(iter_inventory_objects(s3, report))
@@ -236,7 +290,11 @@ def test_latest_manifest_accepts_a_folder_a_timestamp_or_the_manifest_itself(loc
     _write_csv_report(aws, pipeline, "pick", "2026-11-25T01-00Z", _listed(aws, pipeline)[:1])
     prefix = uri.split("/", 3)[3]
     assert find_latest_manifest(s3, pipeline.inventory_bucket, prefix) == f"{prefix}/2026-11-26T01-00Z/manifest.json"
-    assert find_latest_manifest(s3, pipeline.inventory_bucket, f"{prefix}/2026-11-25T01-00Z") == \
-        f"{prefix}/2026-11-25T01-00Z/manifest.json"
-    assert find_latest_manifest(s3, pipeline.inventory_bucket, f"{prefix}/2026-11-25T01-00Z/manifest.json") == \
-        f"{prefix}/2026-11-25T01-00Z/manifest.json"
+    assert (
+        find_latest_manifest(s3, pipeline.inventory_bucket, f"{prefix}/2026-11-25T01-00Z")
+        == f"{prefix}/2026-11-25T01-00Z/manifest.json"
+    )
+    assert (
+        find_latest_manifest(s3, pipeline.inventory_bucket, f"{prefix}/2026-11-25T01-00Z/manifest.json")
+        == f"{prefix}/2026-11-25T01-00Z/manifest.json"
+    )

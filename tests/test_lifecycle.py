@@ -11,14 +11,14 @@ import time
 import pytest
 from botocore.stub import Stubber
 
-from xacct_map.version_compat import AirflowFailException, AirflowRescheduleException, TaskDeferred
+from xacct_map.core.map_run import MapRunSnapshot, failure_details
+from xacct_map.core.naming import execution_arn, execution_name
 from xacct_map.links import ManifestObjectLink, MapRunLink
 from xacct_map.local.emulator import SOURCE_ACCOUNT
-from xacct_map.map_run import MapRunSnapshot, failure_details
-from xacct_map.naming import execution_arn, execution_name
 from xacct_map.operators import StartDistributedMapOperator
 from xacct_map.sensors import DistributedMapSensor
 from xacct_map.triggers import DistributedMapTrigger
+from xacct_map.version_compat import AirflowFailException, AirflowRescheduleException, TaskDeferred
 
 WAIT_MACHINE = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 60, "End": True}}}
 
@@ -29,7 +29,8 @@ def waiting_machine(local_aws):
     aws, pipeline = local_aws
     sfn = aws.client("stepfunctions")
     return sfn.create_state_machine(
-        name="xacct-map-test-wait", definition=json.dumps(WAIT_MACHINE),
+        name="xacct-map-test-wait",
+        definition=json.dumps(WAIT_MACHINE),
         roleArn=f"arn:aws:iam::{pipeline.pipeline_account}:role/xacct-map-state-machine",
     )["stateMachineArn"]
 
@@ -43,22 +44,30 @@ def _status(aws, arn):
 
 
 def _sensor(arn, **kwargs):
-    return DistributedMapSensor(task_id="wait_for_map_run", execution_arn=arn, aws_conn_id="xacct_map_pipeline",
-                                poke_interval=0.2, **kwargs)
+    return DistributedMapSensor(
+        task_id="wait_for_map_run", execution_arn=arn, aws_conn_id="xacct_map_pipeline", poke_interval=0.2, **kwargs
+    )
 
 
 def _run_manifest(aws, pipeline, name, batches):
     s3, sfn = aws.client("s3"), aws.client("stepfunctions")
     s3.put_object(Bucket=pipeline.inventory_bucket, Key=f"tests/{name}.json", Body=json.dumps(batches).encode())
     return sfn.start_execution(
-        stateMachineArn=pipeline.state_machine_arn, name=name,
-        input=json.dumps({"manifest": {"bucket": pipeline.inventory_bucket, "key": f"tests/{name}.json"},
-                          "source": {"bucket": pipeline.source_bucket, "account_id": SOURCE_ACCOUNT}}),
+        stateMachineArn=pipeline.state_machine_arn,
+        name=name,
+        input=json.dumps(
+            {
+                "manifest": {"bucket": pipeline.inventory_bucket, "key": f"tests/{name}.json"},
+                "source": {"bucket": pipeline.source_bucket, "account_id": SOURCE_ACCOUNT},
+            }
+        ),
     )["executionArn"]
 
 
 def _first_keys(aws, pipeline, n):
-    listing = aws.client("s3", SOURCE_ACCOUNT).list_objects_v2(Bucket=pipeline.source_bucket, Prefix="data/part", MaxKeys=n)
+    listing = aws.client("s3", SOURCE_ACCOUNT).list_objects_v2(
+        Bucket=pipeline.source_bucket, Prefix="data/part", MaxKeys=n
+    )
     return [o["Key"] for o in listing["Contents"]]
 
 
@@ -68,8 +77,12 @@ def _first_keys(aws, pipeline, n):
 def test_deferrable_sensor_defers_then_trigger_runs_to_completion(local_aws, run_context, monkeypatch):
     monkeypatch.setattr(DistributedMapTrigger, "first_look_delay", 0)  # no deferring process to wait for here
     aws, pipeline = local_aws
-    arn = _run_manifest(aws, pipeline, "deferred-ok", [{"bucket": pipeline.source_bucket,
-                                                        "keys": _first_keys(aws, pipeline, 30), "bytes": 0}])
+    arn = _run_manifest(
+        aws,
+        pipeline,
+        "deferred-ok",
+        [{"bucket": pipeline.source_bucket, "keys": _first_keys(aws, pipeline, 30), "bytes": 0}],
+    )
     sensor = _sensor(arn, deferrable=True, timeout=600)
     context = run_context("run-deferred")
     try:
@@ -121,10 +134,23 @@ def test_trigger_first_look_waits_for_the_deferring_task_to_exit(monkeypatch):
 
 
 def _snapshot_event(status, failed=0):
-    counts = {"pending": 0, "running": 0, "succeeded": 4 - failed, "failed": failed, "timedOut": 0, "aborted": 0, "total": 4}
-    snap = MapRunSnapshot(execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:e", status=status,
-                          map_run_arn=None, item_counts=counts, error="E" if status != "SUCCEEDED" else None,
-                          cause="C" if status != "SUCCEEDED" else None)
+    counts = {
+        "pending": 0,
+        "running": 0,
+        "succeeded": 4 - failed,
+        "failed": failed,
+        "timedOut": 0,
+        "aborted": 0,
+        "total": 4,
+    }
+    snap = MapRunSnapshot(
+        execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:e",
+        status=status,
+        map_run_arn=None,
+        item_counts=counts,
+        error="E" if status != "SUCCEEDED" else None,
+        cause="C" if status != "SUCCEEDED" else None,
+    )
     return {"status": "done", "snapshot": snap.as_dict()}
 
 
@@ -137,10 +163,16 @@ def test_deferrable_completion_fails_on_every_failure_status(status, run_context
 
 def test_deferrable_completion_checks_tolerance(run_context):
     sensor = _sensor("arn:aws:states:us-east-1:123456789012:execution:m:e", deferrable=True, max_failed_percentage=10)
-    with pytest.raises(AirflowFailException, match=r"1 failed items .* of 4, more than max_failed_items=0, max_failed_percentage=10"):
+    with pytest.raises(
+        AirflowFailException, match=r"1 failed items .* of 4, more than max_failed_items=0, max_failed_percentage=10"
+    ):
         sensor.execute_complete(run_context(), _snapshot_event("SUCCEEDED", failed=1))
-    tolerant = _sensor("arn:aws:states:us-east-1:123456789012:execution:m:e", deferrable=True,
-                       max_failed_items=1, max_failed_percentage=25)
+    tolerant = _sensor(
+        "arn:aws:states:us-east-1:123456789012:execution:m:e",
+        deferrable=True,
+        max_failed_items=1,
+        max_failed_percentage=25,
+    )
     assert tolerant.execute_complete(run_context(), _snapshot_event("SUCCEEDED", failed=1))["failed_items"] == 1
 
 
@@ -189,9 +221,13 @@ def test_trigger_on_kill_stops_the_execution(local_aws, waiting_machine):
 
 def _start_operator(pipeline, on_existing):
     manifest = {"bucket": pipeline.inventory_bucket, "key": "m.json", "source_bucket": pipeline.source_bucket}
-    return StartDistributedMapOperator(task_id="start_map_run", aws_conn_id="xacct_map_pipeline",
-                                       state_machine_arn=pipeline.state_machine_arn, manifest=manifest,
-                                       on_existing=on_existing)
+    return StartDistributedMapOperator(
+        task_id="start_map_run",
+        aws_conn_id="xacct_map_pipeline",
+        state_machine_arn=pipeline.state_machine_arn,
+        manifest=manifest,
+        on_existing=on_existing,
+    )
 
 
 def test_on_existing_fail_refuses_to_attach(local_aws, run_context):
@@ -211,12 +247,22 @@ def test_on_existing_redrive_redrives_a_failed_execution(local_aws, run_context)
     # The run's execution exists, FAILED, with this run's input: the operator redrives it.
     arn = execution_arn(pipeline.state_machine_arn, execution_name("test_dag", "run-redrive"))
     stub.add_client_error("start_execution", "ExecutionAlreadyExists", "exists")
-    expected_input = {"manifest": {"bucket": pipeline.inventory_bucket, "key": "m.json"},
-                      "run": {"dag_id": "test_dag", "run_id": "run-redrive"},
-                      "source": {"account_id": None, "bucket": pipeline.source_bucket, "prefix": "", "region": None}}
-    stub.add_response("describe_execution", {"executionArn": arn, "stateMachineArn": pipeline.state_machine_arn,
-                                             "status": "FAILED", "startDate": datetime.datetime(2026, 11, 26),
-                                             "input": json.dumps(expected_input)}, {"executionArn": arn})
+    expected_input = {
+        "manifest": {"bucket": pipeline.inventory_bucket, "key": "m.json"},
+        "run": {"dag_id": "test_dag", "run_id": "run-redrive"},
+        "source": {"account_id": None, "bucket": pipeline.source_bucket, "prefix": "", "region": None},
+    }
+    stub.add_response(
+        "describe_execution",
+        {
+            "executionArn": arn,
+            "stateMachineArn": pipeline.state_machine_arn,
+            "status": "FAILED",
+            "startDate": datetime.datetime(2026, 11, 26),
+            "input": json.dumps(expected_input),
+        },
+        {"executionArn": arn},
+    )
     stub.add_response("redrive_execution", {"redriveDate": datetime.datetime(2026, 11, 26)}, {"executionArn": arn})
     with stub:
         assert op.execute(context) == arn
@@ -241,8 +287,12 @@ def test_invalid_on_existing_is_rejected(local_aws, run_context):
 
 def test_failed_items_name_the_failed_children_and_the_results(local_aws):
     aws, pipeline = local_aws
-    arn = _run_manifest(aws, pipeline, "child-errors", [
-        {"bucket": pipeline.source_bucket, "keys": ["data/missing-object.bin"], "bytes": 1}])
+    arn = _run_manifest(
+        aws,
+        pipeline,
+        "child-errors",
+        [{"bucket": pipeline.source_bucket, "keys": ["data/missing-object.bin"], "bytes": 1}],
+    )
     sfn = aws.client("stepfunctions")
     while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
         time.sleep(0.2)
@@ -252,11 +302,15 @@ def test_failed_items_name_the_failed_children_and_the_results(local_aws):
     # moto cannot list a Map Run's child executions (ListExecutions with mapRunArn answers 500):
     # answer that one call the way AWS does, from the run's real child execution history.
     child = "arn:aws:states:us-east-1:123456789012:execution:xacct-map-distributed-map/ProcessManifest:child-1"
-    client.list_executions = lambda **kw: {"executions": [{"executionArn": child}]} if "mapRunArn" in kw else real_list(**kw)
+    client.list_executions = lambda **kw: (
+        {"executions": [{"executionArn": child}]} if "mapRunArn" in kw else real_list(**kw)
+    )
     real_describe = client.describe_execution
     client.describe_execution = lambda executionArn: (
         {"status": "FAILED", "error": "RuntimeError", "cause": "cannot read s3://src/data/missing-object.bin"}
-        if executionArn == child else real_describe(executionArn=executionArn))
+        if executionArn == child
+        else real_describe(executionArn=executionArn)
+    )
     with pytest.raises(AirflowFailException) as failure:
         sensor.poke({})
     message = str(failure.value)
@@ -268,12 +322,28 @@ def test_failed_items_name_the_failed_children_and_the_results(local_aws):
 def test_failure_details_sample_the_failed_results_file(local_aws):
     aws, pipeline = local_aws
     s3 = aws.client("s3")
-    s3.put_object(Bucket=pipeline.inventory_bucket, Key="r/manifest.json", Body=json.dumps({
-        "DestinationBucket": pipeline.inventory_bucket,
-        "ResultFiles": {"FAILED": [{"Key": "r/FAILED_0.json", "Size": 120}], "SUCCEEDED": []}}).encode())
-    s3.put_object(Bucket=pipeline.inventory_bucket, Key="r/FAILED_0.json", Body=json.dumps([
-        {"Error": "RuntimeError", "Cause": "cannot read s3://src/k1", "Input": "{\"keys\": [\"k1\"]}"}]).encode())
-    snap = MapRunSnapshot(execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:e", status="FAILED", result_writer={"bucket": pipeline.inventory_bucket, "key": "r/manifest.json"})
+    s3.put_object(
+        Bucket=pipeline.inventory_bucket,
+        Key="r/manifest.json",
+        Body=json.dumps(
+            {
+                "DestinationBucket": pipeline.inventory_bucket,
+                "ResultFiles": {"FAILED": [{"Key": "r/FAILED_0.json", "Size": 120}], "SUCCEEDED": []},
+            }
+        ).encode(),
+    )
+    s3.put_object(
+        Bucket=pipeline.inventory_bucket,
+        Key="r/FAILED_0.json",
+        Body=json.dumps(
+            [{"Error": "RuntimeError", "Cause": "cannot read s3://src/k1", "Input": '{"keys": ["k1"]}'}]
+        ).encode(),
+    )
+    snap = MapRunSnapshot(
+        execution_arn="arn:aws:states:us-east-1:123456789012:execution:m:e",
+        status="FAILED",
+        result_writer={"bucket": pipeline.inventory_bucket, "key": "r/manifest.json"},
+    )
     details = failure_details(aws.client("stepfunctions"), snap, s3_client=s3)
     assert f"FAILED results: s3://{pipeline.inventory_bucket}/r/FAILED_0.json (120 bytes in 1 files)" in details
     assert "'RuntimeError': 'cannot read s3://src/k1'" in details
@@ -284,13 +354,20 @@ def test_failure_details_sample_the_failed_results_file(local_aws):
 
 def test_links_render_partition_and_region_aware_urls():
     map_run = "arn:aws:states:eu-west-1:123456789012:mapRun:m/ProcessManifest:abc"
-    assert MapRunLink().format_link(aws_domain=MapRunLink.get_aws_domain("aws"), region_name="eu-west-1",
-                                    map_run_arn=map_run) == (
+    assert MapRunLink().format_link(
+        aws_domain=MapRunLink.get_aws_domain("aws"), region_name="eu-west-1", map_run_arn=map_run
+    ) == (
         "https://console.aws.amazon.com/states/home?region=eu-west-1#/v2/map-run/details/"
-        "arn%3Aaws%3Astates%3Aeu-west-1%3A123456789012%3AmapRun%3Am%2FProcessManifest%3Aabc")
-    assert ManifestObjectLink().format_link(aws_domain=ManifestObjectLink.get_aws_domain("aws-cn"), region_name="cn-north-1",
-                                            bucket="inv", key="xacct-map/manifests/d/r 1/manifest.json") == (
-        "https://console.amazonaws.cn/s3/object/inv?region=cn-north-1&prefix=xacct-map%2Fmanifests%2Fd%2Fr%201%2Fmanifest.json")
+        "arn%3Aaws%3Astates%3Aeu-west-1%3A123456789012%3AmapRun%3Am%2FProcessManifest%3Aabc"
+    )
+    assert ManifestObjectLink().format_link(
+        aws_domain=ManifestObjectLink.get_aws_domain("aws-cn"),
+        region_name="cn-north-1",
+        bucket="inv",
+        key="xacct-map/manifests/d/r 1/manifest.json",
+    ) == (
+        "https://console.amazonaws.cn/s3/object/inv?region=cn-north-1&prefix=xacct-map%2Fmanifests%2Fd%2Fr%201%2Fmanifest.json"
+    )
 
 
 def test_operators_persist_their_links(local_aws, run_context):
@@ -298,8 +375,13 @@ def test_operators_persist_their_links(local_aws, run_context):
 
     _, pipeline = local_aws
     context = run_context("run-links")
-    BuildKeyManifestOperator(task_id="b", aws_conn_id="xacct_map_pipeline", source_aws_conn_id="xacct_map_source",
-                             source_bucket=pipeline.source_bucket, manifest_bucket=pipeline.inventory_bucket).execute(context)
+    BuildKeyManifestOperator(
+        task_id="b",
+        aws_conn_id="xacct_map_pipeline",
+        source_aws_conn_id="xacct_map_source",
+        source_bucket=pipeline.source_bucket,
+        manifest_bucket=pipeline.inventory_bucket,
+    ).execute(context)
     link = context["ti"].pushed["_xacct_map_manifest"]
     assert link["bucket"] == pipeline.inventory_bucket and link["key"].endswith("/manifest.json")
     assert link["region_name"] == "us-east-1" and link["aws_domain"] == "aws.amazon.com"

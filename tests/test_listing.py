@@ -1,4 +1,4 @@
-"""xacct_map.listing: both engines list every key exactly once, byte-exact, and fail loudly."""
+"""xacct_map.core.listing: both engines list every key exactly once, byte-exact, and fail loudly."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from s3_server import (
     throttle_pages,
     tls_certificate,  # noqa: F401 - fixture
 )
-from xacct_map.list_page import _parse_with_etree, parse_list_page
-from xacct_map.listing import ListingError, ListingOrderError, S3Object, iter_objects
+from xacct_map._engine.page import _parse_with_etree, parse_list_page
+from xacct_map.core.listing import ListingError, ListingOrderError, S3Object, iter_objects
 
 AWKWARD_KEYS = [
     "data/trailing/",
@@ -68,8 +68,11 @@ def test_synthetic_server_answers_list_objects_v2(synthetic_s3):
     synthetic_s3.buckets["src"] = ListedKeys(keys)
     s3 = client_for(synthetic_s3.endpoint_url)
 
-    listed = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(
-        Bucket="src", PaginationConfig={"PageSize": 2}) for o in p.get("Contents", [])]
+    listed = [
+        o["Key"]
+        for p in s3.get_paginator("list_objects_v2").paginate(Bucket="src", PaginationConfig={"PageSize": 2})
+        for o in p.get("Contents", [])
+    ]
     assert listed == sorted(keys)
 
     page = s3.list_objects_v2(Bucket="src", Prefix="a/", Delimiter="/")
@@ -78,7 +81,9 @@ def test_synthetic_server_answers_list_objects_v2(synthetic_s3):
 
     page = s3.list_objects_v2(Bucket="src", StartAfter="a/c/d", MaxKeys=2)
     assert [o["Key"] for o in page["Contents"]] == ["a/c/e", "b b"] and page["IsTruncated"]
-    page = s3.list_objects_v2(Bucket="src", StartAfter="a/c/d", MaxKeys=2, ContinuationToken=page["NextContinuationToken"])
+    page = s3.list_objects_v2(
+        Bucket="src", StartAfter="a/c/d", MaxKeys=2, ContinuationToken=page["NextContinuationToken"]
+    )
     assert [o["Key"] for o in page["Contents"]] == ["b+", "c\x01"]
 
     with pytest.raises(ClientError) as err:
@@ -120,21 +125,27 @@ def test_parallel_listing_of_many_keys_is_exact_and_sharded(synthetic_s3):
     source = GeneratedKeys(40_000, per_day=3_000)
     synthetic_s3.buckets["src"] = source
     stats: dict = {}
-    objects = list(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=8, processes=2,
-                                page_size=500, stats=stats))
+    objects = list(
+        iter_objects(
+            client_for(synthetic_s3.endpoint_url), "src", parallelism=8, processes=2, page_size=500, stats=stats
+        )
+    )
     assert stats["engine"] == "parallel"
     assert stats["chains"] > 1 and synthetic_s3.stats.max_concurrent > 1  # really listed side by side
     _assert_exactly_once(_keys(objects), source.keys())
     first = next(o for o in objects if o.key == source.key(0))
-    assert first == S3Object(source.key(0), source.size(0), '"' + "0" * 32 + '"', "2026-01-01T00:00:00.000Z", "STANDARD")
+    assert first == S3Object(
+        source.key(0), source.size(0), '"' + "0" * 32 + '"', "2026-01-01T00:00:00.000Z", "STANDARD"
+    )
 
 
 def test_parallel_listing_honours_prefix(synthetic_s3):
     source = GeneratedKeys(20_000, per_day=4_000)
     synthetic_s3.buckets["src"] = source
     prefix = "warehouse/events/date=2020-01-02/"
-    listed = _keys(iter_objects(client_for(synthetic_s3.endpoint_url), "src", prefix, parallelism=4,
-                                processes=1, page_size=100))
+    listed = _keys(
+        iter_objects(client_for(synthetic_s3.endpoint_url), "src", prefix, parallelism=4, processes=1, page_size=100)
+    )
     _assert_exactly_once(listed, [k for k in source.keys() if k.startswith(prefix)])
     assert len(listed) == 4_000
 
@@ -146,8 +157,16 @@ def test_parallel_listing_reads_chunked_answers_over_https(tls_certificate):
     with SyntheticS3({"src": source}, chunked=True, tls=tls_certificate) as server:
         assert server.endpoint_url.startswith("https://")
         stats: dict = {}
-        listed = _keys(iter_objects(client_for(server.endpoint_url, verify=tls_certificate[0]), "src",
-                                    parallelism=6, processes=2, page_size=300, stats=stats))
+        listed = _keys(
+            iter_objects(
+                client_for(server.endpoint_url, verify=tls_certificate[0]),
+                "src",
+                parallelism=6,
+                processes=2,
+                page_size=300,
+                stats=stats,
+            )
+        )
         assert stats["engine"] == "parallel" and stats["requests"] > 40
         _assert_exactly_once(listed, source.keys())
 
@@ -159,8 +178,9 @@ def test_parallel_listing_reads_chunked_answers_over_https(tls_certificate):
 def test_awkward_keys_come_back_byte_exact(synthetic_s3):
     synthetic_s3.buckets["src"] = ListedKeys(AWKWARD_KEYS)
     stats: dict = {}
-    listed = _keys(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=4, processes=1,
-                                page_size=2, stats=stats))
+    listed = _keys(
+        iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=4, processes=1, page_size=2, stats=stats)
+    )
     assert stats["engine"] == "parallel"
     _assert_exactly_once(listed, AWKWARD_KEYS)
 
@@ -172,8 +192,11 @@ def test_throttled_pages_are_retried_not_skipped(synthetic_s3):
     # only the engine's own pages (the delimiter probe goes through botocore and its retries)
     synthetic_s3.throttle = lambda params, n: "delimiter" not in params and throttle(params, n)
     stats: dict = {}
-    listed = _keys(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=6, processes=2,
-                                page_size=200, stats=stats))
+    listed = _keys(
+        iter_objects(
+            client_for(synthetic_s3.endpoint_url), "src", parallelism=6, processes=2, page_size=200, stats=stats
+        )
+    )
     _assert_exactly_once(listed, source.keys())
     assert synthetic_s3.stats.throttled >= 5
     assert stats["retries"] == synthetic_s3.stats.throttled
@@ -207,8 +230,16 @@ def test_access_denied_mid_listing_is_a_client_error(synthetic_s3):
 
 def test_expected_bucket_owner_is_sent_on_every_request(synthetic_s3):
     synthetic_s3.buckets["src"] = GeneratedKeys(3_000)
-    listed = list(iter_objects(client_for(synthetic_s3.endpoint_url), "src", expected_bucket_owner=DEFAULT_OWNER,
-                               parallelism=4, processes=1, page_size=250))
+    listed = list(
+        iter_objects(
+            client_for(synthetic_s3.endpoint_url),
+            "src",
+            expected_bucket_owner=DEFAULT_OWNER,
+            parallelism=4,
+            processes=1,
+            page_size=250,
+        )
+    )
     assert len(listed) == 3_000
     assert synthetic_s3.stats.with_owner_header == synthetic_s3.stats.list_requests > 1
 
@@ -249,7 +280,7 @@ def _worker_pids() -> set[int]:
                     cmd = fh.read()
             except OSError:
                 continue
-            if ppid == os.getpid() and b"xacct_map._list_worker" in cmd:
+            if ppid == os.getpid() and b"xacct_map._engine.worker" in cmd:
                 pids.add(int(entry))
     return pids
 
@@ -372,9 +403,9 @@ def test_refreshed_credentials_reach_the_workers(synthetic_s3, monkeypatch):
 
     from botocore.credentials import RefreshableCredentials
 
-    import xacct_map.fast_list as fast_list
+    import xacct_map._engine.coordinator as coordinator
 
-    monkeypatch.setattr(fast_list, "CREDENTIAL_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(coordinator, "CREDENTIAL_CHECK_SECONDS", 0.0)
     generation = iter(range(1, 10**6))
 
     def refresh():
@@ -405,8 +436,11 @@ def test_folders_found_while_listing_split_the_running_ranges(synthetic_s3):
     stats: dict = {}
     # every 25-key page spans group boundaries, so the page on its way when the cuts land is
     # trimmed to its (new, shorter) range
-    listed = _keys(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=2, processes=1,
-                                page_size=25, stats=stats))
+    listed = _keys(
+        iter_objects(
+            client_for(synthetic_s3.endpoint_url), "src", parallelism=2, processes=1, page_size=25, stats=stats
+        )
+    )
     _assert_exactly_once(listed, keys)
     assert stats.get("late_cuts", 0) >= 30
     assert stats.get("trimmed_pages", 0) >= 1
@@ -427,8 +461,11 @@ def test_transient_server_errors_are_retried(synthetic_s3):
 
     synthetic_s3.fault = first_attempt_fails
     stats: dict = {}
-    listed = _keys(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=4, processes=1,
-                                page_size=500, stats=stats))
+    listed = _keys(
+        iter_objects(
+            client_for(synthetic_s3.endpoint_url), "src", parallelism=4, processes=1, page_size=500, stats=stats
+        )
+    )
     _assert_exactly_once(listed, source.keys())
     assert stats["retries"] == len(failed) >= 8
 
@@ -436,7 +473,7 @@ def test_transient_server_errors_are_retried(synthetic_s3):
 def test_a_dead_worker_fails_the_listing(synthetic_s3):
     import signal
 
-    from xacct_map.fast_list import WorkerError
+    from xacct_map._engine.coordinator import WorkerError
 
     synthetic_s3.buckets["src"] = GeneratedKeys(50_000)
     synthetic_s3.latency = 0.01
@@ -455,7 +492,7 @@ def test_a_dead_worker_fails_the_listing(synthetic_s3):
 def test_objects_made_in_bulk_are_ordinary_frozen_s3objects():
     import dataclasses
 
-    from xacct_map.listing import _make_objects
+    from xacct_map.core.listing import _make_objects
 
     made = _make_objects(["a", "b/"], [1, 2], ['"e"', '"f"'], ["t1", "t2"], ["STANDARD", "GLACIER"])
     assert made == [S3Object("a", 1, '"e"', "t1", "STANDARD"), S3Object("b/", 2, '"f"', "t2", "GLACIER")]

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from s3_server import ListedKeys, SyntheticS3, client_for, throttle_pages
-from xacct_map.keyspace import KeySpace
-from xacct_map.listing import iter_objects
+from xacct_map._engine.keyspace import KeySpace
+from xacct_map.core.listing import iter_objects
 
 # Characters that stress ordering and encoding: separators, '.', '%', '+', space, controls,
 # XML specials, Latin-1, CJK, astral-plane emoji. (No NUL and no surrogates: not valid in S3 keys.)
@@ -41,16 +41,31 @@ PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 
 
 @PROPERTY
-@given(keys=key_layouts(), page_size=st.integers(2, 7), parallelism=st.integers(2, 6),
-       throttled=st.booleans(), prefix_len=st.integers(0, 2))
+@given(
+    keys=key_layouts(),
+    page_size=st.integers(2, 7),
+    parallelism=st.integers(2, 6),
+    throttled=st.booleans(),
+    prefix_len=st.integers(0, 2),
+)
 def test_every_key_exactly_once_under_any_layout(keys, page_size, parallelism, throttled, prefix_len):
     bucket = f"prop-{next(_counter)}"
     _server.buckets[bucket] = ListedKeys(keys)
     _server.throttle = throttle_pages(4) if throttled else None
     prefix = keys[0][:prefix_len] if keys else ""
     stats: dict = {}
-    listed = [o.key for o in iter_objects(client_for(_server.endpoint_url), bucket, prefix, parallelism=parallelism,
-                                          processes=1, page_size=page_size, stats=stats)]
+    listed = [
+        o.key
+        for o in iter_objects(
+            client_for(_server.endpoint_url),
+            bucket,
+            prefix,
+            parallelism=parallelism,
+            processes=1,
+            page_size=page_size,
+            stats=stats,
+        )
+    ]
     expected = [k for k in keys if k.startswith(prefix)]
     assert stats["engine"] == "parallel" or not expected
     counts = Counter(listed)
@@ -59,8 +74,11 @@ def test_every_key_exactly_once_under_any_layout(keys, page_size, parallelism, t
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
-@given(keys=st.lists(st.text(ALPHABET, min_size=1, max_size=12), min_size=3, max_size=40, unique=True),
-       parts=st.integers(2, 40), bounded=st.booleans())
+@given(
+    keys=st.lists(st.text(ALPHABET, min_size=1, max_size=12), min_size=3, max_size=40, unique=True),
+    parts=st.integers(2, 40),
+    bounded=st.booleans(),
+)
 def test_cuts_fall_strictly_inside_the_range(keys, parts, bounded):
     keys = sorted(keys)
     space = KeySpace()
@@ -99,7 +117,7 @@ def test_page_key_decoding_equals_unquote_plus(keys):
     for well-formed escapes (as S3 sends) and for stray '%' alike."""
     from urllib.parse import quote_plus, unquote_plus
 
-    from xacct_map.list_page import _url_decode
+    from xacct_map._engine.page import _url_decode
 
     encoded = [quote_plus(k, safe="/") for k in keys]
     assert _url_decode(list(encoded)) == [unquote_plus(e) for e in encoded] == keys

@@ -1,4 +1,4 @@
-"""xacct_map.manifest: batching, the streamed multipart manifest, and no manifest on failure."""
+"""xacct_map.core.manifest: batching, the streamed multipart manifest, and no manifest on failure."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from moto import mock_aws
 
 from s3_server import GeneratedKeys, client_for, synthetic_s3  # noqa: F401 - fixture
-from xacct_map.listing import ListingError, S3Object, iter_objects
-from xacct_map.manifest import MultipartJsonArrayWriter, iter_batches, write_batched_manifest
+from xacct_map.core.listing import ListingError, S3Object, iter_objects
+from xacct_map.core.manifest import MultipartJsonArrayWriter, iter_batches, write_batched_manifest
 
 
 def _objects(n: int, size: int = 10, key_len: int = 20):
@@ -21,7 +21,10 @@ def _objects(n: int, size: int = 10, key_len: int = 20):
 def test_batches_close_on_key_count_and_byte_budget():
     objs = [S3Object("a", 5), S3Object("b", 5), S3Object("c", 5), S3Object("big", 100), S3Object("d", 1)]
     assert list(iter_batches(objs, max_keys=2, max_bytes=12)) == [
-        (["a", "b"], 10), (["c"], 5), (["big"], 100), (["d"], 1),
+        (["a", "b"], 10),
+        (["c"], 5),
+        (["big"], 100),
+        (["d"], 1),
     ]
     with pytest.raises(ValueError):
         list(iter_batches(objs, max_keys=0, max_bytes=1))
@@ -55,7 +58,9 @@ def test_failure_mid_stream_aborts_the_upload_after_parts_were_sent():
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="inv")
     parts: list[int] = []
-    s3.meta.events.register("provide-client-params.s3.UploadPart", lambda params, **_: parts.append(params["PartNumber"]))
+    s3.meta.events.register(
+        "provide-client-params.s3.UploadPart", lambda params, **_: parts.append(params["PartNumber"])
+    )
     # ~14 MiB of manifest before the failure: two 5 MiB parts are already uploaded
     objs = _objects(150_000, key_len=80)
     with pytest.raises(RuntimeError, match="mid-stream"):
@@ -69,7 +74,7 @@ def test_failure_mid_stream_aborts_the_upload_after_parts_were_sent():
 def test_parts_upload_in_the_background_in_order_and_a_failed_part_aborts_everything(monkeypatch):
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="inv")
-    monkeypatch.setattr("xacct_map.manifest.PARTS_PER_STEP", 2)  # parts grow after every 2
+    monkeypatch.setattr("xacct_map.core.manifest.PARTS_PER_STEP", 2)  # parts grow after every 2
     objs = _objects(250_000, key_len=80)  # ~23 MiB of manifest: parts of 5, 5, 10 and the rest
     summary = write_batched_manifest(iter(objs), s3, bucket="inv", key="ok.json", source_bucket="src")
     body = s3.get_object(Bucket="inv", Key="ok.json")["Body"].read()
@@ -125,7 +130,10 @@ def test_listing_error_mid_stream_leaves_no_manifest(synthetic_s3):
     with pytest.raises(ListingError) as err:
         write_batched_manifest(
             iter_objects(s3, "src", parallelism=4, processes=1, page_size=100),
-            s3, bucket="manifests", key="m.json", source_bucket="src",
+            s3,
+            bucket="manifests",
+            key="m.json",
+            source_bucket="src",
         )
     assert err.value.response["Error"]["Code"] == "AccessDenied"
     assert synthetic_s3.stats.aborted_uploads == 1 and synthetic_s3.pending_uploads() == 0
@@ -137,8 +145,12 @@ def test_manifest_from_the_parallel_listing_holds_every_key_once(synthetic_s3):
     synthetic_s3.buckets["src"] = source
     s3 = client_for(synthetic_s3.endpoint_url)
     summary = write_batched_manifest(
-        iter_objects(s3, "src", parallelism=8, processes=2, page_size=400), s3,
-        bucket="manifests", key="m.json", source_bucket="src", max_keys_per_batch=250,
+        iter_objects(s3, "src", parallelism=8, processes=2, page_size=400),
+        s3,
+        bucket="manifests",
+        key="m.json",
+        source_bucket="src",
+        max_keys_per_batch=250,
     )
     batches = json.loads(synthetic_s3.object_bytes("manifests", "m.json"))
     keys = [k for b in batches for k in b["keys"]]

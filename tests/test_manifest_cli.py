@@ -11,9 +11,9 @@ from botocore.exceptions import ClientError
 
 from manifest_fixtures import light_aws
 from xacct_map.cli import main
-from xacct_map.layouts import keys_of, read_items
+from xacct_map.cli.manifest import Progress
+from xacct_map.core.layouts import keys_of, read_items
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
-from xacct_map.manifest_command import Progress
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +29,36 @@ def _cli(aws, *args):
 def test_manifest_command_writes_manifest_and_sidecar_and_prints_metadata(local_aws, capsys):
     aws, pipeline = local_aws
     dest = f"s3://{pipeline.inventory_bucket}/xacct-map/manifests/cli/manifest.csv"
-    code = _cli(aws, "--source", f"s3://{pipeline.source_bucket}/data/", "--dest", dest,
-                "--role-arn", pipeline.source_role_arn, "--expected-bucket-owner", SOURCE_ACCOUNT,
-                "--layout", "flat", "--format", "csv", "--suffix", ".txt", "--suffix", "/", "--json")
+    code = _cli(
+        aws,
+        "--source",
+        f"s3://{pipeline.source_bucket}/data/",
+        "--dest",
+        dest,
+        "--role-arn",
+        pipeline.source_role_arn,
+        "--expected-bucket-owner",
+        SOURCE_ACCOUNT,
+        "--layout",
+        "flat",
+        "--format",
+        "csv",
+        "--suffix",
+        ".txt",
+        "--suffix",
+        "/",
+        "--json",
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     printed = json.loads(out.strip().splitlines()[-1])
     s3 = aws.client("s3")
     body = s3.get_object(Bucket=pipeline.inventory_bucket, Key="xacct-map/manifests/cli/manifest.csv")["Body"].read()
-    sidecar = json.loads(s3.get_object(Bucket=pipeline.inventory_bucket,
-                                       Key="xacct-map/manifests/cli/manifest.csv.meta.json")["Body"].read())
+    sidecar = json.loads(
+        s3.get_object(Bucket=pipeline.inventory_bucket, Key="xacct-map/manifests/cli/manifest.csv.meta.json")[
+            "Body"
+        ].read()
+    )
     assert printed == sidecar
     keys = list(keys_of(read_items(body, "csv"), "flat"))
     expected = sorted("data/" + k for k in AWKWARD_KEYS if k.endswith((".txt", "/")))
@@ -49,42 +69,75 @@ def test_manifest_command_writes_manifest_and_sidecar_and_prints_metadata(local_
 
 
 def test_manifest_command_default_is_the_batched_json_manifest(local_aws, capsys, monkeypatch):
-    import xacct_map.listing
+    import xacct_map.core.listing
 
     asked = []
-    listing = xacct_map.listing.iter_objects
-    monkeypatch.setattr(xacct_map.listing, "iter_objects",
-                        lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw))
+    listing = xacct_map.core.listing.iter_objects
+    monkeypatch.setattr(
+        xacct_map.core.listing, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw)
+    )
     aws, pipeline = local_aws
-    code = _cli(aws, "--source", f"s3://{pipeline.source_bucket}/data/", "--max-keys-per-batch", "10",
-                "--dest", f"s3://{pipeline.inventory_bucket}/xacct-map/manifests/cli/batched.json",
-                "--parallelism", "5")
+    code = _cli(
+        aws,
+        "--source",
+        f"s3://{pipeline.source_bucket}/data/",
+        "--max-keys-per-batch",
+        "10",
+        "--dest",
+        f"s3://{pipeline.inventory_bucket}/xacct-map/manifests/cli/batched.json",
+        "--parallelism",
+        "5",
+    )
     assert asked == [5]
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "40 objects" in out and "4 batches" in out and "batched.json.meta.json" in out
-    body = aws.client("s3").get_object(Bucket=pipeline.inventory_bucket,
-                                       Key="xacct-map/manifests/cli/batched.json")["Body"].read()
+    body = (
+        aws.client("s3")
+        .get_object(Bucket=pipeline.inventory_bucket, Key="xacct-map/manifests/cli/batched.json")["Body"]
+        .read()
+    )
     batches = json.loads(body)
     assert len(batches) == 4 and sum(len(b["keys"]) for b in batches) == 40
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["--source", "s3://no-such-source-bucket/x/", "--dest", "s3://{inv}/m.json"], 1,
-     r"Source bucket 'no-such-source-bucket' does not exist"),
-    (["--source", "s3://{src}/data/", "--dest", "s3://no-such-dest-bucket/m.json"], 1,
-     r"Destination bucket 'no-such-dest-bucket' does not exist.*Nothing was left behind"),
-    (["--source", "{src}/data/", "--dest", "s3://{inv}/m.json"], 2, r"--source .* is not an S3 URI"),
-    (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/"], 2, r"--dest .* names no object key"),
-    (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.csv", "--format", "csv"], 2,
-     r"format 'csv' is not available for the 'batched' layout"),
-    (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.json", "--modified-after", "2026-11-26"], 2,
-     r"no time zone"),
-    (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.json", "--inventory", "s3://{inv}/none"], 1,
-     r"No inventory report under s3://"),
-    (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.json", "--parallelism", "0"], 2,
-     r"--parallelism must be at least 1 \(requests in flight\), not 0"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (
+            ["--source", "s3://no-such-source-bucket/x/", "--dest", "s3://{inv}/m.json"],
+            1,
+            r"Source bucket 'no-such-source-bucket' does not exist",
+        ),
+        (
+            ["--source", "s3://{src}/data/", "--dest", "s3://no-such-dest-bucket/m.json"],
+            1,
+            r"Destination bucket 'no-such-dest-bucket' does not exist.*Nothing was left behind",
+        ),
+        (["--source", "{src}/data/", "--dest", "s3://{inv}/m.json"], 2, r"--source .* is not an S3 URI"),
+        (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/"], 2, r"--dest .* names no object key"),
+        (
+            ["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.csv", "--format", "csv"],
+            2,
+            r"format 'csv' is not available for the 'batched' layout",
+        ),
+        (
+            ["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.json", "--modified-after", "2026-11-26"],
+            2,
+            r"no time zone",
+        ),
+        (
+            ["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.json", "--inventory", "s3://{inv}/none"],
+            1,
+            r"No inventory report under s3://",
+        ),
+        (
+            ["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.json", "--parallelism", "0"],
+            2,
+            r"--parallelism must be at least 1 \(requests in flight\), not 0",
+        ),
+    ],
+)
 def test_errors_are_one_line_naming_what_failed(local_aws, capsys, args, code, message):
     aws, pipeline = local_aws
     args = [a.format(src=pipeline.source_bucket, inv=pipeline.inventory_bucket) for a in args]
@@ -100,9 +153,16 @@ def test_access_denied_names_the_bucket_and_the_role(local_aws, capsys, monkeypa
     def denied(*_, **__):
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "ListObjectsV2")
 
-    monkeypatch.setattr("xacct_map.listing.iter_objects", denied)
-    code = _cli(aws, "--source", f"s3://{pipeline.source_bucket}/data/", "--role-arn", pipeline.source_role_arn,
-                "--dest", f"s3://{pipeline.inventory_bucket}/xacct-map/manifests/cli/denied.json")
+    monkeypatch.setattr("xacct_map.core.listing.iter_objects", denied)
+    code = _cli(
+        aws,
+        "--source",
+        f"s3://{pipeline.source_bucket}/data/",
+        "--role-arn",
+        pipeline.source_role_arn,
+        "--dest",
+        f"s3://{pipeline.inventory_bucket}/xacct-map/manifests/cli/denied.json",
+    )
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
     assert f"Access denied listing s3://{pipeline.source_bucket}/data/ as {pipeline.source_role_arn}" in err

@@ -8,11 +8,12 @@ import re
 import zipfile
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from xacct_map.deploy import package_function, render_definition
-from xacct_map.resources import asl_path
-from xacct_map.naming import execution_arn, execution_name, manifest_key
+from xacct_map.core.naming import execution_arn, execution_name, manifest_key
+from xacct_map.setup.deploy import package_function, render_definition
+from xacct_map.setup.resources import asl_path
 
 # AWS: 1-80 characters, no whitespace, none of  < > { } [ ] ? * " # % \ ^ | ~ ` $ & , ; : /  nor control characters.
 AWS_FORBIDDEN = re.compile(r"[\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]")
@@ -37,7 +38,9 @@ def test_execution_names_differ_for_runs_that_sanitise_alike():
 
 def test_manifest_key_and_execution_arn():
     key = manifest_key("my_dag", "scheduled__2026-11-26T00:00:00+00:00")
-    assert key.startswith("xacct-map/manifests/my_dag/scheduled__2026-11-26T00-00-00-00-00-") and key.endswith("/manifest.json")
+    assert key.startswith("xacct-map/manifests/my_dag/scheduled__2026-11-26T00-00-00-00-00-") and key.endswith(
+        "/manifest.json"
+    )
     assert execution_arn("arn:aws:states:eu-west-1:123456789012:stateMachine:m", "n") == (
         "arn:aws:states:eu-west-1:123456789012:execution:m:n"
     )
@@ -46,11 +49,18 @@ def test_manifest_key_and_execution_arn():
 
 
 def test_asl_renders_typed_placeholders():
-    definition = json.loads(render_definition(asl_path(), {
-        "ProcessorFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:p",
-        "MaxConcurrency": 40, "ToleratedFailurePercentage": 5.0,
-        "ResultsBucket": "inventory", "ResultsPrefix": "xacct-map/results",
-    }))
+    definition = json.loads(
+        render_definition(
+            asl_path(),
+            {
+                "ProcessorFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:p",
+                "MaxConcurrency": 40,
+                "ToleratedFailurePercentage": 5.0,
+                "ResultsBucket": "inventory",
+                "ResultsPrefix": "xacct-map/results",
+            },
+        )
+    )
     state = definition["States"]["ProcessManifest"]
     assert state["MaxConcurrency"] == 40 and state["ToleratedFailurePercentage"] == 5.0
     assert state["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
 from manifest_fixtures import manifest_operator
+from xacct_map.core.naming import execution_name
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
-from xacct_map.naming import execution_name
 from xacct_map.operators import PreflightOperator, StartDistributedMapOperator
+from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
 
 
 def _source_keys(aws, bucket, prefix=""):
@@ -96,14 +96,19 @@ def test_failed_listing_leaves_no_manifest_and_no_open_upload(local_aws, run_con
     with pytest.raises(AirflowException):
         _build(pipeline, source_bucket="no-such-source-bucket").execute(run_context(run))
     s3 = aws.client("s3")
-    assert "Contents" not in s3.list_objects_v2(Bucket=pipeline.inventory_bucket, Prefix="xacct-map/manifests/test_dag/run-fails")
+    assert "Contents" not in s3.list_objects_v2(
+        Bucket=pipeline.inventory_bucket, Prefix="xacct-map/manifests/test_dag/run-fails"
+    )
     assert not s3.list_multipart_uploads(Bucket=pipeline.inventory_bucket).get("Uploads")
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"source_aws_conn_id": None, "source_role_arn": "not-an-arn"}, r"source_role_arn 'not-an-arn' is not an IAM role ARN"),
+        (
+            {"source_aws_conn_id": None, "source_role_arn": "not-an-arn"},
+            r"source_role_arn 'not-an-arn' is not an IAM role ARN",
+        ),
         ({"source_role_arn": "arn:aws:iam::111111111111:role/x"}, r"either source_aws_conn_id .* or source_role_arn"),
         ({"manifest_bucket": ""}, r"manifest_bucket is empty"),
         ({"max_keys_per_batch": 0}, r"at least 1"),
@@ -130,7 +135,9 @@ def _start(pipeline, manifest, **kwargs):
 
 def _executions(aws, pipeline, name):
     sfn = aws.client("stepfunctions")
-    return [e for e in sfn.list_executions(stateMachineArn=pipeline.state_machine_arn)["executions"] if e["name"] == name]
+    return [
+        e for e in sfn.list_executions(stateMachineArn=pipeline.state_machine_arn)["executions"] if e["name"] == name
+    ]
 
 
 def test_retried_start_attaches_to_the_same_execution(local_aws, run_context):
@@ -174,7 +181,9 @@ def test_missing_state_machine_fails_naming_it(local_aws, run_context):
     _, pipeline = local_aws
     manifest = _build(pipeline).execute(run_context("run-nosm"))
     arn = pipeline.state_machine_arn.replace("xacct-map-distributed-map", "does-not-exist")
-    op = StartDistributedMapOperator(task_id="s", aws_conn_id="xacct_map_pipeline", state_machine_arn=arn, manifest=manifest)
+    op = StartDistributedMapOperator(
+        task_id="s", aws_conn_id="xacct_map_pipeline", state_machine_arn=arn, manifest=manifest
+    )
     with pytest.raises(AirflowFailException, match=r"State machine .*does-not-exist does not exist"):
         op.execute(run_context("run-nosm"))
 
@@ -194,7 +203,11 @@ def test_dry_run_builds_the_manifest_and_starts_nothing(local_aws, run_context):
     assert _executions(aws, pipeline, execution_name("test_dag", run_id)) == []
     assert aws.client("s3").head_object(Bucket=manifest["bucket"], Key=manifest["key"])["ContentLength"] > 0
     # "False" from the form starts it; anything else is refused, not guessed.
-    assert _start(pipeline, manifest, dry_run="False").execute(run_context(run_id)).endswith(execution_name("test_dag", run_id))
+    assert (
+        _start(pipeline, manifest, dry_run="False")
+        .execute(run_context(run_id))
+        .endswith(execution_name("test_dag", run_id))
+    )
     with pytest.raises(AirflowFailException, match=r"dry_run must be true or false, not 'maybe'"):
         _start(pipeline, manifest, dry_run="maybe").execute(run_context(run_id))
 
@@ -205,7 +218,9 @@ def test_listing_parallelism_reaches_the_listing(local_aws, run_context, monkeyp
     aws, pipeline = local_aws
     asked = []
     listing = operators.iter_objects
-    monkeypatch.setattr(operators, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw))
+    monkeypatch.setattr(
+        operators, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw)
+    )
     # a rendered template is text: it arrives as a number
     summary = _build(pipeline, listing_parallelism="5").execute(run_context("run-parallelism"))
     assert asked == [5]
@@ -215,7 +230,7 @@ def test_listing_parallelism_reaches_the_listing(local_aws, run_context, monkeyp
 
 def test_unreachable_source_fails_retryably_and_leaves_no_manifest(local_aws, run_context, monkeypatch):
     from xacct_map import operators
-    from xacct_map.listing import ListingUnavailableError
+    from xacct_map.core.listing import ListingUnavailableError
 
     aws, pipeline = local_aws
 
@@ -230,15 +245,22 @@ def test_unreachable_source_fails_retryably_and_leaves_no_manifest(local_aws, ru
     assert f"s3://{pipeline.source_bucket}/{pipeline.source_prefix}" in str(raised.value)
     assert "can be retried" in str(raised.value)
     s3 = aws.client("s3")
-    assert "Contents" not in s3.list_objects_v2(Bucket=pipeline.inventory_bucket, Prefix="xacct-map/manifests/test_dag/run-unreachable")
+    assert "Contents" not in s3.list_objects_v2(
+        Bucket=pipeline.inventory_bucket, Prefix="xacct-map/manifests/test_dag/run-unreachable"
+    )
     assert not s3.list_multipart_uploads(Bucket=pipeline.inventory_bucket).get("Uploads")
 
 
 def _preflight(pipeline, **kwargs):
     args = dict(
-        task_id="preflight", aws_conn_id="xacct_map_pipeline", source_aws_conn_id="xacct_map_source",
-        source_bucket=pipeline.source_bucket, source_prefix=pipeline.source_prefix, source_account_id=SOURCE_ACCOUNT,
-        manifest_bucket=pipeline.inventory_bucket, state_machine_arn=pipeline.state_machine_arn,
+        task_id="preflight",
+        aws_conn_id="xacct_map_pipeline",
+        source_aws_conn_id="xacct_map_source",
+        source_bucket=pipeline.source_bucket,
+        source_prefix=pipeline.source_prefix,
+        source_account_id=SOURCE_ACCOUNT,
+        manifest_bucket=pipeline.inventory_bucket,
+        state_machine_arn=pipeline.state_machine_arn,
     )
     return PreflightOperator(**{**args, **kwargs})
 
@@ -248,7 +270,12 @@ def test_preflight_task_checks_manual_runs_with_the_source_connections_role(loca
     report = _preflight(pipeline).execute(run_context("manual__2026-11-27T00:00:00+00:00"))
     checks = {c["name"]: c for c in report["checks"]}
     assert report["ok"] and set(checks) == {
-        "assume_lister_role", "list_source", "read_source_object", "write_inventory", "state_machine"}
+        "assume_lister_role",
+        "list_source",
+        "read_source_object",
+        "write_inventory",
+        "state_machine",
+    }
     # The lister role came from the xacct_map_source connection's role_arn extra.
     assert pipeline.source_role_arn in checks["assume_lister_role"]["summary"]
     assert checks["list_source"]["status"] == "ok"

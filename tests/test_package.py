@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import xacct_map
-from xacct_map import resources
+from xacct_map.setup import resources
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALLED = "site-packages" in xacct_map.__file__ and "_bundled" in str(resources.home())
@@ -44,8 +44,12 @@ def test_dependencies_are_ranges_never_pins():
 
 def test_the_bundled_files_are_the_sources():
     """asl/, functions/ and dags/ ship in the package: byte for byte the repository's top-level folders."""
-    sources = sorted(p.relative_to(ROOT) for folder in ("asl", "functions", "dags")
-                     for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    sources = sorted(
+        p.relative_to(ROOT)
+        for folder in ("asl", "functions", "dags")
+        for p in (ROOT / folder).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
     assert sources and {"asl", "functions", "dags"} == {p.parts[0] for p in sources}
     for relative in sources:
         assert (resources.home() / relative).read_bytes() == (ROOT / relative).read_bytes(), relative
@@ -84,7 +88,7 @@ def test_airflow_providers_get_and_links_show_every_part():
     assert info["operators"][0]["python-modules"] == ["xacct_map.operators"]
     assert info["sensors"][0]["python-modules"] == ["xacct_map.sensors"]
     assert info["triggers"][0]["python-modules"] == ["xacct_map.triggers"]
-    assert info["plugins"] == [{"name": "xacct_map", "plugin-class": "xacct_map.map_runs_view.XacctMapPlugin"}]
+    assert info["plugins"] == [{"name": "xacct_map", "plugin-class": "xacct_map.ui.XacctMapPlugin"}]
     assert info["integrations"][0]["how-to-guide"]
     # Every module and class the metadata names imports.
     import importlib
@@ -98,9 +102,22 @@ def test_airflow_providers_get_and_links_show_every_part():
 def test_commands_work_from_any_directory(tmp_path):
     """No command reads files relative to the working directory or the checkout."""
     proc = subprocess.run(
-        [str(BIN / "xacct-map"), "policy", "--source-bucket", "their-data", "--source-account", "111111111111",
-         "--pipeline-account", "222222222222", "--only", "source_bucket_policy"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        [
+            str(BIN / "xacct-map"),
+            "policy",
+            "--source-bucket",
+            "their-data",
+            "--source-account",
+            "111111111111",
+            "--pipeline-account",
+            "222222222222",
+            "--only",
+            "source_bucket_policy",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "arn:aws:s3:::their-data" in proc.stdout

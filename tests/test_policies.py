@@ -9,8 +9,9 @@ import warnings
 
 import pytest
 
-from xacct_map import cli, policies
-from xacct_map.policies import PolicyInputError, PolicyInputs
+from xacct_map import cli
+from xacct_map.setup import policies
+from xacct_map.setup.policies import PolicyInputError, PolicyInputs
 
 SOURCE = "111111111111"
 PIPELINE = "123456789012"
@@ -177,7 +178,10 @@ def test_state_machine_role_policy_statement_by_statement():
     assert stmts["XacctMapRedriveChildWorkflows"]["Action"] == ["states:RedriveExecution"]
     assert stmts["XacctMapRedriveChildWorkflows"]["Resource"] == f"{sfn}:execution:xacct-map-distributed-map/*"
     assert stmts["XacctMapWriteMapRunResults"]["Action"] == [
-        "s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload",
+        "s3:PutObject",
+        "s3:GetObject",
+        "s3:ListMultipartUploadParts",
+        "s3:AbortMultipartUpload",
     ]
     assert stmts["XacctMapWriteMapRunResults"]["Resource"] == "arn:aws:s3:::pipeline-inventory/xacct-map/results/*"
     assert all("Principal" not in s and "Condition" not in s for s in stmts.values())
@@ -241,17 +245,24 @@ def test_airflow_role_policy_statement_by_statement():
     assert stmts["XacctMapAssumeLister"]["Action"] == ["sts:AssumeRole"]
     assert stmts["XacctMapAssumeLister"]["Resource"] == f"arn:aws:iam::{SOURCE}:role/xacct-map-lister"
     assert stmts["XacctMapWriteManifests"]["Action"] == [
-        "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
     ]
     assert stmts["XacctMapWriteManifests"]["Resource"] == "arn:aws:s3:::pipeline-inventory/xacct-map/manifests/*"
     assert stmts["XacctMapStartExecution"]["Action"] == ["states:StartExecution"]
     assert stmts["XacctMapStartExecution"]["Resource"] == f"{sfn}:stateMachine:xacct-map-distributed-map"
     assert stmts["XacctMapManageExecutions"]["Action"] == [
-        "states:DescribeExecution", "states:StopExecution", "states:RedriveExecution",
+        "states:DescribeExecution",
+        "states:StopExecution",
+        "states:RedriveExecution",
     ]
     assert stmts["XacctMapManageExecutions"]["Resource"] == executions
     assert stmts["XacctMapListMapRuns"] == {
-        "Sid": "XacctMapListMapRuns", "Effect": "Allow", "Action": ["states:ListMapRuns"], "Resource": executions,
+        "Sid": "XacctMapListMapRuns",
+        "Effect": "Allow",
+        "Action": ["states:ListMapRuns"],
+        "Resource": executions,
     }
     assert stmts["XacctMapDescribeMapRuns"]["Action"] == ["states:DescribeMapRun"]
     assert stmts["XacctMapDescribeMapRuns"]["Resource"] == f"{sfn}:mapRun:xacct-map-distributed-map/*:*"
@@ -307,8 +318,11 @@ def test_role_arns_are_used_as_given():
 
 @pytest.mark.parametrize(
     ("region", "partition", "suffix"),
-    [("eu-west-3", "aws", "amazonaws.com"), ("cn-north-1", "aws-cn", "amazonaws.com.cn"),
-     ("us-gov-east-1", "aws-us-gov", "amazonaws.com")],
+    [
+        ("eu-west-3", "aws", "amazonaws.com"),
+        ("cn-north-1", "aws-cn", "amazonaws.com.cn"),
+        ("us-gov-east-1", "aws-us-gov", "amazonaws.com"),
+    ],
 )
 def test_every_arn_uses_the_partition_of_the_region(region, partition, suffix):
     key = f"arn:{partition}:kms:{region}:{SOURCE}:key/{KEY_ID}"
@@ -322,8 +336,9 @@ def test_every_arn_uses_the_partition_of_the_region(region, partition, suffix):
 
 
 def test_source_region_sets_the_kms_region_but_not_the_pipeline_arns():
-    inputs = make_inputs(region="us-east-1", source_region="eu-west-1",
-                         kms_key=f"arn:aws:kms:eu-west-1:{SOURCE}:key/{KEY_ID}")
+    inputs = make_inputs(
+        region="us-east-1", source_region="eu-west-1", kms_key=f"arn:aws:kms:eu-west-1:{SOURCE}:key/{KEY_ID}"
+    )
     documents = policies.all_documents(inputs)
     via = documents["source_kms_key_policy"]["Statement"][0]["Condition"]["StringEquals"]["kms:ViaService"]
     assert via == "s3.eu-west-1.amazonaws.com"
@@ -354,17 +369,31 @@ def test_source_region_sets_the_kms_region_but_not_the_pipeline_arns():
         ({"source_region": "cn-north-1"}, "source_region 'cn-north-1' is in another partition than region"),
         ({"lister_role": "bad role"}, "lister_role 'bad role' is neither a role name"),
         ({"lister_role": "x" * 65}, "is neither a role name"),
-        ({"lister_role": "arn:aws:iam::1234:role/lister"}, "lister_role 'arn:aws:iam::1234:role/lister' is not a role ARN"),
+        (
+            {"lister_role": "arn:aws:iam::1234:role/lister"},
+            "lister_role 'arn:aws:iam::1234:role/lister' is not a role ARN",
+        ),
         ({"lister_role": "arn:aws:iam::111111111111:user/lister"}, "is not a role ARN"),
-        ({"lister_role": "arn:aws:iam::111111111111:role/*/lister"}, "'arn:aws:iam::111111111111:role/*/lister' is not a role ARN"),
+        (
+            {"lister_role": "arn:aws:iam::111111111111:role/*/lister"},
+            "'arn:aws:iam::111111111111:role/*/lister' is not a role ARN",
+        ),
         ({"processor_role": "proc*"}, "processor_role 'proc*' is neither a role name"),
         ({"lister_role": f"arn:aws:iam::{OTHER}:role/lister"}, f"belongs to neither source_account {SOURCE}"),
         ({"lister_role": f"arn:aws-cn:iam::{SOURCE}:role/lister"}, "is in partition 'aws-cn', but region 'us-east-1'"),
-        ({"processor_role": f"arn:aws:iam::{SOURCE}:role/proc"}, f"processor_role 'arn:aws:iam::{SOURCE}:role/proc' must be a role of pipeline_account"),
+        (
+            {"processor_role": f"arn:aws:iam::{SOURCE}:role/proc"},
+            f"processor_role 'arn:aws:iam::{SOURCE}:role/proc' must be a role of pipeline_account",
+        ),
         ({"airflow_role": f"arn:aws:iam::{OTHER}:role/airflow"}, "airflow_role"),
-        ({"lister_role": f"arn:aws:iam::{PIPELINE}:role/airflow", "airflow_role": "airflow", "external_id": "ext-1"},
-         "external_id 'ext-1' is given, but lister_role is the Airflow role itself"),
-        ({"processor_role": "xacct-map-airflow"}, "processor_role 'xacct-map-airflow' is also the lister or the Airflow role"),
+        (
+            {"lister_role": f"arn:aws:iam::{PIPELINE}:role/airflow", "airflow_role": "airflow", "external_id": "ext-1"},
+            "external_id 'ext-1' is given, but lister_role is the Airflow role itself",
+        ),
+        (
+            {"processor_role": "xacct-map-airflow"},
+            "processor_role 'xacct-map-airflow' is also the lister or the Airflow role",
+        ),
         ({"state_machine": "my machine"}, "state_machine 'my machine' contains whitespace"),
         ({"state_machine": "a:b"}, "state_machine 'a:b' contains"),
         ({"state_machine": "m" * 81}, "must be 1-80 characters"),
@@ -373,8 +402,14 @@ def test_source_region_sets_the_kms_region_but_not_the_pipeline_arns():
         ({"external_id": "has space"}, "external_id 'has space'"),
         ({"kms_key": f"arn:aws:kms:us-east-1:{SOURCE}:alias/data"}, "an alias cannot be used"),
         ({"kms_key": "1234abcd-12ab-34cd-56ef-1234567890ab"}, "is not a KMS key ARN"),
-        ({"kms_key": f"arn:aws:kms:us-east-1:{PIPELINE}:key/{KEY_ID}"}, f"belongs to account {PIPELINE}, not to source_account"),
-        ({"kms_key": f"arn:aws:kms:eu-west-1:{SOURCE}:key/{KEY_ID}"}, "is in Region eu-west-1, but the source bucket is in us-east-1"),
+        (
+            {"kms_key": f"arn:aws:kms:us-east-1:{PIPELINE}:key/{KEY_ID}"},
+            f"belongs to account {PIPELINE}, not to source_account",
+        ),
+        (
+            {"kms_key": f"arn:aws:kms:eu-west-1:{SOURCE}:key/{KEY_ID}"},
+            "is in Region eu-west-1, but the source bucket is in us-east-1",
+        ),
         ({"kms_key": f"arn:aws-cn:kms:us-east-1:{SOURCE}:key/{KEY_ID}"}, "is not in partition 'aws'"),
     ],
 )
@@ -478,10 +513,16 @@ def _parliament_findings(document: dict, *, trust_role_arn: str | None = None) -
     for finding in policy.findings:
         detail = finding.detail
         if finding.issue == "RESOURCE_MISMATCH":
-            leftover = [d for d in detail if ("RESOURCE_MISMATCH", d["action"], d["required_format"]) not in _KNOWN_FALSE_FINDINGS]
+            leftover = [
+                d
+                for d in detail
+                if ("RESOURCE_MISMATCH", d["action"], d["required_format"]) not in _KNOWN_FALSE_FINDINGS
+            ]
             if leftover:
                 remaining.append((finding.issue, leftover))
-        elif finding.issue == "RESOURCE_STAR" and all(("RESOURCE_STAR", a, None) in _KNOWN_FALSE_FINDINGS for a in detail):
+        elif finding.issue == "RESOURCE_STAR" and all(
+            ("RESOURCE_STAR", a, None) in _KNOWN_FALSE_FINDINGS for a in detail
+        ):
             continue
         else:
             remaining.append((finding.issue, detail))
@@ -492,7 +533,9 @@ def test_parliament_finds_nothing_in_any_document():
     # parliament is a pinned dev dependency: no importorskip, a broken install fails the lint.
     role_of_trust = {
         "lister_role_trust_policy": lambda i: i.lister_role_arn,
-        "state_machine_role_trust_policy": lambda i: f"arn:{i.partition}:iam::{i.pipeline_account}:role/xacct-map-state-machine",
+        "state_machine_role_trust_policy": lambda i: (
+            f"arn:{i.partition}:iam::{i.pipeline_account}:role/xacct-map-state-machine"
+        ),
         "processor_role_trust_policy": lambda i: i.processor_role_arn,
     }
     linted = 0
@@ -506,13 +549,35 @@ def test_parliament_finds_nothing_in_any_document():
 
 def test_parliament_would_catch_a_wrong_action_or_resource():
     # The linter check above is only worth something if parliament flags real mistakes.
-    bad_action = {"Version": "2012-10-17", "Statement": [
-        {"Sid": "A", "Effect": "Allow", "Action": ["states:ListMapRun"], "Resource": "arn:aws:states:us-east-1:123456789012:execution:m:*"}]}
-    bad_resource = {"Version": "2012-10-17", "Statement": [
-        {"Sid": "B", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": "arn:aws:s3:::bucket/prefix/*"}]}
-    bad_condition = {"Version": "2012-10-17", "Statement": [
-        {"Sid": "C", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::bucket/*",
-         "Condition": {"StringLike": {"s3:prefix": ["a*"]}}}]}
+    bad_action = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "A",
+                "Effect": "Allow",
+                "Action": ["states:ListMapRun"],
+                "Resource": "arn:aws:states:us-east-1:123456789012:execution:m:*",
+            }
+        ],
+    }
+    bad_resource = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "B", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": "arn:aws:s3:::bucket/prefix/*"}
+        ],
+    }
+    bad_condition = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "C",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": "arn:aws:s3:::bucket/*",
+                "Condition": {"StringLike": {"s3:prefix": ["a*"]}},
+            }
+        ],
+    }
     assert [issue for issue, _ in _parliament_findings(bad_action)] == ["UNKNOWN_ACTION"]
     assert [issue for issue, _ in _parliament_findings(bad_resource)] == ["RESOURCE_MISMATCH"]
     assert [issue for issue, _ in _parliament_findings(bad_condition)] == ["UNKNOWN_CONDITION_FOR_ACTION"]
@@ -528,15 +593,29 @@ def policy_cli():
 
 
 def test_policy_command_is_registered_in_the_cli():
-    assert "xacct_map.policy_command" in cli.COMMAND_MODULES
+    assert "xacct_map.cli.policy" in cli.COMMAND_MODULES
 
 
 def test_cli_prints_every_document_as_json(policy_cli, capsys):
-    code = policy_cli([
-        "policy", "--source-bucket", "source-data", "--source-account", SOURCE, "--pipeline-account", PIPELINE,
-        "--prefix", "exports/2026/", "--inventory-bucket", "pipeline-inventory", "--kms-key", KMS_KEY,
-        "--external-id", "xacct-map-ext-1",
-    ])
+    code = policy_cli(
+        [
+            "policy",
+            "--source-bucket",
+            "source-data",
+            "--source-account",
+            SOURCE,
+            "--pipeline-account",
+            PIPELINE,
+            "--prefix",
+            "exports/2026/",
+            "--inventory-bucket",
+            "pipeline-inventory",
+            "--kms-key",
+            KMS_KEY,
+            "--external-id",
+            "xacct-map-ext-1",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert json.loads(out) == policies.all_documents(
@@ -545,11 +624,27 @@ def test_cli_prints_every_document_as_json(policy_cli, capsys):
 
 
 def test_cli_only_prints_one_document_ready_for_put_role_policy(policy_cli, capsys):
-    code = policy_cli([
-        "policy", "--source-bucket", "source-data", "--source-account", SOURCE, "--pipeline-account", PIPELINE,
-        "--region", "cn-north-1", "--state-machine", "etl", "--function", "etl-proc", "--lister-role", "ro",
-        "--only", "airflow_role_policy",
-    ])
+    code = policy_cli(
+        [
+            "policy",
+            "--source-bucket",
+            "source-data",
+            "--source-account",
+            SOURCE,
+            "--pipeline-account",
+            PIPELINE,
+            "--region",
+            "cn-north-1",
+            "--state-machine",
+            "etl",
+            "--function",
+            "etl-proc",
+            "--lister-role",
+            "ro",
+            "--only",
+            "airflow_role_policy",
+        ]
+    )
     document = json.loads(capsys.readouterr().out)
     assert code == 0
     stmts = statements_by_sid(document)
@@ -562,8 +657,17 @@ def test_cli_only_prints_one_document_ready_for_put_role_policy(policy_cli, caps
 
 
 def test_cli_result_writer_flag(policy_cli, capsys):
-    base = ["policy", "--source-bucket", "source-data", "--source-account", SOURCE, "--pipeline-account", PIPELINE,
-            "--only", "state_machine_role_policy"]
+    base = [
+        "policy",
+        "--source-bucket",
+        "source-data",
+        "--source-account",
+        SOURCE,
+        "--pipeline-account",
+        PIPELINE,
+        "--only",
+        "state_machine_role_policy",
+    ]
     # On by default: the shipped asl/ has a ResultWriter.
     assert policy_cli(base) == 0
     assert "XacctMapWriteMapRunResults" in statements_by_sid(json.loads(capsys.readouterr().out))
@@ -574,7 +678,9 @@ def test_cli_result_writer_flag(policy_cli, capsys):
 
 
 def test_cli_bad_value_exits_2_naming_it(policy_cli, capsys):
-    code = policy_cli(["policy", "--source-bucket", "source-data", "--source-account", "1111", "--pipeline-account", PIPELINE])
+    code = policy_cli(
+        ["policy", "--source-bucket", "source-data", "--source-account", "1111", "--pipeline-account", PIPELINE]
+    )
     captured = capsys.readouterr()
     assert code == 2
     assert captured.out == ""
@@ -582,28 +688,57 @@ def test_cli_bad_value_exits_2_naming_it(policy_cli, capsys):
 
 
 def test_cli_key_policy_without_kms_key_exits_2(policy_cli, capsys):
-    code = policy_cli([
-        "policy", "--source-bucket", "source-data", "--source-account", SOURCE, "--pipeline-account", PIPELINE,
-        "--only", "source_kms_key_policy",
-    ])
+    code = policy_cli(
+        [
+            "policy",
+            "--source-bucket",
+            "source-data",
+            "--source-account",
+            SOURCE,
+            "--pipeline-account",
+            PIPELINE,
+            "--only",
+            "source_kms_key_policy",
+        ]
+    )
     assert code == 2
     assert "it needs --kms-key" in capsys.readouterr().err
 
 
 def test_cli_lister_documents_when_airflow_lists_directly_exit_2(policy_cli, capsys):
-    code = policy_cli([
-        "policy", "--source-bucket", "source-data", "--source-account", SOURCE, "--pipeline-account", PIPELINE,
-        "--lister-role", f"arn:aws:iam::{PIPELINE}:role/xacct-map-airflow", "--only", "lister_role_trust_policy",
-    ])
+    code = policy_cli(
+        [
+            "policy",
+            "--source-bucket",
+            "source-data",
+            "--source-account",
+            SOURCE,
+            "--pipeline-account",
+            PIPELINE,
+            "--lister-role",
+            f"arn:aws:iam::{PIPELINE}:role/xacct-map-airflow",
+            "--only",
+            "lister_role_trust_policy",
+        ]
+    )
     assert code == 2
     assert "the Airflow role lists the bucket itself" in capsys.readouterr().err
 
 
 def test_cli_rejects_an_unknown_document_name(policy_cli, capsys):
     with pytest.raises(SystemExit) as raised:
-        policy_cli([
-            "policy", "--source-bucket", "source-data", "--source-account", SOURCE, "--pipeline-account", PIPELINE,
-            "--only", "everything",
-        ])
+        policy_cli(
+            [
+                "policy",
+                "--source-bucket",
+                "source-data",
+                "--source-account",
+                SOURCE,
+                "--pipeline-account",
+                PIPELINE,
+                "--only",
+                "everything",
+            ]
+        )
     assert raised.value.code == 2
     assert "invalid choice: 'everything'" in capsys.readouterr().err

@@ -13,18 +13,23 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from xacct_map import cli, policies
+from xacct_map import cli
 from xacct_map.local.emulator import PIPELINE_ACCOUNT, SOURCE_ACCOUNT
-from xacct_map.preflight import FAILED, OK, SKIPPED, PreflightConfig, run_preflight
+from xacct_map.setup import policies
+from xacct_map.setup.preflight import FAILED, OK, SKIPPED, PreflightConfig, run_preflight
 
 
 @pytest.fixture
 def config(local_aws):
     aws, pipeline = local_aws
     return PreflightConfig(
-        source_bucket=pipeline.source_bucket, source_account=pipeline.source_account, prefix=pipeline.source_prefix,
-        lister_role_arn=pipeline.source_role_arn, inventory_bucket=pipeline.inventory_bucket,
-        state_machine_arn=pipeline.state_machine_arn, endpoint_url=aws.endpoint_url,
+        source_bucket=pipeline.source_bucket,
+        source_account=pipeline.source_account,
+        prefix=pipeline.source_prefix,
+        lister_role_arn=pipeline.source_role_arn,
+        inventory_bucket=pipeline.inventory_bucket,
+        state_machine_arn=pipeline.state_machine_arn,
+        endpoint_url=aws.endpoint_url,
     )
 
 
@@ -36,9 +41,13 @@ def session():
 def _inputs(pipeline) -> policies.PolicyInputs:
     # What the preflight derives: moto's caller is a user, so the Airflow role keeps its default name.
     return policies.PolicyInputs(
-        source_bucket=pipeline.source_bucket, source_account=SOURCE_ACCOUNT, pipeline_account=PIPELINE_ACCOUNT,
-        inventory_bucket=pipeline.inventory_bucket, prefix=pipeline.source_prefix,
-        lister_role=pipeline.source_role_arn, result_writer=True,
+        source_bucket=pipeline.source_bucket,
+        source_account=SOURCE_ACCOUNT,
+        pipeline_account=PIPELINE_ACCOUNT,
+        inventory_bucket=pipeline.inventory_bucket,
+        prefix=pipeline.source_prefix,
+        lister_role=pipeline.source_role_arn,
+        result_writer=True,
     )
 
 
@@ -59,8 +68,10 @@ def deny(label: str, operation: str, code: str = "AccessDenied", status: int = 4
         def answer(model, context, **_):
             if model.name != operation or (only_role and context.get("injected_role_arn") != only_role):
                 return None
-            parsed = {"Error": {"Code": code, "Message": f"{code} (injected)"},
-                      "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}}}
+            parsed = {
+                "Error": {"Code": code, "Message": f"{code} (injected)"},
+                "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}},
+            }
             return AWSResponse("https://injected", status, {}, None), parsed
 
         client.meta.events.register("before-parameter-build", remember)
@@ -79,21 +90,44 @@ def test_everything_passes_on_the_deployed_emulator_without_side_effects(local_a
     report = run_preflight(config, session=session)
     checks = _by_name(report)
     assert report.ok and [c.status for c in report.checks] == [OK] * 5, report.format()
-    assert list(checks) == ["assume_lister_role", "list_source", "read_source_object", "write_inventory", "state_machine"]
+    assert list(checks) == [
+        "assume_lister_role",
+        "list_source",
+        "read_source_object",
+        "write_inventory",
+        "state_machine",
+    ]
     assert checks["list_source"].details["bucket_region"] == "us-east-1"
     assert checks["list_source"].details["first_key"].startswith(pipeline.source_prefix)
-    assert checks["state_machine"].details["role_arn"] == f"arn:aws:iam::{PIPELINE_ACCOUNT}:role/xacct-map-state-machine"
+    assert (
+        checks["state_machine"].details["role_arn"] == f"arn:aws:iam::{PIPELINE_ACCOUNT}:role/xacct-map-state-machine"
+    )
     # Nothing left behind: the upload was aborted, no object was written.
     assert not s3.list_multipart_uploads(Bucket=pipeline.inventory_bucket).get("Uploads")
-    assert not s3.list_objects_v2(Bucket=pipeline.inventory_bucket, Prefix="xacct-map/manifests/_xacct-map-preflight/").get("Contents")
+    assert not s3.list_objects_v2(
+        Bucket=pipeline.inventory_bucket, Prefix="xacct-map/manifests/_xacct-map-preflight/"
+    ).get("Contents")
 
 
 def test_cli_exit_codes_and_json(local_aws, config, capsys):
     aws, pipeline = local_aws
-    argv = ["preflight", "--source-bucket", pipeline.source_bucket, "--source-account", SOURCE_ACCOUNT,
-            "--prefix", pipeline.source_prefix, "--lister-role-arn", pipeline.source_role_arn,
-            "--inventory-bucket", pipeline.inventory_bucket, "--state-machine-arn", pipeline.state_machine_arn,
-            "--endpoint-url", aws.endpoint_url]
+    argv = [
+        "preflight",
+        "--source-bucket",
+        pipeline.source_bucket,
+        "--source-account",
+        SOURCE_ACCOUNT,
+        "--prefix",
+        pipeline.source_prefix,
+        "--lister-role-arn",
+        pipeline.source_role_arn,
+        "--inventory-bucket",
+        pipeline.inventory_bucket,
+        "--state-machine-arn",
+        pipeline.state_machine_arn,
+        "--endpoint-url",
+        aws.endpoint_url,
+    ]
     assert cli.main([*argv, "--json"]) == 0
     # the report is the last line: Airflow 3.0, imported by other tests, sends log records to stdout
     report = json.loads(capsys.readouterr().out.splitlines()[-1])
@@ -105,8 +139,9 @@ def test_cli_exit_codes_and_json(local_aws, config, capsys):
 
 def test_lister_cannot_assume_its_role(local_aws, config, session):
     _, pipeline = local_aws
-    report = run_preflight(config, session=session, on_client=deny("pipeline-sts", "AssumeRole",
-                                                                   only_role=pipeline.source_role_arn))
+    report = run_preflight(
+        config, session=session, on_client=deny("pipeline-sts", "AssumeRole", only_role=pipeline.source_role_arn)
+    )
     checks = _by_name(report)
     assert not report.ok
     failed = checks["assume_lister_role"]
@@ -115,7 +150,8 @@ def test_lister_cannot_assume_its_role(local_aws, config, session):
     assert _statement(pipeline, "lister_role_trust_policy", "XacctMapAirflowAssumesLister") in statements
     assert _statement(pipeline, "airflow_role_policy", "XacctMapAssumeLister") in statements
     assert "source account 111111111111: trust policy of arn:aws:iam::111111111111:role/xacct-map-lister" in (
-        failed.fixes[0].where)
+        failed.fixes[0].where
+    )
     assert checks["list_source"].status == SKIPPED and checks["read_source_object"].status == SKIPPED
     assert checks["write_inventory"].status == OK and checks["state_machine"].status == OK
 
@@ -172,8 +208,11 @@ def test_inventory_write_denied(local_aws, config, session):
 
 def test_state_machine_describe_denied_and_missing(local_aws, config, session):
     _, pipeline = local_aws
-    report = run_preflight(config, session=session, on_client=deny(
-        "pipeline-stepfunctions", "DescribeStateMachine", code="AccessDeniedException", status=400))
+    report = run_preflight(
+        config,
+        session=session,
+        on_client=deny("pipeline-stepfunctions", "DescribeStateMachine", code="AccessDeniedException", status=400),
+    )
     failed = _by_name(report)["state_machine"]
     assert failed.status == FAILED and failed.error_code == "AccessDeniedException"
     assert failed.fixes[0].statements == (_statement(pipeline, "airflow_role_policy", "XacctMapDescribeStateMachine"),)
@@ -185,22 +224,27 @@ def test_state_machine_describe_denied_and_missing(local_aws, config, session):
 
 
 def test_missing_bucket_and_empty_prefix(local_aws, config, session):
-    report = run_preflight(PreflightConfig(**{**config.__dict__, "source_bucket": "xacct-map-no-such-bucket"}),
-                           session=session)
+    report = run_preflight(
+        PreflightConfig(**{**config.__dict__, "source_bucket": "xacct-map-no-such-bucket"}), session=session
+    )
     failed = _by_name(report)["list_source"]
     assert failed.status == FAILED and failed.error_code == "NoSuchBucket" and failed.fixes == ()
 
     report = run_preflight(PreflightConfig(**{**config.__dict__, "prefix": "nothing-here/"}), session=session)
     checks = _by_name(report)
     assert report.ok and checks["list_source"].details["empty"] is True
-    assert checks["read_source_object"].status == SKIPPED and "nothing was listed" in checks["read_source_object"].summary
+    assert (
+        checks["read_source_object"].status == SKIPPED and "nothing was listed" in checks["read_source_object"].summary
+    )
 
 
 def test_an_airflow_task_runs_it_with_the_pipeline_connection(local_aws, config):
-    from xacct_map.preflight import run_preflight_with_connection
+    from xacct_map.setup.preflight import run_preflight_with_connection
 
     # The connection (set by the local_aws fixture) carries the endpoint; the config does not need to.
-    report = run_preflight_with_connection("xacct_map_pipeline", PreflightConfig(**{**config.__dict__, "endpoint_url": None}))
+    report = run_preflight_with_connection(
+        "xacct_map_pipeline", PreflightConfig(**{**config.__dict__, "endpoint_url": None})
+    )
     assert report.ok, report.format()
     assert [c.status for c in report.checks] == [OK] * 5
 
@@ -213,4 +257,4 @@ def test_report_carries_no_credentials(local_aws, config, session):
 
 
 def test_preflight_command_is_registered():
-    assert "xacct_map.preflight" in cli.COMMAND_MODULES
+    assert "xacct_map.cli.preflight" in cli.COMMAND_MODULES

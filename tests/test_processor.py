@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from xacct_map.resources import processor_dir
+from xacct_map.setup.resources import processor_dir
 
 
 @pytest.fixture
@@ -39,16 +39,23 @@ def _expected_checksum(*bodies):
 
 def test_batched_item_is_streamed_and_counted(bucket, handler_module, monkeypatch):
     monkeypatch.setattr(handler_module, "CHUNK_SIZE", 1 << 20)  # several reads for the 3 MB object
-    result = handler_module.handler({"bucket": "src", "keys": ["a b+c.txt", "ünï/ke y%2F", "empty"], "bytes": 0,
-                                     "source": {"bucket": "src"}})
-    assert result == {"objects": 3, "bytes": 5 + 3_000_000, "checksum": _expected_checksum(b"hello", b"x" * 3_000_000, b"")}
+    result = handler_module.handler(
+        {"bucket": "src", "keys": ["a b+c.txt", "ünï/ke y%2F", "empty"], "bytes": 0, "source": {"bucket": "src"}}
+    )
+    assert result == {
+        "objects": 3,
+        "bytes": 5 + 3_000_000,
+        "checksum": _expected_checksum(b"hello", b"x" * 3_000_000, b""),
+    }
 
 
 def test_item_batcher_shape_with_flat_items_and_batches(bucket, handler_module):
-    result = handler_module.handler({
-        "Items": [{"Bucket": "src", "Key": "a b+c.txt"}, {"bucket": "src", "keys": ["empty"]}],
-        "BatchInput": {"source": {"bucket": "src"}},
-    })
+    result = handler_module.handler(
+        {
+            "Items": [{"Bucket": "src", "Key": "a b+c.txt"}, {"bucket": "src", "keys": ["empty"]}],
+            "BatchInput": {"source": {"bucket": "src"}},
+        }
+    )
     assert result["objects"] == 2 and result["bytes"] == 5
     assert result["checksum"] == _expected_checksum(b"hello", b"")
 

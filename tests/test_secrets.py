@@ -49,7 +49,8 @@ _RUNNER = textwrap.dedent(
     # The server has stopped; moto's backends still hold what it stored.
     from moto.s3.models import s3_backends
     manifest = summary["manifest"]
-    body = s3_backends[summary["pipeline"]["pipeline_account"]]["aws"].get_object(manifest["bucket"], manifest["key"]).value
+    backend = s3_backends[summary["pipeline"]["pipeline_account"]]["aws"]
+    body = backend.get_object(manifest["bucket"], manifest["key"]).value
     with open(sys.argv[1], "w") as out:
         json.dump({"issued": issued, "manifest": body.decode("utf-8"), "airflow_home": os.environ["AIRFLOW_HOME"],
                    "summary": summary}, out)

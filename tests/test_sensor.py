@@ -10,40 +10,77 @@ import time
 import pytest
 from botocore.stub import Stubber
 
-from xacct_map.version_compat import AirflowFailException
-from xacct_map.local.emulator import SOURCE_ACCOUNT
 from conftest import FakeTaskInstance
+from xacct_map.local.emulator import SOURCE_ACCOUNT
 from xacct_map.sensors import DistributedMapSensor
+from xacct_map.version_compat import AirflowFailException
 
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:machine:run-1"
 MAP_RUN = "arn:aws:states:us-east-1:123456789012:mapRun:machine/ProcessManifest:abc"
 
 
 def _counts(succeeded=0, failed=0, running=0, pending=0, total=4):
-    return {"pending": pending, "running": running, "succeeded": succeeded, "failed": failed, "timedOut": 0,
-            "aborted": 0, "total": total, "resultsWritten": succeeded, "failuresNotRedrivable": 0, "pendingRedrive": 0}
+    return {
+        "pending": pending,
+        "running": running,
+        "succeeded": succeeded,
+        "failed": failed,
+        "timedOut": 0,
+        "aborted": 0,
+        "total": total,
+        "resultsWritten": succeeded,
+        "failuresNotRedrivable": 0,
+        "pendingRedrive": 0,
+    }
 
 
 def _stubbed_sensor(status, counts, *, error=None, cause=None, map_run_start=None, **kwargs):
-    sensor = DistributedMapSensor(task_id="wait", execution_arn=EXECUTION, aws_conn_id=None,
-                                  region_name="us-east-1", **kwargs)
+    sensor = DistributedMapSensor(
+        task_id="wait", execution_arn=EXECUTION, aws_conn_id=None, region_name="us-east-1", **kwargs
+    )
     client = sensor.hook.conn
     stub = Stubber(client)
     now = datetime.datetime(2026, 11, 26, tzinfo=datetime.timezone.utc)
-    execution = {"executionArn": EXECUTION, "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:machine",
-                 "status": status, "startDate": now}
+    execution = {
+        "executionArn": EXECUTION,
+        "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:machine",
+        "status": status,
+        "startDate": now,
+    }
     if error:
         execution.update(error=error, cause=cause)
     if status != "RUNNING":
         execution["stopDate"] = now
     stub.add_response("describe_execution", execution, {"executionArn": EXECUTION})
-    stub.add_response("list_map_runs", {"mapRuns": [{"executionArn": EXECUTION, "mapRunArn": MAP_RUN,
-                                                     "stateMachineArn": execution["stateMachineArn"], "startDate": now}]},
-                      {"executionArn": EXECUTION})
-    stub.add_response("describe_map_run", {
-        "mapRunArn": MAP_RUN, "executionArn": EXECUTION, "status": "RUNNING" if status == "RUNNING" else "SUCCEEDED",
-        "startDate": map_run_start or now, "maxConcurrency": 8, "toleratedFailurePercentage": 0.0, "toleratedFailureCount": 0,
-        "itemCounts": counts, "executionCounts": counts}, {"mapRunArn": MAP_RUN})
+    stub.add_response(
+        "list_map_runs",
+        {
+            "mapRuns": [
+                {
+                    "executionArn": EXECUTION,
+                    "mapRunArn": MAP_RUN,
+                    "stateMachineArn": execution["stateMachineArn"],
+                    "startDate": now,
+                }
+            ]
+        },
+        {"executionArn": EXECUTION},
+    )
+    stub.add_response(
+        "describe_map_run",
+        {
+            "mapRunArn": MAP_RUN,
+            "executionArn": EXECUTION,
+            "status": "RUNNING" if status == "RUNNING" else "SUCCEEDED",
+            "startDate": map_run_start or now,
+            "maxConcurrency": 8,
+            "toleratedFailurePercentage": 0.0,
+            "toleratedFailureCount": 0,
+            "itemCounts": counts,
+            "executionCounts": counts,
+        },
+        {"mapRunArn": MAP_RUN},
+    )
     stub.activate()
     return sensor
 
@@ -54,8 +91,10 @@ def test_running_is_not_done_and_logs_progress(capsys):
     sensor = _stubbed_sensor("RUNNING", _counts(succeeded=1, running=2, pending=1), map_run_start=started)
     assert sensor.poke({}) is False
     # 1 item done in ~100 s: 0.01 items/s, 3 left: ETA ~300 s.
-    assert re.search(r"1 succeeded, 0 failed, 2 running, 1 pending of 4 items \(25\.0% done, 0\.01 items/s, ETA (29\d|30\d)s",
-                     capsys.readouterr().out)
+    assert re.search(
+        r"1 succeeded, 0 failed, 2 running, 1 pending of 4 items \(25\.0% done, 0\.01 items/s, ETA (29\d|30\d)s",
+        capsys.readouterr().out,
+    )
 
 
 def test_succeeded_returns_summary():
@@ -70,7 +109,9 @@ def test_succeeded_returns_summary():
 def test_every_other_terminal_status_fails_with_error_and_cause(status):
     sensor = _stubbed_sensor(status, _counts(succeeded=3, failed=1), error="States.TaskFailed", cause="boom in batch 7")
     ti = FakeTaskInstance()
-    with pytest.raises(AirflowFailException, match=rf"ended {status}: error='States.TaskFailed', cause='boom in batch 7'"):
+    with pytest.raises(
+        AirflowFailException, match=rf"ended {status}: error='States.TaskFailed', cause='boom in batch 7'"
+    ):
         sensor.poke({"ti": ti})
     # The final snapshot is kept in XCom even though the task fails (the Map runs page shows it).
     summary = ti.pushed["map_run_summary"]
@@ -98,9 +139,14 @@ def _run(aws, pipeline, name, batches):
     key = f"tests/{name}.json"
     s3.put_object(Bucket=pipeline.inventory_bucket, Key=key, Body=json.dumps(batches).encode())
     arn = sfn.start_execution(
-        stateMachineArn=pipeline.state_machine_arn, name=name,
-        input=json.dumps({"manifest": {"bucket": pipeline.inventory_bucket, "key": key},
-                          "source": {"bucket": pipeline.source_bucket, "account_id": SOURCE_ACCOUNT}}),
+        stateMachineArn=pipeline.state_machine_arn,
+        name=name,
+        input=json.dumps(
+            {
+                "manifest": {"bucket": pipeline.inventory_bucket, "key": key},
+                "source": {"bucket": pipeline.source_bucket, "account_id": SOURCE_ACCOUNT},
+            }
+        ),
     )["executionArn"]
     _wait_until_done(sfn, arn)
     return DistributedMapSensor(task_id="wait", execution_arn=arn, aws_conn_id="xacct_map_pipeline")
@@ -108,10 +154,21 @@ def _run(aws, pipeline, name, batches):
 
 def test_real_run_succeeds_on_the_emulator(local_aws):
     aws, pipeline = local_aws
-    keys = [k["Key"] for k in aws.client("s3", SOURCE_ACCOUNT).list_objects_v2(
-        Bucket=pipeline.source_bucket, Prefix=pipeline.source_prefix, MaxKeys=6)["Contents"]]
-    sensor = _run(aws, pipeline, "sensor-ok", [{"bucket": pipeline.source_bucket, "keys": keys[:3], "bytes": 0},
-                                               {"bucket": pipeline.source_bucket, "keys": keys[3:], "bytes": 0}])
+    keys = [
+        k["Key"]
+        for k in aws.client("s3", SOURCE_ACCOUNT).list_objects_v2(
+            Bucket=pipeline.source_bucket, Prefix=pipeline.source_prefix, MaxKeys=6
+        )["Contents"]
+    ]
+    sensor = _run(
+        aws,
+        pipeline,
+        "sensor-ok",
+        [
+            {"bucket": pipeline.source_bucket, "keys": keys[:3], "bytes": 0},
+            {"bucket": pipeline.source_bucket, "keys": keys[3:], "bytes": 0},
+        ],
+    )
     result = sensor.poke({})
     assert result.xcom_value["status"] == "SUCCEEDED"
     assert result.xcom_value["item_counts"]["succeeded"] == 2
@@ -120,8 +177,12 @@ def test_real_run_succeeds_on_the_emulator(local_aws):
 def test_real_run_with_an_unreadable_object_fails_the_task(local_aws):
     """The emulator reports SUCCEEDED with failed items: the sensor must still fail."""
     aws, pipeline = local_aws
-    sensor = _run(aws, pipeline, "sensor-missing-object", [
-        {"bucket": pipeline.source_bucket, "keys": ["data/does-not-exist.bin"], "bytes": 1}])
+    sensor = _run(
+        aws,
+        pipeline,
+        "sensor-missing-object",
+        [{"bucket": pipeline.source_bucket, "keys": ["data/does-not-exist.bin"], "bytes": 1}],
+    )
     with pytest.raises(AirflowFailException, match=r"1 failed items"):
         sensor.poke({})
 
@@ -136,8 +197,11 @@ def test_real_aborted_run_fails_the_task(local_aws):
     s3.put_object(Bucket=pipeline.inventory_bucket, Key="tests/abort.json", Body=json.dumps(batches).encode())
     for attempt in range(5):
         arn = sfn.start_execution(
-            stateMachineArn=pipeline.state_machine_arn, name=f"sensor-aborted-{attempt}",
-            input=json.dumps({"manifest": {"bucket": pipeline.inventory_bucket, "key": "tests/abort.json"}, "source": {}}),
+            stateMachineArn=pipeline.state_machine_arn,
+            name=f"sensor-aborted-{attempt}",
+            input=json.dumps(
+                {"manifest": {"bucket": pipeline.inventory_bucket, "key": "tests/abort.json"}, "source": {}}
+            ),
         )["executionArn"]
         time.sleep(0.5)
         try:
@@ -153,8 +217,10 @@ def test_real_aborted_run_fails_the_task(local_aws):
         DistributedMapSensor(task_id="wait", execution_arn=arn, aws_conn_id="xacct_map_pipeline").poke({})
 
 
-@pytest.mark.parametrize("status, outcome", [("SUCCEEDED", "ok"), ("FAILED", "fail"), ("TIMED_OUT", "fail"),
-                                             ("ABORTED", "fail"), ("PENDING_REDRIVE", "fail")])
+@pytest.mark.parametrize(
+    "status, outcome",
+    [("SUCCEEDED", "ok"), ("FAILED", "fail"), ("TIMED_OUT", "fail"), ("ABORTED", "fail"), ("PENDING_REDRIVE", "fail")],
+)
 def test_reschedule_mode_verdicts_match_poke_mode(status, outcome, run_context):
     sensor = _stubbed_sensor(status, _counts(succeeded=4), error="E", cause="C", mode="reschedule")
     context = run_context()

@@ -41,14 +41,23 @@ SCHEDULE = "* * * * *"  # every minute: the run after seeding covers the seeded 
 RUN_ID = f"ui_browser_test_{int(time.time())}"
 CHROMIUM = os.environ.get("XACCT_MAP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: run scripts/install-browser.sh "
-                                                "(apt-get install chromium); Playwright drives the system browser"),
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="chromium is not installed: run scripts/install-browser.sh "
+        "(apt-get install chromium); Playwright drives the system browser",
+    ),
 ]
 
 
@@ -60,14 +69,18 @@ class Server:
         self.url = info["url"]
 
     def token(self) -> str:
-        response = requests.post(f"{self.url}/auth/token", timeout=10,
-                                 json={"username": self.info["username"], "password": self.info["password"]})
+        response = requests.post(
+            f"{self.url}/auth/token",
+            timeout=10,
+            json={"username": self.info["username"], "password": self.info["password"]},
+        )
         response.raise_for_status()
         return response.json()["access_token"]
 
     def api(self, path: str, **params) -> dict:
-        response = requests.get(f"{self.url}/api/v2{path}", params=params, timeout=15,
-                                headers={"Authorization": f"Bearer {self.token()}"})
+        response = requests.get(
+            f"{self.url}/api/v2{path}", params=params, timeout=15, headers={"Authorization": f"Bearer {self.token()}"}
+        )
         response.raise_for_status()
         return response.json()
 
@@ -96,14 +109,35 @@ def server(tmp_path_factory):
     # connections) must not leak into the server.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     command = [
-        sys.executable, "-m", "xacct_map.cli", "airflow", "--port", "0", "--objects", str(OBJECTS),
-        "--schedule", SCHEDULE, "--poke-interval", "2", "--home", str(work / "home"), "--ready-file", str(ready),
+        sys.executable,
+        "-m",
+        "xacct_map.cli",
+        "airflow",
+        "--port",
+        "0",
+        "--objects",
+        str(OBJECTS),
+        "--schedule",
+        SCHEDULE,
+        "--poke-interval",
+        "2",
+        "--home",
+        str(work / "home"),
+        "--ready-file",
+        str(ready),
     ]
     if os.environ.get("XACCT_MAP_UI_TEST_DAGS_FOLDER"):  # try a changed DAG before committing it
         command += ["--dags-folder", os.environ["XACCT_MAP_UI_TEST_DAGS_FOLDER"]]
     with log_path.open("w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=env, cwd=ROOT, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
     started = time.monotonic()
     try:
         while not ready.exists():
@@ -166,8 +200,11 @@ def _warn_on_retries(server, run_id: str) -> dict:
     tries = {t["task_id"]: t["try_number"] for t in tasks}
     retried = {task: n for task, n in tries.items() if n > 1}
     if retried:
-        warnings.warn(f"run {run_id} succeeded only after retries {retried}; see the task logs in "
-                      f"{server.info['airflow_home']}/logs", stacklevel=2)
+        warnings.warn(
+            f"run {run_id} succeeded only after retries {retried}; see the task logs in "
+            f"{server.info['airflow_home']}/logs",
+            stacklevel=2,
+        )
     return {t["task_id"]: t["state"] for t in tasks}
 
 
@@ -233,8 +270,10 @@ def test_manual_run_from_the_trigger_form(server, page):
     progress.first.wait_for()
     lines = progress.all_inner_texts()
     page.screenshot(path=SCREENSHOTS / "04-sensor-log.png")
-    assert any(f"{manifest['batch_count']} succeeded," in line and f"of {manifest['batch_count']} items" in line
-               for line in lines), lines
+    assert any(
+        f"{manifest['batch_count']} succeeded," in line and f"of {manifest['batch_count']} items" in line
+        for line in lines
+    ), lines
 
     # The plugin's "Map runs" page, in the UI (Browse > Map runs, an iframe): this run, all items done.
     batches = manifest["batch_count"]
@@ -246,8 +285,12 @@ def test_manual_run_from_the_trigger_form(server, page):
     assert "SUCCEEDED" in text and f"{batches} / {batches} (100.0%)" in text, text
     # Its data needs a signed-in user: the API's bearer token works, no credentials get 401.
     assert requests.get(f"{server.url}/xacct-map/runs.json", timeout=15).status_code == 401
-    rows = requests.get(f"{server.url}/xacct-map/runs.json", params={"dag_id": DAG_ID}, timeout=15,
-                        headers={"Authorization": f"Bearer {server.token()}"}).json()
+    rows = requests.get(
+        f"{server.url}/xacct-map/runs.json",
+        params={"dag_id": DAG_ID},
+        timeout=15,
+        headers={"Authorization": f"Bearer {server.token()}"},
+    ).json()
     (mine,) = [r for r in rows if r["run_id"] == RUN_ID]
     assert (mine["status"], mine["succeeded"], mine["failed"], mine["total"]) == ("SUCCEEDED", batches, 0, batches)
 
@@ -284,8 +327,11 @@ def test_scheduled_runs_process_every_seeded_object_once(server, page):
     assert sum(counts.values()) == OBJECTS, counts  # exactly once across the runs
     for run_id in counts:
         assert _warn_on_retries(server, run_id) == {
-            "preflight": "success", "build_manifest": "success", "start_map_run": "success",
-            "wait_for_map_run": "success"}
+            "preflight": "success",
+            "build_manifest": "success",
+            "start_map_run": "success",
+            "wait_for_map_run": "success",
+        }
     # The runs list in the UI shows them as scheduled runs.
     page.goto(f"{server.url}/dags/{DAG_ID}/runs")
     page.get_by_text(next(iter(counts))).first.wait_for()
@@ -296,7 +342,9 @@ def test_a_failed_run_shows_the_actionable_error_in_the_task_log(server, page):
     """A run with a source bucket that does not exist fails at preflight; its log says what and how to fix."""
     run_id = f"{RUN_ID}_missing_bucket"
     response = requests.post(
-        f"{server.url}/api/v2/dags/{DAG_ID}/dagRuns", timeout=15, headers={"Authorization": f"Bearer {server.token()}"},
+        f"{server.url}/api/v2/dags/{DAG_ID}/dagRuns",
+        timeout=15,
+        headers={"Authorization": f"Bearer {server.token()}"},
         json={"dag_run_id": run_id, "logical_date": None, "conf": {"source_bucket": "xacct-map-no-such-bucket"}},
     )
     assert response.status_code == 200, response.text
@@ -307,8 +355,9 @@ def test_a_failed_run_shows_the_actionable_error_in_the_task_log(server, page):
         return run if run["state"] == "failed" else None
 
     _wait(failed, 150, f"run {run_id} to fail")
-    states = {t["task_id"]: t["state"]
-              for t in server.api(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]}
+    states = {
+        t["task_id"]: t["state"] for t in server.api(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")["task_instances"]
+    }
     assert states["preflight"] == "failed" and states["start_map_run"] == "upstream_failed", states
     page.goto(f"{server.url}/dags/{DAG_ID}/runs/{run_id}/tasks/preflight")
     report = page.get_by_text("list_source").filter(has_text="FAILED")

@@ -46,5 +46,5 @@ def get_provider_info() -> dict:
         "sensors": _modules("sensors"),
         "triggers": _modules("triggers"),
         "extra-links": ["xacct_map.links.MapRunLink", "xacct_map.links.ManifestObjectLink"],
-        "plugins": [{"name": "xacct_map", "plugin-class": "xacct_map.map_runs_view.XacctMapPlugin"}],
+        "plugins": [{"name": "xacct_map", "plugin-class": "xacct_map.ui.XacctMapPlugin"}],
     }

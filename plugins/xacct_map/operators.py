@@ -1,7 +1,7 @@
 """Airflow operators: build the cross-account manifest, start the Distributed Map on it.
 
-Thin shells over the pure core (:mod:`xacct_map.listing`, :mod:`xacct_map.manifest`,
-:mod:`xacct_map.naming`) and the amazon provider's hooks.
+Thin shells over the pure core (:mod:`xacct_map.core.listing`, :mod:`xacct_map.core.manifest`,
+:mod:`xacct_map.core.naming`) and the amazon provider's hooks.
 """
 
 from __future__ import annotations
@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-from botocore.exceptions import ClientError
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -22,18 +20,21 @@ from airflow.providers.amazon.aws.links.step_function import (
 )
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
-from xacct_map.cross_account import account_of_role, role_session_name, source_s3_client
-from xacct_map.errors import error_code, explain_assume_role_error, explain_source_error
+from botocore.exceptions import ClientError
+
+from xacct_map.core.cross_account import account_of_role, role_session_name
+from xacct_map.core.errors import error_code, explain_assume_role_error, explain_source_error
+from xacct_map.core.filters import ObjectFilter, parse_bool, resolve_listing_mode
+from xacct_map.core.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
+from xacct_map.core.layouts import check_layout
+from xacct_map.core.listing import ListingUnavailableError, iter_objects
+from xacct_map.core.manifest import write_manifest
+from xacct_map.core.map_run import REDRIVABLE
+from xacct_map.core.naming import execution_arn, execution_name, manifest_key
+from xacct_map.core.s3uri import split_s3_uri
+from xacct_map.hooks import source_s3_client
 from xacct_map.links import ManifestObjectLink
-from xacct_map.filters import ObjectFilter, parse_bool, resolve_listing_mode
-from xacct_map.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
-from xacct_map.layouts import check_layout
-from xacct_map.listing import ListingUnavailableError, iter_objects
-from xacct_map.map_run import REDRIVABLE
-from xacct_map.manifest import write_manifest
-from xacct_map.s3uri import split_s3_uri
-from xacct_map.naming import execution_arn, execution_name, manifest_key
+from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -47,18 +48,18 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     connection whose ``role_arn`` extra assumes into the source account, or by assuming
     ``source_role_arn`` with ``aws_conn_id``'s credentials. Or, with ``source_inventory``, the
     bucket is not listed at all: the newest S3 Inventory report of it is read instead
-    (:mod:`xacct_map.inventory`). The manifest is streamed into ``s3://manifest_bucket/manifest_key``
+    (:mod:`xacct_map.core.inventory`). The manifest is streamed into ``s3://manifest_bucket/manifest_key``
     of the pipeline account (``aws_conn_id``) through a multipart upload: it exists only once
     complete, and a failure leaves no partial object. Then a metadata sidecar
     ``<manifest_key>.meta.json`` is written with the same summary this task returns.
 
-    Layouts (:mod:`xacct_map.layouts`): ``batched`` (default; a JSON array of batches
+    Layouts (:mod:`xacct_map.core.layouts`): ``batched`` (default; a JSON array of batches
     ``{"bucket", "keys", "bytes"}``, each closed by ``max_keys_per_batch`` keys or
     ``max_bytes_per_batch`` bytes of objects, for ``asl/distributed_map.asl.json``), ``flat`` (one
     item per object, ``{"Bucket", "Key", "Size", "ETag", "LastModified"}``, as ``json``, ``jsonl``
     or ``csv``, for ``asl/distributed_map_flat.asl.json`` with ItemBatcher) and ``keys`` (bare keys).
 
-    Filters (:mod:`xacct_map.filters`; all templated, all optional): ``suffixes``, ``patterns``
+    Filters (:mod:`xacct_map.core.filters`; all templated, all optional): ``suffixes``, ``patterns``
     (fnmatch globs on the key, or on the key after ``source_prefix`` with
     ``pattern_base="relative"``), ``min_size``/``max_size`` (bytes, inclusive), ``storage_classes``
     (default: all but GLACIER and DEEP_ARCHIVE, unless ``include_archived``), and a LastModified
@@ -243,9 +244,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         """The filters of this run: the operator's, plus the data interval in incremental mode."""
         run_type = run_type_of(context)
         try:
-            explicit = ObjectFilter(
-                modified_after=self.modified_after, modified_before=self.modified_before
-            )
+            # ObjectFilter parses rendered template values (text, lists, numbers) in its __post_init__.
+            explicit = ObjectFilter(modified_after=self.modified_after, modified_before=self.modified_before)  # type: ignore[arg-type]
             mode, after, before = resolve_listing_mode(
                 self.listing_mode,
                 run_type=run_type,
@@ -255,15 +255,18 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 modified_before=explicit.modified_before,
                 previous_success_end=lambda: _previous_success_end(context),
             )
+            rendered: dict[str, Any] = {
+                "suffixes": self.suffixes,
+                "patterns": self.patterns,
+                "min_size": self.min_size,
+                "max_size": self.max_size,
+                "storage_classes": self.storage_classes,
+                "include_archived": self.include_archived,
+            }
             return ObjectFilter(
-                suffixes=self.suffixes,
-                patterns=self.patterns,
                 pattern_base=self.pattern_base,
                 prefix=self.source_prefix,
-                min_size=self.min_size,
-                max_size=self.max_size,
-                storage_classes=self.storage_classes,
-                include_archived=self.include_archived,
+                **rendered,
                 modified_after=after,
                 modified_before=before,
                 listing_mode=mode,
@@ -279,7 +282,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         if object_filter.listing_mode == "incremental":
             self.log.info(
                 "Incremental: only objects with %s <= LastModified < %s",
-                object_filter.modified_after, object_filter.modified_before,
+                object_filter.modified_after,
+                object_filter.modified_before,
             )
         if self.source_inventory:
             objects, source, identity = self._inventory_objects(key)
@@ -295,8 +299,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 source_prefix=self.source_prefix,
                 layout=self.layout,
                 manifest_format=self.manifest_format,
-                max_keys_per_batch=self.max_keys_per_batch,
-                max_bytes_per_batch=self.max_bytes_per_batch,
+                max_keys_per_batch=cast(int, self.max_keys_per_batch),  # int since _validate()
+                max_bytes_per_batch=cast(int, self.max_bytes_per_batch),
                 expected_bucket_owner=self.manifest_bucket_owner,
                 object_filter=object_filter,
                 source=source,
@@ -313,13 +317,24 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 f"the multipart upload of s3://{self.manifest_bucket}/{key} was aborted, the task can be retried."
             ) from None
         ManifestObjectLink.persist(
-            context=context, operator=self, region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition, bucket=summary.bucket, key=summary.key,
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            bucket=summary.bucket,
+            key=summary.key,
         )
         self.log.info(
             "Manifest s3://%s/%s (%s, %s): %d objects, %d batches, %d bytes of objects (manifest %d bytes, sha256 %s)",
-            summary.bucket, summary.key, summary.layout, summary.format, summary.object_count,
-            summary.batch_count, summary.total_bytes, summary.manifest_bytes, summary.sha256,
+            summary.bucket,
+            summary.key,
+            summary.layout,
+            summary.format,
+            summary.object_count,
+            summary.batch_count,
+            summary.total_bytes,
+            summary.manifest_bytes,
+            summary.sha256,
         )
         skipped = {name: n for name, n in (summary.skipped or {}).items() if n}
         if skipped:
@@ -348,11 +363,18 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             raise AirflowException(self._explain(err, key, identity)) from None
         self.log.info(
             "Listing s3://%s/%s as %s into s3://%s/%s",
-            self.source_bucket, self.source_prefix, identity, self.manifest_bucket, key,
+            self.source_bucket,
+            self.source_prefix,
+            identity,
+            self.manifest_bucket,
+            key,
         )
         objects = iter_objects(
-            source, self.source_bucket, self.source_prefix, expected_bucket_owner=self.source_account_id,
-            parallelism=self.listing_parallelism,
+            source,
+            self.source_bucket,
+            self.source_prefix,
+            expected_bucket_owner=self.source_account_id,
+            parallelism=cast(int, self.listing_parallelism),  # int since _validate()
         )
         description = {
             "type": "listing",
@@ -364,17 +386,18 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         return objects, description, identity
 
     def _inventory_objects(self, key: str):
+        uri = cast(str, self.source_inventory)  # called only when it is set
         conn_id = self.inventory_aws_conn_id or self.aws_conn_id
         identity = f"connection {conn_id!r}"
         reader = self.hook.conn if conn_id == self.aws_conn_id else S3Hook(aws_conn_id=conn_id).get_conn()
         try:
-            report = open_inventory(reader, self.source_inventory)
+            report = open_inventory(reader, uri)
         except InventoryError as err:
             raise AirflowFailException(str(err)) from None
         except ValueError as err:
             raise AirflowFailException(f"source_inventory: {err}") from None
         except ClientError as err:
-            bucket, prefix = split_s3_uri(self.source_inventory)
+            bucket, prefix = split_s3_uri(uri)
             raise AirflowException(explain_inventory_error(err, bucket=bucket, key=prefix, identity=identity)) from None
         if self.source_bucket and report.source_bucket and report.source_bucket != self.source_bucket:
             raise AirflowFailException(
@@ -384,8 +407,15 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.source_bucket = self.source_bucket or report.source_bucket
         self.log.info(
             "Reading inventory %s (%s, %d data files, created %s) as %s for s3://%s/%s, into s3://%s/%s",
-            report.uri, report.file_format, len(report.files), report.creation_timestamp, identity,
-            self.source_bucket, self.source_prefix, self.manifest_bucket, key,
+            report.uri,
+            report.file_format,
+            len(report.files),
+            report.creation_timestamp,
+            identity,
+            self.source_bucket,
+            self.source_prefix,
+            self.manifest_bucket,
+            key,
         )
         # Filled while the manifest is written; recorded in the summary once it is complete.
         counts: dict = {}
@@ -408,7 +438,10 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             return explain_inventory_error(err, bucket=self.source_inventory, key="", identity=identity)
         if operation.startswith("ListObjects") or operation == "HeadBucket":
             return explain_source_error(
-                err, bucket=self.source_bucket, prefix=self.source_prefix, identity=identity,
+                err,
+                bucket=self.source_bucket,
+                prefix=self.source_prefix,
+                identity=identity,
                 owner=self.source_account_id,
             )
         code = error_code(err)
@@ -505,8 +538,14 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
     ON_EXISTING = ("attach", "redrive", "fail")
     aws_hook_class = StepFunctionHook
     template_fields: Sequence[str] = aws_template_fields(
-        "state_machine_arn", "manifest", "source_account_id", "source_region", "execution_input", "name",
-        "on_existing", "dry_run",
+        "state_machine_arn",
+        "manifest",
+        "source_account_id",
+        "source_region",
+        "execution_input",
+        "name",
+        "on_existing",
+        "dry_run",
     )
     template_fields_renderers = {"execution_input": "json", "manifest": "json"}
     ui_color = "#f9c915"
@@ -526,7 +565,7 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.dry_run = dry_run
+        self.dry_run = dry_run  # type: ignore[method-assign,assignment]  # shadows BaseOperator.dry_run()
         self.state_machine_arn = state_machine_arn
         self.manifest = manifest
         self.source_account_id = source_account_id
@@ -559,11 +598,16 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
             raise AirflowFailException(str(err)) from None
         if dry_run:
             self.log.info("Dry run: would start %s as %s with input %s", self.state_machine_arn, arn, payload)
-            raise AirflowSkipException(f"dry run: manifest s3://{body['manifest']['bucket']}/{body['manifest']['key']} "
-                                       "built, no execution started")
+            raise AirflowSkipException(
+                f"dry run: manifest s3://{body['manifest']['bucket']}/{body['manifest']['key']} "
+                "built, no execution started"
+            )
         StateMachineDetailsLink.persist(
-            context=context, operator=self, region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition, state_machine_arn=self.state_machine_arn,
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            state_machine_arn=self.state_machine_arn,
         )
         try:
             arn = self.hook.conn.start_execution(stateMachineArn=self.state_machine_arn, name=name, input=payload)[
@@ -584,8 +628,11 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
                     f"StartExecution of {self.state_machine_arn} failed: {code}: {err.response['Error'].get('Message')}"
                 ) from None
         StateMachineExecutionsDetailsLink.persist(
-            context=context, operator=self, region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition, execution_arn=arn,
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            execution_arn=arn,
         )
         return arn
 
@@ -609,7 +656,9 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
             return
         self.log.info(
             "Execution %s already exists for this run with the same input (status %s): attaching to it, "
-            "not starting a second one.", arn, status,
+            "not starting a second one.",
+            arn,
+            status,
         )
 
     def _redrive(self, arn: str, status: str) -> None:
@@ -628,7 +677,7 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
 
 class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
     """
-    Check, before anything runs, that the cross-account setup works (:mod:`xacct_map.preflight`).
+    Check, before anything runs, that the cross-account setup works (:mod:`xacct_map.setup.preflight`).
 
     With the pipeline connection's credentials and real, side-effect-free calls: the lister role can
     be assumed, ListObjectsV2 (MaxKeys=1) on the source prefix works, the processor role can read one
@@ -665,9 +714,18 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
     RUN_WHEN = ("manual", "always", "never")
     aws_hook_class = AwsGenericHook
     template_fields: Sequence[str] = aws_template_fields(
-        "source_bucket", "source_account_id", "manifest_bucket", "state_machine_arn", "source_prefix",
-        "source_aws_conn_id", "source_role_arn", "source_external_id", "processor_role_arn",
-        "state_machine_role", "source_region", "run_when",
+        "source_bucket",
+        "source_account_id",
+        "manifest_bucket",
+        "state_machine_arn",
+        "source_prefix",
+        "source_aws_conn_id",
+        "source_role_arn",
+        "source_external_id",
+        "processor_role_arn",
+        "state_machine_role",
+        "source_region",
+        "run_when",
     )
     ui_color = "#d5f5e3"
 
@@ -703,7 +761,7 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         self.run_when = run_when
 
     def execute(self, context: Context) -> dict | None:
-        from xacct_map.preflight import PreflightConfig, run_preflight_with_hook
+        from xacct_map.setup.preflight import PreflightConfig, run_preflight_with_hook
 
         if self.run_when not in self.RUN_WHEN:
             raise AirflowFailException(f"run_when={self.run_when!r}: choose one of {self.RUN_WHEN}.")
@@ -711,8 +769,11 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         if self.run_when == "never" or (self.run_when == "manual" and run_type != "manual"):
             self.log.info("Preflight not run (run_when=%r, %s run)", self.run_when, run_type)
             return None
-        missing = [name for name in ("source_bucket", "source_account_id", "manifest_bucket", "state_machine_arn")
-                   if not getattr(self, name)]
+        missing = [
+            name
+            for name in ("source_bucket", "source_account_id", "manifest_bucket", "state_machine_arn")
+            if not getattr(self, name)
+        ]
         if missing:
             raise AirflowFailException(f"Preflight needs {missing}: set the DAG params or their Variables.")
         role_arn, external_id = self.source_role_arn or None, self.source_external_id or None
@@ -721,10 +782,16 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
             role_arn = source.role_arn
             external_id = external_id or (source.assume_role_kwargs or {}).get("ExternalId")
         config = PreflightConfig(
-            source_bucket=self.source_bucket, source_account=self.source_account_id, prefix=self.source_prefix,
-            inventory_bucket=self.manifest_bucket, state_machine_arn=self.state_machine_arn,
-            lister_role_arn=role_arn, external_id=external_id, processor_role_arn=self.processor_role_arn,
-            state_machine_role=self.state_machine_role, source_region=self.source_region or None,
+            source_bucket=self.source_bucket,
+            source_account=self.source_account_id,
+            prefix=self.source_prefix,
+            inventory_bucket=self.manifest_bucket,
+            state_machine_arn=self.state_machine_arn,
+            lister_role_arn=role_arn,
+            external_id=external_id,
+            processor_role_arn=self.processor_role_arn,
+            state_machine_role=self.state_machine_role,
+            source_region=self.source_region or None,
         )
         report = run_preflight_with_hook(self.hook, config)  # the pipeline Region: the state machine ARN's
         if not report.ok:

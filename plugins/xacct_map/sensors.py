@@ -10,11 +10,12 @@ from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
 from airflow.providers.amazon.aws.links.step_function import StateMachineExecutionsDetailsLink
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from xacct_map.version_compat import AirflowFailException, conf
 from airflow.sdk.bases.sensor import PokeReturnValue
+
+from xacct_map.core.map_run import RUNNING, MapRunSnapshot, failure_details, snapshot, verdict
 from xacct_map.links import MapRunLink
-from xacct_map.map_run import RUNNING, MapRunSnapshot, failure_details, snapshot, verdict
 from xacct_map.triggers import DistributedMapTrigger
+from xacct_map.version_compat import AirflowFailException, conf
 
 #: XCom key of the execution's final snapshot (status, item counts, Map Run), pushed on success and failure.
 SUMMARY_XCOM_KEY = "map_run_summary"
@@ -80,8 +81,11 @@ class DistributedMapSensor(AwsBaseSensor[StepFunctionHook]):
     def execute(self, context: Context) -> Any:
         self._stop_cause = f"Airflow task {context['dag'].dag_id}.{self.task_id} of run {context['run_id']} was killed"
         StateMachineExecutionsDetailsLink.persist(
-            context=context, operator=self, region_name=self.hook.conn_region_name,
-            aws_partition=self.hook.conn_partition, execution_arn=self.execution_arn,
+            context=context,
+            operator=self,
+            region_name=self.hook.conn_region_name,
+            aws_partition=self.hook.conn_partition,
+            execution_arn=self.execution_arn,
         )
         if not self.deferrable:
             return super().execute(context)
@@ -125,8 +129,11 @@ class DistributedMapSensor(AwsBaseSensor[StepFunctionHook]):
     def _persist_map_run_link(self, context: Context, snap: MapRunSnapshot) -> None:
         if snap.map_run_arn:
             MapRunLink.persist(
-                context=context, operator=self, region_name=self.hook.conn_region_name,
-                aws_partition=self.hook.conn_partition, map_run_arn=snap.map_run_arn,
+                context=context,
+                operator=self,
+                region_name=self.hook.conn_region_name,
+                aws_partition=self.hook.conn_partition,
+                map_run_arn=snap.map_run_arn,
             )
 
     def _finish(self, context: Context, snap: MapRunSnapshot) -> dict:
@@ -160,7 +167,8 @@ class DistributedMapSensor(AwsBaseSensor[StepFunctionHook]):
         client = self.hook.conn
         if client.describe_execution(executionArn=self.execution_arn)["status"] == RUNNING:
             client.stop_execution(
-                executionArn=self.execution_arn, error="xacct-map.TaskKilled",
+                executionArn=self.execution_arn,
+                error="xacct-map.TaskKilled",
                 cause=self._stop_cause or f"Airflow task {self.task_id} was killed",
             )
             self.log.warning("Stopped execution %s because the task was killed.", self.execution_arn)

@@ -8,7 +8,8 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
-from xacct_map.map_run import RUNNING, snapshot_async
+
+from xacct_map.core.map_run import RUNNING, snapshot_async
 
 
 class DistributedMapTrigger(BaseTrigger):

@@ -6,9 +6,8 @@ imported from where the running Airflow has it. Everything else imports these na
 
 from __future__ import annotations
 
-from packaging.version import Version
-
 from airflow import __version__ as _airflow_version
+from packaging.version import Version
 
 AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
 AIRFLOW_V_3_1_PLUS = AIRFLOW_VERSION >= Version("3.1.0")  # UI plugins' external views
@@ -53,7 +52,7 @@ __all__ = [
     "AirflowFailException",
     "AirflowRescheduleException",
     "AirflowSkipException",
-    "DagBag",
+    "DagBag",  # noqa: F822 (module __getattr__, on first use)
     "TaskDeferred",
     "conf",
 ]

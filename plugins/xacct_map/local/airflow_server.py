@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xacct_map import resources
+from xacct_map.setup import resources
 
 DAG_ID = "xacct_distributed_map"
 HOST = "127.0.0.1"  # never another interface: this is an unauthenticated-by-design dev setup
@@ -52,29 +52,55 @@ def register(subparsers) -> None:
         description="Start the embedded two-account AWS emulator and a local Airflow 3 (api-server, scheduler, "
         "dag-processor, triggerer; SQLite, LocalExecutor) on 127.0.0.1. Ctrl-C stops everything.",
     )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"UI/API port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free port)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"UI/API port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free port)",
+    )
     parser.add_argument("--objects", type=int, default=1000, help="objects to seed in the source bucket (default 1000)")
     parser.add_argument("--username", default=DEFAULT_USERNAME, help=f"UI login (default {DEFAULT_USERNAME})")
     parser.add_argument("--password", default=DEFAULT_PASSWORD, help=f"UI password (default {DEFAULT_PASSWORD})")
-    parser.add_argument("--schedule", default=None,
-                        help="override the DAG's schedule (sets XACCT_MAP_SCHEDULE), e.g. '*/5 * * * *'")
-    parser.add_argument("--paused", action="store_true",
-                        help="leave the DAG paused (default: unpaused, so the scheduler starts its latest run at once)")
-    parser.add_argument("--poke-interval", type=float, default=5.0,
-                        help="seconds between the sensor's checks (XACCT_MAP_POKE_INTERVAL, default 5)")
-    parser.add_argument("--home", type=Path, default=None,
-                        help="AIRFLOW_HOME to use and keep (default: a fresh temporary one, removed at exit)")
+    parser.add_argument(
+        "--schedule", default=None, help="override the DAG's schedule (sets XACCT_MAP_SCHEDULE), e.g. '*/5 * * * *'"
+    )
+    parser.add_argument(
+        "--paused",
+        action="store_true",
+        help="leave the DAG paused (default: unpaused, so the scheduler starts its latest run at once)",
+    )
+    parser.add_argument(
+        "--poke-interval",
+        type=float,
+        default=5.0,
+        help="seconds between the sensor's checks (XACCT_MAP_POKE_INTERVAL, default 5)",
+    )
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="AIRFLOW_HOME to use and keep (default: a fresh temporary one, removed at exit)",
+    )
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary AIRFLOW_HOME at exit")
-    parser.add_argument("--dags-folder", type=Path, default=None,
-                        help="DAGs folder (default: the DAG shipped with xacct-map)")
-    parser.add_argument("--plugins-folder", type=Path, default=None,
-                        help="plugins folder (default: a checkout's plugins/, else none: the installed package's "
-                             "UI plugin comes through its entry point)")
-    parser.add_argument("--ready-file", type=Path, default=None,
-                        help="write a JSON description (url, login, pids, emulator) here once Airflow is ready")
-    parser.add_argument("--startup-timeout", type=float, default=240.0,
-                        help="seconds to wait for Airflow to become ready (default 240)")
+    parser.add_argument(
+        "--dags-folder", type=Path, default=None, help="DAGs folder (default: the DAG shipped with xacct-map)"
+    )
+    parser.add_argument(
+        "--plugins-folder",
+        type=Path,
+        default=None,
+        help="plugins folder (default: a checkout's plugins/, else none: the installed package's "
+        "UI plugin comes through its entry point)",
+    )
+    parser.add_argument(
+        "--ready-file",
+        type=Path,
+        default=None,
+        help="write a JSON description (url, login, pids, emulator) here once Airflow is ready",
+    )
+    parser.add_argument(
+        "--startup-timeout", type=float, default=240.0, help="seconds to wait for Airflow to become ready (default 240)"
+    )
     parser.set_defaults(func=_command)
 
 
@@ -86,8 +112,9 @@ def _free_port(port: int = 0) -> int:
         try:
             sock.bind((HOST, port))
         except OSError as err:
-            raise RuntimeError(f"port {port} on {HOST} is in use ({err.strerror}): pass --port N, or --port 0 "
-                               "for any free port") from err
+            raise RuntimeError(
+                f"port {port} on {HOST} is in use ({err.strerror}): pass --port N, or --port 0 for any free port"
+            ) from err
         return sock.getsockname()[1]
 
 
@@ -99,7 +126,7 @@ def airflow_environment(
     password: str,
     dags_folder: Path,
     plugins_folder: Path,
-    extra: Mapping[str, str] = (),
+    extra: Mapping[str, str] | tuple[()] = (),
     schedule: str | None = None,
     paused: bool = False,
     poke_interval: float = 5.0,
@@ -111,10 +138,7 @@ def airflow_environment(
     :param base: the parent environment (default ``os.environ``), minus whatever would leak a test's
         or another Airflow's configuration (``AIRFLOW_HOME``, ``AIRFLOW_CONN_*``, ``AIRFLOW_VAR_*``).
     """
-    env = {
-        k: v for k, v in (os.environ if base is None else base).items()
-        if not k.startswith(_DROPPED_PREFIXES)
-    }
+    env = {k: v for k, v in (os.environ if base is None else base).items() if not k.startswith(_DROPPED_PREFIXES)}
     url = f"http://{HOST}:{port}"
     bin_dir = str(Path(sys.executable).parent)
     env.update(
@@ -219,11 +243,19 @@ class LocalAirflow:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / "db-migrate.log"
         with log.open("w") as out:
-            result = subprocess.run([*self._airflow(), "db", "migrate"], env=self.env, stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
+            result = subprocess.run(
+                [*self._airflow(), "db", "migrate"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
         if result.returncode:
-            raise RuntimeError(f"airflow db migrate failed ({result.returncode}); see {log}:\n"
-                               + "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+            raise RuntimeError(
+                f"airflow db migrate failed ({result.returncode}); see {log}:\n"
+                + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+            )
 
     def start(self) -> None:
         write_passwords_file(self.home, self.username, self.password)
@@ -240,8 +272,14 @@ class LocalAirflow:
             out = log_path.open("w")
             # A session of its own: Ctrl-C in the terminal reaches only us, and stopping the component
             # takes its whole group (uvicorn workers, executor workers, task supervisors, tasks).
-            process = subprocess.Popen([*self._airflow(), *args[name]], env=self.env, stdout=out,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen(
+                [*self._airflow(), *args[name]],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             out.close()
             self.components[name] = Component(name, process, log_path)
 
@@ -257,16 +295,18 @@ class LocalAirflow:
     def token(self) -> str:
         import requests
 
-        response = requests.post(f"{self.url}/auth/token", json={"username": self.username, "password": self.password},
-                                 timeout=10)
+        response = requests.post(
+            f"{self.url}/auth/token", json={"username": self.username, "password": self.password}, timeout=10
+        )
         response.raise_for_status()
         return response.json()["access_token"]
 
     def api(self, method: str, path: str, token: str, **kwargs):
         import requests
 
-        response = requests.request(method, f"{self.url}/api/v2{path}", headers={"Authorization": f"Bearer {token}"},
-                                    timeout=15, **kwargs)
+        response = requests.request(
+            method, f"{self.url}/api/v2{path}", headers={"Authorization": f"Bearer {token}"}, timeout=15, **kwargs
+        )
         return response
 
     def wait_ready(self, *, dag_id: str = DAG_ID, timeout: float = 240.0, paused: bool = False) -> dict:
@@ -281,8 +321,10 @@ class LocalAirflow:
         last = "API server not answering yet"
         while time.monotonic() < deadline:
             if dead := self.dead():
-                raise RuntimeError(f"Airflow {dead.name} exited with {dead.process.returncode}; "
-                                   f"last lines of {dead.log_path}:\n{dead.tail()}")
+                raise RuntimeError(
+                    f"Airflow {dead.name} exited with {dead.process.returncode}; "
+                    f"last lines of {dead.log_path}:\n{dead.tail()}"
+                )
             try:
                 health = self.health()
                 unhealthy = [k for k, v in health.items() if isinstance(v, dict) and v.get("status") != "healthy"]
@@ -384,16 +426,20 @@ def _serve(args, home: Path) -> int:
     with LocalAws() as aws:
         pipeline = aws.deploy(objects=args.objects)
         env = airflow_environment(
-            home=home, port=port, username=args.username, password=args.password,
+            home=home,
+            port=port,
+            username=args.username,
+            password=args.password,
             dags_folder=(args.dags_folder or resources.dags_dir()).resolve(),
             plugins_folder=(args.plugins_folder or resources.plugins_dir() or home / "plugins").resolve(),
-            extra=aws.airflow_environment(pipeline), schedule=args.schedule, paused=args.paused,
+            extra=aws.airflow_environment(pipeline),
+            schedule=args.schedule,
+            paused=args.paused,
             poke_interval=args.poke_interval,
         )
         airflow = LocalAirflow(home=home, port=port, env=env, username=args.username, password=args.password)
         try:
-            print(f"xacct-map airflow: starting Airflow in {home} (component logs in {airflow.log_dir})...",
-                  flush=True)
+            print(f"xacct-map airflow: starting Airflow in {home} (component logs in {airflow.log_dir})...", flush=True)
             airflow.start()
             dag = airflow.wait_ready(timeout=args.startup_timeout, paused=args.paused)
             info = {
@@ -418,8 +464,12 @@ def _serve(args, home: Path) -> int:
             while True:
                 time.sleep(1.0)
                 if dead := airflow.dead():
-                    print(f"xacct-map airflow: {dead.name} exited with {dead.process.returncode}; "
-                          f"last lines of {dead.log_path}:\n{dead.tail()}", file=sys.stderr, flush=True)
+                    print(
+                        f"xacct-map airflow: {dead.name} exited with {dead.process.returncode}; "
+                        f"last lines of {dead.log_path}:\n{dead.tail()}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     return 1
         finally:
             # Airflow first (its tasks may still be calling the emulator), then the emulator (the with).
@@ -432,15 +482,18 @@ def _serve(args, home: Path) -> int:
 
 def _banner(info: dict) -> str:
     p = info["pipeline"]
-    return "\n".join([
-        "",
-        f"Airflow is ready ({info['startup_seconds']}s): {info['url']}",
-        f"  login      {info['username']} / {info['password']}  (SimpleAuthManager, role admin)",
-        f"  DAG        {info['dag_id']}: {'paused' if info['dag_paused'] else 'unpaused'}, "
-        f"schedule {info['schedule']}",
-        f"  local AWS  {info['emulator']}  source s3://{p['source_bucket']}/{p['source_prefix']} "
-        f"({p['objects']} objects, account {p['source_account']}), pipeline account {p['pipeline_account']}",
-        f"  home       {info['airflow_home']}  (component logs: {info['component_logs']})",
-        "Trigger a run from the UI (Trigger button, params form) or wait for the schedule. Ctrl-C stops everything.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "",
+            f"Airflow is ready ({info['startup_seconds']}s): {info['url']}",
+            f"  login      {info['username']} / {info['password']}  (SimpleAuthManager, role admin)",
+            f"  DAG        {info['dag_id']}: {'paused' if info['dag_paused'] else 'unpaused'}, "
+            f"schedule {info['schedule']}",
+            f"  local AWS  {info['emulator']}  source s3://{p['source_bucket']}/{p['source_prefix']} "
+            f"({p['objects']} objects, account {p['source_account']}), pipeline account {p['pipeline_account']}",
+            f"  home       {info['airflow_home']}  (component logs: {info['component_logs']})",
+            "Trigger a run from the UI (Trigger button, params form) or wait for the schedule. "
+            "Ctrl-C stops everything.",
+            "",
+        ]
+    )

@@ -81,7 +81,9 @@ class TcpForwarder:
             pass
 
 
-def public_airflow_environment(environment: dict[str, str], local_endpoint: str, public_endpoint: str) -> dict[str, str]:
+def public_airflow_environment(
+    environment: dict[str, str], local_endpoint: str, public_endpoint: str
+) -> dict[str, str]:
     """``LocalAws.airflow_environment`` with the emulator's loopback URL replaced by the one other hosts use."""
     return {k: v.replace(local_endpoint, public_endpoint) for k, v in environment.items()}
 
@@ -90,12 +92,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m xacct_map.local.aws_service", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="interface to publish on (0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=4566, help="port to publish on (default 4566)")
-    parser.add_argument("--public-endpoint", default=None,
-                        help="URL other hosts reach this service at, e.g. http://aws:4566 (for the printed connections)")
+    parser.add_argument(
+        "--public-endpoint",
+        default=None,
+        help="URL other hosts reach this service at, e.g. http://aws:4566 (for the printed connections)",
+    )
     parser.add_argument("--objects", type=int, default=1000, help="objects to seed in the source bucket (default 1000)")
     parser.add_argument("--lambda-workers", type=int, default=4, help="processor sandboxes (default 4)")
-    parser.add_argument("--ready-file", type=Path, default=None,
-                        help="write the deployment and the Airflow environment here (JSON) once deployed")
+    parser.add_argument(
+        "--ready-file",
+        type=Path,
+        default=None,
+        help="write the deployment and the Airflow environment here (JSON) once deployed",
+    )
     return parser.parse_args(argv)
 
 
@@ -113,10 +122,17 @@ def main(argv: list[str] | None = None) -> int:
         forwarder = TcpForwarder((args.host, args.port), ("127.0.0.1", aws.port)).start()
         public = args.public_endpoint or f"http://{args.host}:{forwarder.address[1]}"
         environment = public_airflow_environment(aws.airflow_environment(pipeline), aws.endpoint_url, public)
-        info = {"listen": f"{args.host}:{forwarder.address[1]}", "endpoint": public, "pipeline": {**pipeline.as_dict(), "endpoint_url": public},
-                "airflow_environment": environment}
-        print(f"xacct-map local AWS on {args.host}:{forwarder.address[1]} (public {public}): "
-              f"{pipeline.objects} objects in s3://{pipeline.source_bucket}/{pipeline.source_prefix}", flush=True)
+        info = {
+            "listen": f"{args.host}:{forwarder.address[1]}",
+            "endpoint": public,
+            "pipeline": {**pipeline.as_dict(), "endpoint_url": public},
+            "airflow_environment": environment,
+        }
+        print(
+            f"xacct-map local AWS on {args.host}:{forwarder.address[1]} (public {public}): "
+            f"{pipeline.objects} objects in s3://{pipeline.source_bucket}/{pipeline.source_prefix}",
+            flush=True,
+        )
         for key, value in environment.items():
             print(f"{key}={value}", flush=True)
         if args.ready_file:

@@ -15,7 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
-from xacct_map import resources
+from xacct_map.setup import resources
 
 DAG_ID = "xacct_distributed_map"
 
@@ -26,9 +26,15 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--objects", type=int, default=1000, help="objects to seed in the source bucket (default 1000)")
     parser.add_argument("--batch-keys", type=int, default=100, help="max keys per manifest batch (default 100)")
-    parser.add_argument("--json", action="store_true", help="also print the summary as one JSON object on the last line")
-    parser.add_argument("--dags-folder", type=Path, default=None,
-                        help="folder holding the DAG file (default: the DAG shipped with xacct-map)")
+    parser.add_argument(
+        "--json", action="store_true", help="also print the summary as one JSON object on the last line"
+    )
+    parser.add_argument(
+        "--dags-folder",
+        type=Path,
+        default=None,
+        help="folder holding the DAG file (default: the DAG shipped with xacct-map)",
+    )
     parser.set_defaults(func=_command)
 
 
@@ -79,8 +85,9 @@ def run_demo(*, objects: int = 1000, batch_keys: int = 100, dags_folder: Path | 
 
 
 def _run_dag(dags_folder: Path, conf: dict, timings: dict) -> dict:
-    from xacct_map.version_compat import DagBag
     from airflow.utils import db
+
+    from xacct_map.version_compat import DagBag
 
     t = time.monotonic()
     db.resetdb(skip_init=False)
@@ -109,8 +116,10 @@ def _task_results(dag_run) -> dict:
             start, end = ti.start_date, ti.end_date
             row = session.scalars(
                 select(XComModel).where(
-                    XComModel.dag_id == ti.dag_id, XComModel.run_id == ti.run_id,
-                    XComModel.task_id == ti.task_id, XComModel.key == "return_value",
+                    XComModel.dag_id == ti.dag_id,
+                    XComModel.run_id == ti.run_id,
+                    XComModel.task_id == ti.task_id,
+                    XComModel.key == "return_value",
                 )
             ).first()
             results[ti.task_id] = {
@@ -174,7 +183,9 @@ def format_summary(s: dict) -> str:
         f"  map run      items {s['item_counts']}",
         f"  processed    {s['objects_processed']} objects, {s['bytes_processed']} bytes "
         f"in {s['lambda_invocations']} Lambda invocations",
-        "  time         " + ", ".join(f"{k} {v}s" for k, v in s["task_seconds"].items())
-        + " | " + ", ".join(f"{k} {v}" for k, v in s["timings"].items()),
+        "  time         "
+        + ", ".join(f"{k} {v}s" for k, v in s["task_seconds"].items())
+        + " | "
+        + ", ".join(f"{k} {v}" for k, v in s["timings"].items()),
     ]
     return "\n".join(lines)

@@ -3,7 +3,7 @@
 * source account 111111111111: a bucket of sample objects and the role the lister assumes;
 * pipeline account 123456789012: the inventory bucket, the processor Lambda (run for real by
   :class:`~xacct_map.local.lambda_runtime.LocalLambdaRuntime`) and the Distributed Map state machine
-  from ``asl/``, deployed with :mod:`xacct_map.deploy` exactly as on AWS.
+  from ``asl/``, deployed with :mod:`xacct_map.setup.deploy` exactly as on AWS.
 
 The pipeline account must be moto's default account: the Step Functions interpreter makes its own
 S3/Lambda calls there. Emulator facts used here are in the project's notes (emulators.md).
@@ -18,12 +18,13 @@ import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import boto3
 import requests
 
-from xacct_map import deploy
 from xacct_map.local.lambda_runtime import LocalLambdaRuntime
+from xacct_map.setup import deploy
 
 SOURCE_ACCOUNT = "111111111111"
 PIPELINE_ACCOUNT = "123456789012"
@@ -36,7 +37,7 @@ AWKWARD_KEYS = (
     "emoji/🚀 launch.json",
     "plus+sign/a+b=c.txt",
     "percent/100%25 done %2F not a slash.txt",
-    "quotes/it's \"quoted\".txt",
+    'quotes/it\'s "quoted".txt',
     "symbols/~$#&@!(),;=.txt",
     "trailing/slash/",
     "double//slash//key",
@@ -106,8 +107,8 @@ def _explain_unsupported_calls() -> None:
             )
         return list_executions(self)
 
-    StepFunctionResponse.redrive_execution = redrive_execution
-    StepFunctionResponse.list_executions = list_executions_by_map_run
+    StepFunctionResponse.redrive_execution = redrive_execution  # type: ignore[attr-defined]
+    StepFunctionResponse.list_executions = list_executions_by_map_run  # type: ignore[method-assign]
 
 
 class LocalAws:
@@ -123,7 +124,7 @@ class LocalAws:
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.lambda_workers = lambda_workers
         self.runtime: LocalLambdaRuntime | None = None
-        self._server = None
+        self._server: Any = None  # moto.server.ThreadedMotoServer, imported on start
 
     def __enter__(self) -> LocalAws:
         from moto.server import ThreadedMotoServer
@@ -185,7 +186,11 @@ class LocalAws:
             {
                 "Version": "2012-10-17",
                 "Statement": [
-                    {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{PIPELINE_ACCOUNT}:root"}, "Action": "sts:AssumeRole"}
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{PIPELINE_ACCOUNT}:root"},
+                        "Action": "sts:AssumeRole",
+                    }
                 ],
             },
         )
@@ -193,24 +198,38 @@ class LocalAws:
         total = self._seed(s3_src, source_bucket, source_prefix, objects)
 
         # The pipeline account: the same code path as `xacct-map deploy` on AWS.
-        from xacct_map.policies import PolicyInputs
+        from xacct_map.setup.policies import PolicyInputs
 
         inputs = PolicyInputs(
-            source_bucket=source_bucket, source_account=SOURCE_ACCOUNT, pipeline_account=PIPELINE_ACCOUNT,
-            inventory_bucket=inventory_bucket, prefix=source_prefix, lister_role=lister_role, region=self.region,
+            source_bucket=source_bucket,
+            source_account=SOURCE_ACCOUNT,
+            pipeline_account=PIPELINE_ACCOUNT,
+            inventory_bucket=inventory_bucket,
+            prefix=source_prefix,
+            lister_role=lister_role,
+            region=self.region,
         )
         deployment = deploy.deploy_pipeline(
-            self.client, inputs,
+            self.client,
+            inputs,
             # moto runs each worker's items recursively (~900 max): keep items per worker low.
             max_concurrency=max(max_concurrency, -(-objects // 100 // 500)),
             tolerated_failure_percentage=tolerated_failure_percentage,
         )
         function_arn, machine_arn = deployment.function_arn, deployment.state_machine_arn
         return LocalPipeline(
-            endpoint_url=self.endpoint_url, region=self.region, source_account=SOURCE_ACCOUNT,
-            pipeline_account=PIPELINE_ACCOUNT, source_bucket=source_bucket, source_prefix=source_prefix,
-            source_role_arn=lister_role, inventory_bucket=inventory_bucket, function_arn=function_arn,
-            state_machine_arn=machine_arn, objects=objects, bytes=total,
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+            source_account=SOURCE_ACCOUNT,
+            pipeline_account=PIPELINE_ACCOUNT,
+            source_bucket=source_bucket,
+            source_prefix=source_prefix,
+            source_role_arn=lister_role,
+            inventory_bucket=inventory_bucket,
+            function_arn=function_arn,
+            state_machine_arn=machine_arn,
+            objects=objects,
+            bytes=total,
         )
 
     @staticmethod
@@ -219,7 +238,11 @@ class LocalAws:
         keys += [f"{prefix}part-{i // 100:04d}/object-{i:07d}.bin" for i in range(count - len(keys))]
         bodies = [object_body(k, i) for i, k in enumerate(keys)]
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda kb: s3.put_object(Bucket=bucket, Key=kb[0], Body=kb[1]), zip(keys, bodies)))
+            list(
+                pool.map(
+                    lambda kb: s3.put_object(Bucket=bucket, Key=kb[0], Body=kb[1]), zip(keys, bodies, strict=False)
+                )
+            )
         return sum(len(b) for b in bodies)
 
     def airflow_environment(self, pipeline: LocalPipeline) -> dict[str, str]:

@@ -27,6 +27,7 @@ import traceback
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class _Context:
@@ -50,8 +51,14 @@ def _worker_main(code_dir: str, handler: str, log_path: str) -> None:
             result = [True, function(json.loads(line), _Context(os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")))]
         except Exception as err:  # reported to the caller exactly like Lambda's unhandled error
             traceback.print_exc()
-            result = [False, {"errorMessage": str(err), "errorType": type(err).__name__,
-                              "stackTrace": traceback.format_exc().splitlines()}]
+            result = [
+                False,
+                {
+                    "errorMessage": str(err),
+                    "errorType": type(err).__name__,
+                    "stackTrace": traceback.format_exc().splitlines(),
+                },
+            ]
         protocol.write(json.dumps(result) + "\n")
 
 
@@ -69,20 +76,24 @@ class _Sandbox:
     def __init__(self, code_dir: Path, handler: str, env: dict, log_path: Path):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "xacct_map.local.lambda_runtime", str(code_dir), handler, str(log_path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, encoding="utf-8",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+            encoding="utf-8",
         )
 
     def call(self, event_json: str) -> tuple[bool, object]:
-        self.process.stdin.write(event_json.replace("\n", " ") + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
+        self.process.stdin.write(event_json.replace("\n", " ") + "\n")  # type: ignore[union-attr]  # Popen(stdin=PIPE, stdout=PIPE)
+        self.process.stdin.flush()  # type: ignore[union-attr]  # Popen(stdin=PIPE, stdout=PIPE)
+        line = self.process.stdout.readline()  # type: ignore[union-attr]  # Popen(stdin=PIPE, stdout=PIPE)
         if not line:
             return False, {"errorMessage": "sandbox process exited", "errorType": "Runtime.ExitError"}
         ok, payload = json.loads(line)
         return ok, payload
 
     def close(self) -> None:
-        self.process.stdin.close()
+        self.process.stdin.close()  # type: ignore[union-attr]  # Popen(stdin=PIPE, stdout=PIPE)
         try:
             self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -104,7 +115,7 @@ class LocalLambdaRuntime:
         self._all: list[_Sandbox] = []
         self._lock = threading.Lock()
         self._workdir = tempfile.TemporaryDirectory(prefix="xacct-map-lambda-")
-        self._original = None
+        self._original: Any = None
 
     def install(self) -> None:
         """Route moto's docker-less invocations to this runtime."""
@@ -115,13 +126,13 @@ class LocalLambdaRuntime:
         def invoke(backend, function_name, qualifier, body, headers, response_headers):
             return runtime.invoke(backend.get_function(function_name, qualifier), body, response_headers)
 
-        LambdaSimpleBackend.invoke = invoke
+        LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
 
     def close(self) -> None:
         if self._original is not None:
             from moto.awslambda_simple.models import LambdaSimpleBackend
 
-            LambdaSimpleBackend.invoke = self._original
+            LambdaSimpleBackend.invoke = self._original  # type: ignore[method-assign]
             self._original = None
         for sandbox in self._all:
             sandbox.close()

@@ -1,10 +1,10 @@
 """``xacct-map deploy``: create or update the pipeline account's resources, idempotently.
 
 Deploys, in the account of the credentials used (``--profile`` or the default chain), the inventory
-bucket, the processor and state machine roles with the policies of :mod:`xacct_map.policies`, the
-processor's log group, the processor Lambda from ``functions/``, the state machine from ``asl/`` and, when the role exists
-(or ``--airflow-trust`` is given), the Airflow role's inline policy. A second run with the same
-options changes nothing and says so. The source account's side is printed, not applied: it is
+bucket, the processor and state machine roles with the policies of :mod:`xacct_map.setup.policies`,
+the processor's log group, the processor Lambda from ``functions/``, the state machine from ``asl/``
+and, when the role exists (or ``--airflow-trust`` is given), the Airflow role's inline policy. A
+second run with the same options changes nothing and says so. The source account's side is printed, not applied: it is
 another account (``xacct-map policy --only source_bucket_policy``).
 """
 
@@ -33,39 +33,76 @@ def register(subparsers) -> None:
     parser.add_argument("--region", default=None, help="the pipeline Region (default: the profile's Region)")
     parser.add_argument("--profile", default=None, help="AWS profile of the pipeline account")
     parser.add_argument("--endpoint-url", default=None, help="send every call to this endpoint (local emulator)")
-    parser.add_argument("--pipeline-account", default=None,
-                        help="12-digit pipeline account id (default: the caller's, from sts:GetCallerIdentity)")
-    parser.add_argument("--inventory-bucket", default=None,
-                        help="manifest bucket (default: xacct-map-inventory-<pipeline account>)")
-    parser.add_argument("--inventory-prefix", default="xacct-map/",
-                        help="key prefix owned by xacct-map in the inventory bucket (default: %(default)s)")
+    parser.add_argument(
+        "--pipeline-account",
+        default=None,
+        help="12-digit pipeline account id (default: the caller's, from sts:GetCallerIdentity)",
+    )
+    parser.add_argument(
+        "--inventory-bucket", default=None, help="manifest bucket (default: xacct-map-inventory-<pipeline account>)"
+    )
+    parser.add_argument(
+        "--inventory-prefix",
+        default="xacct-map/",
+        help="key prefix owned by xacct-map in the inventory bucket (default: %(default)s)",
+    )
     parser.add_argument("--state-machine", default="xacct-map-distributed-map", help="default: %(default)s")
     parser.add_argument("--state-machine-role", default="xacct-map-state-machine", help="default: %(default)s")
     parser.add_argument("--function", default="xacct-map-processor", help="Lambda name (default: %(default)s)")
     parser.add_argument("--processor-role", default="xacct-map-processor", help="default: %(default)s")
-    parser.add_argument("--lister-role", default="xacct-map-lister",
-                        help="the source account's lister role, named in the policies (default: %(default)s)")
-    parser.add_argument("--airflow-role", default="xacct-map-airflow",
-                        help="the role Airflow's connection uses; its inline policy is set if it exists "
-                             "(default: %(default)s)")
-    parser.add_argument("--airflow-trust", default=None, metavar="PRINCIPAL",
-                        help="create the Airflow role if missing, trusting this principal (a role/user ARN, or a "
-                             "service such as airflow-env.amazonaws.com); an existing role's trust is replaced")
+    parser.add_argument(
+        "--lister-role",
+        default="xacct-map-lister",
+        help="the source account's lister role, named in the policies (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--airflow-role",
+        default="xacct-map-airflow",
+        help="the role Airflow's connection uses; its inline policy is set if it exists (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--airflow-trust",
+        default=None,
+        metavar="PRINCIPAL",
+        help="create the Airflow role if missing, trusting this principal (a role/user ARN, or a "
+        "service such as airflow-env.amazonaws.com); an existing role's trust is replaced",
+    )
     parser.add_argument("--kms-key", default=None, help="ARN of the source bucket's SSE-KMS key, if any")
-    parser.add_argument("--max-concurrency", type=int, default=100,
-                        help="child executions at once (default: %(default)s)")
+    parser.add_argument(
+        "--max-concurrency", type=int, default=100, help="child executions at once (default: %(default)s)"
+    )
     parser.add_argument("--tolerated-failure-percentage", type=float, default=0.0, help="default: %(default)s")
-    parser.add_argument("--layout", choices=("batched", "flat"), default="batched",
-                        help="manifest layout the state machine reads: batched (asl/distributed_map.asl.json) or flat "
-                             "(asl/distributed_map_flat.asl.json, ItemBatcher) (default: %(default)s)")
-    parser.add_argument("--manifest-format", choices=("json", "jsonl", "csv"), default="json",
-                        help="flat layout only: the manifest's format (default: %(default)s)")
-    parser.add_argument("--max-items-per-batch", type=int, default=100,
-                        help="flat layout only: objects per Lambda invocation (default: %(default)s)")
-    parser.add_argument("--expire-days", type=int, default=30,
-                        help="expire manifests and results after this many days; 0 keeps them (default: %(default)s)")
-    parser.add_argument("--log-retention-days", type=int, default=30,
-                        help="keep the processor's logs this many days; 0 leaves the retention alone (default: %(default)s)")
+    parser.add_argument(
+        "--layout",
+        choices=("batched", "flat"),
+        default="batched",
+        help="manifest layout the state machine reads: batched (asl/distributed_map.asl.json) or flat "
+        "(asl/distributed_map_flat.asl.json, ItemBatcher) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--manifest-format",
+        choices=("json", "jsonl", "csv"),
+        default="json",
+        help="flat layout only: the manifest's format (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-items-per-batch",
+        type=int,
+        default=100,
+        help="flat layout only: objects per Lambda invocation (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--expire-days",
+        type=int,
+        default=30,
+        help="expire manifests and results after this many days; 0 keeps them (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-retention-days",
+        type=int,
+        default=30,
+        help="keep the processor's logs this many days; 0 leaves the retention alone (default: %(default)s)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.set_defaults(func=run)
 
@@ -87,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     """Deploy; exit code 0 on success, 2 for invalid options, 1 for an AWS error."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from xacct_map import deploy, policies
+    from xacct_map.setup import deploy, policies
 
     try:
         client, region = pipeline_clients(profile=args.profile, region=args.region, endpoint_url=args.endpoint_url)
@@ -144,15 +181,19 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.as_dict(), sort_keys=True))
         return 0
-    print(f"xacct-map deploy: account {account}, Region {region}: "
-          + (f"{len(result.changes)} change(s)" if result.changes else "no changes, everything up to date"))
+    print(
+        f"xacct-map deploy: account {account}, Region {region}: "
+        + (f"{len(result.changes)} change(s)" if result.changes else "no changes, everything up to date")
+    )
     for line in result.changes:
         print(f"  - {line}")
     print(f"  inventory bucket    s3://{result.inventory_bucket}")
     print(f"  processor function  {result.function_arn}")
     print(f"  state machine       {result.state_machine_arn}")
-    print(f"  roles               {result.processor_role_arn}, {result.state_machine_role_arn}"
-          + (f", {result.airflow_role_arn}" if result.airflow_role_arn else ""))
+    print(
+        f"  roles               {result.processor_role_arn}, {result.state_machine_role_arn}"
+        + (f", {result.airflow_role_arn}" if result.airflow_role_arn else "")
+    )
     for note in result.notes:
         print(f"  note: {note}")
     return 0

@@ -15,10 +15,24 @@ from datetime import datetime, timezone
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 # Headers botocore leaves out of the signature (hop-by-hop, tracing, User-Agent).
-UNSIGNED_HEADERS = frozenset({
-    "baggage", "connection", "expect", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-    "traceparent", "tracestate", "trailer", "transfer-encoding", "upgrade", "user-agent", "x-amzn-trace-id",
-})
+UNSIGNED_HEADERS = frozenset(
+    {
+        "baggage",
+        "connection",
+        "expect",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "traceparent",
+        "tracestate",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "x-amzn-trace-id",
+    }
+)
 
 
 class GetSigner:
@@ -62,14 +76,22 @@ class GetSigner:
                 signed[lname] = " ".join(value.split())
         names = sorted(signed)
         signed_names = ";".join(names)
-        canonical = "\n".join((
-            "GET", path, query, "".join(f"{n}:{signed[n]}\n" for n in names), signed_names, EMPTY_SHA256,
-        ))
+        canonical = "\n".join(
+            (
+                "GET",
+                path,
+                query,
+                "".join(f"{n}:{signed[n]}\n" for n in names),
+                signed_names,
+                EMPTY_SHA256,
+            )
+        )
         scope = f"{day}/{self._region}/{self._service}/aws4_request"
         to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
         signature = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256).hexdigest()
         out["Authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={self._access_key}/{scope}, SignedHeaders={signed_names}, Signature={signature}"
+            f"AWS4-HMAC-SHA256 Credential={self._access_key}/{scope}, "
+            f"SignedHeaders={signed_names}, Signature={signature}"
         )
         return out
 

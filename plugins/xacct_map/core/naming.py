@@ -47,4 +47,3 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
             "(expected arn:<partition>:states:<region>:<account>:stateMachine:<name>)"
         )
     return f"{head}:execution:{machine.split(':')[0]}:{name}"
-

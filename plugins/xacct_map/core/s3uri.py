@@ -14,7 +14,7 @@ def split_s3_uri(uri: str, *, what: str = "location", key_required: bool = False
     """
     if not isinstance(uri, str) or not uri.startswith("s3://"):
         raise ValueError(f"{what} {uri!r} is not an S3 URI: expected s3://<bucket>/<key or prefix>")
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     if not bucket:
         raise ValueError(f"{what} {uri!r} names no bucket: expected s3://<bucket>/<key or prefix>")
     if key_required and (not key or key.endswith("/")):

@@ -1,4 +1,5 @@
-"""``xacct-map preflight``: check the cross-account setup with real calls, changing nothing.
+"""Check the cross-account setup with real calls, changing nothing (``xacct-map preflight``,
+:class:`~xacct_map.operators.PreflightOperator`).
 
 Checks, in order (a check that depends on a failed one is skipped):
 
@@ -13,14 +14,13 @@ Checks, in order (a check that depends on a failed one is skipped):
    the policies name.
 
 Each failed check carries the AWS error code, the reason, and the exact statements of
-:mod:`xacct_map.policies` that grant what was missing, with where they go. :func:`run_preflight`
+:mod:`xacct_map.setup.policies` that grant what was missing, with where they go. :func:`run_preflight`
 returns a :class:`PreflightReport` so an Airflow task can run the same checks. Credentials are
 never part of a result or a message.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import uuid
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from xacct_map import policies
+from xacct_map.setup import policies
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 _STATE_MACHINE_ARN = re.compile(
@@ -120,7 +120,10 @@ class PreflightReport:
 
     def format(self) -> str:
         """Human-readable report: one line per check, then why and the statements that fix it."""
-        lines = [f"xacct-map preflight: {'OK' if self.ok else 'FAILED'}" + (f" (as {self.caller_arn})" if self.caller_arn else "")]
+        lines = [
+            f"xacct-map preflight: {'OK' if self.ok else 'FAILED'}"
+            + (f" (as {self.caller_arn})" if self.caller_arn else "")
+        ]
         for check in self.checks:
             lines.append(f"  [{check.status.upper():7}] {check.name}: {check.summary}")
             if check.reason:
@@ -200,25 +203,33 @@ def run_preflight(
     if lister_session is None:
         checks.append(CheckResult("list_source", SKIPPED, f"list {where}: the lister role could not be assumed"))
     else:
-        from xacct_map.cross_account import bucket_region as discover
+        from xacct_map.core.cross_account import bucket_region as discover
 
         summary = f"ListObjectsV2 {where} (MaxKeys=1, ExpectedBucketOwner={config.source_account}) as {lister_identity}"
         try:
             if not bucket_region:
                 probe = client("lister-s3", lister_session, "s3")
-                bucket_region = discover(probe, config.source_bucket, expected_bucket_owner=config.source_account) or region
+                bucket_region = (
+                    discover(probe, config.source_bucket, expected_bucket_owner=config.source_account) or region
+                )
             s3 = client("lister-s3", lister_session, "s3", bucket_region)
             page = s3.list_objects_v2(
                 Bucket=config.source_bucket, Prefix=config.prefix, MaxKeys=1, ExpectedBucketOwner=config.source_account
             )
             contents = page.get("Contents") or []
             first_key = contents[0]["Key"] if contents else None
-            checks.append(CheckResult(
-                "list_source", OK, summary + f" in {bucket_region}",
-                details={"bucket_region": bucket_region, "first_key": first_key, "empty": first_key is None},
-            ))
+            checks.append(
+                CheckResult(
+                    "list_source",
+                    OK,
+                    summary + f" in {bucket_region}",
+                    details={"bucket_region": bucket_region, "first_key": first_key, "empty": first_key is None},
+                )
+            )
         except Exception as err:  # noqa: BLE001
-            checks.append(_failure("list_source", summary, err, _fixes_list(inputs, documents), bucket=config.source_bucket))
+            checks.append(
+                _failure("list_source", summary, err, _fixes_list(inputs, documents), bucket=config.source_bucket)
+            )
 
     # 3. the processor reads one object
     processor_role = config.processor_role_arn
@@ -227,8 +238,10 @@ def run_preflight(
     if not processor_role:
         checks.append(CheckResult("read_source_object", SKIPPED, "no processor role given"))
     elif first_key is None:
-        reason = "nothing was listed under the prefix" if any(c.name == "list_source" and c.ok for c in checks) else (
-            "the listing failed"
+        reason = (
+            "nothing was listed under the prefix"
+            if any(c.name == "list_source" and c.ok for c in checks)
+            else ("the listing failed")
         )
         checks.append(CheckResult("read_source_object", SKIPPED, f"HeadObject as {processor_role}: {reason}"))
     else:
@@ -239,36 +252,48 @@ def run_preflight(
             processor_session = _assume(sts, processor_role, None, region)
         except Exception as err:  # noqa: BLE001
             # The processor's trust names lambda.amazonaws.com only, as it should: say how to enable the check.
-            fixes = ()
+            fixes: tuple[Fix, ...] = ()
             if inputs and caller_arn:
                 principal = _role_of(caller_arn) or caller_arn
-                fixes = (Fix(
-                    f"pipeline account {inputs.pipeline_account}: trust policy of {processor_role}, only while checking",
-                    (policies.processor_preflight_trust_statement(inputs, principal),),
-                    "aws iam update-assume-role-policy; remove it afterwards",
-                ),)
-            checks.append(CheckResult(
-                "read_source_object", SKIPPED, summary,
-                error_code=_code(err),
-                reason=f"cannot assume the processor role to check as it ({_message(err)}); its trust policy "
-                "normally names Lambda alone",
-                fixes=fixes,
-            ))
+                fixes = (
+                    Fix(
+                        f"pipeline account {inputs.pipeline_account}: trust policy of {processor_role}, "
+                        "only while checking",
+                        (policies.processor_preflight_trust_statement(inputs, principal),),
+                        "aws iam update-assume-role-policy; remove it afterwards",
+                    ),
+                )
+            checks.append(
+                CheckResult(
+                    "read_source_object",
+                    SKIPPED,
+                    summary,
+                    error_code=_code(err),
+                    reason=f"cannot assume the processor role to check as it ({_message(err)}); its trust policy "
+                    "normally names Lambda alone",
+                    fixes=fixes,
+                )
+            )
         else:
             try:
                 s3 = client("processor-s3", processor_session, "s3", bucket_region)
                 s3.head_object(Bucket=config.source_bucket, Key=first_key, ExpectedBucketOwner=config.source_account)
                 checks.append(CheckResult("read_source_object", OK, summary))
             except Exception as err:  # noqa: BLE001
-                checks.append(_failure("read_source_object", summary, err, _fixes_read(inputs, documents),
-                                       bucket=config.source_bucket))
+                checks.append(
+                    _failure(
+                        "read_source_object", summary, err, _fixes_read(inputs, documents), bucket=config.source_bucket
+                    )
+                )
 
     # 4. the inventory bucket accepts a manifest upload
     prefix = config.inventory_prefix + "manifests/"
     key = f"{prefix}_xacct-map-preflight/{uuid.uuid4().hex}.json"
     owner = {"ExpectedBucketOwner": inputs.pipeline_account} if inputs else {}
-    summary = (f"CreateMultipartUpload + AbortMultipartUpload s3://{config.inventory_bucket}/{key}"
-               f" as {caller_arn or 'the pipeline identity'}")
+    summary = (
+        f"CreateMultipartUpload + AbortMultipartUpload s3://{config.inventory_bucket}/{key}"
+        f" as {caller_arn or 'the pipeline identity'}"
+    )
     pipeline_s3 = client("pipeline-s3", session, "s3")
     try:
         upload = pipeline_s3.create_multipart_upload(Bucket=config.inventory_bucket, Key=key, **owner)
@@ -277,15 +302,22 @@ def run_preflight(
                 Bucket=config.inventory_bucket, Key=key, UploadId=upload["UploadId"], **owner
             )
         except Exception as err:  # noqa: BLE001
-            checks.append(_failure(
-                "write_inventory", summary + " (the upload was started but not aborted: the bucket's lifecycle "
-                "rule removes it after a day)", err, _fixes_write(inputs, documents), bucket=config.inventory_bucket,
-            ))
+            checks.append(
+                _failure(
+                    "write_inventory",
+                    summary + " (the upload was started but not aborted: the bucket's lifecycle "
+                    "rule removes it after a day)",
+                    err,
+                    _fixes_write(inputs, documents),
+                    bucket=config.inventory_bucket,
+                )
+            )
         else:
             checks.append(CheckResult("write_inventory", OK, summary))
     except Exception as err:  # noqa: BLE001
-        checks.append(_failure("write_inventory", summary, err, _fixes_write(inputs, documents),
-                               bucket=config.inventory_bucket))
+        checks.append(
+            _failure("write_inventory", summary, err, _fixes_write(inputs, documents), bucket=config.inventory_bucket)
+        )
 
     # 5. the state machine
     expected_role = inputs.state_machine_role_arn if inputs else None
@@ -296,19 +328,40 @@ def run_preflight(
         )
         problems = []
         if expected_role and described.get("roleArn") != expected_role:
-            problems.append(f"it runs as {described.get('roleArn')}, not as {expected_role} (the role the policies name)")
+            problems.append(
+                f"it runs as {described.get('roleArn')}, not as {expected_role} (the role the policies name)"
+            )
         if described.get("type", "STANDARD") != "STANDARD":
             problems.append(f"it is {described.get('type')}, not STANDARD")
         if problems:
-            checks.append(CheckResult(
-                "state_machine", FAILED, summary, error_code="WrongConfiguration", reason="; ".join(problems),
-                fixes=(Fix("pipeline account: redeploy the state machine", (), "xacct-map deploy ... "
-                           f"--state-machine-role {policies_role_name(expected_role)}"),) if expected_role else (),
-                details={"role_arn": described.get("roleArn")},
-            ))
+            checks.append(
+                CheckResult(
+                    "state_machine",
+                    FAILED,
+                    summary,
+                    error_code="WrongConfiguration",
+                    reason="; ".join(problems),
+                    fixes=(
+                        Fix(
+                            "pipeline account: redeploy the state machine",
+                            (),
+                            f"xacct-map deploy ... --state-machine-role {policies_role_name(expected_role)}",
+                        ),
+                    )
+                    if expected_role
+                    else (),
+                    details={"role_arn": described.get("roleArn")},
+                )
+            )
         else:
-            checks.append(CheckResult("state_machine", OK, summary + f" (role {described.get('roleArn')})",
-                                      details={"role_arn": described.get("roleArn")}))
+            checks.append(
+                CheckResult(
+                    "state_machine",
+                    OK,
+                    summary + f" (role {described.get('roleArn')})",
+                    details={"role_arn": described.get("roleArn")},
+                )
+            )
     except Exception as err:  # noqa: BLE001
         checks.append(_failure("state_machine", summary, err, _fixes_state_machine(inputs, documents)))
     return PreflightReport(tuple(checks), caller_arn=caller_arn)
@@ -364,7 +417,7 @@ def _role_of(caller_arn: str) -> str | None:
 
 
 def _policy_inputs(config: PreflightConfig, machine, region: str, caller_arn: str | None):
-    """The :class:`~xacct_map.policies.PolicyInputs` the fixes are generated from, or None."""
+    """The :class:`~xacct_map.setup.policies.PolicyInputs` the fixes are generated from, or None."""
     if not machine:
         return None
     pipeline_account = machine["account"]
@@ -372,10 +425,18 @@ def _policy_inputs(config: PreflightConfig, machine, region: str, caller_arn: st
     if airflow_role and policies._ROLE_ARN.match(airflow_role) and airflow_role.split(":")[4] != pipeline_account:
         airflow_role = None
     values = dict(
-        source_bucket=config.source_bucket, source_account=config.source_account, pipeline_account=pipeline_account,
-        inventory_bucket=config.inventory_bucket, prefix=config.prefix, region=region,
-        source_region=config.source_region, inventory_prefix=config.inventory_prefix, state_machine=machine["name"],
-        external_id=config.external_id, kms_key=config.kms_key, state_machine_role=config.state_machine_role,
+        source_bucket=config.source_bucket,
+        source_account=config.source_account,
+        pipeline_account=pipeline_account,
+        inventory_bucket=config.inventory_bucket,
+        prefix=config.prefix,
+        region=region,
+        source_region=config.source_region,
+        inventory_prefix=config.inventory_prefix,
+        state_machine=machine["name"],
+        external_id=config.external_id,
+        kms_key=config.kms_key,
+        state_machine_role=config.state_machine_role,
         result_writer=True,
     )
     if config.lister_role_arn:
@@ -396,7 +457,7 @@ def _policy_inputs(config: PreflightConfig, machine, region: str, caller_arn: st
 
 
 def _code(err: Exception) -> str:
-    from xacct_map.errors import error_code
+    from xacct_map.core.errors import error_code
 
     response = getattr(err, "response", None)
     if isinstance(response, dict):
@@ -426,13 +487,24 @@ _REASONS = {
 }
 
 
-def _failure(name: str, summary: str, err: Exception, fixes: tuple[Fix, ...], *, bucket: str | None = None) -> CheckResult:
+def _failure(
+    name: str, summary: str, err: Exception, fixes: tuple[Fix, ...], *, bucket: str | None = None
+) -> CheckResult:
     code = _code(err)
     reason = _REASONS.get(code, _message(err))
     if code in ("403", "AccessDenied") and bucket:
         reason += f" (S3 answers 403 too when {bucket} is owned by another account than expected)"
-    if code in ("NoSuchBucket", "404", "NoSuchKey", "InvalidArn", "StateMachineDoesNotExist", "PermanentRedirect",
-                "AuthorizationHeaderMalformed", "InvalidClientTokenId", "ExpiredToken"):
+    if code in (
+        "NoSuchBucket",
+        "404",
+        "NoSuchKey",
+        "InvalidArn",
+        "StateMachineDoesNotExist",
+        "PermanentRedirect",
+        "AuthorizationHeaderMalformed",
+        "InvalidClientTokenId",
+        "ExpiredToken",
+    ):
         fixes = ()  # a name, Region or credential problem: no policy statement fixes it
     return CheckResult(name, FAILED, summary, error_code=code, reason=reason, fixes=fixes)
 
@@ -446,29 +518,45 @@ def _fixes_assume_lister(inputs, documents) -> tuple[Fix, ...]:
     if not inputs or inputs.lists_directly:
         return ()
     return (
-        Fix(f"source account {inputs.source_account}: trust policy of {inputs.lister_role_arn}",
+        Fix(
+            f"source account {inputs.source_account}: trust policy of {inputs.lister_role_arn}",
             _statements(documents, "lister_role_trust_policy", "XacctMapAirflowAssumesLister"),
-            "xacct-map policy --only lister_role_trust_policy"),
-        Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
+            "xacct-map policy --only lister_role_trust_policy",
+        ),
+        Fix(
+            f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
             _statements(documents, "airflow_role_policy", "XacctMapAssumeLister"),
-            "xacct-map policy --only airflow_role_policy"),
+            "xacct-map policy --only airflow_role_policy",
+        ),
     )
 
 
 def _fixes_list(inputs, documents) -> tuple[Fix, ...]:
     if not inputs:
         return ()
-    fixes = [Fix(f"source account {inputs.source_account}: bucket policy of s3://{inputs.source_bucket} (merge)",
-                 _statements(documents, "source_bucket_policy", "XacctMapListSourceKeys"),
-                 "xacct-map policy --only source_bucket_policy")]
+    fixes = [
+        Fix(
+            f"source account {inputs.source_account}: bucket policy of s3://{inputs.source_bucket} (merge)",
+            _statements(documents, "source_bucket_policy", "XacctMapListSourceKeys"),
+            "xacct-map policy --only source_bucket_policy",
+        )
+    ]
     if inputs.lists_directly:
-        fixes.append(Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
-                         _statements(documents, "airflow_role_policy", "XacctMapListSourceKeys"),
-                         "xacct-map policy --only airflow_role_policy"))
+        fixes.append(
+            Fix(
+                f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
+                _statements(documents, "airflow_role_policy", "XacctMapListSourceKeys"),
+                "xacct-map policy --only airflow_role_policy",
+            )
+        )
     else:
-        fixes.append(Fix(f"source account {inputs.source_account}: policy of {inputs.lister_role_arn}",
-                         _statements(documents, "lister_role_policy", "XacctMapListSourceKeys"),
-                         "xacct-map policy --only lister_role_policy"))
+        fixes.append(
+            Fix(
+                f"source account {inputs.source_account}: policy of {inputs.lister_role_arn}",
+                _statements(documents, "lister_role_policy", "XacctMapListSourceKeys"),
+                "xacct-map policy --only lister_role_policy",
+            )
+        )
     return tuple(fixes)
 
 
@@ -476,87 +564,47 @@ def _fixes_read(inputs, documents) -> tuple[Fix, ...]:
     if not inputs:
         return ()
     fixes = [
-        Fix(f"source account {inputs.source_account}: bucket policy of s3://{inputs.source_bucket} (merge)",
+        Fix(
+            f"source account {inputs.source_account}: bucket policy of s3://{inputs.source_bucket} (merge)",
             _statements(documents, "source_bucket_policy", "XacctMapReadSourceObjects"),
-            "xacct-map policy --only source_bucket_policy"),
-        Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.processor_role_arn}",
+            "xacct-map policy --only source_bucket_policy",
+        ),
+        Fix(
+            f"pipeline account {inputs.pipeline_account}: policy of {inputs.processor_role_arn}",
             _statements(documents, "processor_role_policy", "XacctMapReadSourceObjects"),
-            "xacct-map policy --only processor_role_policy"),
+            "xacct-map policy --only processor_role_policy",
+        ),
     ]
     if inputs.kms_key:
-        fixes.append(Fix(f"source account {inputs.source_account}: key policy of {inputs.kms_key} (merge)",
-                         _statements(documents, "source_kms_key_policy", "XacctMapProcessorDecryptViaS3"),
-                         "xacct-map policy --only source_kms_key_policy"))
+        fixes.append(
+            Fix(
+                f"source account {inputs.source_account}: key policy of {inputs.kms_key} (merge)",
+                _statements(documents, "source_kms_key_policy", "XacctMapProcessorDecryptViaS3"),
+                "xacct-map policy --only source_kms_key_policy",
+            )
+        )
     return tuple(fixes)
 
 
 def _fixes_write(inputs, documents) -> tuple[Fix, ...]:
     if not inputs:
         return ()
-    return (Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
-                _statements(documents, "airflow_role_policy", "XacctMapWriteManifests"),
-                "xacct-map policy --only airflow_role_policy"),)
+    return (
+        Fix(
+            f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
+            _statements(documents, "airflow_role_policy", "XacctMapWriteManifests"),
+            "xacct-map policy --only airflow_role_policy",
+        ),
+    )
 
 
 def _fixes_state_machine(inputs, documents) -> tuple[Fix, ...]:
     if not inputs:
         return ()
-    return (Fix(f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
-                _statements(documents, "airflow_role_policy", "XacctMapDescribeStateMachine"),
-                "xacct-map policy --only airflow_role_policy"),)
-
-
-# -- the command ---------------------------------------------------------------------------------
-
-
-def register(subparsers) -> None:
-    """Add the ``preflight`` subcommand to the ``xacct-map`` parser."""
-    parser = subparsers.add_parser(
-        "preflight",
-        help="check the cross-account setup with real, side-effect-free calls",
-        description=(
-            "Check that the lister can assume its role and list the source prefix, the processor role can read "
-            "an object, the inventory bucket accepts an upload (started and aborted) and the state machine "
-            "exists with the expected role. Each failure names the AWS error and the policy statement that "
-            "fixes it. Exit code 1 if any check failed."
+    return (
+        Fix(
+            f"pipeline account {inputs.pipeline_account}: policy of {inputs.airflow_role_arn}",
+            _statements(documents, "airflow_role_policy", "XacctMapDescribeStateMachine"),
+            "xacct-map policy --only airflow_role_policy",
         ),
     )
-    parser.add_argument("--source-bucket", required=True)
-    parser.add_argument("--source-account", required=True, help="12-digit account that must own the source bucket")
-    parser.add_argument("--prefix", default="", help="the source prefix the DAG lists")
-    lister = parser.add_mutually_exclusive_group()
-    lister.add_argument("--lister-role-arn", default=None, help="role assumed (with the pipeline credentials) to list")
-    lister.add_argument("--lister-profile", default=None, help="AWS profile that is the lister (instead of a role)")
-    parser.add_argument("--external-id", default=None, help="ExternalId of the lister role's trust policy")
-    parser.add_argument("--processor-role-arn", default=None,
-                        help="the processor Lambda's role (default: xacct-map-processor of the pipeline account)")
-    parser.add_argument("--inventory-bucket", required=True)
-    parser.add_argument("--inventory-prefix", default="xacct-map/", help="default: %(default)s")
-    parser.add_argument("--state-machine-arn", required=True)
-    parser.add_argument("--state-machine-role", default="xacct-map-state-machine",
-                        help="role the state machine must run as (default: %(default)s)")
-    parser.add_argument("--source-region", default=None, help="default: discovered with HeadBucket")
-    parser.add_argument("--kms-key", default=None, help="the source bucket's SSE-KMS key ARN (for the fixes)")
-    parser.add_argument("--profile", default=None, help="AWS profile of the pipeline account")
-    parser.add_argument("--region", default=None, help="pipeline Region (default: the state machine ARN's)")
-    parser.add_argument("--endpoint-url", default=None, help="send every call to this endpoint (local emulator)")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    parser.set_defaults(func=_command)
-
-
-def _command(args: argparse.Namespace) -> int:
-    import boto3
-
-    config = PreflightConfig(
-        source_bucket=args.source_bucket, source_account=args.source_account, prefix=args.prefix,
-        lister_role_arn=args.lister_role_arn, lister_profile=args.lister_profile, external_id=args.external_id,
-        processor_role_arn=args.processor_role_arn, inventory_bucket=args.inventory_bucket,
-        inventory_prefix=args.inventory_prefix, state_machine_arn=args.state_machine_arn,
-        state_machine_role=args.state_machine_role, source_region=args.source_region, kms_key=args.kms_key,
-        region=args.region, endpoint_url=args.endpoint_url,
-    )
-    session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
-    report = run_preflight(config, session=session)
-    print(json.dumps(report.as_dict(), sort_keys=True) if args.json else report.format())
-    return 0 if report.ok else 1
-

@@ -1,17 +1,20 @@
 """The ``xacct-map`` command. Each subcommand lives in its own module with a ``register(subparsers)``
-function; this file only collects them."""
+function (``cli/<command>.py``; the local-mode commands ``demo`` and ``airflow`` in ``local/``);
+this file only collects them."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 
 # Modules that add a subcommand. Their heavy imports (Airflow, moto) happen inside the command.
 COMMAND_MODULES = (
-    "xacct_map.local.demo", "xacct_map.policy_command", "xacct_map.local.airflow_server",
-    "xacct_map.deploy_command", "xacct_map.preflight",
-    "xacct_map.manifest_command",
+    "xacct_map.local.demo",
+    "xacct_map.cli.policy",
+    "xacct_map.local.airflow_server",
+    "xacct_map.cli.deploy",
+    "xacct_map.cli.preflight",
+    "xacct_map.cli.manifest",
 )
 
 
@@ -29,7 +32,3 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,8 +13,8 @@ The manifest is streamed through a multipart upload: the object appears only whe
 completes, and any failure aborts it, so a failed run never leaves a half-written manifest.
 
 Other layouts and formats (flat items for ItemBatcher as JSON, JSONL or CSV; bare keys) are in
-:mod:`xacct_map.layouts`; :func:`write_manifest` writes any of them, applies an
-:class:`~xacct_map.filters.ObjectFilter`, and then a metadata sidecar ``<key>.meta.json``.
+:mod:`xacct_map.core.layouts`; :func:`write_manifest` writes any of them, applies an
+:class:`~xacct_map.core.filters.ObjectFilter`, and then a metadata sidecar ``<key>.meta.json``.
 :func:`write_batched_manifest` is the original entry point (batched JSON, no sidecar).
 """
 
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from xacct_map import __version__
-from xacct_map.filters import ObjectFilter
-from xacct_map.layouts import CONTENT_TYPES, JsonArrayEncoder, check_layout, encoder_for, flat_item
-from xacct_map.listing import S3Object
+from xacct_map.core.filters import ObjectFilter
+from xacct_map.core.layouts import CONTENT_TYPES, JsonArrayEncoder, check_layout, encoder_for, flat_item
+from xacct_map.core.listing import S3Object
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 MAX_PARTS = 10_000
@@ -75,9 +75,7 @@ class ManifestSummary:
         return dict(self.__dict__)
 
 
-def iter_batches(
-    objects: Iterable[S3Object], *, max_keys: int, max_bytes: int
-) -> Iterator[tuple[list[str], int]]:
+def iter_batches(objects: Iterable[S3Object], *, max_keys: int, max_bytes: int) -> Iterator[tuple[list[str], int]]:
     """Group objects into ``(keys, bytes)`` batches of at most ``max_keys`` keys and ``max_bytes``.
 
     An object larger than ``max_bytes`` travels alone: it is one batch's work.
@@ -219,7 +217,7 @@ class MultipartUploadWriter:
             self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xacct-map-upload")
         self._in_flight = self._uploader.submit(self._upload_part, number, body)
 
-    def _upload_part(self, number: int, body: bytes) -> dict:
+    def _upload_part(self, number: int, body: bytes | bytearray) -> dict:
         response = self._s3.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=body, **self._owner
         )
@@ -252,11 +250,24 @@ class MultipartJsonArrayWriter(MultipartUploadWriter):
     Use as a context manager: leaving it normally completes the upload; an exception aborts it.
     """
 
-    def __init__(self, s3_client, bucket: str, key: str, *, part_size: int = MIN_PART_SIZE,
-                 expected_bucket_owner: str | None = None, content_type: str = "application/json"):
+    def __init__(
+        self,
+        s3_client,
+        bucket: str,
+        key: str,
+        *,
+        part_size: int = MIN_PART_SIZE,
+        expected_bucket_owner: str | None = None,
+        content_type: str = "application/json",
+    ):
         super().__init__(
-            s3_client, bucket, key, part_size=part_size, expected_bucket_owner=expected_bucket_owner,
-            content_type=content_type, encoder=JsonArrayEncoder(),
+            s3_client,
+            bucket,
+            key,
+            part_size=part_size,
+            expected_bucket_owner=expected_bucket_owner,
+            content_type=content_type,
+            encoder=JsonArrayEncoder(),
         )
 
 
@@ -277,9 +288,7 @@ def write_batched_manifest(
     Memory stays flat: one batch and one upload part are held at a time.
     """
     object_count = batch_count = total_bytes = 0
-    with MultipartJsonArrayWriter(
-        s3_client, bucket, key, expected_bucket_owner=expected_bucket_owner
-    ) as writer:
+    with MultipartJsonArrayWriter(s3_client, bucket, key, expected_bucket_owner=expected_bucket_owner) as writer:
         for keys, size in iter_batches(objects, max_keys=max_keys_per_batch, max_bytes=max_bytes_per_batch):
             writer.write_item({"bucket": source_bucket, "keys": keys, "bytes": size})
             object_count += len(keys)
@@ -337,7 +346,7 @@ def write_manifest(
     :meth:`ManifestSummary.as_dict`), so a failed manifest never has a sidecar. A sidecar left by
     an earlier attempt names that attempt's ``etag``/``sha256``: compare them with the manifest's.
 
-    :param layout: ``batched``, ``flat`` or ``keys`` (see :mod:`xacct_map.layouts`).
+    :param layout: ``batched``, ``flat`` or ``keys`` (see :mod:`xacct_map.core.layouts`).
     :param manifest_format: ``json``, ``jsonl`` or ``csv`` (csv: flat layout only).
     :param object_filter: applied to ``objects`` on the way; its settings and skip counts are recorded.
     :param source: where the objects came from (``{"type": "listing", "bucket", "prefix",
@@ -353,8 +362,13 @@ def write_manifest(
     stream = object_filter.apply(objects) if object_filter is not None else objects
     object_count = batch_count = total_bytes = 0
     with MultipartUploadWriter(
-        s3_client, bucket, key, part_size=part_size, expected_bucket_owner=expected_bucket_owner,
-        content_type=CONTENT_TYPES[manifest_format], encoder=encoder_for(manifest_format),
+        s3_client,
+        bucket,
+        key,
+        part_size=part_size,
+        expected_bucket_owner=expected_bucket_owner,
+        content_type=CONTENT_TYPES[manifest_format],
+        encoder=encoder_for(manifest_format),
     ) as writer:
         if layout == "batched":
             for keys, size in iter_batches(stream, max_keys=max_keys_per_batch, max_bytes=max_bytes_per_batch):
@@ -385,7 +399,8 @@ def write_manifest(
         source=source or {"bucket": source_bucket, "prefix": source_prefix},
         batching=(
             {"max_keys_per_batch": max_keys_per_batch, "max_bytes_per_batch": max_bytes_per_batch}
-            if layout == "batched" else None
+            if layout == "batched"
+            else None
         ),
         filters=object_filter.as_dict() if object_filter is not None else None,
         objects_seen=counts["seen"] if counts else object_count,

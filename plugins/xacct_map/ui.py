@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import html
 
-from fastapi import FastAPI, Query
-from fastapi.responses import HTMLResponse
-
 from airflow.api_fastapi.core_api.security import GetUserDep
 from airflow.plugins_manager import AirflowPlugin
+from fastapi import FastAPI, Query
+from fastapi.responses import HTMLResponse
 
 SENSOR = "DistributedMapSensor"
 URL_PREFIX = "/xacct-map"
@@ -28,16 +27,18 @@ URL_PREFIX = "/xacct-map"
 
 def recent_map_runs(session, *, dag_ids: set[str] | None, dag_id: str | None = None, limit: int = 50) -> list[dict]:
     """The newest ``limit`` sensor task instances (of ``dag_ids``; None: all) with their summaries."""
-    from sqlalchemy import and_, select
-
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
+    from sqlalchemy import and_, select
+
     from xacct_map.sensors import SUMMARY_XCOM_KEY
 
     # One query: each sensor task instance with its summary XCom, if it has pushed one yet.
     summary = and_(
-        XComModel.dag_id == TaskInstance.dag_id, XComModel.run_id == TaskInstance.run_id,
-        XComModel.task_id == TaskInstance.task_id, XComModel.map_index == TaskInstance.map_index,
+        XComModel.dag_id == TaskInstance.dag_id,
+        XComModel.run_id == TaskInstance.run_id,
+        XComModel.task_id == TaskInstance.task_id,
+        XComModel.map_index == TaskInstance.map_index,
         XComModel.key == SUMMARY_XCOM_KEY,
     )
     query = select(TaskInstance, XComModel).outerjoin(XComModel, summary).where(TaskInstance.operator == SENSOR)
@@ -138,8 +139,18 @@ class XacctMapPlugin(AirflowPlugin):
     name = "xacct_map"
     fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "xacct-map Map runs"}]
     external_views = [
-        {"name": "Map runs", "href": f"{URL_PREFIX}/", "destination": "nav", "category": "browse",
-         "url_route": "xacct-map-runs"},
-        {"name": "Map runs", "href": f"{URL_PREFIX}/?dag_id={{DAG_ID}}", "destination": "dag",
-         "url_route": "xacct-map-dag-runs", "applies_to": {"dag.tags.name": ["xacct-map"]}},
+        {
+            "name": "Map runs",
+            "href": f"{URL_PREFIX}/",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "xacct-map-runs",
+        },
+        {
+            "name": "Map runs",
+            "href": f"{URL_PREFIX}/?dag_id={{DAG_ID}}",
+            "destination": "dag",
+            "url_route": "xacct-map-dag-runs",
+            "applies_to": {"dag.tags.name": ["xacct-map"]},
+        },
     ]

@@ -1,4 +1,5 @@
-"""Credentials for the source account: an assumed role, refreshed before it expires.
+"""The source account's S3 client, built from Airflow connections (the Airflow side of
+:mod:`xacct_map.core.cross_account`).
 
 Two ways in, both standard:
 
@@ -9,94 +10,15 @@ Two ways in, both standard:
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 import boto3
-from botocore.credentials import DeferredRefreshableCredentials
-from botocore.session import get_session
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+from xacct_map.core.cross_account import assumed_role_session, bucket_region
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-_SESSION_NAME_UNSAFE = re.compile(r"[^\w+=,.@-]")
-ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
-
-
-def role_session_name(*parts: str) -> str:
-    """A RoleSessionName (2-64 chars of ``[\\w+=,.@-]``) that shows up in the source account's CloudTrail."""
-    name = _SESSION_NAME_UNSAFE.sub("-", "-".join(p for p in parts if p))[:64]
-    return name if len(name) >= 2 else "xacct-map"
-
-
-def account_of_role(role_arn: str) -> str:
-    """The 12-digit account id in ``role_arn``; raises ``ValueError`` naming the ARN when it is not one."""
-    match = ROLE_ARN.match(role_arn or "")
-    if not match:
-        raise ValueError(
-            f"source_role_arn {role_arn!r} is not an IAM role ARN; expected "
-            "arn:aws:iam::<12-digit source account id>:role/<role name>"
-        )
-    return match.group(1)
-
-
-def assumed_role_session(
-    sts_client,
-    role_arn: str,
-    *,
-    session_name: str,
-    external_id: str | None = None,
-    region_name: str | None = None,
-    duration_seconds: int = 3600,
-) -> boto3.session.Session:
-    """A boto3 session for ``role_arn`` whose credentials renew themselves before they expire.
-
-    Listing tens of millions of keys can outlast one set of role credentials; botocore refreshes
-    :class:`RefreshableCredentials` shortly before their expiry by calling ``refresh`` again.
-    """
-    account_of_role(role_arn)
-
-    def refresh() -> dict:
-        kwargs = {"RoleArn": role_arn, "RoleSessionName": session_name, "DurationSeconds": duration_seconds}
-        if external_id:
-            kwargs["ExternalId"] = external_id
-        creds = sts_client.assume_role(**kwargs)["Credentials"]
-        return {
-            "access_key": creds["AccessKeyId"],
-            "secret_key": creds["SecretAccessKey"],
-            "token": creds["SessionToken"],
-            "expiry_time": creds["Expiration"].isoformat(),
-        }
-
-    botocore_session = get_session()
-    botocore_session._credentials = DeferredRefreshableCredentials(
-        refresh_using=refresh, method="sts-assume-role"
-    )
-    return boto3.session.Session(botocore_session=botocore_session, region_name=region_name)
-
-
-def bucket_region(s3_client, bucket: str, *, expected_bucket_owner: str | None = None) -> str | None:
-    """The Region ``bucket`` lives in, from HeadBucket's ``x-amz-bucket-region`` header; None if unknown.
-
-    S3 puts that header on HeadBucket's answer whether or not the caller may access the bucket
-    (200, 301 from another Region's endpoint, 400 for a request signed for the wrong Region, 403),
-    so a lister whose role only has ``s3:ListBucket`` under a prefix still learns the Region. A 404
-    (no such bucket) has no header: then None, and the listing itself reports the missing bucket.
-
-    :param s3_client: any S3 client that can reach the bucket's partition.
-    :param expected_bucket_owner: sent as ``ExpectedBucketOwner``: the bucket of another account
-        than the expected one answers 403 (still with its Region), never a 200.
-    """
-    from botocore.exceptions import ClientError
-
-    owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
-    try:
-        response = s3_client.head_bucket(Bucket=bucket, **owner)
-    except ClientError as err:
-        response = err.response
-    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}) or {}
-    region = headers.get("x-amz-bucket-region") or response.get("BucketRegion")
-    return region or None
 
 
 def source_s3_client(
@@ -125,8 +47,6 @@ def source_s3_client(
     :param source_bucket: the bucket to be listed; enables Region discovery.
     :param expected_bucket_owner: the source account id, sent with the discovery HeadBucket.
     """
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
     if source_aws_conn_id and source_role_arn:
         raise ValueError(
             "Give either source_aws_conn_id (a connection whose role_arn extra assumes into the source "

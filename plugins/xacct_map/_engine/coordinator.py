@@ -1,12 +1,12 @@
 """The parallel listing engine: key ranges listed at the same time by worker processes.
 
 One coordinator (this module, in the caller's process) and a few worker processes
-(:mod:`xacct_map._list_worker`, each keeping several requests in flight). The key space under
+(:mod:`xacct_map._engine.worker`, each keeping several requests in flight). The key space under
 the prefix is split into disjoint ranges ``(after, hi]``; each range is a *chain* of pages listed
 with ``StartAfter`` = the last key seen, one request in flight per chain. The first ranges come
 from known boundaries (the common prefixes the caller discovered); whenever fewer chains are
 running than ``parallelism``, the chain whose page just arrived is cut (at points chosen by
-:class:`xacct_map.keyspace.KeySpace`) and the new ranges start at once. Ranges never overlap and
+:class:`xacct_map._engine.keyspace.KeySpace`) and the new ranges start at once. Ranges never overlap and
 together cover everything after the start, so each key is listed exactly once; the worker checks
 every page ascends inside its range and the coordinator re-checks the ends.
 
@@ -29,15 +29,17 @@ import threading
 import time
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
-from xacct_map.frames import read_frame, write_frame
-from xacct_map.keyspace import KeySpace
+from xacct_map._engine.frames import read_frame, write_frame
+from xacct_map._engine.keyspace import KeySpace
 
 log = logging.getLogger(__name__)
 
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The folder that contains the xacct_map package (this file is xacct_map/_engine/coordinator.py): the
+# workers run ``python -m xacct_map._engine.worker`` and must import this same package.
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CREDENTIAL_CHECK_SECONDS = 10.0
 MAX_FAN_OUT = 3  # new ranges per cut (more while few ranges run: see the schedule)
 # Pages ready for the caller. With the pages in flight (at most ``parallelism``) this bounds memory,
@@ -88,10 +90,15 @@ class WorkerPool:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         try:
             for _ in range(processes):
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "xacct_map._list_worker"],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
-                ))
+                self.procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "xacct_map._engine.worker"],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        env=env,
+                        close_fds=True,
+                    )
+                )
                 _widen_pipe(self.procs[-1].stdout)
                 self.inflight.append(0)
         except BaseException:
@@ -145,7 +152,7 @@ class WorkerPool:
         for proc in self.procs:
             try:
                 write_frame(proc.stdin, ("stop",))
-                proc.stdin.close()
+                proc.stdin.close()  # type: ignore[union-attr]  # Popen(stdin=PIPE)
             except OSError:
                 pass
         deadline = time.monotonic() + 2.0
@@ -185,10 +192,10 @@ def list_ranges(
     base_backoff: float = 0.05,
     max_backoff: float = 20.0,
     start_after: str = "",
-    initial_cuts: list[str] = (),
+    initial_cuts: Sequence[str] = (),
     pool: WorkerPool | None = None,
     stats: dict | None = None,
-) -> Iterator[tuple[list, list, list, list, list]]:
+) -> Generator[tuple[list, list, list, list, list], None, None]:
     """Yield ``(keys, sizes, etags, last_modified, storage_classes)`` page by page.
 
     :param credentials: returns ``(access_key, secret_key, token)`` or None for unsigned
@@ -240,7 +247,7 @@ def list_ranges(
                     break
 
     bounds = [c for c in sorted(set(initial_cuts)) if c > start_after]
-    for lo, hi in zip([start_after, *bounds], [*bounds, None]):
+    for lo, hi in zip([start_after, *bounds], [*bounds, None], strict=False):
         add_chain(lo, hi)
     if pool is None:
         pool = WorkerPool(processes)
@@ -298,7 +305,11 @@ def list_ranges(
                     # the range was cut while this page was on its way: the rest is another's
                     cut = bisect_right(keys, chain.hi)
                     keys, sizes, etags, modified, classes = (
-                        keys[:cut], sizes[:cut], etags[:cut], modified[:cut], classes[:cut]
+                        keys[:cut],
+                        sizes[:cut],
+                        etags[:cut],
+                        modified[:cut],
+                        classes[:cut],
                     )
                     more = False
                     counters["trimmed_pages"] = counters.get("trimmed_pages", 0) + 1
@@ -315,7 +326,7 @@ def list_ranges(
                             counters["cuts"] += 1
                             upper = [*cuts[1:], chain.hi]
                             chain.hi = cuts[0]
-                            for lo, hi in zip(cuts, upper):
+                            for lo, hi in zip(cuts, upper, strict=False):
                                 add_chain(lo, hi)
                     ready.appendleft(tid)  # keep going where a page just came from
                 else:

@@ -1,6 +1,6 @@
 """Manifest layouts (what one Map item is) and formats (how items are written as bytes).
 
-The pure core: no S3, no Airflow. :mod:`xacct_map.manifest` streams the bytes an encoder makes
+The pure core: no S3, no Airflow. :mod:`xacct_map.core.manifest` streams the bytes an encoder makes
 through a multipart upload.
 
 Layouts:
@@ -31,6 +31,7 @@ import io
 import json
 import sys
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 LAYOUTS = ("batched", "flat", "keys")
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -129,7 +130,7 @@ def encoder_for(fmt: str):
 
 
 def flat_item(source_bucket: str, obj) -> dict:
-    """The flat layout's item for one :class:`~xacct_map.listing.S3Object`."""
+    """The flat layout's item for one :class:`~xacct_map.core.listing.S3Object`."""
     return {
         "Bucket": source_bucket,
         "Key": obj.key,
@@ -152,7 +153,7 @@ def read_csv_rows(data: bytes | str) -> list[dict]:
     for values in reader:
         if nul:
             values = [v.replace(nul, "\0") for v in values]
-        row = dict(zip(header, values, strict=True))
+        row: dict[str, Any] = dict(zip(header, values, strict=True))
         if "Size" in row:
             row["Size"] = int(row["Size"])
         rows.append(row)

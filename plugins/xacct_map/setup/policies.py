@@ -118,7 +118,9 @@ def _check_prefix(field: str, value: str) -> None:
         raise PolicyInputError(f"{field} {value!r} must be a string")
     for bad in ("*", "?", "${"):
         if bad in value:
-            raise PolicyInputError(f"{field} {value!r} contains {bad!r}, which IAM would read as a wildcard or variable")
+            raise PolicyInputError(
+                f"{field} {value!r} contains {bad!r}, which IAM would read as a wildcard or variable"
+            )
     if len(value.encode()) > 1024:
         raise PolicyInputError(f"{field} {value!r} is longer than an S3 key (1024 bytes)")
 
@@ -196,7 +198,7 @@ class PolicyInputs:
         if _STATE_MACHINE_FORBIDDEN.search(self.state_machine):
             raise PolicyInputError(
                 f"state_machine {self.state_machine!r} contains whitespace or a character Step Functions "
-                "forbids in names (< > {{ }} [ ] ? * \" # % \\ ^ | ~ ` $ & , ; : /)"
+                'forbids in names (< > {{ }} [ ] ? * " # % \\ ^ | ~ ` $ & , ; : /)'
             )
         if not isinstance(self.function, str) or not _FUNCTION_NAME.match(self.function):
             raise PolicyInputError(
@@ -346,7 +348,9 @@ class PolicyInputs:
         key = self.kms_key
         match = _KMS_KEY_ARN.match(key) if isinstance(key, str) else None
         if not match:
-            hint = " (an alias cannot be used: IAM and key policies authorize the key ARN)" if "alias/" in str(key) else ""
+            hint = (
+                " (an alias cannot be used: IAM and key policies authorize the key ARN)" if "alias/" in str(key) else ""
+            )
             raise PolicyInputError(
                 f"kms_key {key!r} is not a KMS key ARN (arn:<partition>:kms:<region>:<account>:key/<key id>){hint}"
             )
@@ -550,9 +554,13 @@ def processor_role_policy(inputs: PolicyInputs) -> dict:
     ]
     if inputs.kms_key:
         statements.append(
-            _statement("XacctMapDecryptSourceObjects", ["kms:Decrypt"], inputs.kms_key, condition=_via_s3_condition(inputs))
+            _statement(
+                "XacctMapDecryptSourceObjects", ["kms:Decrypt"], inputs.kms_key, condition=_via_s3_condition(inputs)
+            )
         )
-    log_group = f"arn:{inputs.partition}:logs:{inputs.region}:{inputs.pipeline_account}:log-group:{inputs.log_group_name}"
+    log_group = (
+        f"arn:{inputs.partition}:logs:{inputs.region}:{inputs.pipeline_account}:log-group:{inputs.log_group_name}"
+    )
     statements.append(
         _statement(
             "XacctMapWriteOwnLogs",

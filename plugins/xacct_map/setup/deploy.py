@@ -2,7 +2,7 @@
 
 Create-or-update and idempotent: every setting is read first and written only when it differs, so a
 second run changes nothing (each ``ensure_*`` function reports what it changed). :func:`deploy_pipeline`
-does the whole pipeline account with the IAM documents of :mod:`xacct_map.policies`;
+does the whole pipeline account with the IAM documents of :mod:`xacct_map.setup.policies`;
 ``xacct-map deploy`` and the local mode both call it.
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from xacct_map import policies, resources
-from xacct_map.policies import PolicyInputs
+from xacct_map.setup import policies, resources
+from xacct_map.setup.policies import PolicyInputs
 
 _PLACEHOLDER = re.compile(r"^\$\{(\w+)\}$")
 
@@ -53,7 +53,7 @@ def render_definition(template: dict | str | Path, substitutions: dict) -> str:
 def package_function(source_dir: Path | None = None) -> bytes:
     """Zip a function directory (its .py files) the way Lambda expects: files at the archive root.
 
-    The default is the shipped processor (:func:`xacct_map.resources.processor_dir`).
+    The default is the shipped processor (:func:`xacct_map.setup.resources.processor_dir`).
     """
     source_dir = source_dir or resources.processor_dir()
     buffer = io.BytesIO()
@@ -98,7 +98,10 @@ def _retry_iam_propagation(call, *, what: str, attempts: int = 12, delay: float 
 
 
 PUBLIC_ACCESS_BLOCK = {
-    "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
 }
 LIFECYCLE_RULE_ID = "xacct-map-expire-manifests"
 
@@ -171,7 +174,9 @@ def _ensure_encryption(s3, bucket: str, owner: dict, changes: Changes | None) ->
     if not any(r.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules):
         s3.put_bucket_encryption(
             Bucket=bucket,
-            ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
             **owner,
         )
         _note(changes, f"updated bucket {bucket}: default encryption SSE-S3")
@@ -201,9 +206,7 @@ def _ensure_lifecycle(s3, bucket: str, owner: dict, prefix: str, days: int, chan
         return
     # PutBucketLifecycleConfiguration replaces every rule: keep the bucket's other rules as they are.
     others = [r for r in rules if r.get("ID") != LIFECYCLE_RULE_ID]
-    s3.put_bucket_lifecycle_configuration(
-        Bucket=bucket, LifecycleConfiguration={"Rules": [*others, wanted]}, **owner
-    )
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [*others, wanted]}, **owner)
     _note(changes, f"updated bucket {bucket}: lifecycle expires {prefix}* after {days} days")
 
 
@@ -360,7 +363,7 @@ def ensure_state_machine(sfn, name: str, definition: str, role_arn: str, *, chan
                 current = sfn.describe_state_machine(stateMachineArn=arn)
                 if json.loads(current["definition"]) != json.loads(definition) or current["roleArn"] != role_arn:
                     _retry_iam_propagation(
-                        lambda: sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role_arn),
+                        lambda: sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role_arn),  # noqa: B023
                         what=f"update state machine {name}",
                     )
                     _note(changes, f"updated state machine {name}")
@@ -421,7 +424,7 @@ def deploy_pipeline(
     * the inventory bucket (:func:`ensure_bucket`: public access blocked, SSE, lifecycle rule
       expiring ``<inventory_prefix>`` objects after ``expire_days``);
     * the processor role and the state machine role (``inputs.processor_role``,
-      ``inputs.state_machine_role``) with the documents of :mod:`xacct_map.policies`
+      ``inputs.state_machine_role``) with the documents of :mod:`xacct_map.setup.policies`
       (the shipped ASL has a ResultWriter, so its permissions are included);
     * the processor's log group ``/aws/lambda/<function>`` (its role may write there, not create it),
       keeping ``log_retention_days`` of logs;
@@ -446,22 +449,36 @@ def deploy_pipeline(
     s3, iam, lmb, sfn = (client(s) for s in ("s3", "iam", "lambda", "stepfunctions"))
 
     ensure_bucket(
-        s3, inputs.inventory_bucket, inputs.region,
-        expire_prefix=inputs.inventory_prefix, expire_days=expire_days,
-        expected_bucket_owner=inputs.pipeline_account, changes=changes,
+        s3,
+        inputs.inventory_bucket,
+        inputs.region,
+        expire_prefix=inputs.inventory_prefix,
+        expire_days=expire_days,
+        expected_bucket_owner=inputs.pipeline_account,
+        changes=changes,
     )
     processor_role_arn = ensure_role(
-        iam, role_name(inputs.processor_role_arn),
-        documents["processor_role_trust_policy"], documents["processor_role_policy"], changes=changes,
+        iam,
+        role_name(inputs.processor_role_arn),
+        documents["processor_role_trust_policy"],
+        documents["processor_role_policy"],
+        changes=changes,
     )
     machine_role_arn = ensure_role(
-        iam, role_name(inputs.state_machine_role_arn),
-        documents["state_machine_role_trust_policy"], documents["state_machine_role_policy"], changes=changes,
+        iam,
+        role_name(inputs.state_machine_role_arn),
+        documents["state_machine_role_trust_policy"],
+        documents["state_machine_role_policy"],
+        changes=changes,
     )
     ensure_log_group(client("logs"), inputs.log_group_name, log_retention_days, changes=changes)
     function_arn = ensure_function(
-        lmb, inputs.function, processor_role_arn, package_function(function_dir),
-        environment={"SOURCE_ACCOUNT_ID": inputs.source_account}, changes=changes,
+        lmb,
+        inputs.function,
+        processor_role_arn,
+        package_function(function_dir),
+        environment={"SOURCE_ACCOUNT_ID": inputs.source_account},
+        changes=changes,
     )
     substitutions = {
         "ProcessorFunctionArn": function_arn,
@@ -472,7 +489,7 @@ def deploy_pipeline(
         "ResultsPrefix": inputs.results_prefix.rstrip("/"),
     }
     if layout == "flat":
-        from xacct_map.layouts import flat_substitutions
+        from xacct_map.core.layouts import flat_substitutions
 
         substitutions |= flat_substitutions(manifest_format=manifest_format, max_items_per_batch=max_items_per_batch)
     elif layout != "batched":
@@ -486,9 +503,7 @@ def deploy_pipeline(
         trust = None if not airflow_trust else _trust_for(airflow_trust)
         if trust is None:  # keep the existing trust policy: it says where Airflow runs
             trust = _policy_json(iam.get_role(RoleName=airflow_name)["Role"]["AssumeRolePolicyDocument"])
-        airflow_role_arn = ensure_role(
-            iam, airflow_name, trust, documents["airflow_role_policy"], changes=changes
-        )
+        airflow_role_arn = ensure_role(iam, airflow_name, trust, documents["airflow_role_policy"], changes=changes)
     else:
         notes.append(
             f"Airflow role {airflow_name} does not exist: not created (pass --airflow-trust PRINCIPAL to create it, "
@@ -498,13 +513,24 @@ def deploy_pipeline(
         notes.append("The Airflow role lists the source bucket itself: the source bucket policy must grant it.")
     notes.append(
         f"Source account {inputs.source_account}: apply `xacct-map policy --only source_bucket_policy` to "
-        f"s3://{inputs.source_bucket}" + ("" if inputs.lists_directly else " and create the lister role "
-        f"{inputs.lister_role_arn} (lister_role_trust_policy, lister_role_policy)") + "."
+        f"s3://{inputs.source_bucket}"
+        + (
+            ""
+            if inputs.lists_directly
+            else f" and create the lister role {inputs.lister_role_arn} (lister_role_trust_policy, lister_role_policy)"
+        )
+        + "."
     )
     return PipelineDeployment(
-        region=inputs.region, inventory_bucket=inputs.inventory_bucket, processor_role_arn=processor_role_arn,
-        state_machine_role_arn=machine_role_arn, function_arn=function_arn, state_machine_arn=machine_arn,
-        airflow_role_arn=airflow_role_arn, changes=tuple(changes), notes=tuple(notes),
+        region=inputs.region,
+        inventory_bucket=inputs.inventory_bucket,
+        processor_role_arn=processor_role_arn,
+        state_machine_role_arn=machine_role_arn,
+        function_arn=function_arn,
+        state_machine_arn=machine_arn,
+        airflow_role_arn=airflow_role_arn,
+        changes=tuple(changes),
+        notes=tuple(notes),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xacct_map import policies
+from xacct_map.setup import policies
 
 
 def register(subparsers) -> None:
@@ -29,31 +29,60 @@ def register(subparsers) -> None:
     parser.add_argument("--source-account", required=True, help="12-digit id of the account owning the bucket")
     parser.add_argument("--pipeline-account", required=True, help="12-digit id of the account running the pipeline")
     parser.add_argument("--prefix", default="", help="only keys under this prefix are listed and read")
-    parser.add_argument("--lister-role", default="xacct-map-lister",
-                        help="role listing the bucket; a name is taken in the source account (default: %(default)s)")
-    parser.add_argument("--processor-role", default="xacct-map-processor",
-                        help="the processor Lambda's role, pipeline account (default: %(default)s)")
-    parser.add_argument("--airflow-role", default="xacct-map-airflow",
-                        help="the role of Airflow's AWS connection, pipeline account (default: %(default)s)")
+    parser.add_argument(
+        "--lister-role",
+        default="xacct-map-lister",
+        help="role listing the bucket; a name is taken in the source account (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--processor-role",
+        default="xacct-map-processor",
+        help="the processor Lambda's role, pipeline account (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--airflow-role",
+        default="xacct-map-airflow",
+        help="the role of Airflow's AWS connection, pipeline account (default: %(default)s)",
+    )
     parser.add_argument("--kms-key", default=None, help="ARN of the source bucket's SSE-KMS key, if any")
     parser.add_argument("--region", default="us-east-1", help="the pipeline Region (default: %(default)s)")
     parser.add_argument("--source-region", default=None, help="the source bucket's Region (default: --region)")
-    parser.add_argument("--inventory-bucket", default=None,
-                        help="the pipeline account's manifest bucket (default: xacct-map-inventory-<pipeline account>)")
-    parser.add_argument("--inventory-prefix", default="xacct-map/",
-                        help="key prefix owned by xacct-map in the inventory bucket (default: %(default)s)")
-    parser.add_argument("--state-machine", default="xacct-map-distributed-map",
-                        help="the state machine's name (default: %(default)s)")
-    parser.add_argument("--state-machine-role", default="xacct-map-state-machine",
-                        help="the state machine's execution role, pipeline account (default: %(default)s)")
-    parser.add_argument("--function", default="xacct-map-processor",
-                        help="the processor Lambda's function name (default: %(default)s)")
+    parser.add_argument(
+        "--inventory-bucket",
+        default=None,
+        help="the pipeline account's manifest bucket (default: xacct-map-inventory-<pipeline account>)",
+    )
+    parser.add_argument(
+        "--inventory-prefix",
+        default="xacct-map/",
+        help="key prefix owned by xacct-map in the inventory bucket (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--state-machine", default="xacct-map-distributed-map", help="the state machine's name (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--state-machine-role",
+        default="xacct-map-state-machine",
+        help="the state machine's execution role, pipeline account (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--function", default="xacct-map-processor", help="the processor Lambda's function name (default: %(default)s)"
+    )
     parser.add_argument("--external-id", default=None, help="sts:ExternalId the lister role's trust policy requires")
-    parser.add_argument("--result-writer", action=argparse.BooleanOptionalAction, default=True,
-                        help="the state machine has a ResultWriter (the shipped asl/ has one): let it write under "
-                             "<inventory prefix>results/ (default: on; --no-result-writer for an ASL without one)")
-    parser.add_argument("--only", default=None, choices=sorted(policies.DOCUMENT_TARGETS), metavar="NAME",
-                        help="print only this document: " + ", ".join(sorted(policies.DOCUMENT_TARGETS)))
+    parser.add_argument(
+        "--result-writer",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the state machine has a ResultWriter (the shipped asl/ has one): let it write under "
+        "<inventory prefix>results/ (default: on; --no-result-writer for an ASL without one)",
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        choices=sorted(policies.DOCUMENT_TARGETS),
+        metavar="NAME",
+        help="print only this document: " + ", ".join(sorted(policies.DOCUMENT_TARGETS)),
+    )
     parser.set_defaults(func=run)
 
 
@@ -86,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     if args.only:
         if args.only not in documents:
             reason = (
-                "it needs --kms-key" if args.only == "source_kms_key_policy"
+                "it needs --kms-key"
+                if args.only == "source_kms_key_policy"
                 else "the Airflow role lists the bucket itself, so there is no lister role"
             )
             print(f"xacct-map policy: no {args.only} document for these options: {reason}", file=sys.stderr)

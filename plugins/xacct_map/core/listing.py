@@ -5,9 +5,9 @@ The pure core: it takes a boto3 S3 client and plain values, knows nothing of Air
 Two engines behind one function, :func:`iter_objects`:
 
 * **parallel** (default against a real HTTP endpoint): disjoint key ranges listed at the same
-  time by worker processes that sign requests (SigV4, :mod:`xacct_map.sigv4`), keep many in
-  flight on keep-alive connections from one event loop (:mod:`xacct_map.http1`) and parse pages
-  with a fast exact parser (:mod:`xacct_map.fast_list`). Endpoint, Region,
+  time by worker processes that sign requests (SigV4, :mod:`xacct_map._engine.sigv4`), keep many in
+  flight on keep-alive connections from one event loop (:mod:`xacct_map._engine.http1`) and parse pages
+  with a fast exact parser (:mod:`xacct_map._engine.page`): the engine, :mod:`xacct_map._engine`. Endpoint, Region,
   addressing style, TLS verification and timeouts are taken from the client - from the request
   botocore itself sends for a probe (a ``Delimiter="/"`` listing whose common prefixes become
   the first range boundaries) - and credentials from the client's credential object, re-read
@@ -67,7 +67,7 @@ def _make_objects(keys: list, sizes: list, etags: list, modified: list, classes:
     if _SLOT_SETTERS is None:  # S3Object changed shape: the plain way
         return list(map(S3Object, keys, sizes, etags, modified, classes))
     objects = list(map(object.__new__, repeat(S3Object, len(keys))))
-    for setter, values in zip(_SLOT_SETTERS, (keys, sizes, etags, modified, classes)):
+    for setter, values in zip(_SLOT_SETTERS, (keys, sizes, etags, modified, classes), strict=False):
         deque(map(setter, objects, values), maxlen=0)
     return objects
 
@@ -89,7 +89,7 @@ class ListingError(ClientError):
         super().__init__(error_response, operation_name)
         self.bucket = bucket
         self.prefix = prefix
-        self.args = (f"listing s3://{bucket}/{prefix} failed: {self.args[0] if self.args else ''}",)
+        self.args = (f"listing s3://{bucket}/{prefix} failed: {self.args[0] if self.args else ''}",)  # type: ignore[has-type]
 
     def __reduce__(self):
         return _rebuild_listing_error, (self.response, self.operation_name, self.bucket, self.prefix)
@@ -103,12 +103,13 @@ def _rebuild_listing_error(response, operation_name, bucket, prefix):
     return ListingError(response, operation_name, bucket=bucket, prefix=prefix)
 
 
-_error_classes: dict[type, type] = {}
+_error_classes: dict[type, type[ListingError]] = {}
 
 
 def _listing_error(err: ClientError, bucket: str, prefix: str) -> ListingError:
     """``err`` as a :class:`ListingError` that is still an instance of ``err``'s own class."""
     cls = type(err)
+    target: type[ListingError] | None
     if cls is ClientError or issubclass(cls, ListingError):
         target = ListingError
     else:
@@ -166,15 +167,30 @@ def iter_objects(
     # consumes); objects are made and handed over page by page in C loops (chain) rather than
     # one generator step per object.
     pages = _object_pages(
-        s3_client, bucket, prefix, expected_bucket_owner=expected_bucket_owner, parallelism=parallelism,
-        processes=processes, max_attempts=max_attempts, page_size=page_size, stats=stats,
+        s3_client,
+        bucket,
+        prefix,
+        expected_bucket_owner=expected_bucket_owner,
+        parallelism=parallelism,
+        processes=processes,
+        max_attempts=max_attempts,
+        page_size=page_size,
+        stats=stats,
     )
     return chain.from_iterable(pages)
 
 
 def _object_pages(
-    s3_client, bucket: str, prefix: str, *, expected_bucket_owner, parallelism, processes, max_attempts,
-    page_size, stats,
+    s3_client,
+    bucket: str,
+    prefix: str,
+    *,
+    expected_bucket_owner,
+    parallelism,
+    processes,
+    max_attempts,
+    page_size,
+    stats,
 ) -> Iterator[Iterable[S3Object]]:
     if stats is not None:
         stats["engine"] = "plain"
@@ -187,7 +203,7 @@ def _object_pages(
     started = []
 
     def start_workers() -> None:
-        from xacct_map.fast_list import WorkerPool
+        from xacct_map._engine import WorkerPool
 
         started.append(WorkerPool(workers))
 
@@ -205,15 +221,17 @@ def _object_pages(
         return
     if stats is not None:
         stats["engine"] = "parallel"
-    from xacct_map.fast_list import list_ranges
+    from xacct_map._engine import list_ranges
 
     if expected_bucket_owner:
         endpoint.headers["x-amz-expected-bucket-owner"] = expected_bucket_owner
-    pool = started[0] if started else None
-    if endpoint.descend and pool is not None:
+    first_pool = started[0] if started else None
+    if endpoint.descend and first_pool is not None:
         threading.Thread(
-            target=_discover, args=(s3_client, bucket, endpoint.descend, owner, pool.add_cuts),
-            name="xacct-map-discovery", daemon=True,
+            target=_discover,
+            args=(s3_client, bucket, endpoint.descend, owner, first_pool.add_cuts),
+            name="xacct-map-discovery",
+            daemon=True,
         ).start()
     pages = list_ranges(
         endpoint,
@@ -228,7 +246,7 @@ def _object_pages(
         max_attempts=max_attempts,
         page_size=page_size,
         initial_cuts=endpoint.cuts,
-        pool=pool,
+        pool=first_pool,
         stats=stats,
     )
     try:
@@ -342,7 +360,7 @@ def _probe(s3_client, bucket: str, prefix: str, owner: dict, on_http=None):
     scope = _SCOPE.search(headers.get("Authorization", ""))
     if scope is None and not _unsigned(signer):
         return None, empty
-    from xacct_map.fast_list import Endpoint
+    from xacct_map._engine import Endpoint
 
     verify = getattr(http_session, "_verify", True)
     if verify is True and parts.scheme == "https":

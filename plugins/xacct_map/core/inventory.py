@@ -10,7 +10,7 @@ size, MD5). Give :func:`open_inventory` the configuration's folder
 (``s3://<destination bucket>/<destination prefix>/<source bucket>/<config id>``), a timestamp
 folder under it, or a ``manifest.json`` itself: for a folder, the newest timestamp folder that
 holds a ``manifest.json`` is used. :func:`iter_inventory_objects` then yields the same
-:class:`~xacct_map.listing.S3Object` stream a listing yields, so the same filters and manifest
+:class:`~xacct_map.core.listing.S3Object` stream a listing yields, so the same filters and manifest
 writer apply, and the source bucket is never listed.
 
 Formats: CSV (gzip; the ``Key`` column is URL-encoded, with ``+`` for a space, and is decoded
@@ -38,8 +38,8 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
-from xacct_map.listing import S3Object
-from xacct_map.s3uri import split_s3_uri
+from xacct_map.core.listing import S3Object
+from xacct_map.core.s3uri import split_s3_uri
 
 TIMESTAMP_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z$")
 # Parquet/ORC column names (snake case) for the CSV schema's field names.
@@ -105,7 +105,8 @@ def explain_inventory_error(err: ClientError, *, bucket: str, key: str, identity
             f"s3:ListBucket on arn:aws:s3:::{bucket} and s3:GetObject on the report's objects "
             "(and kms:Decrypt if the inventory is encrypted with SSE-KMS)."
         )
-    return f"Reading inventory s3://{bucket}/{key}{who} failed: {code}: {err.response.get('Error', {}).get('Message', err)}"
+    message = err.response.get("Error", {}).get("Message", err)
+    return f"Reading inventory s3://{bucket}/{key}{who} failed: {code}: {message}"
 
 
 def find_latest_manifest(s3_client, bucket: str, prefix: str, *, expected_bucket_owner: str | None = None) -> str:
@@ -127,7 +128,7 @@ def find_latest_manifest(s3_client, bucket: str, prefix: str, *, expected_bucket
     )
     for page in pages:
         for common in page.get("CommonPrefixes", ()):
-            name = common["Prefix"][len(folder):].rstrip("/")
+            name = common["Prefix"][len(folder) :].rstrip("/")
             if TIMESTAMP_FOLDER.match(name):
                 stamps.append(name)
     for stamp in sorted(stamps, reverse=True):  # the stamp format sorts chronologically
@@ -298,7 +299,9 @@ def _iso_millis(value) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def _iter_parquet_file(s3_client, manifest: InventoryManifest, entry: dict, owner: dict, stats: dict) -> Iterator[tuple]:
+def _iter_parquet_file(
+    s3_client, manifest: InventoryManifest, entry: dict, owner: dict, stats: dict
+) -> Iterator[tuple]:
     try:
         import pyarrow.parquet as pq
     except ImportError:

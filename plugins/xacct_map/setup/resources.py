@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # xacct_map/setup/resources.py -> xacct_map
 _BUNDLED = _PACKAGE_DIR / "_bundled"
 _CHECKOUT = _PACKAGE_DIR.parents[1]  # plugins/xacct_map -> the repository root
 
@@ -31,8 +31,10 @@ def home() -> Path:
         if (folder / "asl").is_dir():
             return folder
     where = " or ".join(str(folder / "asl") for folder in candidates)
-    hint = "unset XACCT_MAP_HOME or point it at a folder with asl/, functions/ and dags/" if override else (
-        "reinstall the package (pip install --force-reinstall xacct-map)"
+    hint = (
+        "unset XACCT_MAP_HOME or point it at a folder with asl/, functions/ and dags/"
+        if override
+        else ("reinstall the package (pip install --force-reinstall xacct-map)")
     )
     raise FileNotFoundError(f"xacct-map's state machine definitions are not in {where}: {hint}")
 

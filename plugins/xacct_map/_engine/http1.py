@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+from typing import cast
 from urllib.parse import urlsplit
 
 STREAM_LIMIT = 1 << 20  # bytes buffered per connection before reading pauses (a page is ~270 KB)
@@ -46,8 +47,9 @@ class Connection:
     :param read_timeout: seconds for the whole answer to one request, from the moment it is sent.
     """
 
-    def __init__(self, base_url: str, *, verify: bool | str = True, connect_timeout: float = 60.0,
-                 read_timeout: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str, *, verify: bool | str = True, connect_timeout: float = 60.0, read_timeout: float = 60.0
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -71,12 +73,15 @@ class Connection:
             if self._writer is None:
                 self._reader, self._writer = await asyncio.wait_for(
                     asyncio.open_connection(
-                        self.host, self.port, ssl=self._tls, limit=STREAM_LIMIT,
+                        self.host,
+                        self.port,
+                        ssl=self._tls,
+                        limit=STREAM_LIMIT,
                         server_hostname=self.host if self._tls else None,
                     ),
                     self.connect_timeout,
                 )
-            self._writer.write(request.encode("latin-1"))
+            cast(asyncio.StreamWriter, self._writer).write(request.encode("latin-1"))
             status, body, reusable = await asyncio.wait_for(self._response(), self.read_timeout)
         # OSError covers ssl.SSLError (and TimeoutError from Python 3.11, where asyncio.TimeoutError is
         # that builtin; Python 3.10's is its own class); EOFError asyncio.IncompleteReadError;
@@ -89,7 +94,7 @@ class Connection:
         return status, body
 
     async def _response(self) -> tuple[int, bytes, bool]:
-        reader = self._reader
+        reader = cast(asyncio.StreamReader, self._reader)  # opened by get() before it awaits this
         while True:
             head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
             version, status = _status_line(head[0])
@@ -130,7 +135,7 @@ def _status_line(line: str) -> tuple[str, int]:
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip(), 16)
         if size == 0:

@@ -1,7 +1,7 @@
 """The listing coordinator's and workers' wire format: pickled objects, each behind its length.
 
-The coordinator (:mod:`xacct_map.fast_list`) reads and writes with blocking file objects, a worker
-(:mod:`xacct_map._list_worker`) reads with asyncio.
+The coordinator (:mod:`xacct_map._engine.coordinator`) reads and writes with blocking file objects, a worker
+(:mod:`xacct_map._engine.worker`) reads with asyncio.
 """
 
 from __future__ import annotations

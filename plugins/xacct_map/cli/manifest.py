@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 
-from xacct_map.layouts import LAYOUTS
+from xacct_map.core.layouts import LAYOUTS
 
 
 def register(subparsers) -> None:
@@ -33,37 +33,88 @@ def register(subparsers) -> None:
         ),
     )
     where = parser.add_argument_group("source and destination")
-    where.add_argument("--source", required=True, metavar="S3URI",
-                       help="s3://bucket/prefix to list (with --inventory: the bucket and prefix to keep)")
+    where.add_argument(
+        "--source",
+        required=True,
+        metavar="S3URI",
+        help="s3://bucket/prefix to list (with --inventory: the bucket and prefix to keep)",
+    )
     where.add_argument("--dest", required=True, metavar="S3URI", help="s3://bucket/key of the manifest to write")
-    where.add_argument("--inventory", default=None, metavar="S3URI",
-                       help="read this S3 Inventory instead of listing: s3://<destination bucket>/<prefix>/"
-                            "<source bucket>/<config id> (newest report), a timestamp folder or a manifest.json")
+    where.add_argument(
+        "--inventory",
+        default=None,
+        metavar="S3URI",
+        help="read this S3 Inventory instead of listing: s3://<destination bucket>/<prefix>/"
+        "<source bucket>/<config id> (newest report), a timestamp folder or a manifest.json",
+    )
     shape = parser.add_argument_group("manifest")
     shape.add_argument("--layout", default="batched", choices=LAYOUTS, help="item layout (default: %(default)s)")
-    shape.add_argument("--format", dest="manifest_format", default="json", choices=("json", "jsonl", "csv"),
-                       help="file format (default: %(default)s; csv needs --layout flat)")
-    shape.add_argument("--max-keys-per-batch", type=int, default=100, metavar="N",
-                       help="batched layout: most keys per batch (default: %(default)s)")
-    shape.add_argument("--max-bytes-per-batch", type=int, default=512 * 1024 * 1024, metavar="BYTES",
-                       help="batched layout: most object bytes per batch (default: %(default)s)")
+    shape.add_argument(
+        "--format",
+        dest="manifest_format",
+        default="json",
+        choices=("json", "jsonl", "csv"),
+        help="file format (default: %(default)s; csv needs --layout flat)",
+    )
+    shape.add_argument(
+        "--max-keys-per-batch",
+        type=int,
+        default=100,
+        metavar="N",
+        help="batched layout: most keys per batch (default: %(default)s)",
+    )
+    shape.add_argument(
+        "--max-bytes-per-batch",
+        type=int,
+        default=512 * 1024 * 1024,
+        metavar="BYTES",
+        help="batched layout: most object bytes per batch (default: %(default)s)",
+    )
     filters = parser.add_argument_group("filters (each one given must pass)")
-    filters.add_argument("--suffix", action="append", default=[], metavar="SUFFIX",
-                         help="keep keys ending with SUFFIX (repeat for several)")
-    filters.add_argument("--pattern", action="append", default=[], metavar="GLOB",
-                         help="keep keys matching this fnmatch pattern; * also matches / (repeat for several)")
-    filters.add_argument("--pattern-base", default="key", choices=("key", "relative"),
-                         help="match patterns against the whole key or the part after the prefix (default: %(default)s)")
+    filters.add_argument(
+        "--suffix",
+        action="append",
+        default=[],
+        metavar="SUFFIX",
+        help="keep keys ending with SUFFIX (repeat for several)",
+    )
+    filters.add_argument(
+        "--pattern",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="keep keys matching this fnmatch pattern; * also matches / (repeat for several)",
+    )
+    filters.add_argument(
+        "--pattern-base",
+        default="key",
+        choices=("key", "relative"),
+        help="match patterns against the whole key or the part after the prefix (default: %(default)s)",
+    )
     filters.add_argument("--min-size", type=int, default=None, metavar="BYTES", help="keep objects of at least BYTES")
     filters.add_argument("--max-size", type=int, default=None, metavar="BYTES", help="keep objects of at most BYTES")
-    filters.add_argument("--storage-class", action="append", default=None, metavar="CLASS",
-                         help="keep exactly these storage classes (repeat); default: all but GLACIER and DEEP_ARCHIVE")
-    filters.add_argument("--include-archived", action="store_true",
-                         help="keep GLACIER and DEEP_ARCHIVE objects too (only if restored)")
-    filters.add_argument("--modified-after", default=None, metavar="ISO",
-                         help="keep objects with LastModified >= this (ISO-8601 with a time zone)")
-    filters.add_argument("--modified-before", default=None, metavar="ISO",
-                         help="keep objects with LastModified < this (ISO-8601 with a time zone)")
+    filters.add_argument(
+        "--storage-class",
+        action="append",
+        default=None,
+        metavar="CLASS",
+        help="keep exactly these storage classes (repeat); default: all but GLACIER and DEEP_ARCHIVE",
+    )
+    filters.add_argument(
+        "--include-archived", action="store_true", help="keep GLACIER and DEEP_ARCHIVE objects too (only if restored)"
+    )
+    filters.add_argument(
+        "--modified-after",
+        default=None,
+        metavar="ISO",
+        help="keep objects with LastModified >= this (ISO-8601 with a time zone)",
+    )
+    filters.add_argument(
+        "--modified-before",
+        default=None,
+        metavar="ISO",
+        help="keep objects with LastModified < this (ISO-8601 with a time zone)",
+    )
     aws = parser.add_argument_group("AWS")
     aws.add_argument("--endpoint-url", default=None, help="S3/STS endpoint (e.g. a local emulator)")
     aws.add_argument("--profile", default=None, help="AWS profile of the pipeline credentials")
@@ -71,12 +122,22 @@ def register(subparsers) -> None:
     aws.add_argument("--source-region", default=None, help="Region of the source bucket (default: discovered)")
     aws.add_argument("--role-arn", default=None, help="role in the source account to assume for listing")
     aws.add_argument("--external-id", default=None, help="ExternalId the role's trust policy requires")
-    aws.add_argument("--expected-bucket-owner", default=None, metavar="ACCOUNT",
-                     help="account that must own the source bucket (sent as ExpectedBucketOwner)")
-    aws.add_argument("--dest-bucket-owner", default=None, metavar="ACCOUNT",
-                     help="account that must own the destination bucket")
-    parser.add_argument("--parallelism", type=int, default=32, metavar="N",
-                        help="ListObjectsV2 requests in flight (default %(default)s; 1: botocore's paginator alone)")
+    aws.add_argument(
+        "--expected-bucket-owner",
+        default=None,
+        metavar="ACCOUNT",
+        help="account that must own the source bucket (sent as ExpectedBucketOwner)",
+    )
+    aws.add_argument(
+        "--dest-bucket-owner", default=None, metavar="ACCOUNT", help="account that must own the destination bucket"
+    )
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        default=32,
+        metavar="N",
+        help="ListObjectsV2 requests in flight (default %(default)s; 1: botocore's paginator alone)",
+    )
     parser.add_argument("--json", action="store_true", help="print the manifest metadata as JSON on stdout")
     parser.add_argument("--no-progress", action="store_true", help="no progress line, even on a terminal")
     parser.set_defaults(func=run)
@@ -124,7 +185,7 @@ def _clients(args):
     """``(pipeline s3, source s3 or None for the inventory path, identity text)``."""
     import boto3
 
-    from xacct_map.cross_account import assumed_role_session, bucket_region, role_session_name
+    from xacct_map.core.cross_account import assumed_role_session, bucket_region, role_session_name
 
     session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
     endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
@@ -133,8 +194,11 @@ def _clients(args):
     source_session = session
     if args.role_arn:
         source_session = assumed_role_session(
-            session.client("sts", **endpoint), args.role_arn, session_name=role_session_name("xacct-map-cli"),
-            external_id=args.external_id, region_name=args.source_region or session.region_name,
+            session.client("sts", **endpoint),
+            args.role_arn,
+            session_name=role_session_name("xacct-map-cli"),
+            external_id=args.external_id,
+            region_name=args.source_region or session.region_name,
         )
         identity = args.role_arn
     source = source_session.client("s3", region_name=args.source_region or session.region_name, **endpoint)
@@ -145,13 +209,13 @@ def run(args: argparse.Namespace) -> int:
     """Build the manifest; print a summary (or the metadata JSON with ``--json``)."""
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    from xacct_map.errors import explain_assume_role_error, explain_source_error
-    from xacct_map.filters import ObjectFilter
-    from xacct_map.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
-    from xacct_map.layouts import check_layout
-    from xacct_map.listing import iter_objects
-    from xacct_map.manifest import write_manifest
-    from xacct_map.s3uri import split_s3_uri
+    from xacct_map.core.errors import explain_assume_role_error, explain_source_error
+    from xacct_map.core.filters import ObjectFilter
+    from xacct_map.core.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
+    from xacct_map.core.layouts import check_layout
+    from xacct_map.core.listing import iter_objects
+    from xacct_map.core.manifest import write_manifest
+    from xacct_map.core.s3uri import split_s3_uri
 
     def fail(message: str, code: int = 1) -> int:
         print(f"xacct-map manifest: {message}", file=sys.stderr)
@@ -166,11 +230,17 @@ def run(args: argparse.Namespace) -> int:
         if args.parallelism < 1:
             raise ValueError(f"--parallelism must be at least 1 (requests in flight), not {args.parallelism}")
         object_filter = ObjectFilter(
-            suffixes=tuple(args.suffix), patterns=tuple(args.pattern), pattern_base=args.pattern_base,
-            prefix=source_prefix, min_size=args.min_size, max_size=args.max_size,
+            suffixes=tuple(args.suffix),
+            patterns=tuple(args.pattern),
+            pattern_base=args.pattern_base,
+            prefix=source_prefix,
+            min_size=args.min_size,
+            max_size=args.max_size,
             storage_classes=tuple(args.storage_class) if args.storage_class else None,
-            include_archived=args.include_archived, modified_after=args.modified_after,
-            modified_before=args.modified_before, listing_mode="full",
+            include_archived=args.include_archived,
+            modified_after=args.modified_after,
+            modified_before=args.modified_before,
+            listing_mode="full",
         )
     except ValueError as err:
         return fail(str(err), 2)
@@ -189,24 +259,48 @@ def run(args: argparse.Namespace) -> int:
                 )
             counts: dict = {}
             objects = iter_inventory_objects(pipeline, report, prefix=source_prefix, stats=counts)
-            source = {"type": "inventory", "bucket": source_bucket, "prefix": source_prefix,
-                      "account_id": args.expected_bucket_owner, "region": args.source_region,
-                      "inventory": {**report.as_dict(), "counts": counts}}
+            source = {
+                "type": "inventory",
+                "bucket": source_bucket,
+                "prefix": source_prefix,
+                "account_id": args.expected_bucket_owner,
+                "region": args.source_region,
+                "inventory": {**report.as_dict(), "counts": counts},
+            }
         else:
             stage = "listing"
             if discover is not None:
                 region = discover(source_client, source_bucket, expected_bucket_owner=args.expected_bucket_owner)
                 if region and region != source_client.meta.region_name:
                     source_client = source_session.client("s3", region_name=region, **endpoint)
-            objects = iter_objects(source_client, source_bucket, source_prefix,
-                                   expected_bucket_owner=args.expected_bucket_owner, parallelism=args.parallelism)
-            source = {"type": "listing", "bucket": source_bucket, "prefix": source_prefix,
-                      "account_id": args.expected_bucket_owner, "region": source_client.meta.region_name}
+            objects = iter_objects(
+                source_client,
+                source_bucket,
+                source_prefix,
+                expected_bucket_owner=args.expected_bucket_owner,
+                parallelism=args.parallelism,
+            )
+            source = {
+                "type": "listing",
+                "bucket": source_bucket,
+                "prefix": source_prefix,
+                "account_id": args.expected_bucket_owner,
+                "region": source_client.meta.region_name,
+            }
         summary = write_manifest(
-            progress.wrap(objects), pipeline, bucket=dest_bucket, key=dest_key, source_bucket=source_bucket,
-            source_prefix=source_prefix, layout=args.layout, manifest_format=args.manifest_format,
-            max_keys_per_batch=args.max_keys_per_batch, max_bytes_per_batch=args.max_bytes_per_batch,
-            expected_bucket_owner=args.dest_bucket_owner, object_filter=object_filter, source=source,
+            progress.wrap(objects),
+            pipeline,
+            bucket=dest_bucket,
+            key=dest_key,
+            source_bucket=source_bucket,
+            source_prefix=source_prefix,
+            layout=args.layout,
+            manifest_format=args.manifest_format,
+            max_keys_per_batch=args.max_keys_per_batch,
+            max_bytes_per_batch=args.max_bytes_per_batch,
+            expected_bucket_owner=args.dest_bucket_owner,
+            object_filter=object_filter,
+            source=source,
         )
     except InventoryError as err:
         progress.finish()
@@ -220,16 +314,21 @@ def run(args: argparse.Namespace) -> int:
             bucket, prefix = split_s3_uri(args.inventory, what="--inventory")
             return fail(explain_inventory_error(err, bucket=bucket, key=prefix))
         if operation.startswith("ListObjects") or operation == "HeadBucket":
-            return fail(explain_source_error(err, bucket=source_bucket, prefix=source_prefix, identity=identity,
-                                             owner=args.expected_bucket_owner))
+            return fail(
+                explain_source_error(
+                    err, bucket=source_bucket, prefix=source_prefix, identity=identity, owner=args.expected_bucket_owner
+                )
+            )
         code = err.response.get("Error", {}).get("Code", "")
         hint = {
             "NoSuchBucket": f" Destination bucket {dest_bucket!r} does not exist: create it or fix --dest.",
             "AccessDenied": f" The pipeline credentials need s3:PutObject and s3:AbortMultipartUpload on "
-                            f"arn:aws:s3:::{dest_bucket}/{dest_key}*.",
+            f"arn:aws:s3:::{dest_bucket}/{dest_key}*.",
         }.get(code, "")
-        return fail(f"writing s3://{dest_bucket}/{dest_key} failed during {operation}: {code}.{hint} "
-                    "Nothing was left behind (the upload was aborted).")
+        return fail(
+            f"writing s3://{dest_bucket}/{dest_key} failed during {operation}: {code}.{hint} "
+            "Nothing was left behind (the upload was aborted)."
+        )
     except NoCredentialsError:
         progress.finish()
         return fail("no AWS credentials found: pass --profile, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")
@@ -252,4 +351,3 @@ def run(args: argparse.Namespace) -> int:
             + f"\nmetadata s3://{summary.bucket}/{summary.metadata_key} sha256 {summary.sha256}"
         )
     return 0
-

@@ -1,6 +1,6 @@
 """Which listed objects go into the manifest: suffix, glob pattern, size, storage class, LastModified.
 
-The pure core: an :class:`ObjectFilter` wraps any stream of :class:`~xacct_map.listing.S3Object`
+The pure core: an :class:`ObjectFilter` wraps any stream of :class:`~xacct_map.core.listing.S3Object`
 (from a listing or an S3 Inventory) and counts what each filter skipped.
 
 Rules (each filter that is set must pass; within one filter any value may match):
@@ -174,7 +174,9 @@ class ObjectFilter:
         self.min_size = parse_optional_int(self.min_size, name="min_size")
         self.max_size = parse_optional_int(self.max_size, name="max_size")
         if self.min_size is not None and self.max_size is not None and self.min_size > self.max_size:
-            raise ValueError(f"min_size ({self.min_size}) is larger than max_size ({self.max_size}): nothing could match")
+            raise ValueError(
+                f"min_size ({self.min_size}) is larger than max_size ({self.max_size}): nothing could match"
+            )
         if self.storage_classes is not None:
             classes = parse_list(self.storage_classes, name="storage_classes")
             self.storage_classes = tuple(c.upper() for c in classes) or None
@@ -206,7 +208,7 @@ class ObjectFilter:
         if self.patterns:
             name = obj.key
             if self.pattern_base == "relative" and name.startswith(self.prefix):
-                name = name[len(self.prefix):]
+                name = name[len(self.prefix) :]
             if not any(fnmatchcase(name, p) for p in self.patterns):
                 return "pattern"
         if self.modified_after is not None or self.modified_before is not None:

@@ -151,7 +151,9 @@ async def snapshot_async(sfn_client, execution_arn: str) -> MapRunSnapshot:
     return build_snapshot(execution_arn, execution, map_run)
 
 
-def verdict(snap: MapRunSnapshot, *, max_failed_items: int = 0, max_failed_percentage: float | None = None) -> str | None:
+def verdict(
+    snap: MapRunSnapshot, *, max_failed_items: int = 0, max_failed_percentage: float | None = None
+) -> str | None:
     """``None`` when the run succeeded within tolerance, else the reason it did not.
 
     Only call on a terminal snapshot. SUCCEEDED is not enough: an emulator (and a state machine with
@@ -220,11 +222,18 @@ def _failed_results_sample(s3_client, bucket: str, key: str, sample: int, owner:
         if not files:
             return []
         first = f"{manifest.get('DestinationBucket', bucket)}/{files[0]['Key']}"
-        body = s3_client.get_object(Bucket=manifest.get("DestinationBucket", bucket), Key=files[0]["Key"], **extra)["Body"]
+        body = s3_client.get_object(Bucket=manifest.get("DestinationBucket", bucket), Key=files[0]["Key"], **extra)[
+            "Body"
+        ]
         entries = json.loads(body.read())
-        lines = [f"  FAILED results: s3://{first} ({sum(int(f.get('Size', 0)) for f in files)} bytes in {len(files)} files)"]
+        lines = [
+            f"  FAILED results: s3://{first} ({sum(int(f.get('Size', 0)) for f in files)} bytes in {len(files)} files)"
+        ]
         for entry in entries[:sample]:
-            lines.append(f"    {entry.get('Error')!r}: {(entry.get('Cause') or '')[:300]!r} input={(entry.get('Input') or '')[:200]}")
+            lines.append(
+                f"    {entry.get('Error')!r}: {(entry.get('Cause') or '')[:300]!r} "
+                f"input={(entry.get('Input') or '')[:200]}"
+            )
         return lines
     except Exception as err:  # noqa: BLE001 - enrichment only
         return [f"  (could not read the ResultWriter manifest: {str(err)[:200]})"]

@@ -1,6 +1,6 @@
 """One ListObjectsV2 page on the wire: the query string to ask for it and a fast, exact parser.
 
-Pure functions, shared by the listing worker processes (:mod:`xacct_map._list_worker`) and tests.
+Pure functions, shared by the listing worker processes (:mod:`xacct_map._engine.worker`) and tests.
 The parser takes the common layout S3 sends with one regular expression (about ten times faster
 than building an XML tree), and proves it took every ``<Contents>`` element; any other layout
 (extra or reordered fields, whitespace, CDATA, entities in keys) goes through the standard
@@ -112,7 +112,7 @@ def parse_list_page(body: bytes) -> ListPage:
     token = _NEXT_TOKEN.search(text)
     if rows:
         # transpose in C rather than five Python loops
-        keys, modified, etags, sizes, classes = map(list, zip(*rows))
+        keys, modified, etags, sizes, classes = map(list, zip(*rows, strict=False))
         if "&" in "".join(keys) or "&" in "".join(modified):
             return _parse_with_etree(body)  # entities: S3 sends none with EncodingType=url
         if "<EncodingType>url</EncodingType>" in text:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import types
 from importlib.metadata import entry_points
 
-from xacct_map.map_runs_view import XacctMapPlugin, _row, render_page
+from xacct_map.ui import XacctMapPlugin, _row, render_page
 
 
 def test_registered_through_the_airflow_plugins_entry_point():
@@ -43,13 +43,20 @@ def test_airflow_loads_the_plugin_and_serves_its_app_and_views():
 
 
 def _ti(state="success", run_id="manual__1"):
-    return types.SimpleNamespace(dag_id="xacct_distributed_map", run_id=run_id, task_id="wait_for_map_run",
-                                 state=state, map_index=-1)
+    return types.SimpleNamespace(
+        dag_id="xacct_distributed_map", run_id=run_id, task_id="wait_for_map_run", state=state, map_index=-1
+    )
 
 
-SUMMARY = {"status": "SUCCEEDED", "item_counts": {"succeeded": 3, "failed": 1, "total": 4}, "failed_items": 1,
-           "duration_seconds": 12.4, "map_run_arn": "arn:aws:states:us-east-1:1:mapRun:m/x:1",
-           "execution_arn": "arn:aws:states:us-east-1:1:execution:m:x", "error": None}
+SUMMARY = {
+    "status": "SUCCEEDED",
+    "item_counts": {"succeeded": 3, "failed": 1, "total": 4},
+    "failed_items": 1,
+    "duration_seconds": 12.4,
+    "map_run_arn": "arn:aws:states:us-east-1:1:mapRun:m/x:1",
+    "execution_arn": "arn:aws:states:us-east-1:1:execution:m:x",
+    "error": None,
+}
 
 
 def test_rows_carry_the_counts_or_say_the_run_is_waiting():

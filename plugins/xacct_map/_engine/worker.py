@@ -1,9 +1,9 @@
 """A listing worker process: signs, sends and parses ListObjectsV2 requests for the coordinator.
 
-Started by :mod:`xacct_map.fast_list` as ``python -m xacct_map._list_worker``; speaks pickled,
+Started by :mod:`xacct_map._engine.coordinator` as ``python -m xacct_map._engine.worker``; speaks pickled,
 length-prefixed frames on stdin (config, credentials, tasks) and stdout (pages, errors). One
 thread runs an event loop with ``connections`` keep-alive HTTP connections
-(:mod:`xacct_map.http1`), one request in flight on each, so latency overlaps; parsing runs in this
+(:mod:`xacct_map._engine.http1`), one request in flight on each, so latency overlaps; parsing runs in this
 process, off the coordinator's GIL.
 
 A task is one page of one key range ``(start_after, hi]``. The worker retries throttling and
@@ -22,16 +22,25 @@ from bisect import bisect_right
 from itertools import islice
 from urllib.parse import urlsplit
 
-from xacct_map.frames import read_frame_async, write_frame
-from xacct_map.http1 import Connection, HttpError
-from xacct_map.list_page import PageFormatError, first_key, list_query, parse_error, parse_list_page
-from xacct_map.sigv4 import GetSigner, host_header
+from xacct_map._engine.frames import read_frame_async, write_frame
+from xacct_map._engine.http1 import Connection, HttpError
+from xacct_map._engine.page import PageFormatError, first_key, list_query, parse_error, parse_list_page
+from xacct_map._engine.sigv4 import GetSigner, host_header
 
 # Status codes and S3 error codes worth another try of the same request.
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 RETRY_CODES = frozenset(
-    {"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "Throttling",
-     "ThrottlingException", "RequestTimeTooSkewed", "ExpiredToken", "TokenRefreshRequired"}
+    {
+        "SlowDown",
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeTooSkewed",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+    }
 )
 
 
@@ -39,13 +48,13 @@ class Worker:
     def __init__(self, config: dict, out) -> None:
         self.config = config
         self._out = out
-        self._auth = None
+        self._auth: GetSigner | None = None
         url = urlsplit(config["base_url"])
         self._path = url.path or "/"
         self._host = host_header(url.scheme, url.netloc)
 
     # -- credentials --
-    def set_credentials(self, creds) -> None:
+    def set_credentials(self, creds: tuple[str, str, str | None] | None) -> None:
         self._auth = None if creds is None else GetSigner(*creds, region=self.config["region"])
 
     def _headers(self, query: str) -> dict:
@@ -59,10 +68,17 @@ class Worker:
         cfg = self.config
         tasks: asyncio.Queue = asyncio.Queue()
         loops = [
-            asyncio.create_task(self._loop(tasks, Connection(
-                cfg["base_url"], verify=cfg["verify"], connect_timeout=cfg["connect_timeout"],
-                read_timeout=cfg["read_timeout"],
-            )))
+            asyncio.create_task(
+                self._loop(
+                    tasks,
+                    Connection(
+                        cfg["base_url"],
+                        verify=cfg["verify"],
+                        connect_timeout=cfg["connect_timeout"],
+                        read_timeout=cfg["read_timeout"],
+                    ),
+                )
+            )
             for _ in range(cfg["connections"])
         ]
         while (msg := await read_frame_async(reader)) is not None and msg[0] != "stop":
@@ -147,9 +163,18 @@ class Worker:
         modified = list(map(sys.intern, page.last_modified[:cut]))
         classes = list(map(sys.intern, page.storage_classes[:cut]))
         return (
-            "page", tid, keys[:cut] if cut < len(keys) else keys,
-            page.sizes[:cut], page.etags[:cut], modified, classes,
-            more, next_after, next_token, len(keys), retries,
+            "page",
+            tid,
+            keys[:cut] if cut < len(keys) else keys,
+            page.sizes[:cut],
+            page.etags[:cut],
+            modified,
+            classes,
+            more,
+            next_after,
+            next_token,
+            len(keys),
+            retries,
         )
 
 
