@@ -157,214 +157,198 @@ def run_preflight(
     """
     import boto3
 
-    session = session or boto3.session.Session()
-    machine = _STATE_MACHINE_ARN.match(config.state_machine_arn or "")
-    region = config.region or (machine["region"] if machine else None) or session.region_name or "us-east-1"
+    run = _Preflight(config, session or boto3.session.Session(), on_client)
+    for check in (
+        run.assume_lister_role,
+        run.list_source,
+        run.read_source_object,
+        run.write_inventory,
+        run.state_machine,
+    ):
+        run.checks.append(check())
+    return PreflightReport(tuple(run.checks), caller_arn=run.caller_arn)
 
-    def client(label: str, sess, service: str, client_region: str | None = None):
-        made = sess.client(service, region_name=client_region or region, endpoint_url=config.endpoint_url)
-        if on_client:
-            on_client(label, made)
+
+class _Preflight:
+    """One preflight: the clients, what the checks learnt so far, and one method per check."""
+
+    def __init__(self, config: PreflightConfig, session, on_client: Callable[[str, Any], None] | None):
+        self.config, self.session, self.on_client = config, session, on_client
+        self.machine = _STATE_MACHINE_ARN.match(config.state_machine_arn or "")
+        self.region = (
+            config.region or (self.machine["region"] if self.machine else None) or session.region_name or "us-east-1"
+        )
+        self.sts = self.client("pipeline-sts", session, "sts")
+        self.caller_arn: str | None = None
+        try:
+            self.caller_arn = self.sts.get_caller_identity()["Arn"]
+        except Exception:  # noqa: BLE001 - the checks report what fails; this is only for the fixes
+            pass
+        self.inputs = _policy_inputs(config, self.machine, self.region, self.caller_arn)
+        self.documents = policies.all_documents(self.inputs) if self.inputs else {}
+        self.checks: list[CheckResult] = []
+        # Learnt by the checks, for the ones after them.
+        self.lister_session = session
+        self.lister_identity = self.caller_arn or "the pipeline identity"
+        self.bucket_region = config.source_region
+        self.first_key: str | None = None
+
+    def client(self, label: str, session, service: str, region: str | None = None):
+        made = session.client(service, region_name=region or self.region, endpoint_url=self.config.endpoint_url)
+        if self.on_client:
+            self.on_client(label, made)
         return made
 
-    sts = client("pipeline-sts", session, "sts")
-    caller_arn = None
-    try:
-        caller_arn = sts.get_caller_identity()["Arn"]
-    except Exception:  # noqa: BLE001 - the checks below report what fails; this is only for the fixes
-        pass
-    inputs = _policy_inputs(config, machine, region, caller_arn)
-    documents = policies.all_documents(inputs) if inputs else {}
-    checks: list[CheckResult] = []
+    def assume_lister_role(self) -> CheckResult:
+        import boto3
 
-    # 1. the lister's credentials
-    lister_session = session
-    lister_identity = caller_arn or "the pipeline identity"
-    if config.lister_profile:
-        lister_session = boto3.session.Session(profile_name=config.lister_profile, region_name=region)
-        lister_identity = f"profile {config.lister_profile!r}"
-        checks.append(CheckResult("assume_lister_role", SKIPPED, f"listing with profile {config.lister_profile!r}"))
-    elif config.lister_role_arn:
-        lister_identity = config.lister_role_arn
-        summary = f"{caller_arn or 'the pipeline identity'} assumes {config.lister_role_arn}"
+        config = self.config
+        if config.lister_profile:
+            self.lister_session = boto3.session.Session(profile_name=config.lister_profile, region_name=self.region)
+            self.lister_identity = f"profile {config.lister_profile!r}"
+            return CheckResult("assume_lister_role", SKIPPED, f"listing with profile {config.lister_profile!r}")
+        if not config.lister_role_arn:
+            return CheckResult("assume_lister_role", SKIPPED, "no lister role: the pipeline identity lists itself")
+        self.lister_identity = config.lister_role_arn
+        summary = f"{self.caller_arn or 'the pipeline identity'} assumes {config.lister_role_arn}"
         try:
-            lister_session = _assume(sts, config.lister_role_arn, config.external_id, region)
-            checks.append(CheckResult("assume_lister_role", OK, summary))
+            self.lister_session = _assume(self.sts, config.lister_role_arn, config.external_id, self.region)
         except Exception as err:  # noqa: BLE001
-            lister_session = None
-            checks.append(_failure("assume_lister_role", summary, err, _fixes_assume_lister(inputs, documents)))
-    else:
-        checks.append(CheckResult("assume_lister_role", SKIPPED, "no lister role: the pipeline identity lists itself"))
+            self.lister_session = None
+            return _failure("assume_lister_role", summary, err, _fixes_assume_lister(self.inputs, self.documents))
+        return CheckResult("assume_lister_role", OK, summary)
 
-    # 2. list the source prefix
-    where = f"s3://{config.source_bucket}/{config.prefix}"
-    first_key = None
-    bucket_region = config.source_region
-    if lister_session is None:
-        checks.append(CheckResult("list_source", SKIPPED, f"list {where}: the lister role could not be assumed"))
-    else:
+    def list_source(self) -> CheckResult:
         from xacct_map.core.cross_account import bucket_region as discover
 
-        summary = f"ListObjectsV2 {where} (MaxKeys=1, ExpectedBucketOwner={config.source_account}) as {lister_identity}"
+        config = self.config
+        where = f"s3://{config.source_bucket}/{config.prefix}"
+        if self.lister_session is None:
+            return CheckResult("list_source", SKIPPED, f"list {where}: the lister role could not be assumed")
+        summary = (
+            f"ListObjectsV2 {where} (MaxKeys=1, ExpectedBucketOwner={config.source_account}) as {self.lister_identity}"
+        )
         try:
-            if not bucket_region:
-                probe = client("lister-s3", lister_session, "s3")
-                bucket_region = (
-                    discover(probe, config.source_bucket, expected_bucket_owner=config.source_account) or region
+            if not self.bucket_region:
+                probe = self.client("lister-s3", self.lister_session, "s3")
+                self.bucket_region = (
+                    discover(probe, config.source_bucket, expected_bucket_owner=config.source_account) or self.region
                 )
-            s3 = client("lister-s3", lister_session, "s3", bucket_region)
+            s3 = self.client("lister-s3", self.lister_session, "s3", self.bucket_region)
             page = s3.list_objects_v2(
                 Bucket=config.source_bucket, Prefix=config.prefix, MaxKeys=1, ExpectedBucketOwner=config.source_account
             )
-            contents = page.get("Contents") or []
-            first_key = contents[0]["Key"] if contents else None
-            checks.append(
-                CheckResult(
-                    "list_source",
-                    OK,
-                    summary + f" in {bucket_region}",
-                    details={"bucket_region": bucket_region, "first_key": first_key, "empty": first_key is None},
-                )
-            )
         except Exception as err:  # noqa: BLE001
-            checks.append(
-                _failure("list_source", summary, err, _fixes_list(inputs, documents), bucket=config.source_bucket)
-            )
+            fixes = _fixes_list(self.inputs, self.documents)
+            return _failure("list_source", summary, err, fixes, bucket=config.source_bucket)
+        contents = page.get("Contents") or []
+        self.first_key = contents[0]["Key"] if contents else None
+        details = {"bucket_region": self.bucket_region, "first_key": self.first_key, "empty": self.first_key is None}
+        return CheckResult("list_source", OK, summary + f" in {self.bucket_region}", details=details)
 
-    # 3. the processor reads one object
-    processor_role = config.processor_role_arn
-    if processor_role is None and inputs:
-        processor_role = inputs.processor_role_arn
-    if not processor_role:
-        checks.append(CheckResult("read_source_object", SKIPPED, "no processor role given"))
-    elif first_key is None:
-        reason = (
-            "nothing was listed under the prefix"
-            if any(c.name == "list_source" and c.ok for c in checks)
-            else ("the listing failed")
-        )
-        checks.append(CheckResult("read_source_object", SKIPPED, f"HeadObject as {processor_role}: {reason}"))
-    else:
+    def read_source_object(self) -> CheckResult:
+        config = self.config
+        processor_role = config.processor_role_arn
+        if processor_role is None and self.inputs:
+            processor_role = self.inputs.processor_role_arn
+        if not processor_role:
+            return CheckResult("read_source_object", SKIPPED, "no processor role given")
+        if self.first_key is None:
+            listed = any(c.name == "list_source" and c.ok for c in self.checks)
+            reason = "nothing was listed under the prefix" if listed else "the listing failed"
+            return CheckResult("read_source_object", SKIPPED, f"HeadObject as {processor_role}: {reason}")
         # Keys may hold control characters: escape them so the report stays one line per check.
-        target = f"s3://{config.source_bucket}/{json.dumps(first_key, ensure_ascii=False)[1:-1]}"
+        target = f"s3://{config.source_bucket}/{json.dumps(self.first_key, ensure_ascii=False)[1:-1]}"
         summary = f"HeadObject {target} (ExpectedBucketOwner={config.source_account}) as {processor_role}"
         try:
-            processor_session = _assume(sts, processor_role, None, region)
+            processor_session = _assume(self.sts, processor_role, None, self.region)
         except Exception as err:  # noqa: BLE001
-            # The processor's trust names lambda.amazonaws.com only, as it should: say how to enable the check.
-            fixes: tuple[Fix, ...] = ()
-            if inputs and caller_arn:
-                principal = _role_of(caller_arn) or caller_arn
-                fixes = (
-                    Fix(
-                        f"pipeline account {inputs.pipeline_account}: trust policy of {processor_role}, "
-                        "only while checking",
-                        (policies.processor_preflight_trust_statement(inputs, principal),),
-                        "aws iam update-assume-role-policy; remove it afterwards",
-                    ),
-                )
-            checks.append(
-                CheckResult(
-                    "read_source_object",
-                    SKIPPED,
-                    summary,
-                    error_code=_code(err),
-                    reason=f"cannot assume the processor role to check as it ({_message(err)}); its trust policy "
-                    "normally names Lambda alone",
-                    fixes=fixes,
-                )
-            )
-        else:
-            try:
-                s3 = client("processor-s3", processor_session, "s3", bucket_region)
-                s3.head_object(Bucket=config.source_bucket, Key=first_key, ExpectedBucketOwner=config.source_account)
-                checks.append(CheckResult("read_source_object", OK, summary))
-            except Exception as err:  # noqa: BLE001
-                checks.append(
-                    _failure(
-                        "read_source_object", summary, err, _fixes_read(inputs, documents), bucket=config.source_bucket
-                    )
-                )
+            return self._processor_not_assumable(processor_role, summary, err)
+        try:
+            s3 = self.client("processor-s3", processor_session, "s3", self.bucket_region)
+            s3.head_object(Bucket=config.source_bucket, Key=self.first_key, ExpectedBucketOwner=config.source_account)
+        except Exception as err:  # noqa: BLE001
+            fixes = _fixes_read(self.inputs, self.documents)
+            return _failure("read_source_object", summary, err, fixes, bucket=config.source_bucket)
+        return CheckResult("read_source_object", OK, summary)
 
-    # 4. the inventory bucket accepts a manifest upload
-    prefix = config.inventory_prefix + "manifests/"
-    key = f"{prefix}_xacct-map-preflight/{uuid.uuid4().hex}.json"
-    owner = {"ExpectedBucketOwner": inputs.pipeline_account} if inputs else {}
-    summary = (
-        f"CreateMultipartUpload + AbortMultipartUpload s3://{config.inventory_bucket}/{key}"
-        f" as {caller_arn or 'the pipeline identity'}"
-    )
-    pipeline_s3 = client("pipeline-s3", session, "s3")
-    try:
-        upload = pipeline_s3.create_multipart_upload(Bucket=config.inventory_bucket, Key=key, **owner)
+    def _processor_not_assumable(self, processor_role: str, summary: str, err: Exception) -> CheckResult:
+        """The processor's trust names lambda.amazonaws.com only, as it should: say how to enable the check."""
+        fixes: tuple[Fix, ...] = ()
+        if self.inputs and self.caller_arn:
+            principal = _role_of(self.caller_arn) or self.caller_arn
+            fixes = (
+                Fix(
+                    f"pipeline account {self.inputs.pipeline_account}: trust policy of {processor_role}, "
+                    "only while checking",
+                    (policies.processor_preflight_trust_statement(self.inputs, principal),),
+                    "aws iam update-assume-role-policy; remove it afterwards",
+                ),
+            )
+        return CheckResult(
+            "read_source_object",
+            SKIPPED,
+            summary,
+            error_code=_code(err),
+            reason=f"cannot assume the processor role to check as it ({_message(err)}); its trust policy "
+            "normally names Lambda alone",
+            fixes=fixes,
+        )
+
+    def write_inventory(self) -> CheckResult:
+        config, inputs = self.config, self.inputs
+        key = f"{config.inventory_prefix}manifests/_xacct-map-preflight/{uuid.uuid4().hex}.json"
+        owner = {"ExpectedBucketOwner": inputs.pipeline_account} if inputs else {}
+        summary = (
+            f"CreateMultipartUpload + AbortMultipartUpload s3://{config.inventory_bucket}/{key}"
+            f" as {self.caller_arn or 'the pipeline identity'}"
+        )
+        fixes = _fixes_write(inputs, self.documents)
+        pipeline_s3 = self.client("pipeline-s3", self.session, "s3")
+        try:
+            upload = pipeline_s3.create_multipart_upload(Bucket=config.inventory_bucket, Key=key, **owner)
+        except Exception as err:  # noqa: BLE001
+            return _failure("write_inventory", summary, err, fixes, bucket=config.inventory_bucket)
         try:
             pipeline_s3.abort_multipart_upload(
                 Bucket=config.inventory_bucket, Key=key, UploadId=upload["UploadId"], **owner
             )
         except Exception as err:  # noqa: BLE001
-            checks.append(
-                _failure(
-                    "write_inventory",
-                    summary + " (the upload was started but not aborted: the bucket's lifecycle "
-                    "rule removes it after a day)",
-                    err,
-                    _fixes_write(inputs, documents),
-                    bucket=config.inventory_bucket,
-                )
-            )
-        else:
-            checks.append(CheckResult("write_inventory", OK, summary))
-    except Exception as err:  # noqa: BLE001
-        checks.append(
-            _failure("write_inventory", summary, err, _fixes_write(inputs, documents), bucket=config.inventory_bucket)
-        )
+            summary += " (the upload was started but not aborted: the bucket's lifecycle rule removes it after a day)"
+            return _failure("write_inventory", summary, err, fixes, bucket=config.inventory_bucket)
+        return CheckResult("write_inventory", OK, summary)
 
-    # 5. the state machine
-    expected_role = inputs.state_machine_role_arn if inputs else None
-    summary = f"DescribeStateMachine {config.state_machine_arn}"
-    try:
-        described = client("pipeline-stepfunctions", session, "stepfunctions").describe_state_machine(
-            stateMachineArn=config.state_machine_arn
-        )
-        problems = []
-        if expected_role and described.get("roleArn") != expected_role:
-            problems.append(
-                f"it runs as {described.get('roleArn')}, not as {expected_role} (the role the policies name)"
+    def state_machine(self) -> CheckResult:
+        expected_role = self.inputs.state_machine_role_arn if self.inputs else None
+        summary = f"DescribeStateMachine {self.config.state_machine_arn}"
+        try:
+            described = self.client("pipeline-stepfunctions", self.session, "stepfunctions").describe_state_machine(
+                stateMachineArn=self.config.state_machine_arn
             )
+        except Exception as err:  # noqa: BLE001
+            return _failure("state_machine", summary, err, _fixes_state_machine(self.inputs, self.documents))
+        role, details = described.get("roleArn"), {"role_arn": described.get("roleArn")}
+        problems = []
+        if expected_role and role != expected_role:
+            problems.append(f"it runs as {role}, not as {expected_role} (the role the policies name)")
         if described.get("type", "STANDARD") != "STANDARD":
             problems.append(f"it is {described.get('type')}, not STANDARD")
-        if problems:
-            checks.append(
-                CheckResult(
-                    "state_machine",
-                    FAILED,
-                    summary,
-                    error_code="WrongConfiguration",
-                    reason="; ".join(problems),
-                    fixes=(
-                        Fix(
-                            "pipeline account: redeploy the state machine",
-                            (),
-                            f"xacct-map deploy ... --state-machine-role {policies_role_name(expected_role)}",
-                        ),
-                    )
-                    if expected_role
-                    else (),
-                    details={"role_arn": described.get("roleArn")},
-                )
-            )
-        else:
-            checks.append(
-                CheckResult(
-                    "state_machine",
-                    OK,
-                    summary + f" (role {described.get('roleArn')})",
-                    details={"role_arn": described.get("roleArn")},
-                )
-            )
-    except Exception as err:  # noqa: BLE001
-        checks.append(_failure("state_machine", summary, err, _fixes_state_machine(inputs, documents)))
-    return PreflightReport(tuple(checks), caller_arn=caller_arn)
+        if not problems:
+            return CheckResult("state_machine", OK, summary + f" (role {role})", details=details)
+        redeploy = Fix(
+            "pipeline account: redeploy the state machine",
+            (),
+            f"xacct-map deploy ... --state-machine-role {policies_role_name(expected_role)}",
+        )
+        return CheckResult(
+            "state_machine",
+            FAILED,
+            summary,
+            error_code="WrongConfiguration",
+            reason="; ".join(problems),
+            fixes=(redeploy,) if expected_role else (),
+            details=details,
+        )
 
 
 def run_preflight_with_connection(aws_conn_id: str, config: PreflightConfig) -> PreflightReport:
