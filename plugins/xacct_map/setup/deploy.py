@@ -457,20 +457,7 @@ def deploy_pipeline(
         expected_bucket_owner=inputs.pipeline_account,
         changes=changes,
     )
-    processor_role_arn = ensure_role(
-        iam,
-        role_name(inputs.processor_role_arn),
-        documents["processor_role_trust_policy"],
-        documents["processor_role_policy"],
-        changes=changes,
-    )
-    machine_role_arn = ensure_role(
-        iam,
-        role_name(inputs.state_machine_role_arn),
-        documents["state_machine_role_trust_policy"],
-        documents["state_machine_role_policy"],
-        changes=changes,
-    )
+    processor_role_arn, machine_role_arn = _ensure_pipeline_roles(iam, inputs, documents, changes)
     ensure_log_group(client("logs"), inputs.log_group_name, log_retention_days, changes=changes)
     function_arn = ensure_function(
         lmb,
@@ -480,6 +467,56 @@ def deploy_pipeline(
         environment={"SOURCE_ACCOUNT_ID": inputs.source_account},
         changes=changes,
     )
+    definition = _definition(
+        asl_path or resources.asl_path(layout),
+        inputs,
+        function_arn,
+        layout=layout,
+        max_concurrency=max_concurrency,
+        tolerated_failure_percentage=tolerated_failure_percentage,
+        manifest_format=manifest_format,
+        max_items_per_batch=max_items_per_batch,
+    )
+    machine_arn = ensure_state_machine(sfn, inputs.state_machine, definition, machine_role_arn, changes=changes)
+
+    airflow_role_arn = _ensure_airflow_role(
+        iam, inputs, documents["airflow_role_policy"], airflow_trust, changes, notes
+    )
+    notes.extend(_source_account_notes(inputs))
+    return PipelineDeployment(
+        region=inputs.region,
+        inventory_bucket=inputs.inventory_bucket,
+        processor_role_arn=processor_role_arn,
+        state_machine_role_arn=machine_role_arn,
+        function_arn=function_arn,
+        state_machine_arn=machine_arn,
+        airflow_role_arn=airflow_role_arn,
+        changes=tuple(changes),
+        notes=tuple(notes),
+    )
+
+
+def _ensure_pipeline_roles(iam, inputs: PolicyInputs, documents: dict, changes: Changes) -> tuple[str, str]:
+    """The processor role and the state machine role, with their trust and permissions documents."""
+    arns = []
+    for role_arn, kind in ((inputs.processor_role_arn, "processor"), (inputs.state_machine_role_arn, "state_machine")):
+        trust, policy = documents[f"{kind}_role_trust_policy"], documents[f"{kind}_role_policy"]
+        arns.append(ensure_role(iam, role_name(role_arn), trust, policy, changes=changes))
+    return arns[0], arns[1]
+
+
+def _definition(
+    template: Path,
+    inputs: PolicyInputs,
+    function_arn: str,
+    *,
+    layout: str,
+    max_concurrency: int,
+    tolerated_failure_percentage: float,
+    manifest_format: str,
+    max_items_per_batch: int,
+) -> str:
+    """The state machine definition: the ASL template of ``layout`` with this deployment's values."""
     substitutions = {
         "ProcessorFunctionArn": function_arn,
         "MaxConcurrency": int(max_concurrency),
@@ -494,44 +531,42 @@ def deploy_pipeline(
         substitutions |= flat_substitutions(manifest_format=manifest_format, max_items_per_batch=max_items_per_batch)
     elif layout != "batched":
         raise ValueError(f"layout {layout!r}: the state machine reads 'batched' or 'flat' manifests")
-    definition = render_definition(asl_path or resources.asl_path(layout), substitutions)
-    machine_arn = ensure_state_machine(sfn, inputs.state_machine, definition, machine_role_arn, changes=changes)
+    return render_definition(template, substitutions)
 
-    airflow_role_arn = None
+
+def _ensure_airflow_role(
+    iam, inputs: PolicyInputs, policy: dict, airflow_trust: str | None, changes: Changes, notes: list[str]
+) -> str | None:
+    """The Airflow role's inline policy, when the role exists; created only with ``airflow_trust``."""
     airflow_name = role_name(inputs.airflow_role_arn)
-    if airflow_trust or _role_exists(iam, airflow_name):
-        trust = None if not airflow_trust else _trust_for(airflow_trust)
-        if trust is None:  # keep the existing trust policy: it says where Airflow runs
-            trust = _policy_json(iam.get_role(RoleName=airflow_name)["Role"]["AssumeRolePolicyDocument"])
-        airflow_role_arn = ensure_role(iam, airflow_name, trust, documents["airflow_role_policy"], changes=changes)
-    else:
+    if not airflow_trust and not _role_exists(iam, airflow_name):
         notes.append(
             f"Airflow role {airflow_name} does not exist: not created (pass --airflow-trust PRINCIPAL to create it, "
             "or attach `xacct-map policy --only airflow_role_policy` to the role your Airflow uses)."
         )
+        return None
+    if airflow_trust:
+        trust = _trust_for(airflow_trust)
+    else:  # keep the existing trust policy: it says where Airflow runs
+        trust = _policy_json(iam.get_role(RoleName=airflow_name)["Role"]["AssumeRolePolicyDocument"])
+    return ensure_role(iam, airflow_name, trust, policy, changes=changes)
+
+
+def _source_account_notes(inputs: PolicyInputs) -> list[str]:
+    """What the source account's owner must apply: deploy never touches another account."""
+    notes = []
     if inputs.lists_directly:
         notes.append("The Airflow role lists the source bucket itself: the source bucket policy must grant it.")
+    lister = (
+        ""
+        if inputs.lists_directly
+        else f" and create the lister role {inputs.lister_role_arn} (lister_role_trust_policy, lister_role_policy)"
+    )
     notes.append(
         f"Source account {inputs.source_account}: apply `xacct-map policy --only source_bucket_policy` to "
-        f"s3://{inputs.source_bucket}"
-        + (
-            ""
-            if inputs.lists_directly
-            else f" and create the lister role {inputs.lister_role_arn} (lister_role_trust_policy, lister_role_policy)"
-        )
-        + "."
+        f"s3://{inputs.source_bucket}{lister}."
     )
-    return PipelineDeployment(
-        region=inputs.region,
-        inventory_bucket=inputs.inventory_bucket,
-        processor_role_arn=processor_role_arn,
-        state_machine_role_arn=machine_role_arn,
-        function_arn=function_arn,
-        state_machine_arn=machine_arn,
-        airflow_role_arn=airflow_role_arn,
-        changes=tuple(changes),
-        notes=tuple(notes),
-    )
+    return notes
 
 
 def _role_exists(iam, name: str) -> bool:
