@@ -32,10 +32,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xacct_map.local.ports import HOST, free_port
 from xacct_map.setup import resources
 
 DAG_ID = "xacct_distributed_map"
-HOST = "127.0.0.1"  # never another interface: this is an unauthenticated-by-design dev setup
 DEFAULT_PORT = 8080
 DEFAULT_USERNAME = "admin"
 DEFAULT_PASSWORD = "admin"
@@ -102,20 +102,6 @@ def register(subparsers) -> None:
         "--startup-timeout", type=float, default=240.0, help="seconds to wait for Airflow to become ready (default 240)"
     )
     parser.set_defaults(func=_command)
-
-
-def _free_port(port: int = 0) -> int:
-    """``port`` if it is free on 127.0.0.1 (any free port for 0); RuntimeError if it is taken."""
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError as err:
-            raise RuntimeError(
-                f"port {port} on {HOST} is in use ({err.strerror}): pass --port N, or --port 0 for any free port"
-            ) from err
-        return sock.getsockname()[1]
 
 
 def airflow_environment(
@@ -421,7 +407,7 @@ def _serve(args, home: Path) -> int:
     from xacct_map.local.emulator import LocalAws
 
     started = time.monotonic()
-    port = _free_port(args.port)  # before the emulator starts: fail fast on a taken port
+    port = free_port(args.port)  # before the emulator starts: fail fast on a taken port
     print(f"xacct-map airflow: starting the local AWS emulator ({args.objects} objects)...", flush=True)
     with LocalAws() as aws:
         pipeline = aws.deploy(objects=args.objects)

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,6 +23,7 @@ import boto3
 import requests
 
 from xacct_map.local.lambda_runtime import LocalLambdaRuntime
+from xacct_map.local.ports import free_port
 from xacct_map.setup import deploy
 
 SOURCE_ACCOUNT = "111111111111"
@@ -66,12 +66,6 @@ class LocalPipeline:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def object_body(key: str, index: int) -> bytes:
@@ -119,7 +113,7 @@ class LocalAws:
     """
 
     def __init__(self, *, port: int | None = None, region: str = REGION, lambda_workers: int = 4):
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.region = region
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.lambda_workers = lambda_workers
