@@ -283,28 +283,21 @@ def write_batched_manifest(
     max_bytes_per_batch: int = 512 * 1024 * 1024,
     expected_bucket_owner: str | None = None,
 ) -> ManifestSummary:
-    """Write ``objects`` as a batched manifest to ``s3://bucket/key`` and summarise it.
+    """:func:`write_manifest` in the batched JSON layout, without the metadata sidecar.
 
     Memory stays flat: one batch and one upload part are held at a time.
     """
-    object_count = batch_count = total_bytes = 0
-    with MultipartJsonArrayWriter(s3_client, bucket, key, expected_bucket_owner=expected_bucket_owner) as writer:
-        for keys, size in iter_batches(objects, max_keys=max_keys_per_batch, max_bytes=max_bytes_per_batch):
-            writer.write_item({"bucket": source_bucket, "keys": keys, "bytes": size})
-            object_count += len(keys)
-            batch_count += 1
-            total_bytes += size
-    return ManifestSummary(
+    return write_manifest(
+        objects,
+        s3_client,
         bucket=bucket,
         key=key,
-        object_count=object_count,
-        batch_count=batch_count,
-        total_bytes=total_bytes,
-        manifest_bytes=writer.bytes_written,
-        sha256=writer.sha256,
         source_bucket=source_bucket,
         source_prefix=source_prefix,
-        etag=writer.etag,
+        max_keys_per_batch=max_keys_per_batch,
+        max_bytes_per_batch=max_bytes_per_batch,
+        expected_bucket_owner=expected_bucket_owner,
+        write_metadata=False,
     )
 
 
@@ -360,7 +353,6 @@ def write_manifest(
             "must both be at least 1"
         )
     stream = object_filter.apply(objects) if object_filter is not None else objects
-    object_count = batch_count = total_bytes = 0
     with MultipartUploadWriter(
         s3_client,
         bucket,
@@ -370,17 +362,9 @@ def write_manifest(
         content_type=CONTENT_TYPES[manifest_format],
         encoder=encoder_for(manifest_format),
     ) as writer:
-        if layout == "batched":
-            for keys, size in iter_batches(stream, max_keys=max_keys_per_batch, max_bytes=max_bytes_per_batch):
-                writer.write_item({"bucket": source_bucket, "keys": keys, "bytes": size})
-                object_count += len(keys)
-                batch_count += 1
-                total_bytes += size
-        else:
-            for obj in stream:
-                writer.write_item(flat_item(source_bucket, obj) if layout == "flat" else obj.key)
-                object_count += 1
-                total_bytes += obj.size
+        object_count, batch_count, total_bytes = _write_items(
+            writer, stream, layout, source_bucket, max_keys=max_keys_per_batch, max_bytes=max_bytes_per_batch
+        )
     counts = object_filter.counts() if object_filter is not None else None
     summary = ManifestSummary(
         bucket=bucket,
@@ -410,15 +394,39 @@ def write_manifest(
         metadata_key=metadata_key(key) if write_metadata else None,
     )
     if write_metadata:
-        owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
-        s3_client.put_object(
-            Bucket=bucket,
-            Key=summary.metadata_key,
-            Body=json.dumps(summary.as_dict(), indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n",
-            ContentType="application/json",
-            **owner,
-        )
+        _put_metadata(s3_client, summary, expected_bucket_owner)
     return summary
+
+
+def _write_items(
+    writer: MultipartUploadWriter, objects: Iterable[S3Object], layout: str, source_bucket: str, *, max_keys, max_bytes
+) -> tuple[int, int, int]:
+    """Write ``objects`` as items of ``layout``; returns (objects, batches, object bytes)."""
+    object_count = batch_count = total_bytes = 0
+    if layout == "batched":
+        for keys, size in iter_batches(objects, max_keys=max_keys, max_bytes=max_bytes):
+            writer.write_item({"bucket": source_bucket, "keys": keys, "bytes": size})
+            object_count += len(keys)
+            batch_count += 1
+            total_bytes += size
+    else:
+        for obj in objects:
+            writer.write_item(flat_item(source_bucket, obj) if layout == "flat" else obj.key)
+            object_count += 1
+            total_bytes += obj.size
+    return object_count, batch_count, total_bytes
+
+
+def _put_metadata(s3_client, summary: ManifestSummary, expected_bucket_owner: str | None) -> None:
+    """The sidecar ``<key>.meta.json``: written only once the manifest is complete."""
+    owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+    s3_client.put_object(
+        Bucket=summary.bucket,
+        Key=summary.metadata_key,
+        Body=json.dumps(summary.as_dict(), indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n",
+        ContentType="application/json",
+        **owner,
+    )
 
 
 def read_metadata(s3_client, bucket: str, manifest_key: str, *, expected_bucket_owner: str | None = None) -> dict:
