@@ -34,7 +34,7 @@ DIST = ROOT / "dist"
 ENVS = ROOT / ".venvs"
 UV = os.environ.get("UV") or str(ROOT / ".tools" / "bin" / "uv")
 DEMO_OBJECTS = 60
-# What the older targets run: the operators, sensor, trigger, DAG and package tests (a few minutes).
+# What the older targets run: the package, DAG, operators, sensor, trigger and listing tests (a few minutes).
 COMPAT_TESTS = (
     "tests/test_package.py",
     "tests/test_dag_and_provider.py",
@@ -44,6 +44,10 @@ COMPAT_TESTS = (
     "tests/test_incremental.py",
     "tests/test_manifest.py",
     "tests/test_deploy.py",
+    # the listing engine signs and sends its own requests: botocore's oldest allowed version too
+    "tests/test_listing.py",
+    "tests/test_sigv4.py",
+    "tests/test_http1.py",
 )
 
 
@@ -58,6 +62,7 @@ class Target:
     # ``as_of_later`` lets the packages named there (an amazon provider released later) be newer.
     as_of: str = ""
     as_of_later: tuple[tuple[str, str], ...] = ()
+    floors: tuple[str, ...] = ()  # lower bounds of pyproject.toml to test exactly, e.g. "boto3==1.37.2"
     tests: tuple[str, ...] = COMPAT_TESTS
 
     @property
@@ -84,7 +89,15 @@ _AMAZON_9_10 = tuple(
 )
 MATRIX = (
     # The oldest of everything xacct-map supports: Python, Airflow, the amazon provider (and so boto3).
-    Target("oldest", python="3.10", airflow="3.0.2", amazon="9.10.0", as_of="2025-06-14", as_of_later=_AMAZON_9_10),
+    Target(
+        "oldest",
+        python="3.10",
+        airflow="3.0.2",
+        amazon="9.10.0",
+        as_of="2025-06-14",
+        as_of_later=_AMAZON_9_10,
+        floors=("boto3==1.37.2",),
+    ),
     Target("airflow-3.1", python="3.12", airflow="3.1.8", amazon="9.23.0", as_of="2026-03-15"),
     Target("newest", python="3.13", tests=("tests",)),
 )
@@ -139,6 +152,7 @@ def write_constraints(target: Target) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".in", delete=False) as wanted:
         wanted.write(
             f"apache-airflow=={target.airflow}\napache-airflow-providers-amazon[aiobotocore]=={target.amazon}\n"
+            + "".join(f"{floor}\n" for floor in target.floors)
         )
     target.constraints.parent.mkdir(exist_ok=True)
     sh(
@@ -273,16 +287,20 @@ def table() -> str:
         found = re.findall(rf'^name = "{re.escape(name)}"\nversion = "([^"]+)"', lock, flags=re.M)
         return max(found, key=lambda v: tuple(int(p) for p in re.findall(r"\d+", v)))
 
-    rows = ["| CI target | Python | Airflow | amazon provider | tests |", "|---|---|---|---|---|"]
+    def constrained(t: Target, name: str) -> str:
+        return re.search(rf"^{re.escape(name)}==(\S+)", t.constraints.read_text(), flags=re.M).group(1)
+
+    rows = ["| CI target | Python | Airflow | amazon provider | boto3 | tests |", "|---|---|---|---|---|---|"]
     for t in MATRIX:
         airflow = t.airflow or locked("apache-airflow")
         amazon = t.amazon or locked("apache-airflow-providers-amazon")
+        boto3 = locked("boto3") if t.locked else constrained(t, "boto3")
         how = (
             "whole suite, versions of `uv.lock`"
             if t.locked
-            else f"package, DAG, operators, sensor, deploy; `constraints/{t.constraints.name}`"
+            else f"package, DAG, operators, sensor, deploy, listing; `constraints/{t.constraints.name}`"
         )
-        rows.append(f"| {t.name} | {t.python} | {airflow} | {amazon} | {how} + demo |")
+        rows.append(f"| {t.name} | {t.python} | {airflow} | {amazon} | {boto3} | {how} + demo |")
     return "\n".join(rows)
 
 
