@@ -20,7 +20,11 @@ the last successful run's interval, when runs in between failed or never ran), a
 manual runs;
 ``full`` and ``incremental`` force one or the other. Filters (suffixes, glob patterns, size,
 storage class, LastModified window), the manifest layout/format and an S3 Inventory source are
-params too; the manifest's metadata sidecar (``<manifest>.meta.json``) records what was applied.
+params too (passed together as the build task's ``object_filter``); the manifest's metadata sidecar
+(``<manifest>.meta.json``) records what was applied.
+
+Templates render native objects (``render_template_as_native_obj=True``): the operators get the
+params' ints, bools and lists, never their text.
 """
 
 from __future__ import annotations
@@ -34,10 +38,19 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 from xacct_map.operators import BuildKeyManifestOperator, PreflightOperator, StartDistributedMapOperator
 from xacct_map.sensors import DistributedMapSensor
 
+# Templates render native objects (render_template_as_native_obj=True below): {{ params.x }} passes
+# the param's int, bool or list as is. Native rendering also evaluates *text* as a Python literal, so
+# free text goes through ``| repr``: a 12-digit account id or a bucket named "2026" stays a string.
+
+
+def _text(expression: str) -> str:
+    """A template of text that stays text under native rendering (``| repr``, evaluated back to the str)."""
+    return f"{{{{ ({expression}) | repr }}}}"
+
 
 def _setting(name: str) -> str:
     """A param left empty falls back to the Variable ``xacct_map_<name>`` (read at run time, not parse time)."""
-    return f"{{{{ params.{name} or var.value.get('xacct_map_{name}', '') }}}}"
+    return _text(f"params.{name} or var.value.get('xacct_map_{name}', '')")
 
 
 with DAG(
@@ -51,6 +64,8 @@ with DAG(
     max_active_runs=1,
     tags=["xacct-map", "aws", "step-functions"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
+    render_template_as_native_obj=True,
+    user_defined_filters={"repr": repr},
     params={
         "source_bucket": Param(
             None,
@@ -237,28 +252,30 @@ with DAG(
         task_id="preflight",
         **source_and_inventory,
         state_machine_arn=_setting("state_machine_arn"),
-        state_machine_role="{{ var.value.get('xacct_map_state_machine_role', 'xacct-map-state-machine') }}",
+        state_machine_role=_text("var.value.get('xacct_map_state_machine_role', 'xacct-map-state-machine')"),
         run_when="{{ params.preflight }}",
     )
     build_manifest = BuildKeyManifestOperator(
         task_id="build_manifest",
         **source_and_inventory,
-        manifest_bucket_owner="{{ var.value.get('xacct_map_pipeline_account_id', '') }}",
+        manifest_bucket_owner=_text("var.value.get('xacct_map_pipeline_account_id', '')"),
         max_keys_per_batch="{{ params.max_keys_per_batch }}",
         max_bytes_per_batch="{{ params.max_bytes_per_batch }}",
         listing_mode="{{ params.listing_mode }}",
-        suffixes="{{ params.suffixes | tojson }}",
-        patterns="{{ params.patterns | tojson }}",
-        pattern_base="{{ params.pattern_base }}",
-        min_size="{{ params.min_size }}",
-        max_size="{{ params.max_size }}",
-        storage_classes="{{ params.storage_classes | tojson }}",
-        include_archived="{{ params.include_archived }}",
-        modified_after="{{ params.modified_after or '' }}",
-        modified_before="{{ params.modified_before or '' }}",
+        object_filter={
+            "suffixes": "{{ params.suffixes }}",
+            "patterns": "{{ params.patterns }}",
+            "pattern_base": "{{ params.pattern_base }}",
+            "min_size": "{{ params.min_size }}",
+            "max_size": "{{ params.max_size }}",
+            "storage_classes": "{{ params.storage_classes }}",
+            "include_archived": "{{ params.include_archived }}",
+            "modified_after": _text("params.modified_after or ''"),  # ISO-8601 text
+            "modified_before": _text("params.modified_before or ''"),
+        },
         layout="{{ params.layout }}",
         manifest_format="{{ params.manifest_format }}",
-        source_inventory="{{ params.source_inventory or '' }}",
+        source_inventory=_text("params.source_inventory or ''"),
     )
     start_map_run = StartDistributedMapOperator(
         task_id="start_map_run",

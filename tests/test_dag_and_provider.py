@@ -71,3 +71,48 @@ def test_scheduled_runs_get_a_data_interval_that_spans_the_period():
         restriction=TimeRestriction(earliest=datetime(2026, 1, 1, tzinfo=timezone.utc), latest=None, catchup=True),
     )
     assert info.data_interval.end - info.data_interval.start == timedelta(days=1)  # @daily
+
+
+def test_templates_render_native_values_and_keep_text_as_text():
+    """The DAG renders natively: params keep their types, and free text (a 12-digit account id, a
+    bucket named "2026") stays text instead of being read as a Python literal."""
+    from types import SimpleNamespace
+
+    from xacct_map.version_compat import DagBag
+
+    dag = DagBag(dag_folder=str(dags_dir())).dags["xacct_distributed_map"]
+    assert dag.render_template_as_native_obj is True
+    params = {
+        **dag.params.dump(),
+        "source_bucket": "2026",
+        "max_keys_per_batch": 7,
+        "suffixes": [".parquet"],
+        "min_size": 5,
+        "modified_after": "2026-11-01T00:00:00+00:00",
+        "dry_run": True,
+    }
+    variables = {"xacct_map_source_account_id": "111111111111", "xacct_map_pipeline_account_id": "012345678901"}
+    context = {"params": params, "var": SimpleNamespace(value=SimpleNamespace(get=lambda n, d="": variables.get(n, d)))}
+
+    build = dag.get_task("build_manifest")
+    build.render_template_fields(context)
+    assert (build.source_bucket, build.source_prefix, build.source_account_id) == ("2026", "", "111111111111")
+    assert build.manifest_bucket_owner == "012345678901"
+    assert (build.max_keys_per_batch, build.max_bytes_per_batch, build.listing_mode) == (7, 512 * 1024 * 1024, "auto")
+    assert build.object_filter == {
+        "suffixes": [".parquet"],
+        "patterns": [],
+        "pattern_base": "key",
+        "min_size": 5,
+        "max_size": None,
+        "storage_classes": [],
+        "include_archived": False,
+        "modified_after": "2026-11-01T00:00:00+00:00",
+        "modified_before": "",
+    }
+    # (start_map_run and the sensor take XComs too, which need a running task: their other fields, one by one)
+    start, wait = dag.get_task("start_map_run"), dag.get_task("wait_for_map_run")
+    env = dag.get_template_env()
+    assert start.render_template(start.dry_run, context, env) is True
+    assert start.render_template(start.source_account_id, context, env) == "111111111111"
+    assert wait.render_template(wait.max_failed_items, context, env) == 0

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from manifest_fixtures import light_aws, manifest_operator
-from xacct_map.core.filters import ObjectFilter, parse_list, resolve_listing_mode
+from xacct_map.core.filters import ObjectFilter, resolve_listing_mode
 from xacct_map.core.layouts import read_items
 from xacct_map.core.listing import S3Object
 from xacct_map.local.emulator import SOURCE_ACCOUNT
-from xacct_map.version_compat import AirflowFailException
+from xacct_map.version_compat import AirflowFailException, AirflowProviderDeprecationWarning
 
 T0 = datetime(2026, 11, 26, tzinfo=timezone.utc)
 
@@ -104,13 +104,29 @@ def test_each_object_counts_once_under_the_first_failing_filter():
     assert flt.seen == 7 == flt.kept + sum(flt.skipped.values())
 
 
-def test_templated_values_are_parsed():
-    assert parse_list('[".a", ".b"]', name="x") == (".a", ".b")
-    assert parse_list("['.a', '.b']", name="x") == (".a", ".b")
-    assert parse_list(".a, .b", name="x") == (".a", ".b")
-    assert parse_list("[]", name="x") == () == parse_list("None", name="x") == parse_list(None, name="x")
-    flt = ObjectFilter(min_size="None", max_size="7", include_archived="False", storage_classes="[]")
-    assert (flt.min_size, flt.max_size, flt.include_archived, flt.storage_classes) == (None, 7, False, None)
+def test_native_values_only_text_is_refused_not_guessed():
+    flt = ObjectFilter(suffixes=(".a", "", ".b"), min_size=None, max_size=7, include_archived=False, storage_classes=[])
+    assert (flt.suffixes, flt.min_size, flt.max_size, flt.include_archived, flt.storage_classes) == (
+        (".a", ".b"),
+        None,
+        7,
+        False,
+        None,
+    )
+    # What a template renders without native rendering is refused with the type it got.
+    for kwargs, message in [
+        ({"suffixes": '[".a"]'}, r"suffixes must be a list of strings, not str"),
+        ({"patterns": [1]}, r"patterns: every value must be a string"),
+        ({"min_size": "5"}, r"min_size must be an integer number of bytes, not str '5'"),
+        ({"max_size": True}, r"max_size must be an integer number of bytes, not bool"),
+        ({"min_size": -1}, r"min_size must not be negative"),
+        ({"include_archived": "False"}, r"include_archived must be True or False, not 'False'"),
+        ({"storage_classes": "STANDARD"}, r"storage_classes must be a list of strings"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            ObjectFilter(**kwargs)
+    # ISO-8601 text stays a real input for the LastModified window (Variables, the CLI); empty text is no bound.
+    assert ObjectFilter(modified_after="2026-11-26T00:00:00Z", modified_before="").modified_after == T0
     with pytest.raises(ValueError, match="larger than max_size"):
         ObjectFilter(min_size=10, max_size=1)
     with pytest.raises(ValueError, match="pattern_base"):
@@ -175,27 +191,57 @@ def test_operator_default_skips_archived_objects_and_records_it(local_aws, run_c
     assert sidecar["skipped"] == summary["skipped"] and sidecar["filters"] == summary["filters"]
 
 
-def test_operator_applies_templated_filters(local_aws, run_context):
+def test_operator_applies_the_object_filter(local_aws, run_context):
     aws, pipeline = local_aws
-    # What the DAG's templates render: JSON lists, "None", "True".
+    # What the DAG's templates render natively: lists, None, True.
     summary = _build(
         pipeline,
-        suffixes='[".parquet"]',
-        patterns='["*c*", "a.*", "sub/d*"]',
-        pattern_base="relative",
-        min_size="5",
-        max_size="None",
-        include_archived="True",
+        object_filter={
+            "suffixes": [".parquet"],
+            "patterns": ["*c*", "a.*", "sub/d*"],
+            "pattern_base": "relative",
+            "min_size": 5,
+            "max_size": None,
+            "include_archived": True,
+        },
     ).execute(run_context("run-templated"))
     assert _keys(aws, summary) == ["f/a.parquet", "f/sub/c.parquet", "f/sub/d.parquet"]
     assert summary["skipped"] == {"storage_class": 0, "size": 0, "suffix": 2, "pattern": 1, "modified": 0}
     assert summary["filters"]["suffixes"] == [".parquet"] and summary["filters"]["include_archived"] is True
 
-    summary = _build(pipeline, storage_classes=["GLACIER_IR", "STANDARD_IA"]).execute(run_context("run-classes"))
-    assert _keys(aws, summary) == ["f/b.csv", "f/e.parquet"]
+    classes = ObjectFilter(storage_classes=["GLACIER_IR", "STANDARD_IA"])
+    operator = _build(pipeline, object_filter=classes)
+    assert _keys(aws, operator.execute(run_context("run-classes"))) == ["f/b.csv", "f/e.parquet"]
+    # The given ObjectFilter is not the one that counts: a second run starts from zero.
+    assert classes.seen == 0
+    assert operator.execute(run_context("run-classes-2"))["objects_seen"] == 6
+
+
+def test_old_filter_arguments_still_work_with_a_deprecation_warning(local_aws, run_context):
+    aws, pipeline = local_aws
+    with pytest.warns(AirflowProviderDeprecationWarning, match=r"suffixes=, min_size= .* object_filter=\{'suffixes'"):
+        operator = _build(pipeline, suffixes=[".parquet"], min_size=5)
+    assert operator.object_filter == {"suffixes": [".parquet"], "min_size": 5}
+    assert _keys(aws, operator.execute(run_context("run-deprecated"))) == ["f/a.parquet", "f/e.parquet"]
+    with pytest.raises(ValueError, match=r"object_filter only, not also as \['suffixes'\]"):
+        _build(pipeline, suffixes=[".parquet"], object_filter={"min_size": 1})
+
+
+@pytest.mark.parametrize(
+    "object_filter, message",
+    [
+        ({"suffix": [".a"]}, r"object_filter: unknown filters \['suffix'\]"),
+        ('{"suffixes": [".a"]}', r"object_filter must be an ObjectFilter or a dict of its arguments, not str"),
+        ({"min_size": "5"}, r"min_size must be an integer number of bytes, not str '5'"),
+    ],
+)
+def test_operator_refuses_a_malformed_object_filter(local_aws, run_context, object_filter, message):
+    _, pipeline = local_aws
+    with pytest.raises(AirflowFailException, match=message):
+        _build(pipeline, object_filter=object_filter).execute(run_context("run-malformed"))
 
 
 def test_operator_refuses_a_naive_window(local_aws, run_context):
     _, pipeline = local_aws
     with pytest.raises(AirflowFailException, match="no time zone"):
-        _build(pipeline, modified_after="2026-11-26T00:00:00").execute(run_context("run-naive"))
+        _build(pipeline, object_filter={"modified_after": "2026-11-26T00:00:00"}).execute(run_context("run-naive"))

@@ -117,15 +117,17 @@ def test_forced_modes_and_an_explicit_window(local_aws, run_context):
     assert keys == sorted(IN_INTERVAL)
     keys, _ = _run(aws, pipeline, _context(run_context, "scheduled"), listing_mode="full")
     assert keys == sorted(MODIFIED)
-    # Explicit bounds (templated text) intersect the interval.
+    # Explicit bounds intersect the interval.
     keys, _ = _run(
         aws,
         pipeline,
         _context(run_context, "scheduled"),
         listing_mode="incremental",
-        modified_after=(START + timedelta(seconds=1)).isoformat(),
-        modified_before="2026-11-25T14:00:00+01:00",
-    )  # 13:00 UTC
+        object_filter={
+            "modified_after": START + timedelta(seconds=1),
+            "modified_before": "2026-11-25T14:00:00+01:00",  # ISO text (a Variable): 13:00 UTC
+        },
+    )
     assert keys == ["just-after-start", "midday"]
 
 

@@ -207,7 +207,12 @@ def test_inventory_source_takes_the_bucket_from_the_report_and_applies_filters(l
     aws, pipeline = local_aws
     uri = _write_csv_report(aws, pipeline, "filtered", "2026-11-26T01-00Z", _listed(aws, pipeline))
     summary = _build(
-        pipeline, "run-inventory-filtered", run_context, source_inventory=uri + "/", source_bucket="", suffixes=[".txt"]
+        pipeline,
+        "run-inventory-filtered",
+        run_context,
+        source_inventory=uri + "/",
+        source_bucket="",
+        object_filter={"suffixes": [".txt"]},
     )
     keys = [i["Key"] for i in _items(aws, summary)]
     expected = sorted(

@@ -307,7 +307,7 @@ def test_empty_jsonl_manifest_is_an_empty_object_with_a_sidecar(local_aws):
 
 def test_sidecar_holds_the_same_metadata_as_the_xcom(local_aws, run_context):
     aws, pipeline = local_aws
-    summary = _build(pipeline, layout="flat", manifest_format="csv", suffixes=[".txt"]).execute(
+    summary = _build(pipeline, layout="flat", manifest_format="csv", object_filter={"suffixes": [".txt"]}).execute(
         run_context("run-sidecar")
     )
     body = _body(aws, summary["bucket"], summary["key"])

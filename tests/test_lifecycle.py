@@ -18,7 +18,7 @@ from xacct_map.local.emulator import SOURCE_ACCOUNT
 from xacct_map.operators import StartDistributedMapOperator
 from xacct_map.sensors import DistributedMapSensor
 from xacct_map.triggers import DistributedMapTrigger
-from xacct_map.version_compat import AirflowFailException, AirflowRescheduleException, TaskDeferred
+from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowRescheduleException, TaskDeferred
 
 WAIT_MACHINE = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 60, "End": True}}}
 
@@ -151,7 +151,7 @@ def _snapshot_event(status, failed=0):
         error="E" if status != "SUCCEEDED" else None,
         cause="C" if status != "SUCCEEDED" else None,
     )
-    return {"status": "done", "snapshot": snap.as_dict()}
+    return {"status": "success", "snapshot": snap.as_dict()}
 
 
 @pytest.mark.parametrize("status", ["FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE"])
@@ -159,6 +159,27 @@ def test_deferrable_completion_fails_on_every_failure_status(status, run_context
     sensor = _sensor("arn:aws:states:us-east-1:123456789012:execution:m:e", deferrable=True)
     with pytest.raises(AirflowFailException, match=rf"ended {status}: error='E', cause='C'"):
         sensor.execute_complete(run_context(), _snapshot_event(status))
+
+
+def test_deferrable_completion_fails_on_an_error_event_or_none(run_context):
+    sensor = _sensor("arn:aws:states:us-east-1:123456789012:execution:m:e", deferrable=True)
+    with pytest.raises(AirflowException, match=r"ended without a result: Describing .* failed: AccessDenied"):
+        sensor.execute_complete(run_context(), {"status": "error", "message": "Describing e failed: AccessDenied"})
+    with pytest.raises(AirflowException, match=r"event is None"):
+        sensor.execute_complete(run_context(), None)
+
+
+def test_trigger_reports_an_aws_error_as_an_error_event(local_aws, monkeypatch):
+    monkeypatch.setattr(DistributedMapTrigger, "first_look_delay", 0)
+    missing = "arn:aws:states:us-east-1:123456789012:execution:xacct-map-distributed-map:never-started"
+    trigger = DistributedMapTrigger(execution_arn=missing, poll_interval=0, aws_conn_id="xacct_map_pipeline")
+
+    async def first_event():
+        async for event in trigger.run():
+            return event
+
+    event = asyncio.run(asyncio.wait_for(first_event(), timeout=60))
+    assert event.payload["status"] == "error" and "ExecutionDoesNotExist" in event.payload["message"]
 
 
 def test_deferrable_completion_checks_tolerance(run_context):

@@ -112,8 +112,13 @@ def test_failed_listing_leaves_no_manifest_and_no_open_upload(local_aws, run_con
         ({"source_role_arn": "arn:aws:iam::111111111111:role/x"}, r"either source_aws_conn_id .* or source_role_arn"),
         ({"manifest_bucket": ""}, r"manifest_bucket is empty"),
         ({"max_keys_per_batch": 0}, r"at least 1"),
-        ({"listing_parallelism": "0"}, r"listing_parallelism must be at least 1 \(requests in flight\), not 0"),
-        ({"listing_parallelism": "many"}, r"listing_parallelism must be integers"),
+        ({"listing_parallelism": 0}, r"listing_parallelism must be at least 1 \(requests in flight\), not 0"),
+        # Text is what a template renders without render_template_as_native_obj: refused, not guessed at.
+        (
+            {"listing_parallelism": "5"},
+            r"listing_parallelism must be int, not str '5': .*render_template_as_native_obj",
+        ),
+        ({"max_keys_per_batch": True}, r"max_keys_per_batch must be int, not bool"),
     ],
 )
 def test_bad_configuration_fails_with_a_clear_message(local_aws, run_context, kwargs, message):
@@ -199,17 +204,17 @@ def test_dry_run_builds_the_manifest_and_starts_nothing(local_aws, run_context):
     run_id = "run-dry"
     manifest = _build(pipeline).execute(run_context(run_id))
     with pytest.raises(AirflowSkipException, match=r"dry run: manifest s3://.*manifest.json built"):
-        _start(pipeline, manifest, dry_run="True").execute(run_context(run_id))  # as the DAG's template renders it
+        _start(pipeline, manifest, dry_run=True).execute(run_context(run_id))  # as the DAG's template renders it
     assert _executions(aws, pipeline, execution_name("test_dag", run_id)) == []
     assert aws.client("s3").head_object(Bucket=manifest["bucket"], Key=manifest["key"])["ContentLength"] > 0
-    # "False" from the form starts it; anything else is refused, not guessed.
+    # False from the form starts it; text is refused, not guessed.
     assert (
-        _start(pipeline, manifest, dry_run="False")
+        _start(pipeline, manifest, dry_run=False)
         .execute(run_context(run_id))
         .endswith(execution_name("test_dag", run_id))
     )
-    with pytest.raises(AirflowFailException, match=r"dry_run must be true or false, not 'maybe'"):
-        _start(pipeline, manifest, dry_run="maybe").execute(run_context(run_id))
+    with pytest.raises(AirflowFailException, match=r"dry_run must be bool, not str 'False'"):
+        _start(pipeline, manifest, dry_run="False").execute(run_context(run_id))
 
 
 def test_listing_parallelism_reaches_the_listing(local_aws, run_context, monkeypatch):
@@ -221,8 +226,7 @@ def test_listing_parallelism_reaches_the_listing(local_aws, run_context, monkeyp
     monkeypatch.setattr(
         operators, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw)
     )
-    # a rendered template is text: it arrives as a number
-    summary = _build(pipeline, listing_parallelism="5").execute(run_context("run-parallelism"))
+    summary = _build(pipeline, listing_parallelism=5).execute(run_context("run-parallelism"))
     assert asked == [5]
     keys = [k for b in _manifest(aws, summary) for k in b["keys"]]
     assert sorted(keys) == sorted(_source_keys(aws, pipeline.source_bucket, pipeline.source_prefix))

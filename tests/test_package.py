@@ -85,6 +85,7 @@ def _airflow(*args: str) -> str:
 def test_airflow_providers_get_and_links_show_every_part():
     (info,) = json.loads(_airflow("providers", "get", "xacct-map", "--full", "-o", "json"))
     assert info["package-name"] == "xacct-map" and info["versions"] == [xacct_map.__version__]
+    assert info["hooks"][0]["python-modules"] == ["xacct_map.hooks"]
     assert info["operators"][0]["python-modules"] == ["xacct_map.operators"]
     assert info["sensors"][0]["python-modules"] == ["xacct_map.sensors"]
     assert info["triggers"][0]["python-modules"] == ["xacct_map.triggers"]

@@ -42,6 +42,7 @@ def get_provider_info() -> dict:
                 "tags": ["aws"],
             }
         ],
+        "hooks": _modules("hooks"),
         "operators": _modules("operators"),
         "sensors": _modules("sensors"),
         "triggers": _modules("triggers"),

@@ -1,7 +1,12 @@
-"""The source account's S3 client, built from Airflow connections (the Airflow side of
-:mod:`xacct_map.core.cross_account`).
+"""The hooks of the Airflow shells.
 
-Two ways in, both standard:
+* :class:`DistributedMapHook`: the pipeline account's Step Functions calls the operators, the sensor
+  and the trigger make (start once per run, describe, Map Run snapshot, redrive, stop), as methods
+  of the amazon provider's :class:`~airflow.providers.amazon.aws.hooks.step_function.StepFunctionHook`.
+* :func:`source_s3_client`: the source account's S3 client, built from Airflow connections (the
+  Airflow side of :mod:`xacct_map.core.cross_account`).
+
+Two ways into the source account, both standard:
 
 * an Airflow AWS connection whose ``role_arn`` extra assumes into the source account (the amazon
   provider's own mechanism, see :class:`~airflow.providers.amazon.aws.hooks.base_aws.AwsBaseHook`);
@@ -10,15 +15,155 @@ Two ways in, both standard:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
 
 from xacct_map.core.cross_account import assumed_role_session, bucket_region
+from xacct_map.core.map_run import RUNNING, MapRunSnapshot, build_snapshot, failure_details, snapshot_async
+from xacct_map.core.naming import execution_arn as derive_execution_arn
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+
+#: The ``error`` StopExecution records when a waiting task is killed.
+STOP_ERROR = "xacct-map.TaskKilled"
+
+
+class DistributedMapHook(StepFunctionHook):
+    """
+    Interact with the Distributed Map state machine and its executions (Step Functions).
+
+    The amazon provider's :class:`~airflow.providers.amazon.aws.hooks.step_function.StepFunctionHook`
+    (``describe_execution``, ``start_execution``, ``conn``) plus the calls xacct-map makes: a start
+    that is idempotent per execution name, the Map Run of an execution, redrive and stop.
+
+    Additional arguments (such as ``aws_conn_id``) may be specified and are passed down to the
+    underlying :class:`~airflow.providers.amazon.aws.hooks.base_aws.AwsBaseHook`.
+    """
+
+    def start_named_execution(self, state_machine_arn: str, name: str, execution_input: str) -> tuple[str, bool]:
+        """
+        Start an execution named ``name``, or find the one that exists under that name.
+
+        Step Functions returns the running execution for the same name and the same input; any other
+        execution of that name (ended, or with another input) raises ``ExecutionAlreadyExists``, and
+        its ARN (derived from the state machine ARN and the name) is returned instead.
+
+        .. seealso::
+            - :external+boto3:py:meth:`SFN.Client.start_execution`
+
+        :param state_machine_arn: ARN of the state machine.
+        :param name: the execution name (deterministic per DAG run).
+        :param execution_input: the input, as JSON text (canonical, so a retry sends the same bytes).
+        :return: ``(execution ARN, started)``; ``started`` is False when an execution of that name
+            already existed and StartExecution refused to start another.
+        """
+        client = self.conn
+        try:
+            response = client.start_execution(stateMachineArn=state_machine_arn, name=name, input=execution_input)
+        except client.exceptions.ExecutionAlreadyExists:
+            return derive_execution_arn(state_machine_arn, name), False
+        return response["executionArn"], True
+
+    def list_map_runs(self, execution_arn: str) -> list[dict[str, Any]]:
+        """
+        The Map Runs of an execution (empty until its Map state started).
+
+        .. seealso::
+            - :external+boto3:py:meth:`SFN.Client.list_map_runs`
+
+        :param execution_arn: ARN of the execution.
+        """
+        return self.conn.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
+
+    def describe_map_run(self, map_run_arn: str) -> dict[str, Any]:
+        """
+        Describe a Map Run: its status and item counts.
+
+        .. seealso::
+            - :external+boto3:py:meth:`SFN.Client.describe_map_run`
+
+        :param map_run_arn: ARN of the Map Run.
+        """
+        return self.conn.describe_map_run(mapRunArn=map_run_arn)
+
+    def snapshot(self, execution_arn: str) -> MapRunSnapshot:
+        """
+        The execution's status and its (first) Map Run's item counts, as one snapshot.
+
+        :param execution_arn: ARN of the execution.
+        """
+        execution = self.describe_execution(execution_arn)
+        map_runs = self.list_map_runs(execution_arn)
+        map_run = self.describe_map_run(map_runs[0]["mapRunArn"]) if map_runs else {}
+        return build_snapshot(execution_arn, execution, map_run)
+
+    async def snapshot_async(self, client: Any, execution_arn: str) -> MapRunSnapshot:
+        """
+        :meth:`snapshot` with the hook's async client (``await hook.get_async_conn()``), for the triggerer.
+
+        :param client: an open client of :meth:`get_async_conn`.
+        :param execution_arn: ARN of the execution.
+        """
+        return await snapshot_async(client, execution_arn)
+
+    def failure_details(self, snap: MapRunSnapshot) -> str:
+        """
+        The first failed child executions' errors and, with a ResultWriter, a sample of the FAILED results.
+
+        Best effort (:func:`xacct_map.core.map_run.failure_details`): never raises.
+
+        :param snap: the execution's final snapshot.
+        """
+        s3 = self.get_session().client(
+            "s3", endpoint_url=self.conn_config.get_service_endpoint_url("s3"), config=self.config, verify=self.verify
+        )
+        return failure_details(self.conn, snap, s3_client=s3)
+
+    def redrive_execution(self, execution_arn: str) -> None:
+        """
+        Redrive an execution that ended FAILED, TIMED_OUT or ABORTED: only its unsuccessful items run again.
+
+        .. seealso::
+            - :external+boto3:py:meth:`SFN.Client.redrive_execution`
+
+        :param execution_arn: ARN of the execution.
+        """
+        self.conn.redrive_execution(executionArn=execution_arn)
+
+    def stop_if_running(self, execution_arn: str, cause: str) -> bool:
+        """
+        StopExecution when the execution still runs.
+
+        .. seealso::
+            - :external+boto3:py:meth:`SFN.Client.stop_execution`
+
+        :param execution_arn: ARN of the execution.
+        :param cause: the cause recorded on the execution (names the DAG run).
+        :return: True if it was stopped.
+        """
+        if self.describe_execution(execution_arn)["status"] != RUNNING:
+            return False
+        self.conn.stop_execution(executionArn=execution_arn, error=STOP_ERROR, cause=cause[:32768])
+        return True
+
+    async def stop_if_running_async(self, client: Any, execution_arn: str, cause: str) -> bool:
+        """
+        :meth:`stop_if_running` with the hook's async client, for the triggerer.
+
+        :param client: an open client of :meth:`get_async_conn`.
+        :param execution_arn: ARN of the execution.
+        :param cause: the cause recorded on the execution.
+        :return: True if it was stopped.
+        """
+        if (await client.describe_execution(executionArn=execution_arn))["status"] != RUNNING:
+            return False
+        await client.stop_execution(executionArn=execution_arn, error=STOP_ERROR, cause=cause[:32768])
+        return True
 
 
 def source_s3_client(

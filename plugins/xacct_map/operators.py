@@ -7,13 +7,13 @@ Thin shells over the pure core (:mod:`xacct_map.core.listing`, :mod:`xacct_map.c
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsGenericHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
 from airflow.providers.amazon.aws.links.step_function import (
     StateMachineDetailsLink,
     StateMachineExecutionsDetailsLink,
@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from xacct_map.core.cross_account import account_of_role, role_session_name
 from xacct_map.core.errors import error_code, explain_assume_role_error, explain_source_error
-from xacct_map.core.filters import ObjectFilter, parse_bool, resolve_listing_mode
+from xacct_map.core.filters import FILTER_ARGUMENTS, ObjectFilter, resolve_listing_mode
 from xacct_map.core.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
 from xacct_map.core.layouts import check_layout
 from xacct_map.core.listing import ListingUnavailableError, iter_objects
@@ -32,12 +32,44 @@ from xacct_map.core.manifest import write_manifest
 from xacct_map.core.map_run import REDRIVABLE
 from xacct_map.core.naming import execution_arn, execution_name, manifest_key
 from xacct_map.core.s3uri import split_s3_uri
-from xacct_map.hooks import source_s3_client
+from xacct_map.hooks import DistributedMapHook, source_s3_client
 from xacct_map.links import ManifestObjectLink
-from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
+from xacct_map.version_compat import (
+    AirflowException,
+    AirflowFailException,
+    AirflowProviderDeprecationWarning,
+    AirflowSkipException,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+_NATIVE_HINT = (
+    "templates render text unless the DAG sets render_template_as_native_obj=True "
+    "(the bundled DAG does; then {{ params.x }} keeps the param's type)"
+)
+
+
+def require_native(value: Any, kind: type | tuple[type, ...], name: str, *, optional: bool = False) -> Any:
+    """``value`` when it has the type the argument takes (``None`` too when ``optional``).
+
+    The shells take native values (ints, bools, lists), as a DAG rendered with
+    ``render_template_as_native_obj=True`` passes them; text such as ``"100"`` or ``"True"`` is
+    refused with a message rather than guessed at.
+
+    :raises AirflowFailException: the value has another type.
+    """
+    if value is None and optional:
+        return None
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:  # bool is an int subclass: True is not 1 batch
+        ok = False
+    else:
+        ok = isinstance(value, kinds)
+    if not ok:
+        expected = " or ".join(k.__name__ for k in kinds) + (" or None" if optional else "")
+        raise AirflowFailException(f"{name} must be {expected}, not {type(value).__name__} {value!r}: {_NATIVE_HINT}.")
+    return value
 
 
 class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
@@ -59,14 +91,20 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     item per object, ``{"Bucket", "Key", "Size", "ETag", "LastModified"}``, as ``json``, ``jsonl``
     or ``csv``, for ``asl/distributed_map_flat.asl.json`` with ItemBatcher) and ``keys`` (bare keys).
 
-    Filters (:mod:`xacct_map.core.filters`; all templated, all optional): ``suffixes``, ``patterns``
-    (fnmatch globs on the key, or on the key after ``source_prefix`` with
+    Filters (:mod:`xacct_map.core.filters`): one ``object_filter``, an
+    :class:`~xacct_map.core.filters.ObjectFilter` or a dict of its arguments (templated): ``suffixes``,
+    ``patterns`` (fnmatch globs on the key, or on the key after ``source_prefix`` with
     ``pattern_base="relative"``), ``min_size``/``max_size`` (bytes, inclusive), ``storage_classes``
     (default: all but GLACIER and DEEP_ARCHIVE, unless ``include_archived``), and a LastModified
-    window ``modified_after`` (inclusive) / ``modified_before`` (exclusive). ``listing_mode``
-    ``"incremental"`` keeps only objects modified in the run's data interval; ``"auto"`` does that
-    for scheduled and backfill runs and lists everything for manual runs; ``"full"`` (default)
-    lists everything.
+    window ``modified_after`` (inclusive) / ``modified_before`` (exclusive), e.g.
+    ``object_filter={"suffixes": [".parquet"], "min_size": 1}``. The same names as separate
+    keyword arguments still work but are deprecated (AirflowProviderDeprecationWarning).
+    ``listing_mode`` ``"incremental"`` keeps only objects modified in the run's data interval;
+    ``"auto"`` does that for scheduled and backfill runs and lists everything for manual runs;
+    ``"full"`` (default) lists everything.
+
+    Arguments take native values (ints, bools, lists): a DAG that templates them renders with
+    ``render_template_as_native_obj=True``, as the bundled DAG does.
 
     :param source_bucket: bucket to list (in the source account); with ``source_inventory`` it may be
         empty (taken from the inventory) and must otherwise match the inventory's source bucket.
@@ -85,15 +123,12 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     :param max_bytes_per_batch: most object bytes in one batch; a bigger object travels alone.
     :param layout: ``"batched"``, ``"flat"`` or ``"keys"``.
     :param manifest_format: ``"json"``, ``"jsonl"`` or (flat layout) ``"csv"``.
-    :param suffixes: keep keys ending with one of these (list, or comma-separated text).
-    :param patterns: keep keys matching one of these fnmatch patterns.
-    :param pattern_base: ``"key"`` (match the whole key) or ``"relative"`` (the part after the prefix).
-    :param min_size: keep objects of at least this many bytes.
-    :param max_size: keep objects of at most this many bytes.
-    :param storage_classes: keep exactly these storage classes.
-    :param include_archived: keep GLACIER and DEEP_ARCHIVE objects too (they need a restore first).
-    :param modified_after: keep objects with LastModified at or after this (timezone-aware).
-    :param modified_before: keep objects with LastModified before this (timezone-aware).
+    :param object_filter: which objects go into the manifest: an
+        :class:`~xacct_map.core.filters.ObjectFilter` (used as given) or a dict with any of its
+        arguments ``suffixes``, ``patterns``, ``pattern_base``, ``min_size``, ``max_size``,
+        ``storage_classes``, ``include_archived``, ``modified_after``, ``modified_before``
+        (templated); the LastModified bounds are timezone-aware datetimes or ISO-8601 text with an
+        offset. Default: every object but the archived ones.
     :param listing_mode: ``"full"``, ``"incremental"`` or ``"auto"`` (see above).
     :param source_inventory: ``s3://<destination bucket>/<prefix>/<source bucket>/<config id>`` (or a
         timestamp folder, or a manifest.json): read this S3 Inventory instead of listing.
@@ -128,20 +163,13 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         "max_bytes_per_batch",
         "layout",
         "manifest_format",
-        "suffixes",
-        "patterns",
-        "pattern_base",
-        "min_size",
-        "max_size",
-        "storage_classes",
-        "include_archived",
-        "modified_after",
-        "modified_before",
+        "object_filter",
         "listing_mode",
         "source_inventory",
         "inventory_aws_conn_id",
         "listing_parallelism",
     )
+    template_fields_renderers = {"object_filter": "json"}
     ui_color = "#c7e9f1"
     operator_extra_links = (ManifestObjectLink(),)
 
@@ -158,26 +186,33 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         source_account_id: str | None = None,
         source_region: str | None = None,
         manifest_bucket_owner: str | None = None,
-        max_keys_per_batch: int | str = 100,
-        max_bytes_per_batch: int | str = 512 * 1024 * 1024,
+        max_keys_per_batch: int = 100,
+        max_bytes_per_batch: int = 512 * 1024 * 1024,
         layout: str = "batched",
         manifest_format: str = "json",
-        suffixes: Sequence[str] | str | None = None,
-        patterns: Sequence[str] | str | None = None,
-        pattern_base: str = "key",
-        min_size: int | str | None = None,
-        max_size: int | str | None = None,
-        storage_classes: Sequence[str] | str | None = None,
-        include_archived: bool | str = False,
-        modified_after: datetime | str | None = None,
-        modified_before: datetime | str | None = None,
+        object_filter: ObjectFilter | dict[str, Any] | None = None,
         listing_mode: str = "full",
         source_inventory: str | None = None,
         inventory_aws_conn_id: str | None = None,
         write_metadata: bool = True,
-        listing_parallelism: int | str = 32,
+        listing_parallelism: int = 32,
         **kwargs,
     ):
+        deprecated = {name: kwargs.pop(name) for name in FILTER_ARGUMENTS if name in kwargs}
+        if deprecated:
+            if object_filter is not None:
+                raise ValueError(
+                    f"Give the filters in object_filter only, not also as {sorted(deprecated)}: "
+                    f"move them into object_filter."
+                )
+            warnings.warn(
+                f"The filter arguments {', '.join(f'{k}=' for k in deprecated)} of BuildKeyManifestOperator are "
+                f"deprecated: pass object_filter={{{', '.join(f'{k!r}: ...' for k in deprecated)}}} "
+                "(or object_filter=ObjectFilter(...)) instead.",
+                AirflowProviderDeprecationWarning,
+                stacklevel=2,
+            )
+            object_filter = deprecated
         super().__init__(**kwargs)
         self.source_bucket = source_bucket
         self.source_prefix = source_prefix
@@ -193,15 +228,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.max_bytes_per_batch = max_bytes_per_batch
         self.layout = layout
         self.manifest_format = manifest_format
-        self.suffixes = suffixes
-        self.patterns = patterns
-        self.pattern_base = pattern_base
-        self.min_size = min_size
-        self.max_size = max_size
-        self.storage_classes = storage_classes
-        self.include_archived = include_archived
-        self.modified_after = modified_after
-        self.modified_before = modified_before
+        self.object_filter = object_filter
         self.listing_mode = listing_mode
         self.source_inventory = source_inventory
         self.inventory_aws_conn_id = inventory_aws_conn_id
@@ -215,14 +242,9 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             raise AirflowFailException(
                 "manifest_bucket is empty: name the pipeline account's inventory bucket that receives the manifest."
             )
-        try:
-            self.max_keys_per_batch = int(self.max_keys_per_batch)
-            self.max_bytes_per_batch = int(self.max_bytes_per_batch)
-            self.listing_parallelism = int(self.listing_parallelism)
-        except ValueError as err:
-            raise AirflowFailException(
-                f"max_keys_per_batch / max_bytes_per_batch / listing_parallelism must be integers: {err}"
-            ) from None
+        for name in ("max_keys_per_batch", "max_bytes_per_batch", "listing_parallelism"):
+            require_native(getattr(self, name), int, name)
+        require_native(self.write_metadata, bool, "write_metadata")
         if self.max_keys_per_batch < 1 or self.max_bytes_per_batch < 1:
             raise AirflowFailException("max_keys_per_batch and max_bytes_per_batch must be at least 1.")
         if self.listing_parallelism < 1:
@@ -232,47 +254,57 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         try:
             check_layout(self.layout, self.manifest_format)
         except ValueError as err:
-            raise AirflowFailException(f"{err}.") from None
+            raise AirflowFailException(f"{err}.") from err
         if self.source_role_arn:
             try:
                 role_account = account_of_role(self.source_role_arn)
             except ValueError as err:
-                raise AirflowFailException(str(err)) from None
+                raise AirflowFailException(str(err)) from err
             self.source_account_id = self.source_account_id or role_account
+
+    def _filter_arguments(self) -> dict[str, Any]:
+        """The rendered ``object_filter`` as ObjectFilter's arguments (a fresh filter per run: it counts)."""
+        spec = self.object_filter
+        if spec is None:
+            return {}
+        if isinstance(spec, ObjectFilter):
+            return {name: getattr(spec, name) for name in FILTER_ARGUMENTS}
+        if not isinstance(spec, dict):
+            raise AirflowFailException(
+                f"object_filter must be an ObjectFilter or a dict of its arguments, not {type(spec).__name__} "
+                f"{spec!r}: {_NATIVE_HINT}."
+            )
+        unknown = sorted(set(spec) - set(FILTER_ARGUMENTS))
+        if unknown:
+            raise AirflowFailException(f"object_filter: unknown filters {unknown}; the filters are {FILTER_ARGUMENTS}.")
+        return dict(spec)
 
     def _object_filter(self, context: Context) -> ObjectFilter:
         """The filters of this run: the operator's, plus the data interval in incremental mode."""
-        run_type = run_type_of(context)
+        arguments = self._filter_arguments()
         try:
-            # ObjectFilter parses rendered template values (text, lists, numbers) in its __post_init__.
-            explicit = ObjectFilter(modified_after=self.modified_after, modified_before=self.modified_before)  # type: ignore[arg-type]
+            explicit = ObjectFilter(
+                modified_after=arguments.pop("modified_after", None),
+                modified_before=arguments.pop("modified_before", None),
+            )
             mode, after, before = resolve_listing_mode(
                 self.listing_mode,
-                run_type=run_type,
+                run_type=run_type_of(context),
                 interval_start=context.get("data_interval_start"),
                 interval_end=context.get("data_interval_end"),
-                modified_after=explicit.modified_after,
+                modified_after=explicit.modified_after,  # parsed (ISO text accepted) by ObjectFilter
                 modified_before=explicit.modified_before,
                 previous_success_end=lambda: _previous_success_end(context),
             )
-            rendered: dict[str, Any] = {
-                "suffixes": self.suffixes,
-                "patterns": self.patterns,
-                "min_size": self.min_size,
-                "max_size": self.max_size,
-                "storage_classes": self.storage_classes,
-                "include_archived": self.include_archived,
-            }
             return ObjectFilter(
-                pattern_base=self.pattern_base,
+                **arguments,
                 prefix=self.source_prefix,
-                **rendered,
                 modified_after=after,
                 modified_before=before,
                 listing_mode=mode,
             )
-        except ValueError as err:
-            raise AirflowFailException(str(err)) from None
+        except (TypeError, ValueError) as err:
+            raise AirflowFailException(str(err)) from err
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._validate()
@@ -299,23 +331,23 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 source_prefix=self.source_prefix,
                 layout=self.layout,
                 manifest_format=self.manifest_format,
-                max_keys_per_batch=cast(int, self.max_keys_per_batch),  # int since _validate()
-                max_bytes_per_batch=cast(int, self.max_bytes_per_batch),
+                max_keys_per_batch=self.max_keys_per_batch,
+                max_bytes_per_batch=self.max_bytes_per_batch,
                 expected_bucket_owner=self.manifest_bucket_owner,
                 object_filter=object_filter,
                 source=source,
                 write_metadata=self.write_metadata,
             )
         except InventoryError as err:
-            raise AirflowFailException(str(err)) from None
+            raise AirflowFailException(str(err)) from err
         except ClientError as err:
-            raise AirflowException(self._explain(err, key, identity)) from None
+            raise AirflowException(self._explain(err, key, identity)) from err
         except ListingUnavailableError as err:
             # Retryable (AirflowException, not Fail): the endpoint was unreachable; no manifest was written.
             raise AirflowException(
                 f"{err}. Check the network path to S3 for the source Region (endpoint, proxy, VPC endpoint); "
                 f"the multipart upload of s3://{self.manifest_bucket}/{key} was aborted, the task can be retried."
-            ) from None
+            ) from err
         ManifestObjectLink.persist(
             context=context,
             operator=self,
@@ -358,9 +390,9 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 expected_bucket_owner=self.source_account_id or None,
             )
         except ValueError as err:
-            raise AirflowFailException(str(err)) from None
+            raise AirflowFailException(str(err)) from err
         except ClientError as err:
-            raise AirflowException(self._explain(err, key, identity)) from None
+            raise AirflowException(self._explain(err, key, identity)) from err
         self.log.info(
             "Listing s3://%s/%s as %s into s3://%s/%s",
             self.source_bucket,
@@ -374,7 +406,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             self.source_bucket,
             self.source_prefix,
             expected_bucket_owner=self.source_account_id,
-            parallelism=cast(int, self.listing_parallelism),  # int since _validate()
+            parallelism=self.listing_parallelism,
         )
         description = {
             "type": "listing",
@@ -393,12 +425,12 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         try:
             report = open_inventory(reader, uri)
         except InventoryError as err:
-            raise AirflowFailException(str(err)) from None
+            raise AirflowFailException(str(err)) from err
         except ValueError as err:
-            raise AirflowFailException(f"source_inventory: {err}") from None
+            raise AirflowFailException(f"source_inventory: {err}") from err
         except ClientError as err:
             bucket, prefix = split_s3_uri(uri)
-            raise AirflowException(explain_inventory_error(err, bucket=bucket, key=prefix, identity=identity)) from None
+            raise AirflowException(explain_inventory_error(err, bucket=bucket, key=prefix, identity=identity)) from err
         if self.source_bucket and report.source_bucket and report.source_bucket != self.source_bucket:
             raise AirflowFailException(
                 f"Inventory {report.uri} is a report of bucket {report.source_bucket!r}, not of source_bucket "
@@ -502,7 +534,7 @@ def build_execution_input(
     return body
 
 
-class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
+class StartDistributedMapOperator(AwsBaseOperator[DistributedMapHook]):
     """
     Start the Distributed Map state machine on a manifest, exactly once per DAG run.
 
@@ -536,7 +568,7 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
     """
 
     ON_EXISTING = ("attach", "redrive", "fail")
-    aws_hook_class = StepFunctionHook
+    aws_hook_class = DistributedMapHook
     template_fields: Sequence[str] = aws_template_fields(
         "state_machine_arn",
         "manifest",
@@ -561,7 +593,7 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
         execution_input: dict | None = None,
         name: str | None = None,
         on_existing: str = "attach",
-        dry_run: bool | str = False,
+        dry_run: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -589,14 +621,10 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
                 extra=self.execution_input,
             )
         except ValueError as err:
-            raise AirflowFailException(str(err)) from None
+            raise AirflowFailException(str(err)) from err
         # Canonical JSON: a retry sends byte-identical input, which Step Functions treats as the same start.
         payload = json.dumps(body, sort_keys=True, separators=(",", ":"))
-        try:
-            dry_run = parse_bool(self.dry_run, name="dry_run")
-        except ValueError as err:
-            raise AirflowFailException(str(err)) from None
-        if dry_run:
+        if require_native(self.dry_run, bool, "dry_run"):
             self.log.info("Dry run: would start %s as %s with input %s", self.state_machine_arn, arn, payload)
             raise AirflowSkipException(
                 f"dry run: manifest s3://{body['manifest']['bucket']}/{body['manifest']['key']} "
@@ -610,23 +638,21 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
             state_machine_arn=self.state_machine_arn,
         )
         try:
-            arn = self.hook.conn.start_execution(stateMachineArn=self.state_machine_arn, name=name, input=payload)[
-                "executionArn"
-            ]
-            self.log.info("Started execution %s", arn)
+            arn, started = self.hook.start_named_execution(self.state_machine_arn, name, payload)
+        except self.hook.conn.exceptions.StateMachineDoesNotExist as err:
+            raise AirflowFailException(
+                f"State machine {self.state_machine_arn} does not exist in this account/Region "
+                f"(connection {self.aws_conn_id!r}). Deploy it or fix state_machine_arn."
+            ) from err
         except ClientError as err:
-            code = error_code(err)
-            if code == "ExecutionAlreadyExists":
-                self._handle_existing(arn, payload)
-            elif code == "StateMachineDoesNotExist":
-                raise AirflowFailException(
-                    f"State machine {self.state_machine_arn} does not exist in this account/Region "
-                    f"(connection {self.aws_conn_id!r}). Deploy it or fix state_machine_arn."
-                ) from None
-            else:
-                raise AirflowException(
-                    f"StartExecution of {self.state_machine_arn} failed: {code}: {err.response['Error'].get('Message')}"
-                ) from None
+            raise AirflowException(
+                f"StartExecution of {self.state_machine_arn} failed: {error_code(err)}: "
+                f"{err.response['Error'].get('Message')}"
+            ) from err
+        if started:
+            self.log.info("Started execution %s", arn)
+        else:
+            self._handle_existing(arn, payload)
         StateMachineExecutionsDetailsLink.persist(
             context=context,
             operator=self,
@@ -663,15 +689,13 @@ class StartDistributedMapOperator(AwsBaseOperator[StepFunctionHook]):
 
     def _redrive(self, arn: str, status: str) -> None:
         try:
-            self.hook.conn.redrive_execution(executionArn=arn)
+            self.hook.redrive_execution(arn)
         except ClientError as err:
-            code = error_code(err)
             raise AirflowFailException(
-                f"RedriveExecution of {arn} ({status}) failed: {code}: {err.response['Error'].get('Message')}. "
-                "Executions can be redriven within 14 days of their start; otherwise pass a new `name`."
-            ) from None
-        except NotImplementedError:
-            raise AirflowFailException(f"RedriveExecution of {arn} is not available on this endpoint.") from None
+                f"RedriveExecution of {arn} ({status}) failed: {error_code(err)}: "
+                f"{err.response['Error'].get('Message')}. Executions can be redriven within 14 days of their "
+                "start; otherwise pass a new `name`."
+            ) from err
         self.log.info("Redriving execution %s (was %s): only items that did not succeed run again.", arn, status)
 
 

@@ -6,16 +6,18 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
 from airflow.providers.amazon.aws.links.step_function import StateMachineExecutionsDetailsLink
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
+from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.sdk.bases.sensor import PokeReturnValue
+from airflow.sdk import PokeReturnValue
 
-from xacct_map.core.map_run import RUNNING, MapRunSnapshot, failure_details, snapshot, verdict
+from xacct_map.core.map_run import RUNNING, MapRunSnapshot, verdict
+from xacct_map.hooks import DistributedMapHook
 from xacct_map.links import MapRunLink
+from xacct_map.operators import require_native
 from xacct_map.triggers import DistributedMapTrigger
-from xacct_map.version_compat import AirflowFailException, conf
+from xacct_map.version_compat import AirflowException, AirflowFailException, conf
 
 #: XCom key of the execution's final snapshot (status, item counts, Map Run), pushed on success and failure.
 SUMMARY_XCOM_KEY = "map_run_summary"
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class DistributedMapSensor(AwsBaseSensor[StepFunctionHook]):
+class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
     """
     Wait for a Distributed Map execution to finish, logging its Map Run's progress on every look.
 
@@ -51,7 +53,7 @@ class DistributedMapSensor(AwsBaseSensor[StepFunctionHook]):
     :return: a summary: status, Map Run ARN, item counts, failed items, dates, duration, results location.
     """
 
-    aws_hook_class = StepFunctionHook
+    aws_hook_class = DistributedMapHook
     template_fields: Sequence[str] = aws_template_fields(
         "execution_arn", "max_failed_items", "max_failed_percentage", "stop_on_kill"
     )
@@ -62,8 +64,8 @@ class DistributedMapSensor(AwsBaseSensor[StepFunctionHook]):
         self,
         *,
         execution_arn: str,
-        max_failed_items: int | str = 0,
-        max_failed_percentage: float | str | None = None,
+        max_failed_items: int = 0,
+        max_failed_percentage: float | None = None,
         stop_on_kill: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs,
@@ -113,15 +115,19 @@ class DistributedMapSensor(AwsBaseSensor[StepFunctionHook]):
             return False
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, snap))
 
-    def execute_complete(self, context: Context, event: dict | None = None) -> dict:
-        if not event or event.get("status") != "done":
-            raise AirflowFailException(f"Waiting for {self.execution_arn} ended without a result: {event}")
-        snap = MapRunSnapshot.from_dict(event["snapshot"])
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict:
+        """Resume after :class:`~xacct_map.triggers.DistributedMapTrigger` fired: judge the final snapshot."""
+        validated = validate_execute_complete_event(event)
+        if validated.get("status") != "success":
+            raise AirflowException(
+                f"Waiting for {self.execution_arn} ended without a result: {validated.get('message', validated)}"
+            )
+        snap = MapRunSnapshot.from_dict(validated["snapshot"])
         self._persist_map_run_link(context, snap)
         return self._finish(context, snap)
 
     def _look(self, context: Context) -> MapRunSnapshot:
-        snap = snapshot(self.hook.conn, self.execution_arn)
+        snap = self.hook.snapshot(self.execution_arn)
         self.log.info("%s", snap.progress_line())
         self._persist_map_run_link(context, snap)
         return snap
@@ -140,23 +146,18 @@ class DistributedMapSensor(AwsBaseSensor[StepFunctionHook]):
         # Pushed whatever the verdict, so failed runs keep their counts too (the map runs view reads it).
         if (ti := context.get("ti")) is not None:
             ti.xcom_push(key=SUMMARY_XCOM_KEY, value=snap.as_dict())
-        pct = self.max_failed_percentage
         failure = verdict(
             snap,
-            max_failed_items=int(self.max_failed_items),
-            max_failed_percentage=float(pct) if pct not in (None, "", "None") else None,
+            max_failed_items=require_native(self.max_failed_items, int, "max_failed_items"),
+            max_failed_percentage=require_native(
+                self.max_failed_percentage, (int, float), "max_failed_percentage", optional=True
+            ),
         )
         if failure:
-            details = failure_details(self.hook.conn, snap, s3_client=self._s3_client())
+            details = self.hook.failure_details(snap)
             raise AirflowFailException(failure + ("\n" + details if details else ""))
         self.log.info("Execution %s succeeded: %s", self.execution_arn, snap.item_counts)
         return snap.as_dict()
-
-    def _s3_client(self):
-        hook = self.hook
-        return hook.get_session().client(
-            "s3", endpoint_url=hook.conn_config.get_service_endpoint_url("s3"), config=hook.config, verify=hook.verify
-        )
 
     # --- stop on kill ------------------------------------------------------------------------------
 
@@ -164,11 +165,5 @@ class DistributedMapSensor(AwsBaseSensor[StepFunctionHook]):
         """Stop the execution when the waiting task is killed (poke/reschedule modes)."""
         if not self.stop_on_kill:
             return
-        client = self.hook.conn
-        if client.describe_execution(executionArn=self.execution_arn)["status"] == RUNNING:
-            client.stop_execution(
-                executionArn=self.execution_arn,
-                error="xacct-map.TaskKilled",
-                cause=self._stop_cause or f"Airflow task {self.task_id} was killed",
-            )
+        if self.hook.stop_if_running(self.execution_arn, self._stop_cause or f"Airflow task {self.task_id} was killed"):
             self.log.warning("Stopped execution %s because the task was killed.", self.execution_arn)

@@ -1,4 +1,9 @@
-"""Deferrable waiting: the triggerer polls the execution and its Map Run, no worker slot held."""
+"""Deferrable waiting: the triggerer polls the execution and its Map Run, no worker slot held.
+
+The trigger fires one event, in the amazon provider's shape: ``{"status": "success", "snapshot": ...}``
+once the execution left RUNNING (whatever its verdict: :class:`~xacct_map.sensors.DistributedMapSensor`
+judges the snapshot), or ``{"status": "error", "message": ...}`` when it could not be watched.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,21 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from botocore.exceptions import BotoCoreError, ClientError
 
-from xacct_map.core.map_run import RUNNING, snapshot_async
+from xacct_map.core.map_run import RUNNING
+from xacct_map.hooks import DistributedMapHook
 
 
 class DistributedMapTrigger(BaseTrigger):
     """
     Poll a Distributed Map execution until it leaves RUNNING; fire one event with its snapshot.
+
+    Events: ``{"status": "success", "snapshot": <MapRunSnapshot.as_dict()>}`` when the execution
+    ended (the sensor decides whether that is a success of the task), ``{"status": "error",
+    "message": ...}`` when AWS refused to describe it (e.g. the execution does not exist or access
+    was denied).
 
     Logs the Map Run's progress on every poll (visible in the task log). When a user marks the task
     failed or clears it while it waits, :meth:`on_kill` stops the execution (``stop_on_kill``);
@@ -70,8 +81,8 @@ class DistributedMapTrigger(BaseTrigger):
             },
         )
 
-    def hook(self) -> StepFunctionHook:
-        return StepFunctionHook(
+    def hook(self) -> DistributedMapHook:
+        return DistributedMapHook(
             aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify, config=self.botocore_config
         )
 
@@ -80,27 +91,24 @@ class DistributedMapTrigger(BaseTrigger):
         # (seen taking 5 s on a loaded box) makes Airflow 3.3 take its exit for a late report of a
         # running task, and retry it: the first look waits at least ``first_look_delay``.
         await asyncio.sleep(max(self.poll_interval, self.first_look_delay))
-        async with await self.hook().get_async_conn() as client:
+        hook = self.hook()
+        async with await hook.get_async_conn() as client:
             while True:
-                snap = await snapshot_async(client, self.execution_arn)
+                try:
+                    snap = await hook.snapshot_async(client, self.execution_arn)
+                except (ClientError, BotoCoreError) as err:
+                    yield TriggerEvent({"status": "error", "message": f"Describing {self.execution_arn} failed: {err}"})
+                    return
                 self.log.info("%s", snap.progress_line())
                 if snap.status != RUNNING:
-                    yield TriggerEvent({"status": "done", "snapshot": snap.as_dict()})
+                    yield TriggerEvent({"status": "success", "snapshot": snap.as_dict()})
                     return
                 await asyncio.sleep(self.poll_interval)
 
     async def on_kill(self) -> None:
         if not self.stop_on_kill:
             return
-        async with await self.hook().get_async_conn() as client:
-            await stop_if_running_async(client, self.execution_arn, self.stop_cause, self.log)
-
-
-async def stop_if_running_async(client, execution_arn: str, cause: str, log) -> bool:
-    """StopExecution when the execution still runs; ``True`` if it was stopped."""
-    status = (await client.describe_execution(executionArn=execution_arn))["status"]
-    if status != RUNNING:
-        return False
-    await client.stop_execution(executionArn=execution_arn, error="xacct-map.TaskKilled", cause=cause[:32768])
-    log.warning("Stopped execution %s: %s", execution_arn, cause)
-    return True
+        hook = self.hook()
+        async with await hook.get_async_conn() as client:
+            if await hook.stop_if_running_async(client, self.execution_arn, self.stop_cause):
+                self.log.warning("Stopped execution %s: %s", self.execution_arn, self.stop_cause)

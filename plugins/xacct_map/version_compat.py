@@ -7,6 +7,10 @@ imported from where the running Airflow has it. Everything else imports these na
 from __future__ import annotations
 
 from airflow import __version__ as _airflow_version
+
+# Not moved: airflow.exceptions defines it in every supported release (3.0.2 to 3.3.x) and the Task
+# SDK has no copy; exported from here so the shells take every Airflow name from one place.
+from airflow.exceptions import AirflowProviderDeprecationWarning
 from packaging.version import Version
 
 AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
@@ -50,6 +54,7 @@ __all__ = [
     "AIRFLOW_VERSION",
     "AirflowException",
     "AirflowFailException",
+    "AirflowProviderDeprecationWarning",
     "AirflowRescheduleException",
     "AirflowSkipException",
     "DagBag",  # noqa: F822 (module __getattr__, on first use)

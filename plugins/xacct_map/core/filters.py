@@ -26,10 +26,8 @@ storage_class, size, suffix, pattern, modified.
 
 from __future__ import annotations
 
-import ast
-import json
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
@@ -48,79 +46,44 @@ else:  # Python 3.10's fromisoformat refuses the "Z" suffix (S3's LastModified e
         return datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
 
 
-def parse_list(value, *, name: str) -> tuple[str, ...]:
-    """A tuple of strings from a list, or from the text a template rendered.
+def strings(value: Iterable[str] | None, *, name: str) -> tuple[str, ...]:
+    """A tuple of the non-empty strings of a list (or tuple, or set); ``None`` means none.
 
-    Accepts a JSON list (``'["a", "b"]'``, what ``{{ params.x | tojson }}`` renders), a Python list
-    repr (``"['a', 'b']"``, what ``{{ params.x }}`` renders) or comma/newline-separated text.
-    ``None``, ``""`` and ``"None"`` mean no values.
+    Text is refused, not split: ``".csv"`` would otherwise mean the suffixes ``.``, ``c``, ``s``, ``v``.
     """
     if value is None:
         return ()
-    if isinstance(value, str):
-        text = value.strip()
-        if text in ("", "None", "null", "[]"):
-            return ()
-        if text.startswith("["):
-            try:
-                value = json.loads(text)
-            except ValueError:
-                try:
-                    value = ast.literal_eval(text)
-                except (ValueError, SyntaxError):
-                    raise ValueError(f"{name}: cannot read {value!r} as a list of strings") from None
-        else:
-            return tuple(part.strip() for part in text.replace("\n", ",").split(",") if part.strip())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        if not all(isinstance(v, str) for v in value):
-            raise ValueError(f"{name}: every value must be a string, got {value!r}")
-        return tuple(v for v in value if v)
-    raise ValueError(f"{name}: expected a list of strings, got {value!r}")
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise ValueError(f"{name} must be a list of strings, not {type(value).__name__} {value!r}")
+    if not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name}: every value must be a string, got {value!r}")
+    return tuple(v for v in value if v)
 
 
-def parse_optional_int(value, *, name: str) -> int | None:
-    """An int, or None for ``None`` / ``""`` / ``"None"`` (what templates render for a null param)."""
-    if value is None or (isinstance(value, str) and value.strip() in ("", "None", "null")):
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, not {value!r}")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an integer number of bytes, not {value!r}") from None
-    if number < 0:
-        raise ValueError(f"{name} must not be negative, not {number}")
-    return number
-
-
-def parse_bool(value, *, name: str) -> bool:
-    """A bool from a bool or the text a template rendered (``True``/``False``/``true``/``1``...)."""
-    if isinstance(value, bool):
-        return value
+def optional_size(value: int | None, *, name: str) -> int | None:
+    """A number of bytes (``int``, at least 0), or ``None``."""
     if value is None:
-        return False
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", "", "none"):
-        return False
-    raise ValueError(f"{name} must be true or false, not {value!r}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer number of bytes, not {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, not {value}")
+    return value
 
 
-def parse_datetime(value, *, name: str) -> datetime | None:
-    """A timezone-aware datetime from a datetime or ISO-8601 text; None for empty values.
+def parse_datetime(value: datetime | str | None, *, name: str) -> datetime | None:
+    """A timezone-aware datetime from a datetime or ISO-8601 text (a Variable, a CLI flag); None for
+    ``None`` or empty text.
 
     A naive value is refused: a window without a time zone would silently shift by the worker's offset.
     """
-    if value is None or (isinstance(value, str) and value.strip() in ("", "None", "null")):
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, str):
         try:
             value = fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError(
-                f"{name}={value!r} is not an ISO-8601 date-time (e.g. 2026-11-26T00:00:00+00:00)"
-            ) from None
+        except ValueError as err:
+            raise ValueError(f"{name}={value!r} is not an ISO-8601 date-time (e.g. 2026-11-26T00:00:00+00:00)") from err
     if not isinstance(value, datetime):
         raise ValueError(f"{name} must be a datetime or ISO-8601 text, not {value!r}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -135,8 +98,8 @@ def parse_last_modified(text: str, key: str = "") -> datetime:
     """S3's LastModified text (``2026-01-01T00:00:00.000Z``) as an aware datetime."""
     try:
         value = fromisoformat(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"object {key!r} has no readable LastModified ({text!r})") from None
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"object {key!r} has no readable LastModified ({text!r})") from err
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
@@ -144,21 +107,51 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+#: The user-facing filters: ObjectFilter's arguments that select objects (``prefix`` and
+#: ``listing_mode`` are set by whoever lists; the counters by :meth:`ObjectFilter.apply`).
+FILTER_ARGUMENTS = (
+    "suffixes",
+    "patterns",
+    "pattern_base",
+    "min_size",
+    "max_size",
+    "storage_classes",
+    "include_archived",
+    "modified_after",
+    "modified_before",
+)
+
+
 @dataclass
 class ObjectFilter:
     """Select objects; :meth:`apply` filters a stream and counts what was skipped, per filter.
 
+    Takes native values: lists (or tuples) of strings, ints, a bool; the LastModified bounds as
+    timezone-aware datetimes or ISO-8601 text. A value of the wrong type raises ``ValueError``.
+
+    :param suffixes: keep keys ending with one of these.
+    :param patterns: keep keys matching one of these fnmatch patterns.
+    :param pattern_base: ``"key"`` (the whole key) or ``"relative"`` (the part after ``prefix``).
     :param prefix: the prefix the objects were listed under (for ``pattern_base="relative"``).
+    :param min_size: keep objects of at least this many bytes.
+    :param max_size: keep objects of at most this many bytes.
+    :param storage_classes: keep exactly these storage classes (default: all but the archived ones).
+    :param include_archived: keep GLACIER and DEEP_ARCHIVE objects too.
+    :param modified_after: keep objects with LastModified at or after this.
+    :param modified_before: keep objects with LastModified before this.
+    :param listing_mode: the listing mode that produced the window (recorded in :meth:`as_dict`).
+    :raises ValueError: a value of the wrong type or out of range.
     """
 
-    suffixes: tuple[str, ...] = ()
-    patterns: tuple[str, ...] = ()
+    suffixes: Sequence[str] = ()
+    patterns: Sequence[str] = ()
     pattern_base: str = "key"
     prefix: str = ""
     min_size: int | None = None
     max_size: int | None = None
-    storage_classes: tuple[str, ...] | None = None
+    storage_classes: Sequence[str] | None = None
     include_archived: bool = False
+    # ISO-8601 text is accepted too (a Variable, a CLI flag) and parsed in __post_init__.
     modified_after: datetime | None = None
     modified_before: datetime | None = None
     listing_mode: str | None = None
@@ -167,20 +160,21 @@ class ObjectFilter:
     kept: int = 0
 
     def __post_init__(self) -> None:
-        self.suffixes = parse_list(self.suffixes, name="suffixes")
-        self.patterns = parse_list(self.patterns, name="patterns")
+        self.suffixes = strings(self.suffixes, name="suffixes")
+        self.patterns = strings(self.patterns, name="patterns")
         if self.pattern_base not in PATTERN_BASES:
             raise ValueError(f"pattern_base {self.pattern_base!r} is not one of {', '.join(PATTERN_BASES)}")
-        self.min_size = parse_optional_int(self.min_size, name="min_size")
-        self.max_size = parse_optional_int(self.max_size, name="max_size")
+        self.min_size = optional_size(self.min_size, name="min_size")
+        self.max_size = optional_size(self.max_size, name="max_size")
         if self.min_size is not None and self.max_size is not None and self.min_size > self.max_size:
             raise ValueError(
                 f"min_size ({self.min_size}) is larger than max_size ({self.max_size}): nothing could match"
             )
         if self.storage_classes is not None:
-            classes = parse_list(self.storage_classes, name="storage_classes")
+            classes = strings(self.storage_classes, name="storage_classes")
             self.storage_classes = tuple(c.upper() for c in classes) or None
-        self.include_archived = parse_bool(self.include_archived, name="include_archived")
+        if not isinstance(self.include_archived, bool):
+            raise ValueError(f"include_archived must be True or False, not {self.include_archived!r}")
         self.modified_after = parse_datetime(self.modified_after, name="modified_after")
         self.modified_before = parse_datetime(self.modified_before, name="modified_before")
 

@@ -160,7 +160,7 @@ def read_inventory_manifest(
     except (ValueError, KeyError, TypeError) as err:
         raise InventoryError(
             f"s3://{bucket}/{key} is not an S3 Inventory manifest.json (needs fileFormat, fileSchema, files): {err}"
-        ) from None
+        ) from err
     if file_format == "ORC":
         raise InventoryError(
             f"Inventory s3://{bucket}/{key} is in ORC format, which xacct-map does not read: set the inventory "
@@ -274,11 +274,11 @@ def _iter_csv_file(s3_client, manifest: InventoryManifest, entry: dict, owner: d
             continue
         try:
             key = unquote_plus(row[k], encoding="utf-8", errors="strict")
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as err:
             raise InventoryError(
                 f"Inventory data file s3://{manifest.bucket}/{entry['key']} row {number}: key {row[k]!r} does "
                 "not URL-decode to UTF-8."
-            ) from None
+            ) from err
         yield (
             key,
             int(row[s]),
@@ -304,11 +304,11 @@ def _iter_parquet_file(
 ) -> Iterator[tuple]:
     try:
         import pyarrow.parquet as pq
-    except ImportError:
+    except ImportError as err:
         raise InventoryError(
             f"Inventory s3://{manifest.bucket}/{manifest.key} is in Parquet format, which needs pyarrow: "
             "install xacct-map with the 'inventory' extra (pip install 'xacct-map[inventory]')."
-        ) from None
+        ) from err
     # Parquet needs random access: spool the file to disk (not memory), hashing it on the way.
     with tempfile.TemporaryFile() as spool:
         body = s3_client.get_object(Bucket=manifest.bucket, Key=entry["key"], **owner)["Body"]

@@ -140,7 +140,7 @@ def ensure_bucket(
                 f"Bucket {bucket!r} exists but this identity may not use it (403): it belongs to another account "
                 f"than {expected_bucket_owner or 'this one'}, or the deploying identity lacks s3:ListBucket on it. "
                 "Bucket names are global: pick another --inventory-bucket."
-            ) from None
+            ) from err
         if code not in ("404", "NoSuchBucket"):
             raise
         kwargs = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
