@@ -436,9 +436,12 @@ def _endpoint(job: _Job, url: str, headers: dict, *, cuts: list[str], descend: s
     scope = _SCOPE.search(authorization)
     if not _unsigned(job.s3_client) and (scope is None or not authorization.startswith("AWS4-HMAC-SHA256 ")):
         return None, "the client's request is not signed with SigV4"
-    verify = job.verify if job.verify is not None else _default_verify()
-    if verify is True and parts.scheme == "https":
-        verify = _bundled_cas()
+    verify = job.verify
+    if parts.scheme == "https":
+        verify = _default_verify() if verify is None else verify
+        verify = _bundled_cas() if verify is True else verify
+    elif verify is None:
+        verify = True  # plain HTTP: nothing to verify
     config = job.s3_client.meta.config
     from xacct_map._engine import Endpoint
 
