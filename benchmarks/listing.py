@@ -44,6 +44,9 @@ CLIENTS = {
 
 
 # -- the clients, each run in its own process -----------------------------------------------------
+_CREDENTIALS = ("AKIDBENCHMARK", "benchmark-secret")
+
+
 def _client(endpoint: str):
     import boto3
 
@@ -51,8 +54,8 @@ def _client(endpoint: str):
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id="AKIDBENCHMARK",
-        aws_secret_access_key="benchmark-secret",
+        aws_access_key_id=_CREDENTIALS[0],
+        aws_secret_access_key=_CREDENTIALS[1],
     )
 
 
@@ -80,6 +83,8 @@ def run_child(args) -> None:
         client.put_object(Bucket=MANIFESTS, Key=args.manifest, Body=json.dumps(keys).encode())
         result["keys"] = len(keys)
     else:
+        from botocore.credentials import Credentials
+
         from xacct_map.core.listing import iter_objects
         from xacct_map.core.manifest import write_batched_manifest
 
@@ -88,7 +93,13 @@ def run_child(args) -> None:
         start = time.perf_counter()
         summary = write_batched_manifest(
             iter_objects(
-                client, SOURCE, args.prefix, parallelism=args.parallelism, processes=args.processes, stats=stats
+                client,
+                SOURCE,
+                args.prefix,
+                credentials=Credentials(*_CREDENTIALS),  # what _client signs with
+                parallelism=args.parallelism,
+                processes=args.processes,
+                stats=stats,
             ),
             client,
             bucket=MANIFESTS,

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:  # the repository root holds the benchmarks package
@@ -32,6 +33,7 @@ __all__ = [
     "GeneratedKeys",
     "ListedKeys",
     "SyntheticS3",
+    "TEST_CREDENTIALS",
     "throttle_pages",
     "client_for",
     "free_port",
@@ -39,6 +41,11 @@ __all__ = [
     "synthetic_s3",
     "tls_certificate",
 ]
+
+
+# What client_for's clients sign with: iter_objects(..., credentials=TEST_CREDENTIALS) lets the
+# parallel engine sign its own requests the same way.
+TEST_CREDENTIALS = Credentials("AKIDTEST", "test-secret")
 
 
 def client_for(endpoint_url: str, verify: bool | str | None = None, **config):
@@ -49,8 +56,8 @@ def client_for(endpoint_url: str, verify: bool | str | None = None, **config):
         endpoint_url=endpoint_url,
         region_name="us-east-1",
         verify=verify,
-        aws_access_key_id="AKIDTEST",
-        aws_secret_access_key="test-secret",
+        aws_access_key_id=TEST_CREDENTIALS.access_key,
+        aws_secret_access_key=TEST_CREDENTIALS.secret_key,
         config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),
     )
 

@@ -201,7 +201,7 @@ def test_source_client_is_built_for_the_buckets_region_and_lists_it(local_aws, e
     aws, pipeline = local_aws
     hook = S3Hook(aws_conn_id="xacct_map_pipeline")
     assert hook.conn_region_name == "us-east-1"
-    client = source_s3_client(
+    source = hooks.source_s3(
         hook,
         source_aws_conn_id="xacct_map_source" if via == "source_aws_conn_id" else None,
         source_role_arn=pipeline.source_role_arn if via == "source_role_arn" else None,
@@ -211,9 +211,19 @@ def test_source_client_is_built_for_the_buckets_region_and_lists_it(local_aws, e
         source_bucket=eu_bucket,
         expected_bucket_owner=SOURCE_ACCOUNT,
     )
-    assert client.meta.region_name == "eu-west-1"
-    keys = sorted(o.key for o in iter_objects(client, eu_bucket, "eu/", expected_bucket_owner=SOURCE_ACCOUNT))
-    assert keys == sorted(EU_KEYS)
+    assert source.client.meta.region_name == "eu-west-1"
+    stats: dict = {}
+    objects = iter_objects(
+        source.client,
+        eu_bucket,
+        "eu/",
+        expected_bucket_owner=SOURCE_ACCOUNT,
+        credentials=source.credentials,
+        verify=source.verify,
+        stats=stats,
+    )
+    assert sorted(o.key for o in objects) == sorted(EU_KEYS)
+    assert stats["engine"] == "parallel"  # the source's credentials reached the engine
 
 
 def test_a_given_source_region_is_used_without_discovery(local_aws, eu_bucket, monkeypatch):

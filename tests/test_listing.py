@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from s3_server import (
     DEFAULT_OWNER,
+    TEST_CREDENTIALS,
     GeneratedKeys,
     ListedKeys,
     SyntheticS3,
@@ -127,7 +128,13 @@ def test_parallel_listing_of_many_keys_is_exact_and_sharded(synthetic_s3):
     stats: dict = {}
     objects = list(
         iter_objects(
-            client_for(synthetic_s3.endpoint_url), "src", parallelism=8, processes=2, page_size=500, stats=stats
+            client_for(synthetic_s3.endpoint_url),
+            "src",
+            parallelism=8,
+            processes=2,
+            page_size=500,
+            stats=stats,
+            credentials=TEST_CREDENTIALS,
         )
     )
     assert stats["engine"] == "parallel"
@@ -144,7 +151,15 @@ def test_parallel_listing_honours_prefix(synthetic_s3):
     synthetic_s3.buckets["src"] = source
     prefix = "warehouse/events/date=2020-01-02/"
     listed = _keys(
-        iter_objects(client_for(synthetic_s3.endpoint_url), "src", prefix, parallelism=4, processes=1, page_size=100)
+        iter_objects(
+            client_for(synthetic_s3.endpoint_url),
+            "src",
+            prefix,
+            parallelism=4,
+            processes=1,
+            page_size=100,
+            credentials=TEST_CREDENTIALS,
+        )
     )
     _assert_exactly_once(listed, [k for k in source.keys() if k.startswith(prefix)])
     assert len(listed) == 4_000
@@ -152,7 +167,7 @@ def test_parallel_listing_honours_prefix(synthetic_s3):
 
 def test_parallel_listing_reads_chunked_answers_over_https(tls_certificate):
     """What S3 sends (chunked bodies) through TLS verified against the client's CA bundle: the
-    workers take endpoint, bundle and timeouts from the boto3 client."""
+    workers take endpoint and timeouts from the boto3 client, the bundle from ``verify``."""
     source = GeneratedKeys(12_000, per_day=2_500)
     with SyntheticS3({"src": source}, chunked=True, tls=tls_certificate) as server:
         assert server.endpoint_url.startswith("https://")
@@ -165,6 +180,8 @@ def test_parallel_listing_reads_chunked_answers_over_https(tls_certificate):
                 processes=2,
                 page_size=300,
                 stats=stats,
+                credentials=TEST_CREDENTIALS,
+                verify=tls_certificate[0],
             )
         )
         assert stats["engine"] == "parallel" and stats["requests"] > 40
@@ -172,14 +189,26 @@ def test_parallel_listing_reads_chunked_answers_over_https(tls_certificate):
 
         # without the bundle, the system's CAs do not know the certificate: botocore's probe fails
         with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED|SSL"):
-            list(iter_objects(client_for(server.endpoint_url), "src", parallelism=6, processes=2))
+            list(
+                iter_objects(
+                    client_for(server.endpoint_url), "src", parallelism=6, processes=2, credentials=TEST_CREDENTIALS
+                )
+            )
 
 
 def test_awkward_keys_come_back_byte_exact(synthetic_s3):
     synthetic_s3.buckets["src"] = ListedKeys(AWKWARD_KEYS)
     stats: dict = {}
     listed = _keys(
-        iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=4, processes=1, page_size=2, stats=stats)
+        iter_objects(
+            client_for(synthetic_s3.endpoint_url),
+            "src",
+            parallelism=4,
+            processes=1,
+            page_size=2,
+            stats=stats,
+            credentials=TEST_CREDENTIALS,
+        )
     )
     assert stats["engine"] == "parallel"
     _assert_exactly_once(listed, AWKWARD_KEYS)
@@ -194,7 +223,13 @@ def test_throttled_pages_are_retried_not_skipped(synthetic_s3):
     stats: dict = {}
     listed = _keys(
         iter_objects(
-            client_for(synthetic_s3.endpoint_url), "src", parallelism=6, processes=2, page_size=200, stats=stats
+            client_for(synthetic_s3.endpoint_url),
+            "src",
+            parallelism=6,
+            processes=2,
+            page_size=200,
+            stats=stats,
+            credentials=TEST_CREDENTIALS,
         )
     )
     _assert_exactly_once(listed, source.keys())
@@ -208,7 +243,7 @@ def test_throttling_that_never_ends_fails_naming_the_bucket(synthetic_s3):
     # the probe (botocore, with a delimiter) gets through, every later page is throttled for good
     synthetic_s3.throttle = lambda params, n: "delimiter" not in params
     with pytest.raises(ListingError) as err:
-        list(iter_objects(s3, "src", parallelism=2, processes=1, max_attempts=3))
+        list(iter_objects(s3, "src", parallelism=2, processes=1, max_attempts=3, credentials=TEST_CREDENTIALS))
     assert err.value.response["Error"]["Code"] == "SlowDown"
     assert err.value.operation_name == "ListObjectsV2"
     assert "src" in str(err.value)
@@ -222,7 +257,16 @@ def test_access_denied_mid_listing_is_a_client_error(synthetic_s3):
         (403, "AccessDenied") if "delimiter" not in params and next(pages) == 3 else None
     )
     with pytest.raises(ClientError) as err:
-        list(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=4, processes=1, page_size=500))
+        list(
+            iter_objects(
+                client_for(synthetic_s3.endpoint_url),
+                "src",
+                parallelism=4,
+                processes=1,
+                page_size=500,
+                credentials=TEST_CREDENTIALS,
+            )
+        )
     assert isinstance(err.value, ListingError)
     assert err.value.response["Error"]["Code"] == "AccessDenied"
     assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
@@ -238,6 +282,7 @@ def test_expected_bucket_owner_is_sent_on_every_request(synthetic_s3):
             parallelism=4,
             processes=1,
             page_size=250,
+            credentials=TEST_CREDENTIALS,
         )
     )
     assert len(listed) == 3_000
@@ -247,7 +292,14 @@ def test_expected_bucket_owner_is_sent_on_every_request(synthetic_s3):
 def test_expected_bucket_owner_mismatch_is_access_denied(synthetic_s3):
     synthetic_s3.buckets["src"] = GeneratedKeys(10)
     with pytest.raises(ListingError) as err:
-        list(iter_objects(client_for(synthetic_s3.endpoint_url), "src", expected_bucket_owner="999999999999"))
+        list(
+            iter_objects(
+                client_for(synthetic_s3.endpoint_url),
+                "src",
+                expected_bucket_owner="999999999999",
+                credentials=TEST_CREDENTIALS,
+            )
+        )
     assert err.value.response["Error"]["Code"] == "AccessDenied"
     assert "src" in str(err.value)
     assert synthetic_s3.stats.owner_mismatches >= 1
@@ -256,7 +308,7 @@ def test_expected_bucket_owner_mismatch_is_access_denied(synthetic_s3):
 def test_missing_bucket_raises_the_modelled_client_error(synthetic_s3):
     s3 = client_for(synthetic_s3.endpoint_url)
     with pytest.raises(s3.exceptions.NoSuchBucket) as err:
-        list(iter_objects(s3, "no-such-bucket"))
+        list(iter_objects(s3, "no-such-bucket", credentials=TEST_CREDENTIALS))
     assert isinstance(err.value, ListingError) and isinstance(err.value, ClientError)
     assert err.value.response["Error"]["Code"] == "NoSuchBucket"
     assert "no-such-bucket" in str(err.value)
@@ -265,7 +317,14 @@ def test_missing_bucket_raises_the_modelled_client_error(synthetic_s3):
 def test_empty_prefix_yields_nothing_and_starts_no_workers(synthetic_s3):
     synthetic_s3.buckets["src"] = ListedKeys(["a", "b"])
     stats: dict = {}
-    assert list(iter_objects(client_for(synthetic_s3.endpoint_url), "src", "zzz/", stats=stats)) == []
+    assert (
+        list(
+            iter_objects(
+                client_for(synthetic_s3.endpoint_url), "src", "zzz/", stats=stats, credentials=TEST_CREDENTIALS
+            )
+        )
+        == []
+    )
     assert synthetic_s3.stats.list_requests == 1  # the probe said it all
 
 
@@ -287,7 +346,14 @@ def _worker_pids() -> set[int]:
 
 def test_abandoning_the_iterator_stops_the_workers(synthetic_s3):
     synthetic_s3.buckets["src"] = GeneratedKeys(20_000)
-    it = iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=4, processes=2, page_size=100)
+    it = iter_objects(
+        client_for(synthetic_s3.endpoint_url),
+        "src",
+        parallelism=4,
+        processes=2,
+        page_size=100,
+        credentials=TEST_CREDENTIALS,
+    )
     assert next(it).key
     assert len(_worker_pids()) == 2
     del it  # CPython frees it at once; the engine's finally stops its workers
@@ -306,7 +372,16 @@ def test_out_of_order_page_is_refused(synthetic_s3):
 
     synthetic_s3.buckets["src"] = Shuffled([f"k{i:03d}" for i in range(50)])
     with pytest.raises(ListingOrderError, match="src"):
-        list(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=2, processes=1, page_size=20))
+        list(
+            iter_objects(
+                client_for(synthetic_s3.endpoint_url),
+                "src",
+                parallelism=2,
+                processes=1,
+                page_size=20,
+                credentials=TEST_CREDENTIALS,
+            )
+        )
 
 
 # -- moto: the real S3 API emulation -----------------------------------------------------------
@@ -316,7 +391,9 @@ def test_awkward_keys_against_moto_server_use_the_parallel_engine(moto_server):
     for key in MOTO_AWKWARD_KEYS:
         s3.put_object(Bucket="awkward", Key=key, Body=key.encode())
     stats: dict = {}
-    objects = list(iter_objects(s3, "awkward", parallelism=4, processes=1, page_size=3, stats=stats))
+    objects = list(
+        iter_objects(s3, "awkward", parallelism=4, processes=1, page_size=3, stats=stats, credentials=TEST_CREDENTIALS)
+    )
     assert stats["engine"] == "parallel"
     _assert_exactly_once(_keys(objects), MOTO_AWKWARD_KEYS)
     sizes = {o.key: o.size for o in objects}
@@ -326,18 +403,23 @@ def test_awkward_keys_against_moto_server_use_the_parallel_engine(moto_server):
 
 def test_missing_bucket_against_moto_server(moto_server):
     with pytest.raises(ListingError) as err:
-        list(iter_objects(client_for(moto_server), "not-there"))
+        list(iter_objects(client_for(moto_server), "not-there", credentials=TEST_CREDENTIALS))
     assert err.value.response["Error"]["Code"] == "NoSuchBucket"
 
 
 @mock_aws
-def test_in_process_mock_uses_the_plain_engine_in_s3_order():
-    s3 = boto3.client("s3", region_name="us-east-1")
+@pytest.mark.parametrize("engine", ["auto", "paginator"])
+def test_in_process_mock_uses_the_plain_engine_in_s3_order(engine):
+    """moto's mock_aws answers at before-send: "paginator" says so, and "auto" without credentials
+    (the parallel engine has nothing to sign with) lists with the paginator too."""
+    session = boto3.session.Session(region_name="us-east-1")
+    s3 = session.client("s3")
     s3.create_bucket(Bucket="awkward")
     for key in AWKWARD_KEYS:
         s3.put_object(Bucket="awkward", Key=key, Body=b"x")
     stats: dict = {}
-    listed = _keys(iter_objects(s3, "awkward", stats=stats))
+    credentials = session if engine == "paginator" else None
+    listed = _keys(iter_objects(s3, "awkward", listing_engine=engine, credentials=credentials, stats=stats))
     assert stats["engine"] == "plain"
     assert listed == sorted(AWKWARD_KEYS)
 
@@ -345,7 +427,11 @@ def test_in_process_mock_uses_the_plain_engine_in_s3_order():
 def test_parallelism_one_is_the_plain_engine(synthetic_s3):
     synthetic_s3.buckets["src"] = ListedKeys(AWKWARD_KEYS)
     stats: dict = {}
-    objects = list(iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=1, stats=stats))
+    objects = list(
+        iter_objects(
+            client_for(synthetic_s3.endpoint_url), "src", parallelism=1, stats=stats, credentials=TEST_CREDENTIALS
+        )
+    )
     assert stats["engine"] == "plain"
     assert _keys(objects) == sorted(AWKWARD_KEYS)
     assert objects[0].last_modified == "2026-01-01T00:00:00.000Z"  # same text as the parallel engine
@@ -397,8 +483,8 @@ def test_bad_options_are_refused_at_once():
 
 
 def test_refreshed_credentials_reach_the_workers(synthetic_s3, monkeypatch):
-    """Assumed-role credentials expire during long listings: botocore refreshes the client's
-    credential object, and the engine passes what it reads there on to the workers."""
+    """Assumed-role credentials expire during long listings: botocore refreshes the caller's
+    credentials object, and the engine passes what it reads there on to the workers."""
     from datetime import datetime, timedelta, timezone
 
     from botocore.credentials import RefreshableCredentials
@@ -415,11 +501,9 @@ def test_refreshed_credentials_reach_the_workers(synthetic_s3, monkeypatch):
 
     synthetic_s3.buckets["src"] = GeneratedKeys(8_000)
     s3 = client_for(synthetic_s3.endpoint_url)
-    s3._request_signer._credentials = RefreshableCredentials.create_from_metadata(
-        refresh(), refresh_using=refresh, method="assume-role"
-    )
+    credentials = RefreshableCredentials.create_from_metadata(refresh(), refresh_using=refresh, method="assume-role")
     synthetic_s3.record_params = True
-    listed = _keys(iter_objects(s3, "src", parallelism=2, processes=1, page_size=250))
+    listed = _keys(iter_objects(s3, "src", parallelism=2, processes=1, page_size=250, credentials=credentials))
     assert len(listed) == len(set(listed)) == 8_000
     # the engine's own pages (not botocore's delimiter probe) were signed with several generations
     engine_keys = [p["_access_key"] for p in synthetic_s3.stats.list_params if "delimiter" not in p]
@@ -438,7 +522,13 @@ def test_folders_found_while_listing_split_the_running_ranges(synthetic_s3):
     # trimmed to its (new, shorter) range
     listed = _keys(
         iter_objects(
-            client_for(synthetic_s3.endpoint_url), "src", parallelism=2, processes=1, page_size=25, stats=stats
+            client_for(synthetic_s3.endpoint_url),
+            "src",
+            parallelism=2,
+            processes=1,
+            page_size=25,
+            stats=stats,
+            credentials=TEST_CREDENTIALS,
         )
     )
     _assert_exactly_once(listed, keys)
@@ -463,7 +553,13 @@ def test_transient_server_errors_are_retried(synthetic_s3):
     stats: dict = {}
     listed = _keys(
         iter_objects(
-            client_for(synthetic_s3.endpoint_url), "src", parallelism=4, processes=1, page_size=500, stats=stats
+            client_for(synthetic_s3.endpoint_url),
+            "src",
+            parallelism=4,
+            processes=1,
+            page_size=500,
+            stats=stats,
+            credentials=TEST_CREDENTIALS,
         )
     )
     _assert_exactly_once(listed, source.keys())
@@ -477,7 +573,14 @@ def test_a_dead_worker_fails_the_listing(synthetic_s3):
 
     synthetic_s3.buckets["src"] = GeneratedKeys(50_000)
     synthetic_s3.latency = 0.01
-    it = iter_objects(client_for(synthetic_s3.endpoint_url), "src", parallelism=4, processes=2, page_size=100)
+    it = iter_objects(
+        client_for(synthetic_s3.endpoint_url),
+        "src",
+        parallelism=4,
+        processes=2,
+        page_size=100,
+        credentials=TEST_CREDENTIALS,
+    )
     assert next(it).key
     (victim, *_) = sorted(_worker_pids())
     os.kill(victim, signal.SIGKILL)  # one of the workers this test started
@@ -499,3 +602,153 @@ def test_objects_made_in_bulk_are_ordinary_frozen_s3objects():
     assert type(made[0]) is S3Object and hash(made[0]) == hash(S3Object("a", 1, '"e"', "t1", "STANDARD"))
     with pytest.raises(dataclasses.FrozenInstanceError):
         made[0].key = "changed"
+
+
+# -- listing_engine: an explicit choice, public botocore seams only ---------------------------------
+def test_paginator_engine_never_starts_workers(synthetic_s3, monkeypatch):
+    import xacct_map._engine
+
+    def no_workers(*_a, **_k):
+        raise AssertionError("listing_engine='paginator' started worker processes")
+
+    monkeypatch.setattr(xacct_map._engine, "WorkerPool", no_workers)
+    monkeypatch.setattr(xacct_map._engine, "list_ranges", no_workers)
+    synthetic_s3.buckets["src"] = ListedKeys(AWKWARD_KEYS)
+    stats: dict = {}
+    it = iter_objects(
+        client_for(synthetic_s3.endpoint_url),
+        "src",
+        listing_engine="paginator",
+        credentials=TEST_CREDENTIALS,
+        page_size=2,
+        stats=stats,
+    )
+    assert next(it).key == sorted(AWKWARD_KEYS)[0] and _worker_pids() == set()
+    assert [o.key for o in it] == sorted(AWKWARD_KEYS)[1:]
+    assert stats["engine"] == "plain"
+    assert synthetic_s3.stats.list_requests == 1  # no probe: one paginator page held every key
+
+
+def _stubbed_client():
+    from botocore.stub import Stubber
+
+    s3 = client_for("http://127.0.0.1:9")  # never contacted: the Stubber answers before HTTP
+    stubber = Stubber(s3)
+    stubber.add_response("list_objects_v2", {"Contents": [{"Key": "a", "Size": 1}], "IsTruncated": False})
+    stubber.add_response("list_objects_v2", {"Contents": [{"Key": "a", "Size": 1}], "IsTruncated": False})
+    stubber.activate()
+    return s3
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["no credentials", "proxy", "stubbed", "sigv2"],
+)
+def test_parallel_engine_that_cannot_run_fails_naming_the_bucket(synthetic_s3, case):
+    """listing_engine="parallel" never falls back: it says which bucket and why; "auto" falls back
+    to the paginator for the same clients and lists everything."""
+    from xacct_map.core.listing import ListingEngineError
+
+    synthetic_s3.buckets["src"] = ListedKeys(["a"])
+    url = synthetic_s3.endpoint_url
+    clients = {
+        "no credentials": lambda: (client_for(url), None),
+        "proxy": lambda: (client_for(url, proxies={"http": "http://127.0.0.1:9"}), TEST_CREDENTIALS),
+        "stubbed": lambda: (_stubbed_client(), TEST_CREDENTIALS),
+        "sigv2": lambda: (client_for(url, signature_version="s3"), TEST_CREDENTIALS),
+    }
+    s3, credentials = clients[case]()
+    with pytest.raises(ListingEngineError, match=r"s3://src/data/: ") as err:
+        list(iter_objects(s3, "src", "data/", listing_engine="parallel", credentials=credentials))
+    assert "listing_engine='auto'" in str(err.value) and _worker_pids() == set()
+    if case == "proxy":
+        return  # the proxy is not there: only the refusal before any request is of interest
+    s3, credentials = clients[case]()
+    stats: dict = {}
+    assert _keys(iter_objects(s3, "src", listing_engine="auto", credentials=credentials, stats=stats)) == ["a"]
+    assert stats["engine"] == "plain"
+
+
+def test_auto_and_parallel_use_the_parallel_engine_against_a_real_endpoint(synthetic_s3):
+    synthetic_s3.buckets["src"] = GeneratedKeys(3_000)
+    for engine in ("auto", "parallel"):
+        stats: dict = {}
+        listed = _keys(
+            iter_objects(
+                client_for(synthetic_s3.endpoint_url),
+                "src",
+                listing_engine=engine,
+                credentials=boto3.session.Session(aws_access_key_id="AKIDTEST", aws_secret_access_key="test-secret"),
+                page_size=500,
+                processes=1,
+                stats=stats,
+            )
+        )
+        assert stats["engine"] == "parallel" and len(set(listed)) == len(listed) == 3_000
+
+
+def test_unknown_listing_engine_is_refused_at_once():
+    with pytest.raises(ValueError, match="listing_engine must be one of auto, parallel, paginator"):
+        iter_objects(None, "b", listing_engine="fast")
+
+
+class _PublicOnly:
+    """A view of a botocore object without its private attributes: what the listing may use."""
+
+    def __init__(self, target, path="client"):
+        object.__setattr__(self, "_target", target)
+        object.__setattr__(self, "_path", path)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(f"the listing used the private attribute {self._path}.{name}")
+        value = getattr(self._target, name)
+        if name in ("meta", "config", "events"):
+            return _PublicOnly(value, f"{self._path}.{name}")
+        return value
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"the listing set {self._path}.{name} on a botocore object")
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_listing_uses_no_private_botocore_attribute(synthetic_s3, tls_certificate, scheme):
+    """Listed through a client whose private attributes (``_request_signer``, ``_endpoint``, ...)
+    cannot be read nor anything on it be set, the parallel engine still works."""
+    source = GeneratedKeys(5_000, per_day=1_000)
+    if scheme == "http":
+        synthetic_s3.buckets["src"] = source
+        url, verify = synthetic_s3.endpoint_url, None
+        listed, stats = _list_public_only(url, verify)
+    else:
+        with SyntheticS3({"src": source}, tls=tls_certificate) as server:
+            listed, stats = _list_public_only(server.endpoint_url, tls_certificate[0])
+    assert stats["engine"] == "parallel"
+    _assert_exactly_once(listed, source.keys())
+
+
+def _list_public_only(url, verify):
+    stats: dict = {}
+    client = _PublicOnly(client_for(url, verify=verify))
+    listed = _keys(
+        iter_objects(
+            client, "src", credentials=TEST_CREDENTIALS, verify=verify, page_size=500, processes=1, stats=stats
+        )
+    )
+    return listed, stats
+
+
+def test_no_function_of_the_engine_is_longer_than_80_lines():
+    import ast
+    import pathlib
+
+    import xacct_map
+
+    root = pathlib.Path(xacct_map.__file__).parent
+    files = [root / "core" / "listing.py", *sorted((root / "_engine").glob("*.py"))]
+    long = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert long == []

@@ -12,7 +12,7 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from s3_server import ListedKeys, SyntheticS3, client_for, throttle_pages
+from s3_server import TEST_CREDENTIALS, ListedKeys, SyntheticS3, client_for, throttle_pages
 from xacct_map._engine.keyspace import KeySpace
 from xacct_map.core.listing import iter_objects
 
@@ -64,6 +64,7 @@ def test_every_key_exactly_once_under_any_layout(keys, page_size, parallelism, t
             processes=1,
             page_size=page_size,
             stats=stats,
+            credentials=TEST_CREDENTIALS,
         )
     ]
     expected = [k for k in keys if k.startswith(prefix)]

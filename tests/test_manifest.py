@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from s3_server import GeneratedKeys, client_for, synthetic_s3  # noqa: F401 - fixture
+from s3_server import TEST_CREDENTIALS, GeneratedKeys, client_for, synthetic_s3  # noqa: F401 - fixture
 from xacct_map.core.listing import ListingError, S3Object, iter_objects
 from xacct_map.core.manifest import MultipartJsonArrayWriter, iter_batches, write_batched_manifest
 
@@ -129,7 +129,7 @@ def test_listing_error_mid_stream_leaves_no_manifest(synthetic_s3):
     s3 = client_for(synthetic_s3.endpoint_url)
     with pytest.raises(ListingError) as err:
         write_batched_manifest(
-            iter_objects(s3, "src", parallelism=4, processes=1, page_size=100),
+            iter_objects(s3, "src", parallelism=4, processes=1, page_size=100, credentials=TEST_CREDENTIALS),
             s3,
             bucket="manifests",
             key="m.json",
@@ -145,7 +145,7 @@ def test_manifest_from_the_parallel_listing_holds_every_key_once(synthetic_s3):
     synthetic_s3.buckets["src"] = source
     s3 = client_for(synthetic_s3.endpoint_url)
     summary = write_batched_manifest(
-        iter_objects(s3, "src", parallelism=8, processes=2, page_size=400),
+        iter_objects(s3, "src", parallelism=8, processes=2, page_size=400, credentials=TEST_CREDENTIALS),
         s3,
         bucket="manifests",
         key="m.json",

@@ -101,6 +101,36 @@ def test_manifest_command_default_is_the_batched_json_manifest(local_aws, capsys
     assert len(batches) == 4 and sum(len(b["keys"]) for b in batches) == 40
 
 
+@pytest.mark.parametrize("engine, expected", [(None, "parallel"), ("paginator", "plain"), ("parallel", "parallel")])
+def test_listing_engine_reaches_the_listing(local_aws, capsys, monkeypatch, engine, expected):
+    """--listing-engine is passed on, with the source session's credentials: "auto" (the default)
+    lists the emulator (real HTTP) with the parallel engine."""
+    import xacct_map.core.listing
+
+    used = []
+    listing = xacct_map.core.listing.iter_objects
+
+    def recording(*a, **kw):
+        stats: dict = {}
+        yield from listing(*a, **kw, stats=stats)
+        used.append((kw["listing_engine"], stats["engine"]))
+
+    monkeypatch.setattr(xacct_map.core.listing, "iter_objects", recording)
+    aws, pipeline = local_aws
+    dest = f"s3://{pipeline.inventory_bucket}/xacct-map/manifests/cli/engine-{engine}.json"
+    code = _cli(
+        aws,
+        "--source",
+        f"s3://{pipeline.source_bucket}/data/",
+        "--dest",
+        dest,
+        *(["--listing-engine", engine] if engine else []),
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "40 objects" in out and used == [(engine or "auto", expected)]
+
+
 @pytest.mark.parametrize(
     "args, code, message",
     [

@@ -119,6 +119,7 @@ def test_failed_listing_leaves_no_manifest_and_no_open_upload(local_aws, run_con
             r"listing_parallelism must be int, not str '5': .*render_template_as_native_obj",
         ),
         ({"max_keys_per_batch": True}, r"max_keys_per_batch must be int, not bool"),
+        ({"listing_engine": "fast"}, r"listing_engine must be one of auto, parallel, paginator, not 'fast'"),
     ],
 )
 def test_bad_configuration_fails_with_a_clear_message(local_aws, run_context, kwargs, message):
@@ -230,6 +231,46 @@ def test_listing_parallelism_reaches_the_listing(local_aws, run_context, monkeyp
     assert asked == [5]
     keys = [k for b in _manifest(aws, summary) for k in b["keys"]]
     assert sorted(keys) == sorted(_source_keys(aws, pipeline.source_bucket, pipeline.source_prefix))
+
+
+@pytest.mark.parametrize("engine, expected", [("auto", "parallel"), ("paginator", "plain"), ("parallel", "parallel")])
+def test_listing_engine_reaches_the_listing_with_the_sources_credentials(
+    local_aws, run_context, monkeypatch, engine, expected
+):
+    """The source connection's credentials and TLS setting reach the listing: "auto" lists the
+    emulator (real HTTP) with the parallel engine; "paginator" never starts it."""
+    from xacct_map import operators
+
+    aws, pipeline = local_aws
+    used = []
+    listing = operators.iter_objects
+
+    def recording(*a, **kw):
+        stats: dict = {}
+        yield from listing(*a, **kw, stats=stats)
+        used.append((kw["listing_engine"], stats["engine"], kw["credentials"] is not None))
+
+    monkeypatch.setattr(operators, "iter_objects", recording)
+    summary = _build(pipeline, listing_engine=engine).execute(run_context(f"run-engine-{engine}"))
+    assert used == [(engine, expected, True)]
+    keys = [k for b in _manifest(aws, summary) for k in b["keys"]]
+    assert sorted(keys) == sorted(_source_keys(aws, pipeline.source_bucket, pipeline.source_prefix))
+    assert "listing_engine" in operators.BuildKeyManifestOperator.template_fields
+
+
+def test_a_parallel_engine_that_cannot_run_fails_the_task_for_good(local_aws, run_context, monkeypatch):
+    from xacct_map import operators
+    from xacct_map.core.listing import ListingEngineError
+
+    _, pipeline = local_aws
+
+    def refused(client, bucket, prefix, **_):
+        raise ListingEngineError(f"listing_engine='parallel' cannot list s3://{bucket}/{prefix}: a proxy")
+        yield  # a generator, as iter_objects' result is lazy
+
+    monkeypatch.setattr(operators, "iter_objects", refused)
+    with pytest.raises(AirflowFailException, match=r"cannot list s3://.*: a proxy"):
+        _build(pipeline, listing_engine="parallel").execute(run_context("run-refused"))
 
 
 def test_unreachable_source_fails_retryably_and_leaves_no_manifest(local_aws, run_context, monkeypatch):

@@ -15,7 +15,7 @@ Two ways into the source account, both standard:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import boto3
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -166,7 +166,20 @@ class DistributedMapHook(StepFunctionHook):
         return True
 
 
-def source_s3_client(
+class SourceS3(NamedTuple):
+    """The source account's S3 client, with what the parallel listing needs besides it."""
+
+    client: Any  # a boto3 S3 client
+    credentials: Any  # botocore credentials of the client's identity (refreshable for a role)
+    verify: bool | str | None  # the client's TLS verification, as the connection configures it
+
+
+def source_s3_client(pipeline_hook: AwsBaseHook, **kwargs):
+    """:func:`source_s3`'s client alone (same arguments)."""
+    return source_s3(pipeline_hook, **kwargs).client
+
+
+def source_s3(
     pipeline_hook: AwsBaseHook,
     *,
     source_aws_conn_id: str | None,
@@ -176,8 +189,9 @@ def source_s3_client(
     session_name: str,
     source_bucket: str | None = None,
     expected_bucket_owner: str | None = None,
-):
-    """An S3 client acting as the source account, in the source bucket's Region.
+) -> SourceS3:
+    """An S3 client acting as the source account, in the source bucket's Region, with its
+    credentials and TLS setting (for :func:`xacct_map.core.listing.iter_objects`).
 
     With ``source_aws_conn_id`` the connection does the work (its ``role_arn`` extra assumes the
     role); with ``source_role_arn`` the pipeline connection's credentials assume it. The client keeps
@@ -209,22 +223,27 @@ def source_s3_client(
             region_name=source_region or pipeline_hook.conn_region_name,
         )
 
-    def build(region: str | None):
+    def build(region: str | None) -> SourceS3:
         if source_aws_conn_id:
-            return S3Hook(aws_conn_id=source_aws_conn_id, region_name=region).get_conn()
+            hook = S3Hook(aws_conn_id=source_aws_conn_id, region_name=region)
+            # The connection's identity (a role_arn extra is assumed again, lazily, for these).
+            credentials = hook.get_session(region_name=hook.region_name).get_credentials()
+            return SourceS3(hook.get_conn(), credentials, hook.verify)
         if role_session is not None:
-            return _client(pipeline_hook, role_session, "s3", region_name=region)
+            client = _client(pipeline_hook, role_session, "s3", region_name=region)
+            return SourceS3(client, role_session.get_credentials(), pipeline_hook.verify)
         # Same account as the pipeline (or a bucket policy that trusts the pipeline role directly).
-        return _client(pipeline_hook, pipeline_hook.get_session(region_name=region), "s3")
+        session = pipeline_hook.get_session(region_name=region)
+        return SourceS3(_client(pipeline_hook, session, "s3"), session.get_credentials(), pipeline_hook.verify)
 
-    client = build(source_region)
+    source = build(source_region)
     if source_region or not source_bucket:
-        return client
-    discovered = bucket_region(client, source_bucket, expected_bucket_owner=expected_bucket_owner)
-    if discovered and discovered != client.meta.region_name:
+        return source
+    discovered = bucket_region(source.client, source_bucket, expected_bucket_owner=expected_bucket_owner)
+    if discovered and discovered != source.client.meta.region_name:
         # A client for the bucket's Region, with the same credentials (an assumed role is not assumed again).
-        client = build(discovered)
-    return client
+        source = build(discovered)
+    return source
 
 
 def _client(hook: AwsBaseHook, session: boto3.session.Session, service: str, region_name: str | None = None):

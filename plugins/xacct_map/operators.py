@@ -27,12 +27,12 @@ from xacct_map.core.errors import error_code, explain_assume_role_error, explain
 from xacct_map.core.filters import FILTER_ARGUMENTS, ObjectFilter, resolve_listing_mode
 from xacct_map.core.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
 from xacct_map.core.layouts import check_layout
-from xacct_map.core.listing import ListingUnavailableError, iter_objects
+from xacct_map.core.listing import LISTING_ENGINES, ListingEngineError, ListingUnavailableError, iter_objects
 from xacct_map.core.manifest import write_manifest
 from xacct_map.core.map_run import REDRIVABLE
 from xacct_map.core.naming import execution_arn, execution_name, manifest_key
 from xacct_map.core.s3uri import split_s3_uri
-from xacct_map.hooks import DistributedMapHook, source_s3_client
+from xacct_map.hooks import DistributedMapHook, source_s3
 from xacct_map.links import ManifestObjectLink
 from xacct_map.version_compat import (
     AirflowException,
@@ -137,6 +137,10 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     :param listing_parallelism: ListObjectsV2 requests in flight while listing (default 32; more
         pays against higher latency, for ~3-4 MiB more per worker process for every 16 more; 1
         lists with botocore's paginator alone).
+    :param listing_engine: ``"auto"`` (default): the parallel listing engine against a real
+        HTTP(S) endpoint, botocore's paginator where it cannot run; ``"parallel"``: the parallel
+        engine or a failed task saying why; ``"paginator"``: botocore's paginator only, no worker
+        processes (e.g. under an in-process mock such as moto's ``mock_aws``).
     :param aws_conn_id: AWS connection of the pipeline account (writes the manifest).
     :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
     :param verify: Whether or not to verify SSL certificates.
@@ -168,6 +172,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         "source_inventory",
         "inventory_aws_conn_id",
         "listing_parallelism",
+        "listing_engine",
     )
     template_fields_renderers = {"object_filter": "json"}
     ui_color = "#c7e9f1"
@@ -196,6 +201,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         inventory_aws_conn_id: str | None = None,
         write_metadata: bool = True,
         listing_parallelism: int = 32,
+        listing_engine: str = "auto",
         **kwargs,
     ):
         deprecated = {name: kwargs.pop(name) for name in FILTER_ARGUMENTS if name in kwargs}
@@ -234,6 +240,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.inventory_aws_conn_id = inventory_aws_conn_id
         self.write_metadata = write_metadata
         self.listing_parallelism = listing_parallelism
+        self.listing_engine = listing_engine
 
     def _validate(self) -> None:
         if not self.source_bucket and not self.source_inventory:
@@ -250,6 +257,10 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         if self.listing_parallelism < 1:
             raise AirflowFailException(
                 f"listing_parallelism must be at least 1 (requests in flight), not {self.listing_parallelism}."
+            )
+        if self.listing_engine not in LISTING_ENGINES:
+            raise AirflowFailException(
+                f"listing_engine must be one of {', '.join(LISTING_ENGINES)}, not {self.listing_engine!r}."
             )
         try:
             check_layout(self.layout, self.manifest_format)
@@ -338,7 +349,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 source=source,
                 write_metadata=self.write_metadata,
             )
-        except InventoryError as err:
+        except (InventoryError, ListingEngineError) as err:
             raise AirflowFailException(str(err)) from err
         except ClientError as err:
             raise AirflowException(self._explain(err, key, identity)) from err
@@ -378,7 +389,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             f"connection {self.source_aws_conn_id!r}" if self.source_aws_conn_id else f"connection {self.aws_conn_id!r}"
         )
         try:
-            source = source_s3_client(
+            source = source_s3(
                 self.hook,
                 source_aws_conn_id=self.source_aws_conn_id,
                 source_role_arn=self.source_role_arn,
@@ -402,10 +413,13 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             key,
         )
         objects = iter_objects(
-            source,
+            source.client,
             self.source_bucket,
             self.source_prefix,
             expected_bucket_owner=self.source_account_id,
+            listing_engine=self.listing_engine,
+            credentials=source.credentials,
+            verify=source.verify,
             parallelism=self.listing_parallelism,
         )
         description = {
@@ -413,7 +427,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             "bucket": self.source_bucket,
             "prefix": self.source_prefix,
             "account_id": self.source_account_id or None,
-            "region": getattr(getattr(source, "meta", None), "region_name", None),
+            "region": getattr(getattr(source.client, "meta", None), "region_name", None),
         }
         return objects, description, identity
 

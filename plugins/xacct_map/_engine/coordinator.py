@@ -31,8 +31,20 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple, cast
 
-from xacct_map._engine.frames import read_frame, write_frame
+from xacct_map._engine.frames import (
+    Configure,
+    Credentials,
+    Failure,
+    NewCredentials,
+    Page,
+    Stop,
+    Task,
+    WorkerConfig,
+    read_frame,
+    write_frame,
+)
 from xacct_map._engine.keyspace import KeySpace
 
 log = logging.getLogger(__name__)
@@ -74,6 +86,16 @@ class _Chain:
     pages: int = 0
 
 
+class _Cuts(NamedTuple):
+    """Range boundaries found while listing (:meth:`WorkerPool.add_cuts`; never on a pipe)."""
+
+    cuts: list[str]
+
+
+# What the coordinator's output queue carries: one page's parallel lists.
+PageLists = tuple[list, list, list, list, list]
+
+
 class WorkerPool:
     """The worker processes, their pipes, and one reader thread per worker.
 
@@ -105,9 +127,9 @@ class WorkerPool:
             self.close()
             raise
 
-    def configure(self, config: dict, credentials) -> None:
+    def configure(self, config: WorkerConfig, credentials: Credentials | None) -> None:
         for wid, proc in enumerate(self.procs):
-            write_frame(proc.stdin, ("config", config, credentials))
+            write_frame(proc.stdin, Configure(config, credentials))
             threading.Thread(target=self._read, args=(wid, proc), daemon=True).start()
 
     def _read(self, wid: int, proc: subprocess.Popen) -> None:
@@ -121,12 +143,12 @@ class WorkerPool:
     def add_cuts(self, cuts: list[str]) -> None:
         """More range boundaries, found while the listing runs (any thread may call this): the
         ranges holding them are split at once, pages already on their way are trimmed."""
-        self.results.put((-1, ("cuts", list(cuts))))
+        self.results.put((-1, _Cuts(list(cuts))))
 
-    def send_task(self, task: tuple) -> int:
+    def send_task(self, task: Task) -> int:
         # the least busy worker: spreads parsing over the processes
         wid = min(range(len(self.procs)), key=self.inflight.__getitem__)
-        write_frame(self.procs[wid].stdin, ("task", *task))
+        write_frame(self.procs[wid].stdin, task)
         self.inflight[wid] += 1
         return wid
 
@@ -151,7 +173,7 @@ class WorkerPool:
         self._closed = True
         for proc in self.procs:
             try:
-                write_frame(proc.stdin, ("stop",))
+                write_frame(proc.stdin, Stop())
                 proc.stdin.close()  # type: ignore[union-attr]  # Popen(stdin=PIPE)
             except OSError:
                 pass
@@ -182,7 +204,7 @@ def list_ranges(
     endpoint: Endpoint,
     *,
     prefix: str,
-    credentials: Callable[[], tuple | None],
+    credentials: Callable[[], Credentials | None],
     make_error: Callable[[int, str, str], Exception],
     make_order_error: Callable[[str], Exception],
     parallelism: int,
@@ -195,7 +217,7 @@ def list_ranges(
     initial_cuts: Sequence[str] = (),
     pool: WorkerPool | None = None,
     stats: dict | None = None,
-) -> Generator[tuple[list, list, list, list, list], None, None]:
+) -> Generator[PageLists, None, None]:
     """Yield ``(keys, sizes, etags, last_modified, storage_classes)`` page by page.
 
     :param credentials: returns ``(access_key, secret_key, token)`` or None for unsigned
@@ -206,166 +228,236 @@ def list_ranges(
     :param pool: worker processes started earlier (``processes`` of them); closed at the end.
     :param stats: if given, filled with counters (requests, retries, chains, cuts, keys parsed).
     """
-    connections = max(1, -(-parallelism // processes))
-    config = {
-        "base_url": endpoint.base_url,
-        "region": endpoint.region,
-        "headers": endpoint.headers,
-        "verify": endpoint.verify,
-        "connect_timeout": endpoint.connect_timeout,
-        "read_timeout": endpoint.read_timeout,
-        "prefix": prefix,
-        "page_size": page_size,
-        "max_attempts": max_attempts,
-        "base_backoff": base_backoff,
-        "max_backoff": max_backoff,
-        "connections": connections,
-    }
-    creds = credentials()
-    checked = time.monotonic()
-    counters = stats if stats is not None else {}
-    counters.update(requests=0, retries=0, chains=0, cuts=0, parsed_keys=0, yielded_keys=0)
-    space = KeySpace()
-    chains: dict[int, _Chain] = {}
-    ready: deque[int] = deque()  # chains waiting for a free request slot
-    inflight = 0
-
-    def add_chain(after: str, hi: str | None) -> None:
-        tid = counters["chains"]
-        counters["chains"] += 1
-        chains[tid] = _Chain(after=after, hi=hi)
-        ready.append(tid)
-
-    def apply_cuts(cuts) -> None:
-        """Split the ranges holding ``cuts`` (boundaries learnt while listing had begun)."""
-        for cut in sorted(set(cuts)):
-            for chain in list(chains.values()):
-                if chain.after < cut and (chain.hi is None or cut < chain.hi):
-                    add_chain(cut, chain.hi)
-                    chain.hi = cut
-                    counters["late_cuts"] = counters.get("late_cuts", 0) + 1
-                    break
-
-    bounds = [c for c in sorted(set(initial_cuts)) if c > start_after]
-    for lo, hi in zip([start_after, *bounds], [*bounds, None], strict=False):
-        add_chain(lo, hi)
+    config = WorkerConfig(
+        base_url=endpoint.base_url,
+        region=endpoint.region,
+        headers=endpoint.headers,
+        verify=endpoint.verify,
+        connect_timeout=endpoint.connect_timeout,
+        read_timeout=endpoint.read_timeout,
+        prefix=prefix,
+        page_size=page_size,
+        max_attempts=max_attempts,
+        base_backoff=base_backoff,
+        max_backoff=max_backoff,
+        connections=max(1, -(-parallelism // processes)),
+    )
     if pool is None:
         pool = WorkerPool(processes)
-    pool.configure(config, creds)
+    try:
+        coordinator = _Coordinator(
+            pool,
+            parallelism=parallelism,
+            credentials=credentials,
+            make_error=make_error,
+            make_order_error=make_order_error,
+            counters=stats if stats is not None else {},
+        )
+        bounds = [c for c in sorted(set(initial_cuts)) if c > start_after]
+        for lo, hi in zip([start_after, *bounds], [*bounds, None], strict=False):
+            coordinator.add_chain(lo, hi)
+        pool.configure(config, coordinator.creds)
+    except BaseException:
+        pool.close()
+        raise
     # The schedule runs in a thread of its own, so requests keep going out while the caller is
     # busy with objects (say, uploading a manifest part); the bounded queue is the backpressure.
-    out: queue.Queue = queue.Queue(maxsize=OUTPUT_PAGES)
-    stop = threading.Event()
-    done = object()
-
-    def schedule() -> None:
-        nonlocal inflight, creds, checked
-        started = last = time.monotonic()
-        busy = 0.0  # integral of requests in flight over time, for stats
-        try:
-            while chains and not stop.is_set():
-                while ready and inflight < parallelism:
-                    tid = ready.popleft()
-                    chain = chains[tid]
-                    pool.send_task((tid, chain.after, chain.token, chain.hi))
-                    counters["requests"] += 1
-                    inflight += 1
-                try:
-                    wid, msg = pool.results.get(timeout=0.5)
-                except queue.Empty:
-                    for proc in pool.procs:
-                        if proc.poll() is not None:
-                            raise WorkerError(f"listing worker exited with status {proc.returncode}") from None
-                    continue
-                if wid < 0:  # boundaries found while listing (WorkerPool.add_cuts)
-                    apply_cuts(msg[1])
-                    continue
-                if msg is None:
-                    raise WorkerError(f"listing worker {wid} exited unexpectedly (status {pool.procs[wid].poll()})")
-                now = time.monotonic()
-                busy += inflight * (now - last)
-                last = now
-                counters.setdefault("first_page_s", now - started)
-                pool.inflight[wid] -= 1
-                inflight -= 1
-                kind, tid = msg[0], msg[1]
-                if kind == "error":
-                    if msg[2] in ("client", "transport"):
-                        raise make_error(msg[3], msg[4], msg[5])
-                    if msg[2] == "order":
-                        raise make_order_error(msg[3])
-                    raise WorkerError(f"listing worker failed: {msg[3]}")
-                _, tid, keys, sizes, etags, modified, classes, more, after, token, parsed, retries = msg
-                chain = chains[tid]
-                counters["retries"] += retries
-                counters["parsed_keys"] += parsed
-                if keys and keys[0] <= chain.after:
-                    raise make_order_error(f"page for range ({chain.after!r}, {chain.hi!r}] held {keys[0]!r}")
-                if keys and chain.hi is not None and keys[-1] > chain.hi:
-                    # the range was cut while this page was on its way: the rest is another's
-                    cut = bisect_right(keys, chain.hi)
-                    keys, sizes, etags, modified, classes = (
-                        keys[:cut],
-                        sizes[:cut],
-                        etags[:cut],
-                        modified[:cut],
-                        classes[:cut],
-                    )
-                    more = False
-                    counters["trimmed_pages"] = counters.get("trimmed_pages", 0) + 1
-                chain.pages += 1
-                if more:
-                    chain.after, chain.token = after, token
-                    deficit = parallelism - len(chains)
-                    if deficit > 0 and len(keys) >= 2:
-                        space.learn((keys[0], keys[len(keys) // 2], keys[-1]))
-                        # a few parts at a time (each cut then uses what the last ones taught),
-                        # more while far below parallelism, so a listing ramps up quickly
-                        cuts = space.cuts(keys[0], keys[-1], chain.hi, min(deficit, max(MAX_FAN_OUT, deficit // 2)) + 1)
-                        if cuts:
-                            counters["cuts"] += 1
-                            upper = [*cuts[1:], chain.hi]
-                            chain.hi = cuts[0]
-                            for lo, hi in zip(cuts, upper, strict=False):
-                                add_chain(lo, hi)
-                    ready.appendleft(tid)  # keep going where a page just came from
-                else:
-                    del chains[tid]
-                now = time.monotonic()
-                if now - checked > CREDENTIAL_CHECK_SECONDS:
-                    checked = now
-                    fresh = credentials()
-                    if fresh != creds:
-                        creds = fresh
-                        pool.broadcast(("creds", creds))
-                if keys:
-                    counters["yielded_keys"] += len(keys)
-                    while not stop.is_set():
-                        try:
-                            out.put((keys, sizes, etags, modified, classes), timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
-            counters["seconds"] = round(time.monotonic() - started, 3)
-            counters["mean_inflight"] = round(busy / max(counters["seconds"], 1e-9), 1)
-            counters["first_page_s"] = round(counters.get("first_page_s", 0.0), 3)
-            out.put(done)
-        except BaseException as err:  # handed to the caller's thread
-            out.put(err)
-
-    coordinator = threading.Thread(target=schedule, name="xacct-map-listing", daemon=True)
-    coordinator.start()
+    thread = threading.Thread(target=coordinator.run, name="xacct-map-listing", daemon=True)
+    thread.start()
     try:
-        while (item := out.get()) is not done:
+        while (item := coordinator.out.get()) is not _DONE:
             if isinstance(item, BaseException):
                 raise item
             yield item
     finally:
-        stop.set()
-        while coordinator.is_alive():
+        coordinator.stop.set()
+        while thread.is_alive():
             try:  # unblock a put the coordinator may be waiting in
-                out.get(timeout=0.1)
+                coordinator.out.get(timeout=0.1)
             except queue.Empty:
                 pass
-        counters["worker_peak_rss_kib"] = pool.peak_rss_kib()
+        coordinator.counters["worker_peak_rss_kib"] = pool.peak_rss_kib()
         pool.close()
+
+
+_DONE = object()  # the end of the output queue
+
+
+class _Coordinator:
+    """The schedule: key ranges (chains), the requests in flight, cuts, credentials, the output.
+
+    :meth:`run` is the body of the coordinator thread; everything else runs inside it (but
+    :meth:`add_chain` for the first ranges, before it starts).
+    """
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        *,
+        parallelism: int,
+        credentials: Callable[[], Credentials | None],
+        make_error: Callable[[int, str, str], Exception],
+        make_order_error: Callable[[str], Exception],
+        counters: dict,
+    ) -> None:
+        self.pool = pool
+        self.parallelism = parallelism
+        self.credentials = credentials
+        self.make_error = make_error
+        self.make_order_error = make_order_error
+        self.counters = counters
+        counters.update(requests=0, retries=0, chains=0, cuts=0, parsed_keys=0, yielded_keys=0)
+        self.creds = credentials()
+        self.checked = time.monotonic()  # when the credentials were last read
+        self.space = KeySpace()
+        self.chains: dict[int, _Chain] = {}
+        self.ready: deque[int] = deque()  # chains waiting for a free request slot
+        self.inflight = 0
+        self.out: queue.Queue = queue.Queue(maxsize=OUTPUT_PAGES)
+        self.stop = threading.Event()
+        self.started = self.last = time.monotonic()
+        self.busy = 0.0  # integral of requests in flight over time, for stats
+
+    def run(self) -> None:
+        self.started = self.last = time.monotonic()
+        try:
+            while self.chains and not self.stop.is_set():
+                self._send_ready()
+                received = self._receive()
+                if received is not None:
+                    self._on_result(*received)
+            self._finish_stats()
+            self.out.put(_DONE)
+        except BaseException as err:  # handed to the caller's thread
+            self.out.put(err)
+
+    # -- chains --
+    def add_chain(self, after: str, hi: str | None) -> None:
+        tid = self.counters["chains"]
+        self.counters["chains"] += 1
+        self.chains[tid] = _Chain(after=after, hi=hi)
+        self.ready.append(tid)
+
+    def _apply_cuts(self, cuts: list[str]) -> None:
+        """Split the ranges holding ``cuts`` (boundaries learnt while listing had begun)."""
+        for cut in sorted(set(cuts)):
+            for chain in list(self.chains.values()):
+                if chain.after < cut and (chain.hi is None or cut < chain.hi):
+                    self.add_chain(cut, chain.hi)
+                    chain.hi = cut
+                    self.counters["late_cuts"] = self.counters.get("late_cuts", 0) + 1
+                    break
+
+    def _cut(self, chain: _Chain, keys: list[str]) -> None:
+        """Cut ``chain`` (a page of it just arrived) while fewer ranges run than ``parallelism``."""
+        deficit = self.parallelism - len(self.chains)
+        if deficit <= 0 or len(keys) < 2:
+            return
+        self.space.learn((keys[0], keys[len(keys) // 2], keys[-1]))
+        # a few parts at a time (each cut then uses what the last ones taught), more while far
+        # below parallelism, so a listing ramps up quickly
+        cuts = self.space.cuts(keys[0], keys[-1], chain.hi, min(deficit, max(MAX_FAN_OUT, deficit // 2)) + 1)
+        if cuts:
+            self.counters["cuts"] += 1
+            upper = [*cuts[1:], chain.hi]
+            chain.hi = cuts[0]
+            for lo, hi in zip(cuts, upper, strict=False):
+                self.add_chain(lo, hi)
+
+    # -- requests and results --
+    def _send_ready(self) -> None:
+        while self.ready and self.inflight < self.parallelism:
+            tid = self.ready.popleft()
+            chain = self.chains[tid]
+            self.pool.send_task(Task(tid, chain.after, chain.token, chain.hi))
+            self.counters["requests"] += 1
+            self.inflight += 1
+
+    def _receive(self) -> tuple[int, Page | Failure] | None:
+        """The next worker result, or None (a timeout, or cuts that were applied)."""
+        pool = self.pool
+        try:
+            wid, msg = pool.results.get(timeout=0.5)
+        except queue.Empty:
+            for proc in pool.procs:
+                if proc.poll() is not None:
+                    raise WorkerError(f"listing worker exited with status {proc.returncode}") from None
+            return None
+        if type(msg) is _Cuts:  # boundaries found while listing (WorkerPool.add_cuts)
+            self._apply_cuts(msg.cuts)
+            return None
+        if msg is None:
+            raise WorkerError(f"listing worker {wid} exited unexpectedly (status {pool.procs[wid].poll()})")
+        return wid, msg
+
+    def _on_result(self, wid: int, msg: Page | Failure) -> None:
+        now = time.monotonic()
+        self.busy += self.inflight * (now - self.last)
+        self.last = now
+        self.counters.setdefault("first_page_s", now - self.started)
+        self.pool.inflight[wid] -= 1
+        self.inflight -= 1
+        if type(msg) is Failure:
+            raise self._failure(msg)
+        page = cast(Page, msg)
+        chain = self.chains[page.tid]
+        self.counters["retries"] += page.retries
+        self.counters["parsed_keys"] += page.parsed
+        lists, more = self._in_range(chain, page)
+        chain.pages += 1
+        if more:
+            chain.after, chain.token = page.after, page.token
+            self._cut(chain, lists[0])
+            self.ready.appendleft(page.tid)  # keep going where a page just came from
+        else:
+            del self.chains[page.tid]
+        if now - self.checked > CREDENTIAL_CHECK_SECONDS:
+            self._refresh_credentials()
+        if lists[0]:
+            self._emit(lists)
+
+    def _in_range(self, chain: _Chain, page: Page) -> tuple[PageLists, bool]:
+        """The page's lists within ``chain``'s range, and whether the range goes on."""
+        keys = page.keys
+        lists: PageLists = (keys, page.sizes, page.etags, page.modified, page.classes)
+        if not keys:
+            return lists, page.more
+        if keys[0] <= chain.after:
+            raise self.make_order_error(f"page for range ({chain.after!r}, {chain.hi!r}] held {keys[0]!r}")
+        if chain.hi is not None and keys[-1] > chain.hi:
+            # the range was cut while this page was on its way: the rest is another's
+            cut = bisect_right(keys, chain.hi)
+            self.counters["trimmed_pages"] = self.counters.get("trimmed_pages", 0) + 1
+            return (keys[:cut], page.sizes[:cut], page.etags[:cut], page.modified[:cut], page.classes[:cut]), False
+        return lists, page.more
+
+    def _failure(self, failure: Failure) -> Exception:
+        if failure.kind in ("client", "transport"):
+            return self.make_error(failure.status, failure.code, failure.message)
+        if failure.kind == "order":
+            return self.make_order_error(failure.message)
+        return WorkerError(f"listing worker failed: {failure.message}")
+
+    def _refresh_credentials(self) -> None:
+        """Re-read the credentials; refreshed ones (a renewed assumed role) go to every worker."""
+        self.checked = time.monotonic()
+        fresh = self.credentials()
+        if fresh != self.creds:
+            self.creds = fresh
+            self.pool.broadcast(NewCredentials(fresh))
+
+    def _emit(self, lists: PageLists) -> None:
+        """Hand a page to the caller, waiting while the output is full (unless stopped)."""
+        self.counters["yielded_keys"] += len(lists[0])
+        while not self.stop.is_set():
+            try:
+                self.out.put(lists, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _finish_stats(self) -> None:
+        counters = self.counters
+        counters["seconds"] = round(time.monotonic() - self.started, 3)
+        counters["mean_inflight"] = round(self.busy / max(counters["seconds"], 1e-9), 1)
+        counters["first_page_s"] = round(counters.get("first_page_s", 0.0), 3)

@@ -1,10 +1,10 @@
 """A listing worker process: signs, sends and parses ListObjectsV2 requests for the coordinator.
 
-Started by :mod:`xacct_map._engine.coordinator` as ``python -m xacct_map._engine.worker``; speaks pickled,
-length-prefixed frames on stdin (config, credentials, tasks) and stdout (pages, errors). One
-thread runs an event loop with ``connections`` keep-alive HTTP connections
-(:mod:`xacct_map._engine.http1`), one request in flight on each, so latency overlaps; parsing runs in this
-process, off the coordinator's GIL.
+Started by :mod:`xacct_map._engine.coordinator` as ``python -m xacct_map._engine.worker``; speaks the
+typed messages of :mod:`xacct_map._engine.frames` on stdin (configuration, credentials, tasks) and
+stdout (pages, failures). One thread runs an event loop with ``connections`` keep-alive HTTP
+connections (:mod:`xacct_map._engine.http1`), one request in flight on each, so latency overlaps;
+parsing runs in this process, off the coordinator's GIL.
 
 A task is one page of one key range ``(start_after, hi]``. The worker retries throttling and
 transient failures of that same request (never moving on without its page), checks that the keys
@@ -22,7 +22,18 @@ from bisect import bisect_right
 from itertools import islice
 from urllib.parse import urlsplit
 
-from xacct_map._engine.frames import read_frame_async, write_frame
+from xacct_map._engine.frames import (
+    Configure,
+    Credentials,
+    Failure,
+    NewCredentials,
+    Page,
+    Stop,
+    Task,
+    WorkerConfig,
+    read_frame_async,
+    write_frame,
+)
 from xacct_map._engine.http1 import Connection, HttpError
 from xacct_map._engine.page import PageFormatError, first_key, list_query, parse_error, parse_list_page
 from xacct_map._engine.sigv4 import GetSigner, host_header
@@ -45,100 +56,101 @@ RETRY_CODES = frozenset(
 
 
 class Worker:
-    def __init__(self, config: dict, out) -> None:
+    def __init__(self, config: WorkerConfig, out) -> None:
         self.config = config
         self._out = out
         self._auth: GetSigner | None = None
-        url = urlsplit(config["base_url"])
+        url = urlsplit(config.base_url)
         self._path = url.path or "/"
         self._host = host_header(url.scheme, url.netloc)
 
     # -- credentials --
-    def set_credentials(self, creds: tuple[str, str, str | None] | None) -> None:
-        self._auth = None if creds is None else GetSigner(*creds, region=self.config["region"])
+    def set_credentials(self, creds: Credentials | None) -> None:
+        self._auth = None if creds is None else GetSigner(*creds, region=self.config.region)
 
     def _headers(self, query: str) -> dict:
         headers = {"Host": self._host, "Accept-Encoding": "identity"}
         if self._auth is None:
-            return headers | self.config["headers"]
-        return headers | self._auth.headers(self._host, self._path, query, self.config["headers"])
+            return headers | self.config.headers
+        return headers | self._auth.headers(self._host, self._path, query, self.config.headers)
 
     # -- the work --
     async def run(self, reader: asyncio.StreamReader) -> None:
         cfg = self.config
-        tasks: asyncio.Queue = asyncio.Queue()
+        tasks: asyncio.Queue[Task] = asyncio.Queue()
         loops = [
             asyncio.create_task(
                 self._loop(
                     tasks,
                     Connection(
-                        cfg["base_url"],
-                        verify=cfg["verify"],
-                        connect_timeout=cfg["connect_timeout"],
-                        read_timeout=cfg["read_timeout"],
+                        cfg.base_url,
+                        verify=cfg.verify,
+                        connect_timeout=cfg.connect_timeout,
+                        read_timeout=cfg.read_timeout,
                     ),
                 )
             )
-            for _ in range(cfg["connections"])
+            for _ in range(cfg.connections)
         ]
-        while (msg := await read_frame_async(reader)) is not None and msg[0] != "stop":
-            if msg[0] == "creds":
-                self.set_credentials(msg[1])
-            elif msg[0] == "task":
-                tasks.put_nowait(msg[1:])
+        while (msg := await read_frame_async(reader)) is not None and type(msg) is not Stop:
+            if type(msg) is Task:
+                tasks.put_nowait(msg)
+            elif type(msg) is NewCredentials:
+                self.set_credentials(msg.credentials)
         for loop in loops:
             loop.cancel()
 
-    async def _loop(self, tasks: asyncio.Queue, connection: Connection) -> None:
+    async def _loop(self, tasks: asyncio.Queue[Task], connection: Connection) -> None:
         while True:
             task = await tasks.get()
+            result: Page | Failure
             try:
-                result = await self._page(connection, *task)
+                result = await self._page(connection, task)
             except Exception as err:  # reported, the coordinator decides
-                result = ("error", task[0], "other", f"{type(err).__name__}: {err}")
+                result = Failure(task.tid, "other", message=f"{type(err).__name__}: {err}")
             # one whole frame at a time: this is the only thread writing
             write_frame(self._out, result)
 
-    async def _page(self, connection: Connection, tid: int, start_after: str, token: str | None, hi: str | None):
+    async def _page(self, connection: Connection, task: Task) -> Page | Failure:
         cfg = self.config
-        query = list_query(cfg["prefix"], start_after, token, cfg["page_size"])
+        tid, start_after, hi = task.tid, task.start_after, task.hi
+        query = list_query(cfg.prefix, start_after, task.token, cfg.page_size)
         target = self._path + "?" + query
-        attempts = cfg["max_attempts"]
         retries = 0
-        for attempt in range(1, attempts + 1):
-            problem = None
+        for attempt in range(1, cfg.max_attempts + 1):
+            problem: Failure
             try:
                 status, body = await connection.get(target, self._headers(query))
             except HttpError as err:
-                problem = ("transport", 0, "ConnectionError", str(err))
+                problem = Failure(tid, "transport", 0, "ConnectionError", str(err))
             else:
                 if status == 200:
                     if hi is not None:
                         head = first_key(body)
                         if head is not None and head > hi and head > start_after:
                             # the whole page lies past this range: it belongs to later ranges
-                            return ("page", tid, [], [], [], [], [], False, start_after, None, 0, retries)
+                            return Page(tid, [], [], [], [], [], False, start_after, None, 0, retries)
                     try:
                         page = parse_list_page(body)
                     except (PageFormatError, UnicodeDecodeError) as err:
-                        problem = ("transport", 200, "MalformedResponse", str(err))
+                        problem = Failure(tid, "transport", 200, "MalformedResponse", str(err))
                     else:
                         return self._result(tid, start_after, hi, page, retries)
                 else:
                     code, message = parse_error(body)
-                    problem = ("client", status, code or str(status), message)
+                    problem = Failure(tid, "client", status, code or str(status), message)
                     if status not in RETRY_STATUS and code not in RETRY_CODES:
-                        return ("error", tid, *problem)
-            if attempt == attempts:
-                return ("error", tid, *problem)
+                        return problem
+            if attempt == cfg.max_attempts:
+                return problem
             retries += 1
             # full jitter: spreads retries of many ranges hitting the same throttled partition
-            await asyncio.sleep(random.uniform(0, min(cfg["max_backoff"], cfg["base_backoff"] * 2**attempt)))
+            await asyncio.sleep(random.uniform(0, min(cfg.max_backoff, cfg.base_backoff * 2**attempt)))
         raise AssertionError("unreachable")
 
-    def _result(self, tid: int, start_after: str, hi: str | None, page, retries: int):
+    def _result(self, tid: int, start_after: str, hi: str | None, page, retries: int) -> Page | Failure:
         keys = page.keys
-        prefix = self.config["prefix"]
+        prefix = self.config.prefix
         if keys:
             # Exactly-once guard: strictly ascending, after start_after, inside the prefix (the
             # prefix's keys are contiguous in sorted order, so its ends suffice).
@@ -148,7 +160,7 @@ class Worker:
                 and keys[-1].startswith(prefix)
                 and all(map(operator.lt, keys, islice(keys, 1, None)))
             ):
-                return ("error", tid, "order", _order_problem(keys, start_after, prefix))
+                return Failure(tid, "order", message=_order_problem(keys, start_after, prefix))
             next_after, next_token = keys[-1], None
         else:
             next_after, next_token = start_after, page.next_token
@@ -162,8 +174,7 @@ class Worker:
         # one object per distinct value: smaller frames and less memory where objects are made
         modified = list(map(sys.intern, page.last_modified[:cut]))
         classes = list(map(sys.intern, page.storage_classes[:cut]))
-        return (
-            "page",
+        return Page(
             tid,
             keys[:cut] if cut < len(keys) else keys,
             page.sizes[:cut],
@@ -203,11 +214,11 @@ async def _serve(stdout) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-    config = await read_frame_async(reader)
-    if config is None:
+    first = await read_frame_async(reader)
+    if type(first) is not Configure:  # the coordinator went away (or a stop) before configuring
         return
-    worker = Worker(config[1], stdout)
-    worker.set_credentials(config[2])
+    worker = Worker(first.config, stdout)
+    worker.set_credentials(first.credentials)
     await worker.run(reader)
 
 

@@ -138,6 +138,13 @@ def register(subparsers) -> None:
         metavar="N",
         help="ListObjectsV2 requests in flight (default %(default)s; 1: botocore's paginator alone)",
     )
+    parser.add_argument(
+        "--listing-engine",
+        choices=["auto", "parallel", "paginator"],
+        default="auto",
+        help="auto (default): the parallel engine against a real HTTP(S) endpoint, else botocore's "
+        "paginator; parallel: fail if the parallel engine cannot run; paginator: no worker processes",
+    )
     parser.add_argument("--json", action="store_true", help="print the manifest metadata as JSON on stdout")
     parser.add_argument("--no-progress", action="store_true", help="no progress line, even on a terminal")
     parser.set_defaults(func=run)
@@ -278,6 +285,8 @@ def run(args: argparse.Namespace) -> int:
                 source_bucket,
                 source_prefix,
                 expected_bucket_owner=args.expected_bucket_owner,
+                listing_engine=args.listing_engine,
+                credentials=source_session,  # the client's own credentials, refreshed for a role
                 parallelism=args.parallelism,
             )
             source = {

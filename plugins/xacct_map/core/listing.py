@@ -2,19 +2,21 @@
 
 The pure core: it takes a boto3 S3 client and plain values, knows nothing of Airflow.
 
-Two engines behind one function, :func:`iter_objects`:
+Two engines behind one function, :func:`iter_objects`, chosen by ``listing_engine``:
 
-* **parallel** (default against a real HTTP endpoint): disjoint key ranges listed at the same
-  time by worker processes that sign requests (SigV4, :mod:`xacct_map._engine.sigv4`), keep many in
-  flight on keep-alive connections from one event loop (:mod:`xacct_map._engine.http1`) and parse pages
-  with a fast exact parser (:mod:`xacct_map._engine.page`): the engine, :mod:`xacct_map._engine`. Endpoint, Region,
-  addressing style, TLS verification and timeouts are taken from the client - from the request
-  botocore itself sends for a probe (a ``Delimiter="/"`` listing whose common prefixes become
-  the first range boundaries) - and credentials from the client's credential object, re-read
-  during long listings so refreshed assumed-role credentials are used.
-* **plain**: botocore's own paginator, one page after another. Used when ``parallelism=1``,
-  or when the client's requests never reach HTTP (moto's in-process ``mock_aws``, botocore's
-  Stubber), or for anything the parallel engine does not support (proxies, non-SigV4 signing).
+* **parallel** (``"auto"``'s choice against a real HTTP endpoint): disjoint key ranges listed at the
+  same time by worker processes that sign requests (SigV4, :mod:`xacct_map._engine.sigv4`), keep
+  many in flight on keep-alive connections from one event loop (:mod:`xacct_map._engine.http1`) and
+  parse pages with a fast exact parser (:mod:`xacct_map._engine.page`): the engine,
+  :mod:`xacct_map._engine`. Only public botocore seams are used: the endpoint, addressing style and
+  Region come from the request botocore itself sends for a probe (a ``Delimiter="/"`` listing whose
+  common prefixes become the first range boundaries), seen through the client's ``before-send``
+  event; timeouts and proxies from ``client.meta.config``; the credentials (re-read during long
+  listings, so refreshed assumed-role credentials are used) and TLS verification from the caller.
+* **plain** (``"paginator"``): botocore's own paginator, one page after another. ``"auto"`` uses it
+  when ``parallelism=1``, or when the parallel engine cannot run: no credentials given for a
+  signed client, a proxy, a non-HTTP endpoint, a request that never reaches HTTP (botocore's
+  Stubber), a signature other than SigV4. ``"parallel"`` raises :class:`ListingEngineError` then.
 
 Order: the plain engine yields keys in S3's order (UTF-8 binary). The parallel engine yields
 each range in ascending order with ranges interleaved, so its output is **not globally sorted**
@@ -32,6 +34,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, repeat
+from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
@@ -119,12 +122,24 @@ def _listing_error(err: ClientError, bucket: str, prefix: str) -> ListingError:
     return target(err.response, err.operation_name, bucket=bucket, prefix=prefix)
 
 
+LISTING_ENGINES = ("auto", "parallel", "paginator")
+
+
+class ListingEngineError(ValueError):
+    """``listing_engine="parallel"`` was asked for, but the parallel engine cannot list this bucket
+    with this client (no credentials given, a proxy, a non-HTTP endpoint, a request that never
+    reached HTTP, a signature other than SigV4). The message names the bucket and the reason."""
+
+
 def iter_objects(
     s3_client,
     bucket: str,
     prefix: str = "",
     *,
     expected_bucket_owner: str | None = None,
+    listing_engine: str = "auto",
+    credentials=None,
+    verify: bool | str | None = None,
     parallelism: int = 32,
     processes: int | None = None,
     max_attempts: int = 10,
@@ -142,11 +157,22 @@ def iter_objects(
     only with ``parallelism=1`` or on the plain engine).
 
     :param s3_client: a boto3 S3 client with credentials that may list ``bucket``; its endpoint,
-        Region, TLS and timeout settings are used by the parallel engine too.
+        Region, addressing style and timeout settings are used by the parallel engine too.
     :param expected_bucket_owner: account id the bucket must belong to (sent as
         ``ExpectedBucketOwner`` on every request; S3 answers 403 if another account owns it).
+    :param listing_engine: ``"auto"`` (default): the parallel engine when it can run (see the
+        module docstring), else botocore's paginator; ``"parallel"``: the parallel engine or
+        :class:`ListingEngineError`; ``"paginator"``: no worker processes (use it under in-process
+        mocks that answer at ``before-send``, such as moto's ``mock_aws``).
+    :param credentials: the credentials ``s3_client`` signs with, for the parallel engine's own
+        signing: a botocore credentials object (``session.get_credentials()``) or the boto3 /
+        botocore session the client was made from. Re-read during long listings, so refreshable
+        (assumed-role) credentials are refreshed. Without them a signed client is listed with the
+        paginator (``"auto"``).
+    :param verify: the parallel engine's TLS verification, as given to the client (``False``, a CA
+        bundle, ``True``); None: botocore's default (``AWS_CA_BUNDLE``, else its bundled CAs).
     :param parallelism: ListObjectsV2 requests in flight at once (one per key range). ``1``
-        selects the plain, sequential botocore engine.
+        selects the paginator under ``"auto"``.
     :param processes: worker processes fetching and parsing pages (default: CPU count, at most 3:
         each parses ~600k keys/s, more than this process can turn into objects).
     :param max_attempts: tries per page on throttling (503 SlowDown), 5xx and connection errors,
@@ -158,104 +184,151 @@ def iter_objects(
     :raises ListingError: S3 refused the listing (a ``ClientError`` naming the bucket).
     :raises ListingOrderError: S3 returned keys out of order, twice, or outside the range asked.
     :raises ListingUnavailableError: a page could not be fetched within ``max_attempts``.
+    :raises ListingEngineError: ``listing_engine="parallel"`` and the parallel engine cannot run.
     """
     if parallelism < 1:
         raise ValueError(f"parallelism must be at least 1, not {parallelism}")
     if not 1 <= page_size <= 1000:
         raise ValueError(f"page_size must be between 1 and 1000 (S3's maximum), not {page_size}")
-    # Nothing happens until the first object is asked for (errors surface where the caller
-    # consumes); objects are made and handed over page by page in C loops (chain) rather than
-    # one generator step per object.
-    pages = _object_pages(
+    if listing_engine not in LISTING_ENGINES:
+        raise ValueError(f"listing_engine must be one of {', '.join(LISTING_ENGINES)}, not {listing_engine!r}")
+    job = _Job(
         s3_client,
         bucket,
         prefix,
-        expected_bucket_owner=expected_bucket_owner,
+        owner={"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {},
+        engine=listing_engine,
+        credentials=_credential_source(credentials),
+        verify=verify,
         parallelism=parallelism,
         processes=processes,
         max_attempts=max_attempts,
         page_size=page_size,
         stats=stats,
     )
-    return chain.from_iterable(pages)
+    # Nothing happens until the first object is asked for (errors surface where the caller
+    # consumes); objects are made and handed over page by page in C loops (chain) rather than
+    # one generator step per object.
+    return chain.from_iterable(_object_pages(job))
 
 
-def _object_pages(
-    s3_client,
-    bucket: str,
-    prefix: str,
-    *,
-    expected_bucket_owner,
-    parallelism,
-    processes,
-    max_attempts,
-    page_size,
-    stats,
-) -> Iterator[Iterable[S3Object]]:
-    if stats is not None:
-        stats["engine"] = "plain"
-    owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
-    if parallelism == 1:
-        yield _iter_plain(s3_client, bucket, prefix, owner)
+@dataclass(frozen=True)
+class _Job:
+    """One listing's arguments, as :func:`iter_objects` checked them."""
+
+    s3_client: Any
+    bucket: str
+    prefix: str
+    owner: dict  # {"ExpectedBucketOwner": ...} or {}
+    engine: str
+    credentials: Any  # has get_frozen_credentials(), or None
+    verify: bool | str | None
+    parallelism: int
+    processes: int | None
+    max_attempts: int
+    page_size: int
+    stats: dict | None
+
+    def cannot_run_parallel(self) -> str | None:
+        """Why the parallel engine cannot run, as far as is known before the probe (or None)."""
+        config = self.s3_client.meta.config
+        if self.engine == "paginator":
+            return "listing_engine='paginator'"
+        if self.engine == "auto" and self.parallelism == 1:
+            return "parallelism=1"
+        if config.proxies:
+            return "the client sends through a proxy, which the parallel engine does not"
+        if urlsplit(self.s3_client.meta.endpoint_url or "").scheme not in ("http", "https"):
+            return f"the client's endpoint {self.s3_client.meta.endpoint_url!r} is not HTTP(S)"
+        if _unsigned(self.s3_client):
+            return None
+        if config.signature_version not in (None, "s3v4", "v4"):
+            return f"the client signs with {config.signature_version!r}; the parallel engine signs SigV4 only"
+        if self.credentials is None:
+            return "no credentials were given (pass credentials=, e.g. the client's session.get_credentials())"
+        return None
+
+    def refuse(self, reason: str) -> ListingEngineError:
+        return ListingEngineError(
+            f"listing_engine='parallel' cannot list s3://{self.bucket}/{self.prefix}: {reason}. "
+            "Use listing_engine='auto' (falls back to botocore's paginator) or 'paginator'."
+        )
+
+
+def _object_pages(job: _Job) -> Iterator[Iterable[S3Object]]:
+    if job.stats is not None:
+        job.stats["engine"] = "plain"
+    reason = job.cannot_run_parallel()
+    if reason is not None:
+        if job.engine == "parallel":
+            raise job.refuse(reason)
+        log.debug("listing s3://%s/%s with botocore's paginator: %s", job.bucket, job.prefix, reason)
+        yield _iter_plain(job.s3_client, job.bucket, job.prefix, job.owner)
         return
     # Past ~3 parsers this process (making the objects) is the limit, so more would only idle.
-    workers = max(1, min(processes or min(os.cpu_count() or 1, 3), parallelism))
-    started = []
+    workers = max(1, min(job.processes or min(os.cpu_count() or 1, 3), job.parallelism))
+    started: list = []
 
-    def start_workers() -> None:
+    def start_workers() -> None:  # as the probe goes out: the workers import during its round trip
         from xacct_map._engine import WorkerPool
 
         started.append(WorkerPool(workers))
 
     try:
-        endpoint, empty = _probe(s3_client, bucket, prefix, owner, on_http=start_workers)
+        probe = _probe(job, on_http=start_workers)
+        if probe.endpoint is None and job.engine == "parallel":
+            raise job.refuse(probe.reason)
     except BaseException:
         for pool in started:
             pool.close()
         raise
-    if endpoint is None or empty:
+    if probe.endpoint is None or probe.empty:
         for pool in started:
             pool.close()
-        if not empty:
-            yield _iter_plain(s3_client, bucket, prefix, owner)
+        if not probe.empty:
+            log.debug("listing s3://%s/%s with botocore's paginator: %s", job.bucket, job.prefix, probe.reason)
+            yield _iter_plain(job.s3_client, job.bucket, job.prefix, job.owner)
         return
-    if stats is not None:
-        stats["engine"] = "parallel"
+    yield from _parallel_pages(job, probe.endpoint, started[0])
+
+
+def _parallel_pages(job: _Job, endpoint, pool) -> Iterator[Iterable[S3Object]]:
     from xacct_map._engine import list_ranges
 
-    if expected_bucket_owner:
-        endpoint.headers["x-amz-expected-bucket-owner"] = expected_bucket_owner
-    first_pool = started[0] if started else None
-    if endpoint.descend and first_pool is not None:
+    bucket, prefix = job.bucket, job.prefix
+    if job.stats is not None:
+        job.stats["engine"] = "parallel"
+    if job.owner:
+        endpoint.headers["x-amz-expected-bucket-owner"] = job.owner["ExpectedBucketOwner"]
+    if endpoint.descend:
         threading.Thread(
             target=_discover,
-            args=(s3_client, bucket, endpoint.descend, owner, first_pool.add_cuts),
+            args=(job.s3_client, bucket, endpoint.descend, job.owner, pool.add_cuts),
             name="xacct-map-discovery",
             daemon=True,
         ).start()
     pages = list_ranges(
         endpoint,
         prefix=prefix,
-        credentials=lambda: _frozen_credentials(s3_client),
+        credentials=_no_credentials if job.credentials is None or _unsigned(job.s3_client) else job.credentials.read,
         make_error=lambda status, code, message: _fast_error(status, code, message, bucket, prefix),
         make_order_error=lambda message: ListingOrderError(
             f"{message} in bucket {bucket!r}: refusing to build a manifest that could miss or repeat objects."
         ),
-        parallelism=parallelism,
-        processes=workers,
-        max_attempts=max_attempts,
-        page_size=page_size,
+        parallelism=job.parallelism,
+        processes=len(pool.procs),
+        max_attempts=job.max_attempts,
+        page_size=job.page_size,
         initial_cuts=endpoint.cuts,
-        pool=first_pool,
-        stats=stats,
+        pool=pool,
+        stats=job.stats,
     )
     try:
         for keys, sizes, etags, modified, classes in pages:
             yield _make_objects(keys, sizes, etags, modified, classes)
     finally:
         pages.close()  # stops the workers as soon as the caller lets go of the iterator
-        for pool in started:
-            pool.close()  # in case the engine never got to run
+        pool.close()  # in case the engine never got to run
 
 
 # -- the plain engine ------------------------------------------------------------------------
@@ -302,86 +375,109 @@ DISCOVERY_DEPTH = 3
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/s3/aws4_request")
 
 
-def _probe(s3_client, bucket: str, prefix: str, owner: dict, on_http=None):
-    """A botocore ListObjectsV2 with ``Delimiter="/"``, watching the request botocore prepares.
+@dataclass
+class _Probe:
+    endpoint: Any = None  # the parallel engine's Endpoint, or None
+    empty: bool = False  # the prefix holds no object at all
+    reason: str = ""  # why there is no endpoint
 
-    Calls ``on_http()`` as soon as the probe is known to reach HTTP (as it goes out).
-    Returns ``(endpoint, empty)``: the endpoint the parallel engine should use, or None if it
-    cannot (the request never reached HTTP, or the client needs something the engine lacks), and
-    whether the prefix holds no object at all. The common prefixes it finds (descending through
-    lone "folders") become the first range boundaries, so a partitioned layout is listed one
-    partition per range from the start. S3's errors (NoSuchBucket, AccessDenied, a wrong
+
+def _probe(job: _Job, on_http=None) -> _Probe:
+    """A botocore ListObjectsV2 with ``Delimiter="/"``, watching the request botocore sends.
+
+    The request is seen through the client's public ``before-send`` event (``client.meta.events``):
+    its URL (endpoint, addressing style, after any redirect) and headers (the SigV4 scope names
+    the Region). Calls ``on_http()`` as the probe goes out. Requests answered earlier (botocore's
+    Stubber) are never seen: then there is no endpoint. The common prefixes it finds (descending
+    through lone "folders") become the first range boundaries, so a partitioned layout is listed
+    one partition per range from the start. S3's errors (NoSuchBucket, AccessDenied, a wrong
     ExpectedBucketOwner) surface here, from botocore, before any worker starts.
     """
-    signer = getattr(s3_client, "_request_signer", None)
-    config = s3_client.meta.config
-    if signer is None or getattr(config, "proxies", None):
-        return None, False
-    if signer.signature_version not in ("s3v4", "v4") and not _unsigned(signer):
-        return None, False
-    if urlsplit(s3_client.meta.endpoint_url or "").scheme not in ("http", "https"):
-        return None, False
-    http_session = getattr(getattr(s3_client, "_endpoint", None), "http_session", None)
-    if http_session is None:
-        return None, False
-    seen: list = []
-    send = http_session.send
+    client, bucket, prefix = job.s3_client, job.bucket, job.prefix
+    seen: list[tuple[str, dict]] = []
 
-    def watch(request):
-        # Only requests that really reach HTTP pass here: in-process mocks (moto's mock_aws,
-        # botocore's Stubber) answer earlier, and then the parallel engine has nothing to talk to.
+    def watch(request, **_) -> None:
         url = urlsplit(request.url)
         if "list-type=2" in url.query and (url.netloc.startswith(bucket + ".") or url.path.startswith("/" + bucket)):
-            headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
-            seen.append((request.url, headers))
+            seen.append(
+                (request.url, {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()})
+            )
             if on_http is not None and len(seen) == 1:
-                on_http()  # e.g. start the worker processes: they import during the round trip
-        return send(request)
+                on_http()
+        return None  # botocore sends it
 
-    http_session.send = watch  # this client's own session, for the one probe call
+    event, unique_id = "before-send.s3.ListObjectsV2", f"xacct-map-probe-{id(seen)}"
+    client.meta.events.register(event, watch, unique_id=unique_id)
     try:
-        response = s3_client.list_objects_v2(
-            Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=DISCOVERY_ENTRIES, **owner
+        response = client.list_objects_v2(
+            Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=DISCOVERY_ENTRIES, **job.owner
         )
     except ClientError as err:
         raise _listing_error(err, bucket, prefix) from err
     finally:
-        del http_session.send
+        client.meta.events.unregister(event, unique_id=unique_id)
     groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
     empty = not response.get("Contents") and not groups and not response.get("IsTruncated")
-    if not seen or empty:
-        return None, empty
+    if not seen:
+        return _Probe(empty=empty, reason="the probe's request never reached HTTP (answered in process)")
     # A lone "folder" says nothing about where keys are: look further down, in the background.
     descend = groups[0] if _lone_folder(response, groups) else None
     url, headers = seen[-1]  # the last attempt is the one that worked (after any redirect)
+    endpoint, reason = _endpoint(job, url, headers, cuts=[] if descend else groups[1:], descend=descend)
+    return _Probe(endpoint, empty, reason)
+
+
+def _endpoint(job: _Job, url: str, headers: dict, *, cuts: list[str], descend: str | None):
+    """``(Endpoint, "")`` for the engine from the probe's request, or ``(None, why not)``."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        return None, empty
-    scope = _SCOPE.search(headers.get("Authorization", ""))
-    if scope is None and not _unsigned(signer):
-        return None, empty
+        return None, f"the probe went to {parts.scheme}://, not HTTP(S)"
+    authorization = headers.get("Authorization", "")
+    scope = _SCOPE.search(authorization)
+    if not _unsigned(job.s3_client) and (scope is None or not authorization.startswith("AWS4-HMAC-SHA256 ")):
+        return None, "the client's request is not signed with SigV4"
+    verify = job.verify
+    if parts.scheme == "https":
+        verify = _default_verify() if verify is None else verify
+        verify = _bundled_cas() if verify is True else verify
+    elif verify is None:
+        verify = True  # plain HTTP: nothing to verify
+    config = job.s3_client.meta.config
     from xacct_map._engine import Endpoint
 
-    verify = getattr(http_session, "_verify", True)
-    if verify is True and parts.scheme == "https":
-        try:
-            from botocore.httpsession import get_cert_path
-
-            verify = get_cert_path(True)
-        except Exception:  # the system's CAs then
-            verify = True
     endpoint = Endpoint(
         base_url=f"{parts.scheme}://{parts.netloc}{parts.path or '/'}",
-        region=scope.group(1) if scope else (s3_client.meta.region_name or "us-east-1"),
+        region=scope.group(1) if scope else (job.s3_client.meta.region_name or "us-east-1"),
         headers={"User-Agent": headers.get("User-Agent", "xacct-map")},
         verify=verify,
         connect_timeout=float(config.connect_timeout or 60),
         read_timeout=float(config.read_timeout or 60),
         # each "folder" found starts a range of its own (the first range holds everything before)
-        cuts=[] if descend else groups[1:],
+        cuts=cuts,
         descend=descend,
     )
-    return endpoint, empty
+    return endpoint, ""
+
+
+def _default_verify() -> bool | str:
+    """What a client made without ``verify`` verifies against: botocore's ``ca_bundle`` setting
+    (``AWS_CA_BUNDLE``), else ``REQUESTS_CA_BUNDLE``, else True (its bundled CAs)."""
+    try:
+        from botocore.session import get_session
+
+        bundle = get_session().get_config_variable("ca_bundle")
+    except Exception:  # an unreadable config file: the client would have failed already
+        bundle = None
+    return bundle or os.environ.get("REQUESTS_CA_BUNDLE") or True
+
+
+def _bundled_cas() -> bool | str:
+    try:
+        from botocore.httpsession import get_cert_path
+
+        return get_cert_path(True)
+    except Exception:  # the system's CAs then
+        return True
 
 
 def _lone_folder(response: dict, groups: list[str]) -> bool:
@@ -412,19 +508,37 @@ def _discover(s3_client, bucket: str, level: str, owner: dict, found) -> None:
         log.debug("discovery under %r stopped: %s", level, err)
 
 
-def _unsigned(signer) -> bool:
+def _unsigned(s3_client) -> bool:
     from botocore import UNSIGNED
 
-    return signer.signature_version is UNSIGNED
+    return s3_client.meta.config.signature_version is UNSIGNED
 
 
-def _frozen_credentials(s3_client):
-    """The client's current credentials; botocore refreshes assumed-role ones before expiry."""
-    creds = getattr(s3_client._request_signer, "_credentials", None)
-    if creds is None or _unsigned(s3_client._request_signer):
-        return None
-    frozen = creds.get_frozen_credentials()
-    return (frozen.access_key, frozen.secret_key, frozen.token)
+class _CredentialSource:
+    """Reads the caller's credentials object; botocore refreshes assumed-role ones before expiry."""
+
+    def __init__(self, credentials) -> None:
+        self.credentials = credentials
+
+    def read(self) -> tuple[str, str, str | None] | None:
+        frozen = self.credentials.get_frozen_credentials()
+        return (frozen.access_key, frozen.secret_key, frozen.token)
+
+
+def _no_credentials() -> None:  # unsigned requests
+    return None
+
+
+def _credential_source(credentials) -> _CredentialSource | None:
+    """``credentials``: a botocore credentials object, a boto3 or botocore session, or None."""
+    if credentials is not None and not hasattr(credentials, "get_frozen_credentials"):
+        if not hasattr(credentials, "get_credentials"):
+            raise TypeError(
+                "credentials must be a botocore credentials object (session.get_credentials()) or a "
+                f"boto3/botocore session, not {type(credentials).__name__}"
+            )
+        credentials = credentials.get_credentials()
+    return None if credentials is None else _CredentialSource(credentials)
 
 
 def _fast_error(status: int, code: str, message: str, bucket: str, prefix: str) -> Exception:
