@@ -24,7 +24,7 @@ from s3_server import (
     tls_certificate,  # noqa: F401 - fixture
 )
 from xacct_map._engine.page import _parse_with_etree, parse_list_page
-from xacct_map.core.listing import ListingError, ListingOrderError, S3Object, iter_objects
+from xacct_map.core.listing import ListingEngineError, ListingError, ListingOrderError, S3Object, iter_objects
 
 AWKWARD_KEYS = [
     "data/trailing/",
@@ -408,20 +408,30 @@ def test_missing_bucket_against_moto_server(moto_server):
 
 
 @mock_aws
-@pytest.mark.parametrize("engine", ["auto", "paginator"])
-def test_in_process_mock_uses_the_plain_engine_in_s3_order(engine):
-    """moto's mock_aws answers at before-send: "paginator" says so, and "auto" without credentials
-    (the parallel engine has nothing to sign with) lists with the paginator too."""
+@pytest.mark.parametrize("engine, with_credentials", [("auto", True), ("auto", False), ("paginator", True)])
+def test_in_process_mock_uses_the_plain_engine_in_s3_order(engine, with_credentials):
+    """moto's mock_aws answers at before-send, never over HTTP: "auto" sees that (credentials or
+    not) and lists with the paginator, which never reaches for the real endpoint."""
     session = boto3.session.Session(region_name="us-east-1")
     s3 = session.client("s3")
     s3.create_bucket(Bucket="awkward")
     for key in AWKWARD_KEYS:
         s3.put_object(Bucket="awkward", Key=key, Body=b"x")
     stats: dict = {}
-    credentials = session if engine == "paginator" else None
+    credentials = session if with_credentials else None
     listed = _keys(iter_objects(s3, "awkward", listing_engine=engine, credentials=credentials, stats=stats))
     assert stats["engine"] == "plain"
     assert listed == sorted(AWKWARD_KEYS)
+
+
+@mock_aws
+def test_parallel_engine_under_an_in_process_mock_is_refused_naming_the_bucket():
+    session = boto3.session.Session(region_name="us-east-1")
+    s3 = session.client("s3")
+    s3.create_bucket(Bucket="mocked")
+    s3.put_object(Bucket="mocked", Key="a", Body=b"x")
+    with pytest.raises(ListingEngineError, match=r"s3://mocked/.*answered in process"):
+        list(iter_objects(s3, "mocked", listing_engine="parallel", credentials=session))
 
 
 def test_parallelism_one_is_the_plain_engine(synthetic_s3):

@@ -140,7 +140,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     :param listing_engine: ``"auto"`` (default): the parallel listing engine against a real
         HTTP(S) endpoint, botocore's paginator where it cannot run; ``"parallel"``: the parallel
         engine or a failed task saying why; ``"paginator"``: botocore's paginator only, no worker
-        processes (e.g. under an in-process mock such as moto's ``mock_aws``).
+        processes.
     :param aws_conn_id: AWS connection of the pipeline account (writes the manifest).
     :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
     :param verify: Whether or not to verify SSL certificates.

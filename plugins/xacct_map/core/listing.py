@@ -15,8 +15,8 @@ Two engines behind one function, :func:`iter_objects`, chosen by ``listing_engin
   listings, so refreshed assumed-role credentials are used) and TLS verification from the caller.
 * **plain** (``"paginator"``): botocore's own paginator, one page after another. ``"auto"`` uses it
   when ``parallelism=1``, or when the parallel engine cannot run: no credentials given for a
-  signed client, a proxy, a non-HTTP endpoint, a request that never reaches HTTP (botocore's
-  Stubber), a signature other than SigV4. ``"parallel"`` raises :class:`ListingEngineError` then.
+  signed client, a proxy, a non-HTTP endpoint, a probe answered in process rather than over HTTP
+  (botocore's Stubber, moto's ``mock_aws``), a signature other than SigV4. ``"parallel"`` raises :class:`ListingEngineError` then.
 
 Order: the plain engine yields keys in S3's order (UTF-8 binary). The parallel engine yields
 each range in ascending order with ranges interleaved, so its output is **not globally sorted**
@@ -37,6 +37,7 @@ from itertools import chain, repeat
 from typing import Any
 from urllib.parse import urlsplit
 
+import urllib3
 from botocore.exceptions import ClientError
 
 log = logging.getLogger(__name__)
@@ -162,8 +163,7 @@ def iter_objects(
         ``ExpectedBucketOwner`` on every request; S3 answers 403 if another account owns it).
     :param listing_engine: ``"auto"`` (default): the parallel engine when it can run (see the
         module docstring), else botocore's paginator; ``"parallel"``: the parallel engine or
-        :class:`ListingEngineError`; ``"paginator"``: no worker processes (use it under in-process
-        mocks that answer at ``before-send``, such as moto's ``mock_aws``).
+        :class:`ListingEngineError`; ``"paginator"``: no worker processes.
     :param credentials: the credentials ``s3_client`` signs with, for the parallel engine's own
         signing: a botocore credentials object (``session.get_credentials()``) or the boto3 /
         botocore session the client was made from. Re-read during long listings, so refreshable
@@ -406,8 +406,17 @@ def _probe(job: _Job, on_http=None) -> _Probe:
                 on_http()
         return None  # botocore sends it
 
-    event, unique_id = "before-send.s3.ListObjectsV2", f"xacct-map-probe-{id(seen)}"
-    client.meta.events.register(event, watch, unique_id=unique_id)
+    answers: list[object] = []
+
+    def answered(http_response=None, **_) -> None:
+        # A mock answering at before-send too (moto's mock_aws) sees the request; only a response
+        # read from a socket has urllib3's response underneath.
+        answers.append(getattr(http_response, "raw", None))
+
+    unique_id = f"xacct-map-probe-{id(seen)}"
+    hooks = (("before-send.s3.ListObjectsV2", watch), ("after-call.s3.ListObjectsV2", answered))
+    for event, handler in hooks:  # unique ids are unique across events
+        client.meta.events.register(event, handler, unique_id=f"{unique_id}-{event}")
     try:
         response = client.list_objects_v2(
             Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=DISCOVERY_ENTRIES, **job.owner
@@ -415,11 +424,16 @@ def _probe(job: _Job, on_http=None) -> _Probe:
     except ClientError as err:
         raise _listing_error(err, bucket, prefix) from err
     finally:
-        client.meta.events.unregister(event, unique_id=unique_id)
+        for event, _ in hooks:
+            client.meta.events.unregister(event, unique_id=f"{unique_id}-{event}")
     groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
     empty = not response.get("Contents") and not groups and not response.get("IsTruncated")
-    if not seen:
-        return _Probe(empty=empty, reason="the probe's request never reached HTTP (answered in process)")
+    if not seen or not isinstance(answers[-1] if answers else None, urllib3.response.HTTPResponse):
+        return _Probe(
+            empty=empty,
+            reason="the probe was answered in process (a mock such as moto's mock_aws "
+            "or botocore's Stubber), not over HTTP",
+        )
     # A lone "folder" says nothing about where keys are: look further down, in the background.
     descend = groups[0] if _lone_folder(response, groups) else None
     url, headers = seen[-1]  # the last attempt is the one that worked (after any redirect)
