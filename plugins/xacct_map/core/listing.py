@@ -16,7 +16,8 @@ Two engines behind one function, :func:`iter_objects`, chosen by ``listing_engin
 * **plain** (``"paginator"``): botocore's own paginator, one page after another. ``"auto"`` uses it
   when ``parallelism=1``, or when the parallel engine cannot run: no credentials given for a
   signed client, a proxy, a non-HTTP endpoint, a probe answered in process rather than over HTTP
-  (botocore's Stubber, moto's ``mock_aws``), a signature other than SigV4. ``"parallel"`` raises :class:`ListingEngineError` then.
+  (botocore's Stubber, moto's ``mock_aws``), a signature other than SigV4. ``"parallel"`` raises
+  :class:`ListingEngineError` then.
 
 Order: the plain engine yields keys in S3's order (UTF-8 binary). The parallel engine yields
 each range in ascending order with ranges interleaved, so its output is **not globally sorted**
