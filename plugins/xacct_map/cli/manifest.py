@@ -216,9 +216,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the manifest; print a summary (or the metadata JSON with ``--json``)."""
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    from xacct_map.core.errors import explain_assume_role_error, explain_source_error
-    from xacct_map.core.filters import ObjectFilter
-    from xacct_map.core.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
+    from xacct_map.core.inventory import InventoryError
     from xacct_map.core.layouts import check_layout
     from xacct_map.core.listing import iter_objects
     from xacct_map.core.manifest import write_manifest
@@ -236,19 +234,7 @@ def run(args: argparse.Namespace) -> int:
             split_s3_uri(args.inventory, what="--inventory")
         if args.parallelism < 1:
             raise ValueError(f"--parallelism must be at least 1 (requests in flight), not {args.parallelism}")
-        object_filter = ObjectFilter(
-            suffixes=tuple(args.suffix),
-            patterns=tuple(args.pattern),
-            pattern_base=args.pattern_base,
-            prefix=source_prefix,
-            min_size=args.min_size,
-            max_size=args.max_size,
-            storage_classes=tuple(args.storage_class) if args.storage_class else None,
-            include_archived=args.include_archived,
-            modified_after=args.modified_after,
-            modified_before=args.modified_before,
-            listing_mode="full",
-        )
+        object_filter = _object_filter(args, source_prefix)
     except ValueError as err:
         return fail(str(err), 2)
 
@@ -258,22 +244,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline, source_client, identity, discover, source_session, endpoint = _clients(args)
         if args.inventory:
             stage = "inventory"
-            report = open_inventory(pipeline, args.inventory)
-            if report.source_bucket and report.source_bucket != source_bucket:
-                return fail(
-                    f"inventory {report.uri} is a report of bucket {report.source_bucket!r}, not of {source_bucket!r} "
-                    "(--source): point --inventory at that bucket's inventory configuration."
-                )
-            counts: dict = {}
-            objects = iter_inventory_objects(pipeline, report, prefix=source_prefix, stats=counts)
-            source = {
-                "type": "inventory",
-                "bucket": source_bucket,
-                "prefix": source_prefix,
-                "account_id": args.expected_bucket_owner,
-                "region": args.source_region,
-                "inventory": {**report.as_dict(), "counts": counts},
-            }
+            objects, source = _inventory_objects(args, pipeline, source_bucket, source_prefix)
         else:
             stage = "listing"
             if discover is not None:
@@ -316,28 +287,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(err))
     except ClientError as err:
         progress.finish()
-        operation = err.operation_name or ""
-        if operation == "AssumeRole":
-            return fail(explain_assume_role_error(err, role_arn=args.role_arn or identity))
-        if stage == "inventory" or (args.inventory and operation in ("GetObject", "HeadObject")):
-            bucket, prefix = split_s3_uri(args.inventory, what="--inventory")
-            return fail(explain_inventory_error(err, bucket=bucket, key=prefix))
-        if operation.startswith("ListObjects") or operation == "HeadBucket":
-            return fail(
-                explain_source_error(
-                    err, bucket=source_bucket, prefix=source_prefix, identity=identity, owner=args.expected_bucket_owner
-                )
-            )
-        code = err.response.get("Error", {}).get("Code", "")
-        hint = {
-            "NoSuchBucket": f" Destination bucket {dest_bucket!r} does not exist: create it or fix --dest.",
-            "AccessDenied": f" The pipeline credentials need s3:PutObject and s3:AbortMultipartUpload on "
-            f"arn:aws:s3:::{dest_bucket}/{dest_key}*.",
-        }.get(code, "")
-        return fail(
-            f"writing s3://{dest_bucket}/{dest_key} failed during {operation}: {code}.{hint} "
-            "Nothing was left behind (the upload was aborted)."
-        )
+        return fail(_explain_client_error(err, args, identity, stage))
     except NoCredentialsError:
         progress.finish()
         return fail("no AWS credentials found: pass --profile, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")
@@ -348,15 +298,89 @@ def run(args: argparse.Namespace) -> int:
         progress.finish()
         return fail(str(err), 2)
     progress.finish()
-    if args.json:
-        print(json.dumps(summary.as_dict(), sort_keys=True))
-    else:
-        skipped = {k: v for k, v in (summary.skipped or {}).items() if v}
-        print(
-            f"manifest s3://{summary.bucket}/{summary.key} ({summary.layout}, {summary.format}): "
-            f"{summary.object_count} objects, {summary.total_bytes} bytes"
-            + (f", {summary.batch_count} batches" if summary.layout == "batched" else "")
-            + (f"; skipped {skipped} of {summary.objects_seen} seen" if skipped else "")
-            + f"\nmetadata s3://{summary.bucket}/{summary.metadata_key} sha256 {summary.sha256}"
-        )
+    print(json.dumps(summary.as_dict(), sort_keys=True) if args.json else _describe(summary))
     return 0
+
+
+def _inventory_objects(args: argparse.Namespace, pipeline, source_bucket: str, source_prefix: str):
+    """The objects of ``--inventory``'s latest report under the prefix, and the manifest's source block."""
+    from xacct_map.core.inventory import InventoryError, iter_inventory_objects, open_inventory
+
+    report = open_inventory(pipeline, args.inventory)
+    if report.source_bucket and report.source_bucket != source_bucket:
+        raise InventoryError(
+            f"inventory {report.uri} is a report of bucket {report.source_bucket!r}, not of {source_bucket!r} "
+            "(--source): point --inventory at that bucket's inventory configuration."
+        )
+    counts: dict = {}
+    objects = iter_inventory_objects(pipeline, report, prefix=source_prefix, stats=counts)
+    source = {
+        "type": "inventory",
+        "bucket": source_bucket,
+        "prefix": source_prefix,
+        "account_id": args.expected_bucket_owner,
+        "region": args.source_region,
+        "inventory": {**report.as_dict(), "counts": counts},
+    }
+    return objects, source
+
+
+def _object_filter(args: argparse.Namespace, source_prefix: str):
+    """The :class:`~xacct_map.core.filters.ObjectFilter` of the filter options (ValueError if one is bad)."""
+    from xacct_map.core.filters import ObjectFilter
+
+    return ObjectFilter(
+        suffixes=tuple(args.suffix),
+        patterns=tuple(args.pattern),
+        pattern_base=args.pattern_base,
+        prefix=source_prefix,
+        min_size=args.min_size,
+        max_size=args.max_size,
+        storage_classes=tuple(args.storage_class) if args.storage_class else None,
+        include_archived=args.include_archived,
+        modified_after=args.modified_after,
+        modified_before=args.modified_before,
+        listing_mode="full",
+    )
+
+
+def _describe(summary) -> str:
+    """The human summary: where the manifest is, what it holds, what the filters skipped."""
+    skipped = {k: v for k, v in (summary.skipped or {}).items() if v}
+    return (
+        f"manifest s3://{summary.bucket}/{summary.key} ({summary.layout}, {summary.format}): "
+        f"{summary.object_count} objects, {summary.total_bytes} bytes"
+        + (f", {summary.batch_count} batches" if summary.layout == "batched" else "")
+        + (f"; skipped {skipped} of {summary.objects_seen} seen" if skipped else "")
+        + f"\nmetadata s3://{summary.bucket}/{summary.metadata_key} sha256 {summary.sha256}"
+    )
+
+
+def _explain_client_error(err, args: argparse.Namespace, identity: str, stage: str) -> str:
+    """What failed, named (role, inventory, source bucket or destination), and what to do."""
+    from xacct_map.core.errors import explain_assume_role_error, explain_source_error
+    from xacct_map.core.inventory import explain_inventory_error
+    from xacct_map.core.s3uri import split_s3_uri
+
+    operation = err.operation_name or ""
+    if operation == "AssumeRole":
+        return explain_assume_role_error(err, role_arn=args.role_arn or identity)
+    if stage == "inventory" or (args.inventory and operation in ("GetObject", "HeadObject")):
+        bucket, prefix = split_s3_uri(args.inventory, what="--inventory")
+        return explain_inventory_error(err, bucket=bucket, key=prefix)
+    if operation.startswith("ListObjects") or operation == "HeadBucket":
+        source_bucket, source_prefix = split_s3_uri(args.source, what="--source")
+        return explain_source_error(
+            err, bucket=source_bucket, prefix=source_prefix, identity=identity, owner=args.expected_bucket_owner
+        )
+    dest_bucket, dest_key = split_s3_uri(args.dest, what="--dest", key_required=True)
+    code = err.response.get("Error", {}).get("Code", "")
+    hint = {
+        "NoSuchBucket": f" Destination bucket {dest_bucket!r} does not exist: create it or fix --dest.",
+        "AccessDenied": f" The pipeline credentials need s3:PutObject and s3:AbortMultipartUpload on "
+        f"arn:aws:s3:::{dest_bucket}/{dest_key}*.",
+    }.get(code, "")
+    return (
+        f"writing s3://{dest_bucket}/{dest_key} failed during {operation}: {code}.{hint} "
+        "Nothing was left behind (the upload was aborted)."
+    )
