@@ -399,11 +399,6 @@ class PipelineDeployment:
         return asdict(self)
 
 
-def role_name(role_arn: str) -> str:
-    """The name of a role ARN (the last path segment)."""
-    return role_arn.rsplit("/", 1)[-1]
-
-
 def deploy_pipeline(
     client: Callable[[str], Any],
     inputs: PolicyInputs,
@@ -501,7 +496,7 @@ def _ensure_pipeline_roles(iam, inputs: PolicyInputs, documents: dict, changes: 
     arns = []
     for role_arn, kind in ((inputs.processor_role_arn, "processor"), (inputs.state_machine_role_arn, "state_machine")):
         trust, policy = documents[f"{kind}_role_trust_policy"], documents[f"{kind}_role_policy"]
-        arns.append(ensure_role(iam, role_name(role_arn), trust, policy, changes=changes))
+        arns.append(ensure_role(iam, policies.role_name(role_arn), trust, policy, changes=changes))
     return arns[0], arns[1]
 
 
@@ -538,7 +533,7 @@ def _ensure_airflow_role(
     iam, inputs: PolicyInputs, policy: dict, airflow_trust: str | None, changes: Changes, notes: list[str]
 ) -> str | None:
     """The Airflow role's inline policy, when the role exists; created only with ``airflow_trust``."""
-    airflow_name = role_name(inputs.airflow_role_arn)
+    airflow_name = policies.role_name(inputs.airflow_role_arn)
     if not airflow_trust and not _role_exists(iam, airflow_name):
         notes.append(
             f"Airflow role {airflow_name} does not exist: not created (pass --airflow-trust PRINCIPAL to create it, "

@@ -68,6 +68,11 @@ _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$", re.ASCII)
 
 
+def role_name(role_arn: str | None) -> str:
+    """The name of a role ARN: its last path segment ("" for None)."""
+    return (role_arn or "").rsplit("/", 1)[-1]
+
+
 class PolicyInputError(ValueError):
     """A value given to :class:`PolicyInputs` cannot produce a valid policy."""
 

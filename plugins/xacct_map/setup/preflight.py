@@ -338,7 +338,7 @@ class _Preflight:
         redeploy = Fix(
             "pipeline account: redeploy the state machine",
             (),
-            f"xacct-map deploy ... --state-machine-role {policies_role_name(expected_role)}",
+            f"xacct-map deploy ... --state-machine-role {policies.role_name(expected_role)}",
         )
         return CheckResult(
             "state_machine",
@@ -372,10 +372,6 @@ def run_preflight_with_hook(hook, config: PreflightConfig) -> PreflightReport:
 
     endpoint_url = config.endpoint_url or hook.conn_config.endpoint_url
     return run_preflight(replace(config, endpoint_url=endpoint_url), session=hook.get_session())
-
-
-def policies_role_name(role_arn: str | None) -> str:
-    return (role_arn or "").rsplit("/", 1)[-1]
 
 
 def _assume(sts, role_arn: str, external_id: str | None, region: str):
