@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_LINK_MODE := copy
 
-.PHONY: setup demo test lint pytest airflow browser clean
+.PHONY: setup demo test lint unit pytest airflow browser clean
 setup: $(VENV)/.synced
 
 $(UV):
@@ -39,6 +39,12 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# The fast tier in the development environment: tests/unit (no sockets, no servers; seconds).
+# tests/integration uses moto and the synthetic S3 on loopback; tests/system the demo, the browser, compose
+# and the installed package.
+unit: setup
+	$(VENV)/bin/python -m pytest tests/unit $(ARGS)
+
 # pytest in the development environment (editable install), e.g. make pytest ARGS="-k sensor".
 pytest: setup
 	$(VENV)/bin/python -m pytest $(ARGS)
@@ -47,7 +53,7 @@ pytest: setup
 airflow: setup
 	$(VENV)/bin/xacct-map airflow $(ARGS)
 
-# Debian's chromium, for tests/test_ui_browser.py.
+# Debian's chromium, for tests/system/test_ui_browser.py.
 browser:
 	bash scripts/install-browser.sh
 

@@ -36,18 +36,18 @@ UV = os.environ.get("UV") or str(ROOT / ".tools" / "bin" / "uv")
 DEMO_OBJECTS = 60
 # What the older targets run: the package, DAG, operators, sensor, trigger and listing tests (a few minutes).
 COMPAT_TESTS = (
-    "tests/test_package.py",
-    "tests/test_dag_and_provider.py",
-    "tests/test_operators.py",
-    "tests/test_sensor.py",
-    "tests/test_lifecycle.py",
-    "tests/test_incremental.py",
-    "tests/test_manifest.py",
-    "tests/test_deploy.py",
+    "tests/system/test_package.py",
+    "tests/unit/test_dag_and_provider.py",
+    "tests/integration/test_operators.py",
+    "tests/integration/test_sensor.py",
+    "tests/integration/test_lifecycle.py",
+    "tests/integration/test_incremental.py",
+    "tests/integration/test_manifest.py",
+    "tests/integration/test_deploy.py",
     # the listing engine signs and sends its own requests: botocore's oldest allowed version too
-    "tests/test_listing.py",
-    "tests/test_sigv4.py",
-    "tests/test_http1.py",
+    "tests/integration/test_listing.py",
+    "tests/unit/test_sigv4.py",
+    "tests/integration/test_http1.py",
 )
 
 

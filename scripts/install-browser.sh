@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the browser the UI test (tests/test_ui_browser.py) drives: Debian's chromium, if missing.
+# Install the browser the UI test (tests/system/test_ui_browser.py) drives: Debian's chromium, if missing.
 # Playwright's own browser downloads are not used (they need a host other than the package
 # registries); Playwright drives this system chromium. Python packages come from uv.lock, not here.
 set -euo pipefail

@@ -4,7 +4,7 @@ Each worker signs one ListObjectsV2 per page. botocore's ``S3SigV4Auth`` costs ~
 generic request handling (an ``AWSRequest``, header maps, URL re-parsing) and ~6 MiB of imports per
 worker process; this signs the one request shape the workers send (GET, empty body, a query string
 already in canonical order) with the standard library, and caches the signing key per day.
-``tests/test_sigv4.py`` checks it gives exactly botocore's headers for random keys and tokens.
+``tests/unit/test_sigv4.py`` checks it gives exactly botocore's headers for random keys and tokens.
 """
 
 from __future__ import annotations

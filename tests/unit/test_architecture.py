@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "plugins" / "xacct_map"
 SHELLS = {"operators", "sensors", "triggers", "links", "hooks", "ui", "version_compat"}
 _MODULE_NAME = re.compile(r"xacct_map(\.\w+)+")

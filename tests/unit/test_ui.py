@@ -1,7 +1,7 @@
 """The "Map runs" page: registered as an Airflow plugin, rows built from the sensor's summaries, escaped.
 
 The page served by a real Airflow, with auth and the run's real counts, is checked by
-``tests/test_ui_browser.py``.
+``tests/system/test_ui_browser.py``.
 """
 
 from __future__ import annotations

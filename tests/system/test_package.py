@@ -20,7 +20,7 @@ import pytest
 import xacct_map
 from xacct_map.setup import resources
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INSTALLED = "site-packages" in xacct_map.__file__ and "_bundled" in str(resources.home())
 BIN = Path(sys.executable).parent
 
