@@ -69,12 +69,12 @@ def test_manifest_command_writes_manifest_and_sidecar_and_prints_metadata(local_
 
 
 def test_manifest_command_default_is_the_batched_json_manifest(local_aws, capsys, monkeypatch):
-    import xacct_map.core.listing
+    import xacct_map.core.build
 
     asked = []
-    listing = xacct_map.core.listing.iter_objects
+    listing = xacct_map.core.build.iter_objects
     monkeypatch.setattr(
-        xacct_map.core.listing, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw)
+        xacct_map.core.build, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw)
     )
     aws, pipeline = local_aws
     code = _cli(
@@ -105,17 +105,17 @@ def test_manifest_command_default_is_the_batched_json_manifest(local_aws, capsys
 def test_listing_engine_reaches_the_listing(local_aws, capsys, monkeypatch, engine, expected):
     """--listing-engine is passed on, with the source session's credentials: "auto" (the default)
     lists the emulator (real HTTP) with the parallel engine."""
-    import xacct_map.core.listing
+    import xacct_map.core.build
 
     used = []
-    listing = xacct_map.core.listing.iter_objects
+    listing = xacct_map.core.build.iter_objects
 
     def recording(*a, **kw):
         stats: dict = {}
         yield from listing(*a, **kw, stats=stats)
         used.append((kw["listing_engine"], stats["engine"]))
 
-    monkeypatch.setattr(xacct_map.core.listing, "iter_objects", recording)
+    monkeypatch.setattr(xacct_map.core.build, "iter_objects", recording)
     aws, pipeline = local_aws
     dest = f"s3://{pipeline.inventory_bucket}/xacct-map/manifests/cli/engine-{engine}.json"
     code = _cli(
@@ -183,7 +183,7 @@ def test_access_denied_names_the_bucket_and_the_role(local_aws, capsys, monkeypa
     def denied(*_, **__):
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "ListObjectsV2")
 
-    monkeypatch.setattr("xacct_map.core.listing.iter_objects", denied)
+    monkeypatch.setattr("xacct_map.core.build.iter_objects", denied)
     code = _cli(
         aws,
         "--source",

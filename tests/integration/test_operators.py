@@ -9,7 +9,7 @@ import pytest
 from manifest_fixtures import manifest_operator
 from xacct_map.core.naming import execution_name
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
-from xacct_map.operators import PreflightOperator, StartDistributedMapOperator
+from xacct_map.operators import BuildKeyManifestOperator, PreflightOperator, StartDistributedMapOperator
 from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
 
 
@@ -219,13 +219,13 @@ def test_dry_run_builds_the_manifest_and_starts_nothing(local_aws, run_context):
 
 
 def test_listing_parallelism_reaches_the_listing(local_aws, run_context, monkeypatch):
-    from xacct_map import operators
+    from xacct_map.core import build
 
     aws, pipeline = local_aws
     asked = []
-    listing = operators.iter_objects
+    listing = build.iter_objects
     monkeypatch.setattr(
-        operators, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw)
+        build, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw)
     )
     summary = _build(pipeline, listing_parallelism=5).execute(run_context("run-parallelism"))
     assert asked == [5]
@@ -239,27 +239,27 @@ def test_listing_engine_reaches_the_listing_with_the_sources_credentials(
 ):
     """The source connection's credentials and TLS setting reach the listing: "auto" lists the
     emulator (real HTTP) with the parallel engine; "paginator" never starts it."""
-    from xacct_map import operators
+    from xacct_map.core import build
 
     aws, pipeline = local_aws
     used = []
-    listing = operators.iter_objects
+    listing = build.iter_objects
 
     def recording(*a, **kw):
         stats: dict = {}
         yield from listing(*a, **kw, stats=stats)
         used.append((kw["listing_engine"], stats["engine"], kw["credentials"] is not None))
 
-    monkeypatch.setattr(operators, "iter_objects", recording)
+    monkeypatch.setattr(build, "iter_objects", recording)
     summary = _build(pipeline, listing_engine=engine).execute(run_context(f"run-engine-{engine}"))
     assert used == [(engine, expected, True)]
     keys = [k for b in _manifest(aws, summary) for k in b["keys"]]
     assert sorted(keys) == sorted(_source_keys(aws, pipeline.source_bucket, pipeline.source_prefix))
-    assert "listing_engine" in operators.BuildKeyManifestOperator.template_fields
+    assert "listing_engine" in BuildKeyManifestOperator.template_fields
 
 
 def test_a_parallel_engine_that_cannot_run_fails_the_task_for_good(local_aws, run_context, monkeypatch):
-    from xacct_map import operators
+    from xacct_map.core import build
     from xacct_map.core.listing import ListingEngineError
 
     _, pipeline = local_aws
@@ -268,13 +268,13 @@ def test_a_parallel_engine_that_cannot_run_fails_the_task_for_good(local_aws, ru
         raise ListingEngineError(f"listing_engine='parallel' cannot list s3://{bucket}/{prefix}: a proxy")
         yield  # a generator, as iter_objects' result is lazy
 
-    monkeypatch.setattr(operators, "iter_objects", refused)
+    monkeypatch.setattr(build, "iter_objects", refused)
     with pytest.raises(AirflowFailException, match=r"cannot list s3://.*: a proxy"):
         _build(pipeline, listing_engine="parallel").execute(run_context("run-refused"))
 
 
 def test_unreachable_source_fails_retryably_and_leaves_no_manifest(local_aws, run_context, monkeypatch):
-    from xacct_map import operators
+    from xacct_map.core import build
     from xacct_map.core.listing import ListingUnavailableError
 
     aws, pipeline = local_aws
@@ -283,7 +283,7 @@ def test_unreachable_source_fails_retryably_and_leaves_no_manifest(local_aws, ru
         yield from ()
         raise ListingUnavailableError(f"listing s3://{bucket}/{prefix} failed: could not get a page (timeout)")
 
-    monkeypatch.setattr(operators, "iter_objects", unreachable)
+    monkeypatch.setattr(build, "iter_objects", unreachable)
     with pytest.raises(AirflowException) as raised:
         _build(pipeline).execute(run_context("run-unreachable"))
     assert not isinstance(raised.value, AirflowFailException)  # a network problem: Airflow retries it

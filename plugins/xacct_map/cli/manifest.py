@@ -18,8 +18,12 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from xacct_map.core.layouts import LAYOUTS
+
+if TYPE_CHECKING:
+    from xacct_map.core.build import ManifestRequest
 
 
 def register(subparsers) -> None:
@@ -189,10 +193,11 @@ class Progress:
 
 
 def _clients(args):
-    """``(pipeline s3, source s3 or None for the inventory path, identity text)``."""
+    """``(pipeline s3, source s3, source session, identity text)``; the source client in the bucket's Region."""
     import boto3
 
     from xacct_map.core.cross_account import assumed_role_session, bucket_region, role_session_name
+    from xacct_map.core.s3uri import split_s3_uri
 
     session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
     endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
@@ -209,120 +214,101 @@ def _clients(args):
         )
         identity = args.role_arn
     source = source_session.client("s3", region_name=args.source_region or session.region_name, **endpoint)
-    return pipeline, source, identity, (bucket_region if not args.source_region else None), source_session, endpoint
+    if not args.inventory and not args.source_region:
+        # One HeadBucket finds the bucket's Region (cross-Region sources).
+        source_bucket, _ = split_s3_uri(args.source, what="--source")
+        region = bucket_region(source, source_bucket, expected_bucket_owner=args.expected_bucket_owner)
+        if region and region != source.meta.region_name:
+            source = source_session.client("s3", region_name=region, **endpoint)
+    return pipeline, source, source_session, identity
+
+
+def _request(args: argparse.Namespace) -> ManifestRequest:
+    """The build the options ask for (ValueError naming the option if one is bad)."""
+    from xacct_map.core.build import ManifestRequest
+    from xacct_map.core.layouts import check_layout
+    from xacct_map.core.s3uri import split_s3_uri
+
+    source_bucket, source_prefix = split_s3_uri(args.source, what="--source")
+    dest_bucket, dest_key = split_s3_uri(args.dest, what="--dest", key_required=True)
+    check_layout(args.layout, args.manifest_format)
+    if args.inventory:
+        split_s3_uri(args.inventory, what="--inventory")
+    if args.parallelism < 1:
+        raise ValueError(f"--parallelism must be at least 1 (requests in flight), not {args.parallelism}")
+    return ManifestRequest(
+        source_bucket=source_bucket,
+        source_prefix=source_prefix,
+        manifest_bucket=dest_bucket,
+        manifest_key=dest_key,
+        object_filter=_object_filter(args, source_prefix),
+        source_account_id=args.expected_bucket_owner,
+        source_region=args.source_region,
+        source_inventory=args.inventory,
+        layout=args.layout,
+        manifest_format=args.manifest_format,
+        max_keys_per_batch=args.max_keys_per_batch,
+        max_bytes_per_batch=args.max_bytes_per_batch,
+        manifest_bucket_owner=args.dest_bucket_owner,
+    )
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"xacct-map manifest: {message}", file=sys.stderr)
+    return code
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the manifest; print a summary (or the metadata JSON with ``--json``)."""
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+    from xacct_map.core.build import explain_build_error
     from xacct_map.core.inventory import InventoryError
-    from xacct_map.core.layouts import check_layout
-    from xacct_map.core.listing import iter_objects
-    from xacct_map.core.manifest import write_manifest
-    from xacct_map.core.s3uri import split_s3_uri
-
-    def fail(message: str, code: int = 1) -> int:
-        print(f"xacct-map manifest: {message}", file=sys.stderr)
-        return code
 
     try:
-        source_bucket, source_prefix = split_s3_uri(args.source, what="--source")
-        dest_bucket, dest_key = split_s3_uri(args.dest, what="--dest", key_required=True)
-        check_layout(args.layout, args.manifest_format)
-        if args.inventory:
-            split_s3_uri(args.inventory, what="--inventory")
-        if args.parallelism < 1:
-            raise ValueError(f"--parallelism must be at least 1 (requests in flight), not {args.parallelism}")
-        object_filter = _object_filter(args, source_prefix)
+        request = _request(args)
     except ValueError as err:
-        return fail(str(err), 2)
-
+        return _fail(str(err), 2)
     progress = Progress(sys.stderr, enabled=sys.stderr.isatty() and not args.no_progress)
-    stage, identity = "credentials", "the default credentials"
+    state: dict[str, Any] = {"identity": "the default credentials", "reading_inventory": False}
     try:
-        pipeline, source_client, identity, discover, source_session, endpoint = _clients(args)
-        if args.inventory:
-            stage = "inventory"
-            objects, source = _inventory_objects(args, pipeline, source_bucket, source_prefix)
-        else:
-            stage = "listing"
-            if discover is not None:
-                region = discover(source_client, source_bucket, expected_bucket_owner=args.expected_bucket_owner)
-                if region and region != source_client.meta.region_name:
-                    source_client = source_session.client("s3", region_name=region, **endpoint)
-            objects = iter_objects(
-                source_client,
-                source_bucket,
-                source_prefix,
-                expected_bucket_owner=args.expected_bucket_owner,
-                listing_engine=args.listing_engine,
-                credentials=source_session,  # the client's own credentials, refreshed for a role
-                parallelism=args.parallelism,
-            )
-            source = {
-                "type": "listing",
-                "bucket": source_bucket,
-                "prefix": source_prefix,
-                "account_id": args.expected_bucket_owner,
-                "region": source_client.meta.region_name,
-            }
-        summary = write_manifest(
-            progress.wrap(objects),
-            pipeline,
-            bucket=dest_bucket,
-            key=dest_key,
-            source_bucket=source_bucket,
-            source_prefix=source_prefix,
-            layout=args.layout,
-            manifest_format=args.manifest_format,
-            max_keys_per_batch=args.max_keys_per_batch,
-            max_bytes_per_batch=args.max_bytes_per_batch,
-            expected_bucket_owner=args.dest_bucket_owner,
-            object_filter=object_filter,
-            source=source,
-        )
+        summary = _build(args, request, progress, state)
     except InventoryError as err:
-        progress.finish()
-        return fail(str(err))
+        return _fail(str(err))
     except ClientError as err:
-        progress.finish()
-        return fail(_explain_client_error(err, args, identity, stage))
+        return _fail(explain_build_error(err, request, role_arn=args.role_arn, **state))
     except NoCredentialsError:
-        progress.finish()
-        return fail("no AWS credentials found: pass --profile, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")
+        return _fail("no AWS credentials found: pass --profile, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")
     except (BotoCoreError, ConnectionError) as err:
-        progress.finish()
-        return fail(f"{type(err).__name__}: {err}")
+        return _fail(f"{type(err).__name__}: {err}")
     except ValueError as err:
-        progress.finish()
-        return fail(str(err), 2)
-    progress.finish()
+        return _fail(str(err), 2)
     print(json.dumps(summary.as_dict(), sort_keys=True) if args.json else _describe(summary))
     return 0
 
 
-def _inventory_objects(args: argparse.Namespace, pipeline, source_bucket: str, source_prefix: str):
-    """The objects of ``--inventory``'s latest report under the prefix, and the manifest's source block."""
-    from xacct_map.core.inventory import InventoryError, iter_inventory_objects, open_inventory
+def _build(args: argparse.Namespace, request: ManifestRequest, progress: Progress, state: dict):
+    """Open the source, then write the manifest; ``state`` says how far it got, for the error message."""
+    from xacct_map.core.build import build_manifest, inventory_source, listed_source
+    from xacct_map.core.inventory import open_inventory
 
-    report = open_inventory(pipeline, args.inventory)
-    if report.source_bucket and report.source_bucket != source_bucket:
-        raise InventoryError(
-            f"inventory {report.uri} is a report of bucket {report.source_bucket!r}, not of {source_bucket!r} "
-            "(--source): point --inventory at that bucket's inventory configuration."
-        )
-    counts: dict = {}
-    objects = iter_inventory_objects(pipeline, report, prefix=source_prefix, stats=counts)
-    source = {
-        "type": "inventory",
-        "bucket": source_bucket,
-        "prefix": source_prefix,
-        "account_id": args.expected_bucket_owner,
-        "region": args.source_region,
-        "inventory": {**report.as_dict(), "counts": counts},
-    }
-    return objects, source
+    try:
+        pipeline, source_client, source_session, state["identity"] = _clients(args)
+        if request.source_inventory:
+            state["reading_inventory"] = True
+            source = inventory_source(request, pipeline, open_inventory(pipeline, request.source_inventory))
+            state["reading_inventory"] = False
+        else:
+            source = listed_source(
+                request,
+                source_client,
+                credentials=source_session,
+                listing_engine=args.listing_engine,
+                parallelism=args.parallelism,
+            )
+        return build_manifest(request, source, pipeline, observe=progress.wrap)
+    finally:
+        progress.finish()  # ends the progress line before any message
 
 
 def _object_filter(args: argparse.Namespace, source_prefix: str):
@@ -353,34 +339,4 @@ def _describe(summary) -> str:
         + (f", {summary.batch_count} batches" if summary.layout == "batched" else "")
         + (f"; skipped {skipped} of {summary.objects_seen} seen" if skipped else "")
         + f"\nmetadata s3://{summary.bucket}/{summary.metadata_key} sha256 {summary.sha256}"
-    )
-
-
-def _explain_client_error(err, args: argparse.Namespace, identity: str, stage: str) -> str:
-    """What failed, named (role, inventory, source bucket or destination), and what to do."""
-    from xacct_map.core.errors import explain_assume_role_error, explain_source_error
-    from xacct_map.core.inventory import explain_inventory_error
-    from xacct_map.core.s3uri import split_s3_uri
-
-    operation = err.operation_name or ""
-    if operation == "AssumeRole":
-        return explain_assume_role_error(err, role_arn=args.role_arn or identity)
-    if stage == "inventory" or (args.inventory and operation in ("GetObject", "HeadObject")):
-        bucket, prefix = split_s3_uri(args.inventory, what="--inventory")
-        return explain_inventory_error(err, bucket=bucket, key=prefix)
-    if operation.startswith("ListObjects") or operation == "HeadBucket":
-        source_bucket, source_prefix = split_s3_uri(args.source, what="--source")
-        return explain_source_error(
-            err, bucket=source_bucket, prefix=source_prefix, identity=identity, owner=args.expected_bucket_owner
-        )
-    dest_bucket, dest_key = split_s3_uri(args.dest, what="--dest", key_required=True)
-    code = err.response.get("Error", {}).get("Code", "")
-    hint = {
-        "NoSuchBucket": f" Destination bucket {dest_bucket!r} does not exist: create it or fix --dest.",
-        "AccessDenied": f" The pipeline credentials need s3:PutObject and s3:AbortMultipartUpload on "
-        f"arn:aws:s3:::{dest_bucket}/{dest_key}*.",
-    }.get(code, "")
-    return (
-        f"writing s3://{dest_bucket}/{dest_key} failed during {operation}: {code}.{hint} "
-        "Nothing was left behind (the upload was aborted)."
     )
