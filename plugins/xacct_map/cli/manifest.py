@@ -36,7 +36,15 @@ def register(subparsers) -> None:
             "s3://bucket/key through a multipart upload, then write <key>.meta.json describing it."
         ),
     )
-    where = parser.add_argument_group("source and destination")
+    _where_arguments(parser.add_argument_group("source and destination"))
+    _shape_arguments(parser.add_argument_group("manifest"))
+    _filter_arguments(parser.add_argument_group("filters (each one given must pass)"))
+    _aws_arguments(parser.add_argument_group("AWS"))
+    _run_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _where_arguments(where) -> None:
     where.add_argument(
         "--source",
         required=True,
@@ -51,7 +59,9 @@ def register(subparsers) -> None:
         help="read this S3 Inventory instead of listing: s3://<destination bucket>/<prefix>/"
         "<source bucket>/<config id> (newest report), a timestamp folder or a manifest.json",
     )
-    shape = parser.add_argument_group("manifest")
+
+
+def _shape_arguments(shape) -> None:
     shape.add_argument("--layout", default="batched", choices=LAYOUTS, help="item layout (default: %(default)s)")
     shape.add_argument(
         "--format",
@@ -74,7 +84,9 @@ def register(subparsers) -> None:
         metavar="BYTES",
         help="batched layout: most object bytes per batch (default: %(default)s)",
     )
-    filters = parser.add_argument_group("filters (each one given must pass)")
+
+
+def _filter_arguments(filters) -> None:
     filters.add_argument(
         "--suffix",
         action="append",
@@ -119,7 +131,9 @@ def register(subparsers) -> None:
         metavar="ISO",
         help="keep objects with LastModified < this (ISO-8601 with a time zone)",
     )
-    aws = parser.add_argument_group("AWS")
+
+
+def _aws_arguments(aws) -> None:
     aws.add_argument("--endpoint-url", default=None, help="S3/STS endpoint (e.g. a local emulator)")
     aws.add_argument("--profile", default=None, help="AWS profile of the pipeline credentials")
     aws.add_argument("--region", default=None, help="Region of the clients (default: the profile's)")
@@ -135,6 +149,9 @@ def register(subparsers) -> None:
     aws.add_argument(
         "--dest-bucket-owner", default=None, metavar="ACCOUNT", help="account that must own the destination bucket"
     )
+
+
+def _run_arguments(parser) -> None:
     parser.add_argument(
         "--parallelism",
         type=int,
@@ -151,7 +168,6 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the manifest metadata as JSON on stdout")
     parser.add_argument("--no-progress", action="store_true", help="no progress line, even on a terminal")
-    parser.set_defaults(func=run)
 
 
 class Progress:

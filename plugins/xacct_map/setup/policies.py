@@ -38,6 +38,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from xacct_map.core.arns import ROLE_ARN
+
 POLICY_VERSION = "2012-10-17"
 
 # Region prefix -> partition. Only the three public partitions; the isolated ones have other DNS
@@ -49,11 +51,6 @@ _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d{1,2}$")
 # IAM role names: letters, digits and + = , . @ _ - (1-64 characters).
 _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)
-_ROLE_ARN = re.compile(
-    r"^arn:(?P<partition>aws|aws-cn|aws-us-gov):iam::(?P<account>\d{12}):role/"
-    r"(?P<path>(?:[\x21-\x7e]+/)*)(?P<name>[\w+=,.@-]{1,64})$",
-    re.ASCII,
-)
 _KMS_KEY_ARN = re.compile(
     r"^arn:(?P<partition>aws|aws-cn|aws-us-gov):kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):key/"
     r"(?P<key_id>(?:mrk-)?[0-9a-fA-F-]{32,36})$"
@@ -325,7 +322,7 @@ class PolicyInputs:
             raise PolicyInputError(f"{field} {value!r} must be a role name or a role ARN")
         if value.startswith("arn:"):
             # Role paths may hold '*', '?' and '$', which would turn a Resource into a wildcard.
-            match = None if any(c in value for c in "*?$") else _ROLE_ARN.match(value)
+            match = None if any(c in value for c in "*?$") else ROLE_ARN.match(value)
             if not match:
                 raise PolicyInputError(
                     f"{field} {value!r} is not a role ARN (arn:<partition>:iam::<12-digit account>:role/<name>)"
@@ -344,7 +341,7 @@ class PolicyInputs:
 
     @staticmethod
     def _account_of(field: str, role_arn: str) -> str:
-        match = _ROLE_ARN.match(role_arn)
+        match = ROLE_ARN.match(role_arn)
         if not match:  # unreachable after _role_arn; keeps the error explicit
             raise PolicyInputError(f"{field} {role_arn!r} is not a role ARN")
         return match["account"]
