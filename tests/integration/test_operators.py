@@ -224,9 +224,7 @@ def test_listing_parallelism_reaches_the_listing(local_aws, run_context, monkeyp
     aws, pipeline = local_aws
     asked = []
     listing = build.iter_objects
-    monkeypatch.setattr(
-        build, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw)
-    )
+    monkeypatch.setattr(build, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw))
     summary = _build(pipeline, listing_parallelism=5).execute(run_context("run-parallelism"))
     assert asked == [5]
     keys = [k for b in _manifest(aws, summary) for k in b["keys"]]
