@@ -229,6 +229,15 @@ with DAG(
             title="Dry run",
             description="Build the manifest (and its .meta.json sidecar) and stop: no execution starts.",
         ),
+        "on_empty": Param(
+            "skip",
+            type="string",
+            enum=["skip", "fail", "run"],
+            title="If there is nothing to process",
+            description="When the source holds no objects (or the filters remove all): skip: no manifest, "
+            "no execution, the run's tasks are skipped with the reason in the build_manifest log; fail: fail "
+            "the run; run: start an execution over an empty manifest.",
+        ),
         "on_existing": Param(
             "redrive",
             type="string",
@@ -276,6 +285,7 @@ with DAG(
         layout="{{ params.layout }}",
         manifest_format="{{ params.manifest_format }}",
         source_inventory=_text("params.source_inventory or ''"),
+        on_empty="{{ params.on_empty }}",
     )
     start_map_run = StartDistributedMapOperator(
         task_id="start_map_run",

@@ -23,6 +23,8 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from botocore.exceptions import ClientError
 
 from xacct_map.core.build import (
+    ON_EMPTY,
+    EmptySourceError,
     ManifestRequest,
     Source,
     build_manifest,
@@ -148,6 +150,10 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         HTTP(S) endpoint, botocore's paginator where it cannot run; ``"parallel"``: the parallel
         engine or a failed task saying why; ``"paginator"``: botocore's paginator only, no worker
         processes.
+    :param on_empty: what an empty source means (nothing listed, or every object filtered out):
+        ``"skip"`` (default): no manifest is written, this task and the tasks after it are skipped,
+        the log saying which source and which filters; ``"fail"``: the task fails; ``"run"``: an
+        empty manifest is written and the run goes on (a Map Run over zero items).
     :param aws_conn_id: AWS connection of the pipeline account (writes the manifest).
     :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
     :param verify: Whether or not to verify SSL certificates.
@@ -180,6 +186,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         "inventory_aws_conn_id",
         "listing_parallelism",
         "listing_engine",
+        "on_empty",
     )
     template_fields_renderers = {"object_filter": "json"}
     ui_color = "#c7e9f1"
@@ -209,6 +216,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         write_metadata: bool = True,
         listing_parallelism: int = 32,
         listing_engine: str = "auto",
+        on_empty: str = "skip",
         **kwargs,
     ):
         deprecated = {name: kwargs.pop(name) for name in FILTER_ARGUMENTS if name in kwargs}
@@ -248,6 +256,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.write_metadata = write_metadata
         self.listing_parallelism = listing_parallelism
         self.listing_engine = listing_engine
+        self.on_empty = on_empty
 
     def _validate(self) -> None:
         if not self.source_bucket and not self.source_inventory:
@@ -265,6 +274,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             raise AirflowFailException(
                 f"listing_parallelism must be at least 1 (requests in flight), not {self.listing_parallelism}."
             )
+        if self.on_empty not in ON_EMPTY:
+            raise AirflowFailException(f"on_empty must be one of {', '.join(ON_EMPTY)}, not {self.on_empty!r}.")
         if self.listing_engine not in LISTING_ENGINES:
             raise AirflowFailException(
                 f"listing_engine must be one of {', '.join(LISTING_ENGINES)}, not {self.listing_engine!r}."
@@ -368,11 +379,17 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             max_bytes_per_batch=self.max_bytes_per_batch,
             manifest_bucket_owner=self.manifest_bucket_owner,
             write_metadata=self.write_metadata,
+            on_empty=self.on_empty,
         )
 
     def _build(self, request: ManifestRequest, source: Source, identity: str) -> ManifestSummary:
         try:
             return build_manifest(request, source, self.hook.conn)
+        except EmptySourceError as err:
+            if err.on_empty == "skip":
+                self.log.info("Skipped: %s (on_empty='skip'; no manifest, no execution).", err)
+                raise AirflowSkipException(f"{err} (on_empty='skip': no manifest written, no execution)") from err
+            raise AirflowFailException(f"{err} (on_empty='fail'; on_empty='run' would run it anyway)") from err
         except (InventoryError, ListingEngineError) as err:
             raise AirflowFailException(str(err)) from err
         except ClientError as err:

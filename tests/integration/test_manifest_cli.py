@@ -216,3 +216,36 @@ def test_progress_line_updates_in_place_on_a_terminal():
     list(silent.wrap(range(3)))
     silent.finish()
     assert quiet.getvalue() == "" and silent.count == 3
+
+
+@pytest.mark.parametrize(
+    "on_empty, code, prefix, extra",
+    [
+        (None, 3, "nothing-here/", []),
+        ("fail", 1, "data/", ["--suffix", ".no-such-suffix"]),
+        ("run", 0, "nothing-here/", []),
+    ],
+)
+def test_an_empty_source_skips_fails_or_runs_without_a_traceback(local_aws, on_empty, code, prefix, extra):
+    """A whole process, as a user runs it: the listing workers must end quietly when there is nothing to list."""
+    import subprocess
+    import sys
+
+    aws, pipeline = local_aws
+    key = f"xacct-map/manifests/cli/empty-{on_empty}.json"
+    command = [sys.executable, "-m", "xacct_map.cli", "manifest", "--endpoint-url", aws.endpoint_url]
+    command += ["--region", "us-east-1", "--source", f"s3://{pipeline.source_bucket}/{prefix}"]
+    command += ["--dest", f"s3://{pipeline.inventory_bucket}/{key}", "--listing-engine", "parallel", *extra]
+    command += ["--on-empty", on_empty] if on_empty else []
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr.replace("EmptySource", "")
+    s3 = aws.client("s3")
+    written = s3.list_objects_v2(Bucket=pipeline.inventory_bucket, Prefix=key).get("Contents", [])
+    if on_empty == "run":
+        assert "0 objects" in done.stdout and {o["Key"] for o in written} == {key, key + ".meta.json"}
+        return
+    assert f"nothing to process: s3://{pipeline.source_bucket}/{prefix}" in done.stderr or (
+        "the filters removed all" in done.stderr and ".no-such-suffix" in done.stderr
+    )
+    assert not written and not s3.list_multipart_uploads(Bucket=pipeline.inventory_bucket).get("Uploads")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from manifest_fixtures import manifest_operator
-from xacct_map.core.naming import execution_name
+from xacct_map.core.naming import execution_name, manifest_key
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
 from xacct_map.operators import BuildKeyManifestOperator, PreflightOperator, StartDistributedMapOperator
 from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
@@ -66,13 +66,47 @@ def test_batches_close_on_bytes_and_a_big_object_travels_alone(local_aws, run_co
     assert not any(set(b["keys"]) >= {"sized/a", "sized/b"} for b in batches)  # 1200 bytes: never together
 
 
-def test_empty_prefix_lists_whole_bucket_and_prefix_without_objects_gives_empty_manifest(local_aws, run_context):
+def _nothing_at(aws, bucket, key):
+    s3 = aws.client("s3")
+    objects = s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", [])
+    uploads = [u for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) if u["Key"] == key]
+    return not objects and not uploads
+
+
+def test_empty_prefix_lists_whole_bucket_and_on_empty_run_gives_an_empty_manifest(local_aws, run_context):
     aws, pipeline = local_aws
     whole = _build(pipeline, source_prefix="").execute(run_context("run-whole"))
     assert whole["object_count"] == len(_source_keys(aws, pipeline.source_bucket)) >= 40
 
-    empty = _build(pipeline, source_prefix="nothing-here/").execute(run_context("run-empty"))
+    empty = _build(pipeline, source_prefix="nothing-here/", on_empty="run").execute(run_context("run-empty"))
     assert empty["object_count"] == 0 and _manifest(aws, empty) == []
+
+
+@pytest.mark.parametrize(
+    "on_empty, raised, why",
+    [
+        (None, AirflowSkipException, "empty prefix"),
+        (None, AirflowSkipException, "filtered out"),
+        ("fail", AirflowFailException, "filtered out"),
+    ],
+)
+def test_an_empty_source_skips_by_default_or_fails_and_writes_nothing(local_aws, run_context, on_empty, raised, why):
+    aws, pipeline = local_aws
+    arguments = {"on_empty": on_empty} if on_empty else {}
+    if why == "empty prefix":
+        arguments["source_prefix"] = "nothing-here/"
+    else:
+        arguments["object_filter"] = {"suffixes": [".no-such-suffix"]}
+    run_id = f"run-empty-{on_empty}-{why.replace(' ', '-')}"
+    with pytest.raises(raised) as caught:
+        _build(pipeline, **arguments).execute(run_context(run_id))
+    message = str(caught.value)
+    assert f"s3://{pipeline.source_bucket}/" in message and "nothing to process" in message
+    if why == "filtered out":
+        assert "the filters removed all" in message and "'suffix'" in message and ".no-such-suffix" in message
+    else:
+        assert "holds no objects" in message
+    assert _nothing_at(aws, pipeline.inventory_bucket, manifest_key("test_dag", run_id))
 
 
 def test_manifest_key_is_stable_per_run_and_distinct_across_runs(local_aws, run_context):

@@ -8,7 +8,8 @@ Lists ``--source`` (or reads the S3 Inventory given with ``--inventory``) as the
 credentials list directly), applies the filters, streams the manifest to ``--dest`` with the
 pipeline credentials (``--profile``/environment) and writes ``<dest>.meta.json``. On a terminal a
 progress line (keys so far, keys/s) is updated in place on stderr. Errors are one line on stderr
-naming the bucket or role and what to do; exit code 1 (2 for invalid options).
+naming the bucket or role and what to do; exit code 1 (2 for invalid options, 3 when there was
+nothing to process and no manifest was written: ``--on-empty skip``, the default).
 """
 
 from __future__ import annotations
@@ -166,6 +167,13 @@ def _run_arguments(parser) -> None:
         help="auto (default): the parallel engine against a real HTTP(S) endpoint, else botocore's "
         "paginator; parallel: fail if the parallel engine cannot run; paginator: no worker processes",
     )
+    parser.add_argument(
+        "--on-empty",
+        choices=["skip", "fail", "run"],
+        default="skip",
+        help="when nothing is left to process (no objects, or the filters removed all): skip (default: no "
+        "manifest, exit code 3), fail (exit code 1) or run (write an empty manifest, exit code 0)",
+    )
     parser.add_argument("--json", action="store_true", help="print the manifest metadata as JSON on stdout")
     parser.add_argument("--no-progress", action="store_true", help="no progress line, even on a terminal")
 
@@ -266,7 +274,12 @@ def _request(args: argparse.Namespace) -> ManifestRequest:
         max_keys_per_batch=args.max_keys_per_batch,
         max_bytes_per_batch=args.max_bytes_per_batch,
         manifest_bucket_owner=args.dest_bucket_owner,
+        on_empty=args.on_empty,
     )
+
+
+#: Exit code of a run that found nothing to process and wrote no manifest (``--on-empty skip``).
+EXIT_SKIPPED = 3
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -278,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the manifest; print a summary (or the metadata JSON with ``--json``)."""
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    from xacct_map.core.build import explain_build_error
+    from xacct_map.core.build import EmptySourceError, explain_build_error
     from xacct_map.core.inventory import InventoryError
 
     try:
@@ -289,6 +302,10 @@ def run(args: argparse.Namespace) -> int:
     state: dict[str, Any] = {"identity": "the default credentials", "reading_inventory": False}
     try:
         summary = _build(args, request, progress, state)
+    except EmptySourceError as err:
+        if err.on_empty == "skip":
+            return _fail(f"skipped, {err}; no manifest written (--on-empty run writes an empty one)", EXIT_SKIPPED)
+        return _fail(f"{err}; no manifest written (--on-empty run writes an empty one)")
     except InventoryError as err:
         return _fail(str(err))
     except ClientError as err:

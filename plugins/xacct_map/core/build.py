@@ -7,7 +7,7 @@ only what differs between them: credentials (Airflow connections or a boto3 prof
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
@@ -25,6 +25,19 @@ from xacct_map.core.manifest import ManifestSummary, write_manifest
 from xacct_map.core.s3uri import split_s3_uri
 
 _UPLOAD_CALLS = ("CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
+
+#: What a build does when the source (after the filters) holds no object: ``skip`` (no manifest; the
+#: caller skips what follows), ``fail``, or ``run`` (an empty manifest, as any other).
+ON_EMPTY = ("skip", "fail", "run")
+
+
+class EmptySourceError(ValueError):
+    """The source holds no object to process; no manifest was written. ``on_empty`` says what it means."""
+
+    def __init__(self, message: str, *, on_empty: str, counts: dict):
+        super().__init__(message)
+        self.on_empty = on_empty
+        self.counts = counts
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,11 @@ class ManifestRequest:
     max_bytes_per_batch: int = 512 * 1024 * 1024
     manifest_bucket_owner: str | None = None
     write_metadata: bool = True
+    on_empty: str = "run"
+
+    def __post_init__(self) -> None:
+        if self.on_empty not in ON_EMPTY:
+            raise ValueError(f"on_empty must be one of {', '.join(ON_EMPTY)}, not {self.on_empty!r}")
 
 
 @dataclass(frozen=True)
@@ -121,8 +139,12 @@ def build_manifest(
 
     :param pipeline_client: the pipeline account's S3 client (writes the manifest).
     :param observe: wraps the object stream on its way (e.g. a progress counter).
+    :raises EmptySourceError: nothing passed the filters and ``on_empty`` is not ``run``; the upload
+        was aborted, no manifest exists.
     """
     objects = observe(source.objects) if observe else source.objects
+    if request.on_empty != "run":
+        objects = _refuse_empty(objects, request, source)
     return write_manifest(
         objects,
         pipeline_client,
@@ -138,6 +160,36 @@ def build_manifest(
         object_filter=request.object_filter,
         source=source.description,
         write_metadata=request.write_metadata,
+    )
+
+
+def _refuse_empty(objects: Iterable, request: ManifestRequest, source: Source) -> Iterator:
+    """Pass ``objects`` on; at their end, raise :class:`EmptySourceError` if the filter kept none.
+
+    Raised from inside the manifest writer, so its upload is aborted and no manifest is left.
+    """
+    yield from objects
+    object_filter = request.object_filter
+    if object_filter.kept == 0:
+        raise EmptySourceError(
+            empty_source_reason(source.description, object_filter.counts(), object_filter.as_dict()),
+            on_empty=request.on_empty,
+            counts=object_filter.counts(),
+        )
+
+
+def empty_source_reason(description: dict, counts: dict, filters: dict) -> str:
+    """Why there is nothing to process: an empty source, or the filters that removed every object."""
+    where = f"s3://{description['bucket']}/{description.get('prefix') or ''}"
+    if description.get("type") == "inventory":
+        where += f" (inventory {description.get('inventory', {}).get('uri', '')})"
+    if not counts["seen"]:
+        return f"nothing to process: {where} holds no objects"
+    skipped = {name: n for name, n in counts["skipped"].items() if n}
+    active = {name: value for name, value in filters.items() if value not in (None, [], False, "key", "full")}
+    return (
+        f"nothing to process: the filters removed all {counts['seen']:,} objects of {where} "
+        f"(skipped by {skipped}; filters {active})"
     )
 
 
