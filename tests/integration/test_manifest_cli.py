@@ -144,8 +144,8 @@ def test_listing_engine_reaches_the_listing(local_aws, capsys, monkeypatch, engi
             1,
             r"Destination bucket 'no-such-dest-bucket' does not exist.*Nothing was left behind",
         ),
-        (["--source", "{src}/data/", "--dest", "s3://{inv}/m.json"], 2, r"--source .* is not an S3 URI"),
-        (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/"], 2, r"--dest .* names no object key"),
+        (["--source", "{src}/data/", "--dest", "s3://{inv}/m.json"], 2, r"--source: .* is not an S3 URI"),
+        (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/"], 2, r"--dest: .* names no object key"),
         (
             ["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.csv", "--format", "csv"],
             2,
@@ -164,7 +164,7 @@ def test_listing_engine_reaches_the_listing(local_aws, capsys, monkeypatch, engi
         (
             ["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.json", "--parallelism", "0"],
             2,
-            r"--parallelism must be at least 1 \(requests in flight\), not 0",
+            r"--parallelism: 0 is out of range: give an integer from 1 to 1,024",
         ),
     ],
 )

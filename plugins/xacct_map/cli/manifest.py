@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from xacct_map.cli import options
 from xacct_map.core.layouts import LAYOUTS
 
 if TYPE_CHECKING:
@@ -49,13 +50,21 @@ def _where_arguments(where) -> None:
     where.add_argument(
         "--source",
         required=True,
+        type=options.s3_uri(),
         metavar="S3URI",
         help="s3://bucket/prefix to list (with --inventory: the bucket and prefix to keep)",
     )
-    where.add_argument("--dest", required=True, metavar="S3URI", help="s3://bucket/key of the manifest to write")
+    where.add_argument(
+        "--dest",
+        required=True,
+        type=options.s3_uri(key_required=True),
+        metavar="S3URI",
+        help="s3://bucket/key of the manifest to write",
+    )
     where.add_argument(
         "--inventory",
         default=None,
+        type=options.s3_uri(),
         metavar="S3URI",
         help="read this S3 Inventory instead of listing: s3://<destination bucket>/<prefix>/"
         "<source bucket>/<config id> (newest report), a timestamp folder or a manifest.json",
@@ -73,14 +82,14 @@ def _shape_arguments(shape) -> None:
     )
     shape.add_argument(
         "--max-keys-per-batch",
-        type=int,
+        type=options.positive,
         default=100,
         metavar="N",
         help="batched layout: most keys per batch (default: %(default)s)",
     )
     shape.add_argument(
         "--max-bytes-per-batch",
-        type=int,
+        type=options.positive,
         default=512 * 1024 * 1024,
         metavar="BYTES",
         help="batched layout: most object bytes per batch (default: %(default)s)",
@@ -90,6 +99,7 @@ def _shape_arguments(shape) -> None:
 def _filter_arguments(filters) -> None:
     filters.add_argument(
         "--suffix",
+        type=options.non_empty,
         action="append",
         default=[],
         metavar="SUFFIX",
@@ -97,6 +107,7 @@ def _filter_arguments(filters) -> None:
     )
     filters.add_argument(
         "--pattern",
+        type=options.non_empty,
         action="append",
         default=[],
         metavar="GLOB",
@@ -108,10 +119,15 @@ def _filter_arguments(filters) -> None:
         choices=("key", "relative"),
         help="match patterns against the whole key or the part after the prefix (default: %(default)s)",
     )
-    filters.add_argument("--min-size", type=int, default=None, metavar="BYTES", help="keep objects of at least BYTES")
-    filters.add_argument("--max-size", type=int, default=None, metavar="BYTES", help="keep objects of at most BYTES")
+    filters.add_argument(
+        "--min-size", type=options.integer(0), default=None, metavar="BYTES", help="keep objects of at least BYTES"
+    )
+    filters.add_argument(
+        "--max-size", type=options.integer(0), default=None, metavar="BYTES", help="keep objects of at most BYTES"
+    )
     filters.add_argument(
         "--storage-class",
+        type=options.storage_class,
         action="append",
         default=None,
         metavar="CLASS",
@@ -122,12 +138,14 @@ def _filter_arguments(filters) -> None:
     )
     filters.add_argument(
         "--modified-after",
+        type=options.aware_datetime,
         default=None,
         metavar="ISO",
         help="keep objects with LastModified >= this (ISO-8601 with a time zone)",
     )
     filters.add_argument(
         "--modified-before",
+        type=options.aware_datetime,
         default=None,
         metavar="ISO",
         help="keep objects with LastModified < this (ISO-8601 with a time zone)",
@@ -135,27 +153,40 @@ def _filter_arguments(filters) -> None:
 
 
 def _aws_arguments(aws) -> None:
-    aws.add_argument("--endpoint-url", default=None, help="S3/STS endpoint (e.g. a local emulator)")
+    aws.add_argument(
+        "--endpoint-url", type=options.endpoint_url, default=None, help="S3/STS endpoint (e.g. a local emulator)"
+    )
     aws.add_argument("--profile", default=None, help="AWS profile of the pipeline credentials")
-    aws.add_argument("--region", default=None, help="Region of the clients (default: the profile's)")
-    aws.add_argument("--source-region", default=None, help="Region of the source bucket (default: discovered)")
-    aws.add_argument("--role-arn", default=None, help="role in the source account to assume for listing")
+    aws.add_argument(
+        "--region", type=options.region, default=None, help="Region of the clients (default: the profile's)"
+    )
+    aws.add_argument(
+        "--source-region", type=options.region, default=None, help="Region of the source bucket (default: discovered)"
+    )
+    aws.add_argument(
+        "--role-arn", type=options.role_arn, default=None, help="role in the source account to assume for listing"
+    )
     aws.add_argument("--external-id", default=None, help="ExternalId the role's trust policy requires")
     aws.add_argument(
         "--expected-bucket-owner",
+        type=options.account_id,
         default=None,
         metavar="ACCOUNT",
         help="account that must own the source bucket (sent as ExpectedBucketOwner)",
     )
     aws.add_argument(
-        "--dest-bucket-owner", default=None, metavar="ACCOUNT", help="account that must own the destination bucket"
+        "--dest-bucket-owner",
+        type=options.account_id,
+        default=None,
+        metavar="ACCOUNT",
+        help="account that must own the destination bucket",
     )
 
 
 def _run_arguments(parser) -> None:
     parser.add_argument(
         "--parallelism",
-        type=int,
+        type=options.integer(1, 1024),
         default=32,
         metavar="N",
         help="ListObjectsV2 requests in flight (default %(default)s; 1: botocore's paginator alone)",

@@ -34,6 +34,20 @@ from fnmatch import fnmatchcase
 
 from xacct_map.core.timestamps import iso_or_none
 
+#: Every storage class ListObjectsV2 reports.
+STORAGE_CLASSES = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+    "OUTPOSTS",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+)
 # Storage classes whose objects must be restored (RestoreObject) before GetObject works.
 ARCHIVED_STORAGE_CLASSES = ("DEEP_ARCHIVE", "GLACIER")
 FILTER_NAMES = ("storage_class", "size", "suffix", "pattern", "modified")
@@ -175,6 +189,12 @@ class ObjectFilter:
             raise ValueError(f"include_archived must be True or False, not {self.include_archived!r}")
         self.modified_after = parse_datetime(self.modified_after, name="modified_after")
         self.modified_before = parse_datetime(self.modified_before, name="modified_before")
+        after, before = self.modified_after, self.modified_before
+        if after is not None and before is not None and after > before:
+            raise ValueError(
+                f"modified_after ({after.isoformat()}) is later than modified_before ({before.isoformat()}): "
+                "nothing could match; swap them"
+            )
 
     @property
     def skipped_storage_classes(self) -> tuple[str, ...]:

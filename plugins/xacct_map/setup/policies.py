@@ -51,7 +51,7 @@ _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d{1,2}$")
 # IAM role names: letters, digits and + = , . @ _ - (1-64 characters).
 _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)
-_KMS_KEY_ARN = re.compile(
+KMS_KEY_ARN = re.compile(
     r"^arn:(?P<partition>aws|aws-cn|aws-us-gov):kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):key/"
     r"(?P<key_id>(?:mrk-)?[0-9a-fA-F-]{32,36})$"
 )
@@ -89,12 +89,12 @@ def partition_for_region(region: str) -> str:
     return "aws"
 
 
-def _check_account(field: str, value: str) -> None:
+def check_account(field: str, value: str) -> None:
     if not isinstance(value, str) or not _ACCOUNT.match(value):
         raise PolicyInputError(f"{field} {value!r} is not a 12-digit AWS account id")
 
 
-def _check_bucket(field: str, value: str) -> None:
+def check_bucket(field: str, value: str) -> None:
     """General purpose bucket naming rules (length, alphabet, no IP form, reserved affixes)."""
     problem = None
     if not isinstance(value, str) or not _BUCKET.match(value):
@@ -113,7 +113,7 @@ def _check_bucket(field: str, value: str) -> None:
         raise PolicyInputError(f"{field} {value!r} is not a valid S3 bucket name: {problem}")
 
 
-def _check_prefix(field: str, value: str) -> None:
+def check_prefix(field: str, value: str) -> None:
     # '*', '?' are wildcards in ARNs and StringLike, '${' starts a policy variable: a prefix
     # holding them would grant more (or other) keys than the caller meant.
     if not isinstance(value, str):
@@ -179,12 +179,12 @@ class PolicyInputs:
     state_machine_role: str = "xacct-map-state-machine"
 
     def __post_init__(self) -> None:
-        _check_bucket("source_bucket", self.source_bucket)
-        _check_bucket("inventory_bucket", self.inventory_bucket)
-        _check_account("source_account", self.source_account)
-        _check_account("pipeline_account", self.pipeline_account)
-        _check_prefix("prefix", self.prefix)
-        _check_prefix("inventory_prefix", self.inventory_prefix)
+        check_bucket("source_bucket", self.source_bucket)
+        check_bucket("inventory_bucket", self.inventory_bucket)
+        check_account("source_account", self.source_account)
+        check_account("pipeline_account", self.pipeline_account)
+        check_prefix("prefix", self.prefix)
+        check_prefix("inventory_prefix", self.inventory_prefix)
         if self.inventory_prefix and not self.inventory_prefix.endswith("/"):
             raise PolicyInputError(
                 f"inventory_prefix {self.inventory_prefix!r} must end with '/' so it names a folder of its own"
@@ -348,7 +348,7 @@ class PolicyInputs:
 
     def _check_kms_key(self) -> None:
         key = self.kms_key
-        match = _KMS_KEY_ARN.match(key) if isinstance(key, str) else None
+        match = KMS_KEY_ARN.match(key) if isinstance(key, str) else None
         if not match:
             hint = (
                 " (an alias cannot be used: IAM and key policies authorize the key ARN)" if "alias/" in str(key) else ""
