@@ -21,9 +21,13 @@ import boto3
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
 
+from xacct_map.core import redact
 from xacct_map.core.cross_account import assumed_role_session, bucket_region
 from xacct_map.core.map_run import RUNNING, MapRunSnapshot, build_snapshot, failure_details, snapshot_async
 from xacct_map.core.naming import execution_arn as derive_execution_arn
+
+# Every task that uses these hooks logs through botocore: keep role credentials out, even at DEBUG.
+redact.install()
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook

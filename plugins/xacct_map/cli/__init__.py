@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit code (2: an option was refused, before anything ran)."""
+    from xacct_map.core import redact
+
+    redact.install()  # the commands log through botocore too (demo and airflow at DEBUG if asked)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help, or a refused option: argparse has printed why
