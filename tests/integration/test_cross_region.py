@@ -288,9 +288,17 @@ def test_listing_goes_to_the_source_region_and_the_manifest_stays_in_the_pipelin
 # -- ExpectedBucketOwner on every request -------------------------------------------------------
 
 
-def test_every_manifest_task_request_names_the_expected_owner(local_aws, proxied_connections, proxy, run_context):
-    """Lister (botocore probe + parallel worker processes) and manifest writer (multipart upload)."""
+def test_every_manifest_task_request_names_the_expected_owner(
+    local_aws, proxied_connections, proxy, run_context, monkeypatch
+):
+    """Lister (botocore's first page and folder probe + parallel worker processes) and manifest writer."""
+    import functools
+
+    from xacct_map.core import build
     from xacct_map.operators import BuildKeyManifestOperator
+
+    # 10-key pages: the 40 objects take the worker processes too, not only botocore's first page
+    monkeypatch.setattr(build, "iter_objects", functools.partial(build.iter_objects, page_size=10))
 
     aws, pipeline = local_aws
     pipeline_conn, source_conn = proxied_connections
@@ -309,7 +317,8 @@ def test_every_manifest_task_request_names_the_expected_owner(local_aws, proxied
 
     source = proxy.to_bucket(pipeline.source_bucket)
     lists = [r for r in source if "list-type=2" in r["path"]]
-    assert len(lists) >= 2, "expected the probe and at least one page"
+    assert len(lists) >= 3, "expected the first page, the folder probe and the engine's pages"
+    assert any("start-after" in r["path"] for r in lists), "no page of the engine's"
     assert source and all(r["headers"].get("x-amz-expected-bucket-owner") == SOURCE_ACCOUNT for r in source), [
         (r["method"], r["path"][:80])
         for r in source

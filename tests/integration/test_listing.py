@@ -240,8 +240,8 @@ def test_throttled_pages_are_retried_not_skipped(synthetic_s3):
 def test_throttling_that_never_ends_fails_naming_the_bucket(synthetic_s3):
     synthetic_s3.buckets["src"] = GeneratedKeys(3_000)
     s3 = client_for(synthetic_s3.endpoint_url)
-    # the probe (botocore, with a delimiter) gets through, every later page is throttled for good
-    synthetic_s3.throttle = lambda params, n: "delimiter" not in params
+    # the first page and the folder probe (botocore) get through, every engine page is throttled for good
+    synthetic_s3.throttle = lambda params, n: "start-after" in params
     with pytest.raises(ListingError) as err:
         list(iter_objects(s3, "src", parallelism=2, processes=1, max_attempts=3, credentials=TEST_CREDENTIALS))
     assert err.value.response["Error"]["Code"] == "SlowDown"
@@ -354,7 +354,7 @@ def test_abandoning_the_iterator_stops_the_workers(synthetic_s3):
         page_size=100,
         credentials=TEST_CREDENTIALS,
     )
-    assert next(it).key
+    assert [next(it).key for _ in range(101)]  # past the first page (botocore's): the engine runs
     assert len(_worker_pids()) == 2
     del it  # CPython frees it at once; the engine's finally stops its workers
     gc.collect()
@@ -515,8 +515,8 @@ def test_refreshed_credentials_reach_the_workers(synthetic_s3, monkeypatch):
     synthetic_s3.record_params = True
     listed = _keys(iter_objects(s3, "src", parallelism=2, processes=1, page_size=250, credentials=credentials))
     assert len(listed) == len(set(listed)) == 8_000
-    # the engine's own pages (not botocore's delimiter probe) were signed with several generations
-    engine_keys = [p["_access_key"] for p in synthetic_s3.stats.list_params if "delimiter" not in p]
+    # the engine's own pages (not botocore's first page and folder probe) were signed with several generations
+    engine_keys = [p["_access_key"] for p in synthetic_s3.stats.list_params if "start-after" in p]
     assert len(engine_keys) >= 32 and len(set(engine_keys)) >= 3
     assert all(k.startswith("AKIDGEN") for k in engine_keys)
 
@@ -552,9 +552,9 @@ def test_transient_server_errors_are_retried(synthetic_s3):
     failed: set = set()
 
     def first_attempt_fails(params, n):
-        # every page's first attempt: 500, then 502, ... - retried until it comes through
+        # every engine page's first attempt: 500, then 502, ... - retried until it comes through
         sig = (params.get("start-after"), params.get("continuation-token"))
-        if "delimiter" in params or sig in failed:
+        if "start-after" not in params or sig in failed:
             return None
         failed.add(sig)
         return (500, "InternalError") if len(failed) % 2 else (502, "BadGateway")
@@ -591,7 +591,7 @@ def test_a_dead_worker_fails_the_listing(synthetic_s3):
         page_size=100,
         credentials=TEST_CREDENTIALS,
     )
-    assert next(it).key
+    assert [next(it).key for _ in range(101)]  # past the first page (botocore's): the engine runs
     (victim, *_) = sorted(_worker_pids())
     os.kill(victim, signal.SIGKILL)  # one of the workers this test started
     with pytest.raises(WorkerError, match="exited"):

@@ -1,8 +1,8 @@
 """No credential leaks: the whole demo path, with everything it prints, logs, stores and writes.
 
 One subprocess runs ``xacct_map.local.demo.run_demo`` (the real DAG with ``dag.test()``, Airflow
-logging at DEBUG so the task logs, botocore's request and response lines included, reach stdout) with known base credentials in its environment and
-records every credential moto's STS issued (AssumeRole: the emulator's setup sessions and the
+logging at DEBUG so the task logs, botocore's request and response lines included, reach stdout)
+with known base credentials in its environment and records every credential moto's STS issued (AssumeRole: the emulator's setup sessions and the
 lister role the source connection assumes). Then none of those secret keys and session tokens, nor
 the known base secret, may appear in stdout/stderr, the summary (with the XComs), any file of the
 run's AIRFLOW_HOME (task logs, the SQLite database with XComs and rendered fields), the Lambda logs,

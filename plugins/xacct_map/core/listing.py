@@ -9,13 +9,15 @@ Two engines behind one function, :func:`iter_objects`, chosen by ``listing_engin
   many in flight on keep-alive connections from one event loop (:mod:`xacct_map._engine.http1`) and
   parse pages with a fast exact parser (:mod:`xacct_map._engine.page`): the engine,
   :mod:`xacct_map._engine`. Only public botocore seams are used: the endpoint, addressing style and
-  Region come from the request botocore itself sends for a probe (a ``Delimiter="/"`` listing whose
-  common prefixes become the first range boundaries), seen through the client's ``before-send``
-  event; timeouts and proxies from ``client.meta.config``; the credentials (re-read during long
-  listings, so refreshed assumed-role credentials are used) and TLS verification from the caller.
+  Region come from the request botocore itself sends for the first page, seen through the client's
+  ``before-send`` event; timeouts and proxies from ``client.meta.config``; the credentials (re-read
+  during long listings, so refreshed assumed-role credentials are used) and TLS verification from
+  the caller. A prefix that fits in that first page is done then: no worker process starts. Past
+  it, the workers start while a ``Delimiter="/"`` listing finds the "folders" that become the
+  first range boundaries.
 * **plain** (``"paginator"``): botocore's own paginator, one page after another. ``"auto"`` uses it
   when ``parallelism=1``, or when the parallel engine cannot run: no credentials given for a
-  signed client, a proxy, a non-HTTP endpoint, a probe answered in process rather than over HTTP
+  signed client, a proxy, a non-HTTP endpoint, a first page answered in process rather than over HTTP
   (botocore's Stubber, moto's ``mock_aws``), a signature other than SigV4. ``"parallel"`` raises
   :class:`ListingEngineError` then.
 
@@ -233,7 +235,7 @@ class _Job:
     stats: dict | None
 
     def cannot_run_parallel(self) -> str | None:
-        """Why the parallel engine cannot run, as far as is known before the probe (or None)."""
+        """Why the parallel engine cannot run, as far as is known before the first request (or None)."""
         config = self.s3_client.meta.config
         if self.engine == "paginator":
             return "listing_engine='paginator'"
@@ -259,6 +261,10 @@ class _Job:
 
 
 def _object_pages(job: _Job) -> Iterator[Iterable[S3Object]]:
+    """The first page from botocore; the rest, if any, from the parallel engine (else the paginator).
+
+    A prefix that fits in one page costs one request and starts no worker process.
+    """
     if job.stats is not None:
         job.stats["engine"] = "plain"
     reason = job.cannot_run_parallel()
@@ -268,39 +274,35 @@ def _object_pages(job: _Job) -> Iterator[Iterable[S3Object]]:
         log.debug("listing s3://%s/%s with botocore's paginator: %s", job.bucket, job.prefix, reason)
         yield _iter_plain(job.s3_client, job.bucket, job.prefix, job.owner)
         return
-    # Past ~3 parsers this process (making the objects) is the limit, so more would only idle.
-    workers = max(1, min(job.processes or min(os.cpu_count() or 1, 3), job.parallelism))
-    started: list = []
-
-    def start_workers() -> None:  # as the probe goes out: the workers import during its round trip
-        from xacct_map._engine import WorkerPool
-
-        started.append(WorkerPool(workers))
-
-    try:
-        probe = _probe(job, on_http=start_workers)
-        if probe.endpoint is None and job.engine == "parallel":
-            raise job.refuse(probe.reason)
-    except BaseException:
-        for pool in started:
-            pool.close()
-        raise
-    if probe.endpoint is None or probe.empty:
-        for pool in started:
-            pool.close()
-        if not probe.empty:
-            log.debug("listing s3://%s/%s with botocore's paginator: %s", job.bucket, job.prefix, probe.reason)
-            yield _iter_plain(job.s3_client, job.bucket, job.prefix, job.owner)
+    first, request = _watched_list(job, MaxKeys=job.page_size)
+    endpoint, reason = _endpoint(job, *request) if request else (None, _IN_PROCESS)
+    if endpoint is None and job.engine == "parallel":
+        raise job.refuse(reason)
+    if job.stats is not None and endpoint is not None:
+        job.stats["engine"] = "parallel"
+    objects = list(_checked_objects(first.get("Contents", ()), job.bucket))
+    yield objects
+    if not first.get("IsTruncated"):
         return
-    yield from _parallel_pages(job, probe.endpoint, started[0])
+    if endpoint is None:
+        log.debug("listing s3://%s/%s with botocore's paginator: %s", job.bucket, job.prefix, reason)
+        yield _iter_plain(job.s3_client, job.bucket, job.prefix, job.owner, start_after=objects[-1].key)
+        return
+    yield from _parallel_pages(job, endpoint, start_after=objects[-1].key)
 
 
-def _parallel_pages(job: _Job, endpoint, pool) -> Iterator[Iterable[S3Object]]:
-    from xacct_map._engine import list_ranges
+def _parallel_pages(job: _Job, endpoint, *, start_after: str) -> Iterator[Iterable[S3Object]]:
+    """Everything after ``start_after``: worker processes, key ranges cut at the "folders" found."""
+    from xacct_map._engine import WorkerPool, list_ranges
 
     bucket, prefix = job.bucket, job.prefix
-    if job.stats is not None:
-        job.stats["engine"] = "parallel"
+    # Past ~3 parsers this process (making the objects) is the limit, so more would only idle.
+    pool = WorkerPool(max(1, min(job.processes or min(os.cpu_count() or 1, 3), job.parallelism)))
+    try:  # the workers import while the folders are looked for
+        endpoint.cuts, endpoint.descend = _folders(job)
+    except BaseException:
+        pool.close()
+        raise
     if job.owner:
         endpoint.headers["x-amz-expected-bucket-owner"] = job.owner["ExpectedBucketOwner"]
     if endpoint.descend:
@@ -323,6 +325,7 @@ def _parallel_pages(job: _Job, endpoint, pool) -> Iterator[Iterable[S3Object]]:
         max_attempts=job.max_attempts,
         page_size=job.page_size,
         initial_cuts=endpoint.cuts,
+        start_after=start_after,
         pool=pool,
         stats=job.stats,
     )
@@ -337,29 +340,34 @@ def _parallel_pages(job: _Job, endpoint, pool) -> Iterator[Iterable[S3Object]]:
 # -- the plain engine ------------------------------------------------------------------------
 
 
-def _iter_plain(s3_client, bucket: str, prefix: str, owner: dict) -> Iterator[S3Object]:
-    previous: str | None = None
+def _iter_plain(s3_client, bucket: str, prefix: str, owner: dict, *, start_after: str = "") -> Iterator[S3Object]:
+    after = {"StartAfter": start_after} if start_after else {}
+    pages = s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **after, **owner)
     try:
         # botocore asks for EncodingType=url and decodes the keys itself
-        for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **owner):
-            for item in page.get("Contents", ()):
-                key = item["Key"]
-                # Python compares str by code point, which is the UTF-8 byte order S3 lists in.
-                if previous is not None and key <= previous:
-                    raise ListingOrderError(
-                        f"S3 listed {key!r} after {previous!r} in bucket {bucket!r}: keys must be strictly "
-                        "ascending; refusing to build a manifest that could miss or repeat objects."
-                    )
-                previous = key
-                yield S3Object(
-                    key=key,
-                    size=item["Size"],
-                    etag=item.get("ETag", ""),
-                    last_modified=s3_timestamp(item.get("LastModified", "")),
-                    storage_class=item.get("StorageClass", "STANDARD"),
-                )
+        yield from _checked_objects((item for page in pages for item in page.get("Contents", ())), bucket, start_after)
     except ClientError as err:
         raise _listing_error(err, bucket, prefix) from err
+
+
+def _checked_objects(contents: Iterable[dict], bucket: str, previous: str = "") -> Iterator[S3Object]:
+    """S3Objects of botocore's ``Contents`` items, refusing keys that do not strictly ascend."""
+    for item in contents:
+        key = item["Key"]
+        # Python compares str by code point, which is the UTF-8 byte order S3 lists in.
+        if previous and key <= previous:
+            raise ListingOrderError(
+                f"S3 listed {key!r} after {previous!r} in bucket {bucket!r}: keys must be strictly "
+                "ascending; refusing to build a manifest that could miss or repeat objects."
+            )
+        previous = key
+        yield S3Object(
+            key=key,
+            size=item["Size"],
+            etag=item.get("ETag", ""),
+            last_modified=s3_timestamp(item.get("LastModified", "")),
+            storage_class=item.get("StorageClass", "STANDARD"),
+        )
 
 
 # -- choosing and configuring the parallel engine -----------------------------------------------
@@ -369,23 +377,19 @@ DISCOVERY_DEPTH = 3
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/s3/aws4_request")
 
 
-@dataclass
-class _Probe:
-    endpoint: Any = None  # the parallel engine's Endpoint, or None
-    empty: bool = False  # the prefix holds no object at all
-    reason: str = ""  # why there is no endpoint
+_IN_PROCESS = (
+    "the listing was answered in process (a mock such as moto's mock_aws or botocore's Stubber), not over HTTP"
+)
 
 
-def _probe(job: _Job, on_http=None) -> _Probe:
-    """A botocore ListObjectsV2 with ``Delimiter="/"``, watching the request botocore sends.
+def _watched_list(job: _Job, **params) -> tuple[dict, tuple[str, dict] | None]:
+    """A botocore ListObjectsV2 of the prefix, watching the request botocore sends.
 
-    The request is seen through the client's public ``before-send`` event (``client.meta.events``):
-    its URL (endpoint, addressing style, after any redirect) and headers (the SigV4 scope names
-    the Region). Calls ``on_http()`` as the probe goes out. Requests answered earlier (botocore's
-    Stubber) are never seen: then there is no endpoint. The common prefixes it finds (descending
-    through lone "folders") become the first range boundaries, so a partitioned layout is listed
-    one partition per range from the start. S3's errors (NoSuchBucket, AccessDenied, a wrong
-    ExpectedBucketOwner) surface here, from botocore, before any worker starts.
+    Returns the response and ``(url, headers)`` of the request that was answered over HTTP, or
+    None when it was answered in process (botocore's Stubber, moto's ``mock_aws``). The request
+    is seen through the client's public ``before-send`` event: its URL (endpoint, addressing
+    style, after any redirect) and headers (the SigV4 scope names the Region). S3's errors
+    (NoSuchBucket, AccessDenied, a wrong ExpectedBucketOwner) surface here, from botocore.
     """
     client, bucket, prefix = job.s3_client, job.bucket, job.prefix
     seen: list[tuple[str, dict]] = []
@@ -396,8 +400,6 @@ def _probe(job: _Job, on_http=None) -> _Probe:
             seen.append(
                 (request.url, {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()})
             )
-            if on_http is not None and len(seen) == 1:
-                on_http()
         return None  # botocore sends it
 
     answers: list[object] = []
@@ -412,34 +414,32 @@ def _probe(job: _Job, on_http=None) -> _Probe:
     for event, handler in hooks:  # unique ids are unique across events
         client.meta.events.register(event, handler, unique_id=f"{unique_id}-{event}")
     try:
-        response = client.list_objects_v2(
-            Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=DISCOVERY_ENTRIES, **job.owner
-        )
+        response = client.list_objects_v2(Bucket=bucket, Prefix=prefix, **params, **job.owner)
     except ClientError as err:
         raise _listing_error(err, bucket, prefix) from err
     finally:
         for event, _ in hooks:
             client.meta.events.unregister(event, unique_id=f"{unique_id}-{event}")
+    over_http = seen and isinstance(answers[-1] if answers else None, urllib3.response.HTTPResponse)
+    return response, (seen[-1] if over_http else None)  # the last attempt worked (after any redirect)
+
+
+def _folders(job: _Job) -> tuple[list[str], str | None]:
+    """``(cuts, descend)``: the prefix's "folders" (a ``Delimiter="/"`` listing) as range boundaries,
+    so a partitioned layout is listed one partition per range; or a lone folder to look into."""
+    response, _ = _watched_list(job, Delimiter="/", MaxKeys=DISCOVERY_ENTRIES)
     groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
-    empty = not response.get("Contents") and not groups and not response.get("IsTruncated")
-    if not seen or not isinstance(answers[-1] if answers else None, urllib3.response.HTTPResponse):
-        return _Probe(
-            empty=empty,
-            reason="the probe was answered in process (a mock such as moto's mock_aws "
-            "or botocore's Stubber), not over HTTP",
-        )
     # A lone "folder" says nothing about where keys are: look further down, in the background.
-    descend = groups[0] if _lone_folder(response, groups) else None
-    url, headers = seen[-1]  # the last attempt is the one that worked (after any redirect)
-    endpoint, reason = _endpoint(job, url, headers, cuts=[] if descend else groups[1:], descend=descend)
-    return _Probe(endpoint, empty, reason)
+    if _lone_folder(response, groups):
+        return [], groups[0]
+    return groups[1:], None
 
 
-def _endpoint(job: _Job, url: str, headers: dict, *, cuts: list[str], descend: str | None):
-    """``(Endpoint, "")`` for the engine from the probe's request, or ``(None, why not)``."""
+def _endpoint(job: _Job, url: str, headers: dict):
+    """``(Endpoint, "")`` for the engine from the first page's request, or ``(None, why not)``."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        return None, f"the probe went to {parts.scheme}://, not HTTP(S)"
+        return None, f"the first request went to {parts.scheme}://, not HTTP(S)"
     authorization = headers.get("Authorization", "")
     scope = _SCOPE.search(authorization)
     if not _unsigned(job.s3_client) and (scope is None or not authorization.startswith("AWS4-HMAC-SHA256 ")):
@@ -460,9 +460,6 @@ def _endpoint(job: _Job, url: str, headers: dict, *, cuts: list[str], descend: s
         verify=verify,
         connect_timeout=float(config.connect_timeout or 60),
         read_timeout=float(config.read_timeout or 60),
-        # each "folder" found starts a range of its own (the first range holds everything before)
-        cuts=cuts,
-        descend=descend,
     )
     return endpoint, ""
 
