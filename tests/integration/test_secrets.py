@@ -2,13 +2,13 @@
 
 One subprocess runs ``xacct_map.local.demo.run_demo`` (the real DAG with ``dag.test()``, Airflow
 logging at DEBUG so the task logs, botocore's request and response lines included, reach stdout)
-with known base credentials in its environment and records every credential moto's STS issued (AssumeRole: the emulator's setup sessions and the
-lister role the source connection assumes). Then none of those secret keys and session tokens, nor
-the known base secret, may appear in stdout/stderr, the summary (with the XComs), any file of the
-run's AIRFLOW_HOME (task logs, the SQLite database with XComs and rendered fields), the Lambda logs,
-the manifest object (nothing but batches of source keys), its metadata sidecar, or the execution's
-input. At DEBUG, botocore prints AssumeRole replies and signed headers: :mod:`xacct_map.core.redact`
-blanks them.
+with known base credentials in its environment and records every credential moto's STS issued
+(AssumeRole: the emulator's setup sessions and the lister role the source connection assumes). Then
+none of those secret keys and session tokens, nor the known base secret, may appear in
+stdout/stderr, the summary (with the XComs), any file of the run's AIRFLOW_HOME (task logs, the
+SQLite database with XComs and rendered fields), the Lambda logs, the manifest object (nothing but
+batches of source keys), its metadata sidecar, or the execution's input. At DEBUG, botocore prints
+AssumeRole replies and signed headers: :mod:`xacct_map.core.redact` blanks them.
 """
 
 from __future__ import annotations
