@@ -17,9 +17,9 @@ $(UV):
 	$(TOOLS)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
 # The development environment: exactly what uv.lock says (Airflow, the amazon provider, moto, test
-# tools) and this package in editable mode.
+# tools) and this package in editable mode, compiled to bytecode once (not on every first run).
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
-	$(UV) sync --frozen --all-extras --python $(PYTHON)
+	$(UV) sync --frozen --all-extras --compile-bytecode --python $(PYTHON)
 	touch $@
 
 demo: setup

@@ -111,9 +111,8 @@ def test_listing_engine_reaches_the_listing(local_aws, capsys, monkeypatch, engi
     listing = xacct_map.core.build.iter_objects
 
     def recording(*a, **kw):
-        stats: dict = {}
-        yield from listing(*a, **kw, stats=stats)
-        used.append((kw["listing_engine"], stats["engine"]))
+        yield from listing(*a, **kw)
+        used.append((kw["listing_engine"], kw["stats"]["engine"]))
 
     monkeypatch.setattr(xacct_map.core.build, "iter_objects", recording)
     aws, pipeline = local_aws

@@ -278,13 +278,14 @@ def test_listing_engine_reaches_the_listing_with_the_sources_credentials(
     listing = build.iter_objects
 
     def recording(*a, **kw):
-        stats: dict = {}
-        yield from listing(*a, **kw, stats=stats)
-        used.append((kw["listing_engine"], stats["engine"], kw["credentials"] is not None))
+        yield from listing(*a, **kw)
+        used.append((kw["listing_engine"], kw["stats"]["engine"], kw["credentials"] is not None))
 
     monkeypatch.setattr(build, "iter_objects", recording)
     summary = _build(pipeline, listing_engine=engine).execute(run_context(f"run-engine-{engine}"))
     assert used == [(engine, expected, True)]
+    listing = summary["source"]["listing"]  # in the metadata: how it was listed, and how long it took
+    assert listing["engine"] == expected and listing["listing_seconds"] >= 0
     keys = [k for b in _manifest(aws, summary) for k in b["keys"]]
     assert sorted(keys) == sorted(_source_keys(aws, pipeline.source_bucket, pipeline.source_prefix))
     assert "listing_engine" in BuildKeyManifestOperator.template_fields

@@ -7,6 +7,7 @@ only what differs between them: credentials (Airflow connections or a boto3 prof
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -83,6 +84,7 @@ def listed_source(
     parallelism: int = 32,
 ) -> Source:
     """The source as a listing of ``s3://source_bucket/source_prefix`` with ``client`` (the source account's)."""
+    stats: dict = {}  # filled while listing: recorded in the metadata (engine, requests, seconds)
     objects = iter_objects(
         client,
         request.source_bucket,
@@ -92,6 +94,7 @@ def listed_source(
         credentials=credentials,  # the client's own credentials, refreshed for an assumed role
         verify=verify,
         parallelism=parallelism,
+        stats=stats,
     )
     description = {
         "type": "listing",
@@ -99,8 +102,16 @@ def listed_source(
         "prefix": request.source_prefix,
         "account_id": request.source_account_id,
         "region": getattr(getattr(client, "meta", None), "region_name", None),
+        "listing": stats,
     }
-    return Source(objects, description)
+    return Source(_timed(objects, stats), description)
+
+
+def _timed(objects: Iterable, stats: dict) -> Iterator:
+    """Pass ``objects`` on; record the seconds from the first request to the last object in ``stats``."""
+    started = time.monotonic()
+    yield from objects
+    stats["listing_seconds"] = round(time.monotonic() - started, 3)
 
 
 def inventory_source(request: ManifestRequest, reader, report: InventoryManifest) -> Source:

@@ -281,6 +281,8 @@ def _object_pages(job: _Job) -> Iterator[Iterable[S3Object]]:
     if job.stats is not None and endpoint is not None:
         job.stats["engine"] = "parallel"
     objects = list(_checked_objects(first.get("Contents", ()), job.bucket))
+    if job.stats is not None:
+        job.stats.update(first_page_keys=len(objects), workers=0)
     yield objects
     if not first.get("IsTruncated"):
         return
@@ -298,6 +300,8 @@ def _parallel_pages(job: _Job, endpoint, *, start_after: str) -> Iterator[Iterab
     bucket, prefix = job.bucket, job.prefix
     # Past ~3 parsers this process (making the objects) is the limit, so more would only idle.
     pool = WorkerPool(max(1, min(job.processes or min(os.cpu_count() or 1, 3), job.parallelism)))
+    if job.stats is not None:
+        job.stats["workers"] = len(pool.procs)
     try:  # the workers import while the folders are looked for
         endpoint.cuts, endpoint.descend = _folders(job)
     except BaseException:
