@@ -50,6 +50,11 @@ def processor_dir() -> Path:
     return home() / "functions" / "processor"
 
 
+def processor_sdk_dir() -> Path:
+    """The processor SDK's files (``xacct_map/processor/``), zipped into every processor Lambda."""
+    return _PACKAGE_DIR / "processor"
+
+
 def dags_dir() -> Path:
     """The folder holding the ready-made DAG ``xacct_distributed_map``."""
     return home() / "dags"
