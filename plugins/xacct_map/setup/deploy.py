@@ -492,8 +492,7 @@ def deploy_pipeline(
       ``airflow_trust`` (the principal that may assume it: an AWS ARN, or a service such as
       ``airflow-env.amazonaws.com``), since only the caller knows where Airflow runs.
 
-    The source account's side (bucket policy, lister role) is not touched: it belongs to another
-    account; ``xacct-map policy`` prints it.
+    The source account's side (bucket policy, lister role) is not touched: ``xacct-map policy`` prints it.
 
     :param client: ``client(service_name)`` -> a boto3 client of the pipeline account in ``inputs.region``.
     """

@@ -32,6 +32,8 @@ HANDLER = f"{ENTRY_MODULE}.handler"
 LAMBDA_PYTHON = "3.12"  # the Runtime deploy creates (python3.12)
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 _EXTENSIONS = (".so", ".pyd", ".dylib")
+# Installer bookkeeping that differs between runs (uv's cache timestamp, its lock file): not packaged.
+_INSTALLER_FILES = {".lock", "uv_cache.json", "direct_url.json", "INSTALLER", "REQUESTED"}
 _SDK_STUB = b'"""xacct-map\'s processor SDK, as packaged into a Lambda zip (only xacct_map.processor)."""\n'
 
 
@@ -112,11 +114,11 @@ def entry_source(spec: ProcessorSpec) -> bytes:
     ).encode()
 
 
-def _tree(root: Path, prefix: str) -> dict[str, bytes]:
+def _tree(root: Path, prefix: str, skip: set[str] | frozenset[str] = frozenset()) -> dict[str, bytes]:
     files = {}
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if path.is_dir() or _SKIP_DIRS & set(relative.parts) or path.suffix in (".pyc", ".pyo"):
+        if path.is_dir() or _SKIP_DIRS & set(relative.parts) or path.suffix in (".pyc", ".pyo") or path.name in skip:
             continue
         files[f"{prefix}{relative.as_posix()}"] = path.read_bytes()
     return files
@@ -168,7 +170,7 @@ def processor_files(spec: ProcessorSpec, requirements: Path | None = None) -> di
     if requirements is not None:
         with tempfile.TemporaryDirectory(prefix="xacct-map-requirements-") as target:
             install_requirements(requirements, Path(target))
-            files.update(_tree(Path(target), ""))
+            files.update(_tree(Path(target), "", _INSTALLER_FILES))
     if spec.path.is_file():
         files[spec.path.name] = spec.path.read_bytes()
     else:
