@@ -120,6 +120,13 @@ def _processor_arguments(parser) -> None:
         metavar="REQUIREMENTS.txt",
         help="pure-Python packages to install into the processor's zip (pip or uv, wheels for Lambda's Python)",
     )
+    parser.add_argument(
+        "--processor-env",
+        action="append",
+        default=None,
+        metavar="NAME=VALUE",
+        help="an environment variable of the processor function (repeatable), e.g. DEST_BUCKET=my-copies",
+    )
     parser.add_argument("--memory", type=int, default=None, help="processor memory in MB (default 1024)")
     parser.add_argument("--timeout", type=int, default=None, help="processor timeout in seconds (default 900)")
     parser.add_argument(
@@ -207,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
             processor=deploy.ProcessorOptions(
                 spec=args.processor,
                 requirements=args.processor_requirements,
+                environment=deploy.parse_environment(args.processor_env),
                 memory=args.memory,
                 timeout=args.timeout,
                 ephemeral_storage=args.ephemeral_storage,

@@ -132,3 +132,22 @@ def format_estimate(e: Estimate, seconds_per_batch: float | None = None) -> str:
             "data transfer, logs and KMS not included",
         ]
     )
+
+
+def estimate_manifest(
+    manifest: dict, *, region: str | None, max_items_per_batch: int = 100, seconds_per_batch: float | None = None
+) -> Estimate:
+    """The estimate of a built manifest (the manifest task's XCom, ``ManifestSummary.as_dict()``).
+
+    The flat and keys layouts record no batches: ItemBatcher makes them at run time, by
+    ``max_items_per_batch`` (the deploy's ``--max-items-per-batch``, default 100).
+    """
+    return estimate(
+        objects=int(manifest.get("object_count") or 0),
+        total_bytes=int(manifest.get("total_bytes") or 0),
+        batches=manifest.get("batch_count"),
+        layout=str(manifest.get("layout") or "batched"),
+        max_items_per_batch=max_items_per_batch,
+        region=region or "us-east-1",
+        seconds_per_batch=seconds_per_batch,
+    )

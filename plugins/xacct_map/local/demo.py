@@ -45,8 +45,13 @@ def _command(args) -> int:
     from xacct_map.setup.packaging import PackagingError
 
     try:
-        summary = run_demo(batch_keys=args.batch_keys, dags_folder=args.dags_folder, **workload_kwargs(args))
-    except (PackagingError, FileNotFoundError) as err:
+        options = workload_kwargs(args)  # ValueError: a bad --processor-env
+    except ValueError as err:
+        print(f"xacct-map demo: {err}", file=sys.stderr)
+        return 2
+    try:
+        summary = run_demo(batch_keys=args.batch_keys, dags_folder=args.dags_folder, **options)
+    except (PackagingError, FileNotFoundError) as err:  # the processor or --source-dir, named
         print(f"xacct-map demo: {err}", file=sys.stderr)
         return 2
     print(format_summary(summary))

@@ -31,6 +31,13 @@ def add_workload_arguments(parser) -> None:
         "--processor-requirements", default=None, metavar="REQUIREMENTS.txt", help="pure-Python packages for it"
     )
     parser.add_argument(
+        "--processor-env",
+        action="append",
+        default=None,
+        metavar="NAME=VALUE",
+        help="an environment variable of the processor function (repeatable)",
+    )
+    parser.add_argument(
         "--child-execution-type",
         choices=("STANDARD", "EXPRESS"),
         default="STANDARD",
@@ -40,12 +47,16 @@ def add_workload_arguments(parser) -> None:
 
 def workload_kwargs(args) -> dict:
     """:meth:`~xacct_map.local.emulator.LocalAws.deploy` keyword arguments from :func:`add_workload_arguments`."""
-    from xacct_map.setup.deploy import ProcessorOptions
+    from xacct_map.setup.deploy import ProcessorOptions, parse_environment
 
     return {
         "objects": args.objects,
         "object_size": args.object_size,
         "source_dir": args.source_dir,
-        "processor": ProcessorOptions(spec=args.processor, requirements=args.processor_requirements),
+        "processor": ProcessorOptions(
+            spec=args.processor,
+            requirements=args.processor_requirements,
+            environment=parse_environment(args.processor_env),
+        ),
         "child_execution_type": args.child_execution_type,
     }

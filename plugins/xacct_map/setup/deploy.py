@@ -279,6 +279,17 @@ FUNCTION_SETTINGS = {
 }
 
 
+def parse_environment(pairs: list[str] | None) -> dict[str, str]:
+    """``["NAME=value", ...]`` (``--processor-env``) as a dict; raises ``ValueError`` naming a bad one."""
+    environment = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+            raise ValueError(f"--processor-env {pair!r}: expected NAME=value (NAME: letters, digits, _)")
+        environment[name] = value
+    return environment
+
+
 def function_settings(
     *, memory: int | None = None, timeout: int | None = None, ephemeral_storage: int | None = None
 ) -> dict:
@@ -434,12 +445,14 @@ class ProcessorOptions:
     :ivar spec: the user's function, ``FILE.py:FUNCTION`` or ``PACKAGE_DIR:FUNCTION`` (default: the
         built-in checksum processor), packaged with the SDK (:mod:`xacct_map.setup.packaging`).
     :ivar requirements: a requirements file of pure-Python packages installed into the zip.
+    :ivar environment: the function's own environment variables (beside ``SOURCE_ACCOUNT_ID``).
     :ivar memory: MB; :ivar timeout: seconds; :ivar ephemeral_storage: /tmp in MB (Lambda's defaults
         of :data:`FUNCTION_SETTINGS` where None).
     """
 
     spec: Any = None
     requirements: Path | str | None = None
+    environment: dict | None = None
     memory: int | None = None
     timeout: int | None = None
     ephemeral_storage: int | None = None
@@ -544,8 +557,11 @@ def _deploy_processor(
 ) -> tuple[str | None, str]:
     """The processor role, log group and Lambda; or, with ``inputs.processor_arn``, that function as is."""
     if inputs.processor_arn:
-        if options.spec or options.requirements:
-            raise ValueError("--processor-arn names an existing function: give it without --processor")
+        if options.spec or options.requirements or options.environment:
+            raise ValueError(
+                "--processor-arn names an existing function: give it without --processor, "
+                "--processor-requirements or --processor-env (configure that function itself)"
+            )
         return None, inputs.processor_arn
     settings = function_settings(
         memory=options.memory, timeout=options.timeout, ephemeral_storage=options.ephemeral_storage
@@ -564,7 +580,7 @@ def _deploy_processor(
         inputs.function,
         role_arn,
         code,
-        environment={"SOURCE_ACCOUNT_ID": inputs.source_account},
+        environment={**(options.environment or {}), "SOURCE_ACCOUNT_ID": inputs.source_account},
         settings=settings,
         changes=changes,
     )
