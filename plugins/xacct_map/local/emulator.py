@@ -158,6 +158,24 @@ def _run_express_children_as_standard() -> None:
     AmazonStateLanguageParser.parse = staticmethod(parse_express_as_standard)  # type: ignore[method-assign,assignment]
 
 
+def _apply_ephemeral_storage_updates() -> None:
+    """moto 5.2.5's UpdateFunctionConfiguration ignores ``EphemeralStorage`` (CreateFunction keeps it):
+    apply it, as Lambda does, so a deploy that changes ``--ephemeral-storage`` converges."""
+    from moto.awslambda.models import LambdaFunction
+
+    if getattr(LambdaFunction.update_configuration, "xacct_map_bridge", False):
+        return
+    update = LambdaFunction.update_configuration
+
+    def update_configuration(self, config_updates):
+        if "EphemeralStorage" in config_updates:
+            self.ephemeral_storage = config_updates["EphemeralStorage"]["Size"]
+        return update(self, config_updates)
+
+    update_configuration.xacct_map_bridge = True  # type: ignore[attr-defined]
+    LambdaFunction.update_configuration = update_configuration  # type: ignore[method-assign]
+
+
 class LocalAws:
     """Start moto's server on 127.0.0.1 with Step Functions execution and the local Lambda runtime.
 
@@ -192,6 +210,7 @@ class LocalAws:
         self.runtime.install()
         _explain_unsupported_calls()
         _run_express_children_as_standard()
+        _apply_ephemeral_storage_updates()
         return self
 
     def __exit__(self, *exc) -> None:
