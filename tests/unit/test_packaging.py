@@ -105,3 +105,15 @@ def test_function_settings_are_validated():
     }
     with pytest.raises(ValueError, match=r"--timeout 901 is outside Lambda's range 1-900"):
         deploy.function_settings(timeout=901)
+
+
+@pytest.mark.parametrize("command", ["demo", "airflow"])
+def test_demo_and_airflow_take_the_processor_options(command, capsys):
+    from xacct_map import cli
+
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    out = capsys.readouterr().out
+    for option in ("--processor", "--processor-requirements", "--processor-env", "--source-dir", "--object-size"):
+        assert option in out, (command, option)
+    assert "--child-execution-type" in out

@@ -55,6 +55,11 @@ def processor_sdk_dir() -> Path:
     return _PACKAGE_DIR / "processor"
 
 
+def examples_dir() -> Path:
+    """The example processors (``examples/``): ``xacct-map demo --processor <examples>/copy_objects.py:process``."""
+    return home() / "examples"
+
+
 def dags_dir() -> Path:
     """The folder holding the ready-made DAG ``xacct_distributed_map``."""
     return home() / "dags"
