@@ -31,7 +31,7 @@ def process(obj):
         data = body.read()
     if b"poison" in data:
         raise ValueError("poisoned object")
-    return {"length": len(data), "account": obj.context.source_account}
+    return {"length": len(data), "account": obj.context.source_account, "execution": obj.context.execution}
 """
 
 
@@ -111,6 +111,8 @@ def test_the_deployed_function_runs_on_every_object_and_a_raising_one_is_named(l
     runs = [i for i in aws.runtime.invocations if i.function_name == "xacct-map-proc-test" and i.ok]
     results = {r["key"]: r["result"] for i in runs for r in i.result["results"]}
     assert set(results) == set(keys) and all(r["account"] == SOURCE_ACCOUNT for r in results.values())
+    # The run context names the parent execution (the state machine passes $$.Execution.Id).
+    assert {r["execution"] for r in results.values()} == {execution["executionArn"]}
 
     poisoned = pipeline.source_prefix + "poison/pill.txt"
     aws.client("s3", SOURCE_ACCOUNT).put_object(Bucket=pipeline.source_bucket, Key=poisoned, Body=b"poison")

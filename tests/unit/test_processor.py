@@ -191,12 +191,18 @@ def test_no_object_is_started_near_the_deadline(s3):
     def process(obj: S3Object):
         time.sleep(0.2)
 
-    keys = [f"k{i:02d}" for i in range(10)]
+    keys = [f"k{i:02d}" for i in range(20)]  # 2 s of work on 2 threads, 1 s left, stop at 0.2 s left
     with pytest.raises(DeadlineReached, match=r"objects not started before the Lambda deadline .*s3://src/k\d\d") as e:
         processor.process_batch(
-            process, {"bucket": "src", "keys": keys}, Context(1_300), concurrency=2, deadline_margin_ms=1000
+            process, {"bucket": "src", "keys": keys}, Context(1_000), concurrency=2, deadline_margin_ms=200
         )
-    assert "of 10 objects not started" in str(e.value) and "of 10 processed" in str(e.value)
+    assert "of 20 objects not started" in str(e.value) and "of 20 processed" in str(e.value)
+
+
+def test_a_short_timeout_still_leaves_most_of_it_for_work(s3):
+    # 30 s default margin, but only 2 s left: a quarter (0.5 s) is kept, so objects do start.
+    result = processor.process_batch(lambda obj: 1, {"bucket": "src", "keys": ["a", "b"]}, Context(2_000))
+    assert result["objects"] == 2
 
 
 def test_results_over_a_states_limit_are_refused(s3):

@@ -131,7 +131,8 @@ def process_batch(
 
     :param concurrency: threads per batch (default ``XACCT_MAP_CONCURRENCY`` or 8): for I/O-bound work.
     :param deadline_margin_ms: no object is started once less than this is left before the Lambda
-        deadline (default ``XACCT_MAP_DEADLINE_MARGIN_MS`` or 30,000).
+        deadline (default ``XACCT_MAP_DEADLINE_MARGIN_MS`` or 30,000), and at most a quarter of the
+        time the invocation had when it started (a 20 s timeout stops taking objects at 5 s left).
     :param errors_shown: how many failed keys the error message names.
     :param client: an S3 client to read with (default: one per source Region, :func:`s3_client`).
     :raises ObjectsFailed: an object's function raised (the other objects are still processed and counted).
@@ -141,13 +142,10 @@ def process_batch(
     run, refs = parse_event(event)
     objects = [S3Object(ref, run, client) for ref in refs]
     started = time.monotonic()
-    outcome = _run(
-        process,
-        objects,
-        context,
-        concurrency or _env_int("XACCT_MAP_CONCURRENCY", 8),
-        _env_int("XACCT_MAP_DEADLINE_MARGIN_MS", 30_000) if deadline_margin_ms is None else deadline_margin_ms,
-    )
+    margin = _env_int("XACCT_MAP_DEADLINE_MARGIN_MS", 30_000) if deadline_margin_ms is None else deadline_margin_ms
+    # A short timeout still leaves three quarters of it for work.
+    margin = min(margin, int(_remaining_ms(context) / 4)) if _remaining_ms(context) != float("inf") else margin
+    outcome = _run(process, objects, context, concurrency or _env_int("XACCT_MAP_CONCURRENCY", 8), margin)
     summary = _summary(outcome)
     print(
         json.dumps(
