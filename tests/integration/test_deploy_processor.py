@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import shutil
 import time
 import zipfile
@@ -242,3 +243,31 @@ def test_requirements_are_installed_into_the_zip_and_import_in_the_sandbox(local
     )
     error = json.loads(response["Payload"].read())
     assert error["errorType"] == "Runtime.ImportModuleError" and "No module named 'tinyfmt'" in error["errorMessage"]
+
+
+def test_the_lambda_deadline_is_real_locally(local_aws, tmp_path):
+    """--timeout 2: the SDK stops taking objects before it (DeadlineReached, naming them); a function
+    that outlives it is killed as Lambda kills it (Sandbox.Timedout)."""
+    aws, pipeline = local_aws
+    (tmp_path / "slow.py").write_text(
+        "import time\n\ndef process(obj):\n    time.sleep(5 if obj.key.endswith('stuck') else 0.4)\n"
+    )
+    args = ("--processor", f"{tmp_path / 'slow.py'}:process", "--timeout", "2")
+    assert _deploy(aws, pipeline, *args, "--processor-env", "XACCT_MAP_CONCURRENCY=1", name="xacct-map-slow")[0] == 0
+    lmb = aws.client("lambda")
+    keys = [f"k{i}" for i in range(10)]
+    started = time.monotonic()
+    response = lmb.invoke(FunctionName="xacct-map-slow", Payload=json.dumps({"bucket": "b", "keys": keys}))
+    error = json.loads(response["Payload"].read())
+    assert error["errorType"] == "DeadlineReached", error
+    assert "objects not started before the Lambda deadline" in error["errorMessage"]
+    left = int(re.match(r"(\d+) of 10 objects not started", error["errorMessage"]).group(1))
+    assert 3 <= left <= 8 and f"{10 - left} of 10 processed" in error["errorMessage"]
+    assert f": s3://b/k{10 - left}; " in error["errorMessage"]  # the first one left is named
+    assert time.monotonic() - started < 2.5
+    response = lmb.invoke(FunctionName="xacct-map-slow", Payload=json.dumps({"bucket": "b", "keys": ["stuck"]}))
+    error = json.loads(response["Payload"].read())
+    assert error == {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 2.00 seconds"}
+    # The killed sandbox was replaced: the function still answers.
+    response = lmb.invoke(FunctionName="xacct-map-slow", Payload=json.dumps({"bucket": "b", "keys": ["k0"]}))
+    assert json.loads(response["Payload"].read())["objects"] == 1

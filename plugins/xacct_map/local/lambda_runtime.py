@@ -24,6 +24,7 @@ import io
 import json
 import os
 import queue
+import select
 import subprocess
 import sys
 import tempfile
@@ -121,22 +122,41 @@ class Invocation:
 
 
 class _Sandbox:
+    """One warm worker process; an invocation past the function's Timeout kills it (a fresh one replaces
+    it) and fails as Lambda's does: ``Sandbox.Timedout``, "Task timed out after N seconds"."""
+
     def __init__(self, code_dir: Path, handler: str, env: dict, log_path: Path):
-        self.process = subprocess.Popen(
-            # -I: no PYTHONPATH, no user site, no script folder: the function's code comes from code_dir only.
-            [sys.executable, "-I", __file__, str(code_dir), handler, str(log_path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-            encoding="utf-8",
+        # -I: no PYTHONPATH, no user site, no script folder: the function's code comes from code_dir only.
+        self._argv = [sys.executable, "-I", __file__, str(code_dir), handler, str(log_path)]
+        self._env = env
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            self._argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self._env, text=True, encoding="utf-8"
         )
 
+    def _restart(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.process = self._start()
+
     def call(self, event_json: str, timeout_s: float) -> tuple[bool, object]:
-        self.process.stdin.write(f"[{float(timeout_s)}, {event_json.replace(chr(10), ' ')}]\n")  # type: ignore[union-attr]  # Popen(stdin=PIPE, stdout=PIPE)
-        self.process.stdin.flush()  # type: ignore[union-attr]  # Popen(stdin=PIPE, stdout=PIPE)
-        line = self.process.stdout.readline()  # type: ignore[union-attr]  # Popen(stdin=PIPE, stdout=PIPE)
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None  # Popen(stdin=PIPE, stdout=PIPE)
+        stdin.write(f"[{float(timeout_s)}, {event_json.replace(chr(10), ' ')}]\n")
+        stdin.flush()
+        # One line out per line in: nothing is buffered before this call, so select() sees the answer.
+        ready, _, _ = select.select([stdout], [], [], timeout_s + 0.5)
+        if not ready:
+            self._restart()
+            return False, {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": f"Task timed out after {timeout_s:.2f} seconds",
+            }
+        line = stdout.readline()
         if not line:
+            self._restart()
             return False, {"errorMessage": "sandbox process exited", "errorType": "Runtime.ExitError"}
         ok, payload = json.loads(line)
         return ok, payload

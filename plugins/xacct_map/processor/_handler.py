@@ -111,6 +111,8 @@ def _raise_for(outcome: _Outcome, summary: dict, total: int, shown: int) -> None
         raise ObjectsFailed(f"{len(failed)} of {total} objects failed: {names}{more}{left}; {done}")
     if outcome.not_started:
         names = "; ".join(_describe(obj) for obj in outcome.not_started[:shown])
+        if len(outcome.not_started) > shown:
+            names += f"; and {len(outcome.not_started) - shown} more"
         raise DeadlineReached(
             f"{len(outcome.not_started)} of {total} objects not started before the Lambda deadline "
             f"(raise --timeout or lower the batch size): {names}; {done}"
