@@ -15,9 +15,12 @@ class RunContext:
     :ivar source_account: the account that must own the source bucket (sent as ``ExpectedBucketOwner``);
         from the event's ``source.account_id``, else the ``SOURCE_ACCOUNT_ID`` environment variable.
     :ivar source_region: the source bucket's Region (the S3 client is made there).
-    :ivar execution: the parent execution's ARN, when the state machine passes it.
-    :ivar dag_id: the Airflow DAG, when the execution input carries ``run``.
-    :ivar run_id: the Airflow DAG run, when the execution input carries ``run``.
+    :ivar execution: the parent execution's ARN (the shipped state machines pass ``$$.Execution.Id``;
+        its name is derived from the DAG id and run id, :func:`xacct_map.core.naming.execution_name`).
+    :ivar dag_id: the Airflow DAG, when the batch carries ``run`` (a state machine of your own can
+        pass the execution input's ``"run.$": "$.run"``; the shipped ones do not, so that executions
+        started without ``run`` still work).
+    :ivar run_id: the Airflow DAG run, likewise.
     :ivar extra: the rest of the batch's context (``source``, ``BatchInput``), as given.
     """
 
