@@ -501,9 +501,8 @@ def deploy_pipeline(
       ``asl/distributed_map.asl.json``, each manifest item a batch; ``flat`` is
       ``asl/distributed_map_flat.asl.json``, one item per object in ``manifest_format`` grouped by
       ItemBatcher into ``max_items_per_batch``), its children ``child_execution_type`` workflows;
-    * the Airflow role's inline policy, when the role exists; it is created only with
-      ``airflow_trust`` (the principal that may assume it: an AWS ARN, or a service such as
-      ``airflow-env.amazonaws.com``), since only the caller knows where Airflow runs.
+    * the Airflow role's inline policy, when the role exists; created only with ``airflow_trust`` (an
+      AWS ARN or a service such as ``airflow-env.amazonaws.com``: only the caller knows where Airflow runs).
 
     The source account's side (bucket policy, lister role) is not touched: ``xacct-map policy`` prints it.
 
@@ -521,7 +520,6 @@ def deploy_pipeline(
     changes: Changes = []
     notes: list[str] = []
     documents = policies.all_documents(replace(inputs, result_writer=True))
-    iam = client("iam")
     ensure_bucket(
         client("s3"),
         inputs.inventory_bucket,
@@ -536,7 +534,7 @@ def deploy_pipeline(
     )
     machine_role_arn, machine_arn = _deploy_state_machine(client, inputs, documents, function_arn, machine, changes)
     airflow_role_arn = _ensure_airflow_role(
-        iam, inputs, documents["airflow_role_policy"], airflow_trust, changes, notes
+        client("iam"), inputs, documents["airflow_role_policy"], airflow_trust, changes, notes
     )
     notes.extend(_source_account_notes(inputs))
     return PipelineDeployment(
