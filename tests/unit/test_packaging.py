@@ -111,8 +111,7 @@ def test_function_settings_are_validated():
 def test_demo_and_airflow_take_the_processor_options(command, capsys):
     from xacct_map import cli
 
-    with pytest.raises(SystemExit):
-        cli.main([command, "--help"])
+    assert cli.main([command, "--help"]) == 0
     out = capsys.readouterr().out
     for option in ("--processor", "--processor-requirements", "--processor-env", "--source-dir", "--object-size"):
         assert option in out, (command, option)
