@@ -626,6 +626,7 @@ class StartDistributedMapOperator(AwsBaseOperator[DistributedMapHook]):
         payload = json.dumps(body, sort_keys=True, separators=(",", ":"))
         if require_native(self.dry_run, bool, "dry_run"):
             self.log.info("Dry run: would start %s as %s with input %s", self.state_machine_arn, arn, payload)
+            self._log_estimate()
             raise AirflowSkipException(
                 f"dry run: manifest s3://{body['manifest']['bucket']}/{body['manifest']['key']} "
                 "built, no execution started"
@@ -661,6 +662,14 @@ class StartDistributedMapOperator(AwsBaseOperator[DistributedMapHook]):
             execution_arn=arn,
         )
         return arn
+
+    def _log_estimate(self) -> None:
+        """Dry run (issue 13): what the run would do and cost at the pipeline Region's list prices."""
+        from xacct_map.core.estimate import estimate_manifest, format_estimate
+
+        if isinstance(self.manifest, dict) and "object_count" in self.manifest:
+            region = self.hook.conn_region_name
+            self.log.info("Dry run %s", format_estimate(estimate_manifest(self.manifest, region=region)))
 
     def _handle_existing(self, arn: str, payload: str) -> None:
         existing = self.hook.describe_execution(arn)

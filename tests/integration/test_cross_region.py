@@ -346,12 +346,18 @@ def handler_module():
 def test_processor_sends_expected_owner_on_every_get(local_aws, proxy, handler_module, monkeypatch, from_env):
     aws, pipeline = local_aws
     keys = [pipeline.source_prefix + "with space/file 1.txt", pipeline.source_prefix + "plus+sign/a+b=c.txt"]
-    handler_module._clients[None] = boto3.client(
-        "s3",
-        region_name="us-east-1",
-        endpoint_url=proxy.url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+    from xacct_map.processor import _objects
+
+    monkeypatch.setitem(
+        _objects._clients,
+        None,
+        boto3.client(
+            "s3",
+            region_name="us-east-1",
+            endpoint_url=proxy.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ),
     )
     event = {"bucket": pipeline.source_bucket, "keys": keys, "bytes": 0, "source": {"bucket": pipeline.source_bucket}}
     if from_env:

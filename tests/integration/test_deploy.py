@@ -275,8 +275,8 @@ def test_changed_function_code_is_uploaded_once(local_aws, first_and_second, tmp
         function=NAMES["function"],
         state_machine_role=NAMES["state_machine_role"],
     )
-    (tmp_path / "handler.py").write_text("def handler(event, context=None):\n    return {'objects': 0}\n")
-    kwargs = dict(max_concurrency=20, function_dir=tmp_path)
+    (tmp_path / "job.py").write_text("def process(obj):\n    return None\n")
+    kwargs = dict(max_concurrency=20, processor=deploy.ProcessorOptions(spec=f"{tmp_path / 'job.py'}:process"))
     changed = deploy.deploy_pipeline(aws.client, inputs, **kwargs)
     assert changed.changes == (f"updated function {NAMES['function']}: code",)
     assert deploy.deploy_pipeline(aws.client, inputs, **kwargs).changes == ()

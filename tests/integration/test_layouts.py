@@ -394,7 +394,7 @@ def test_flat_asl_renders_with_item_batcher_and_the_reader_for_each_format(fmt, 
     assert state["ItemBatcher"] == {
         "MaxItemsPerBatch": 250,
         "MaxInputBytesPerBatch": 128 * 1024,
-        "BatchInput": {"source.$": "$.source"},
+        "BatchInput": {"source.$": "$.source", "execution.$": "$$.Execution.Id"},
     }
     assert state["ItemSelector"] == {"Bucket.$": "$$.Map.Item.Value.Bucket", "Key.$": "$$.Map.Item.Value.Key"}
     assert state["MaxConcurrency"] == 50 and isinstance(state["ToleratedFailurePercentage"], float)

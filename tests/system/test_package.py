@@ -46,16 +46,27 @@ def test_the_bundled_files_are_the_sources():
     """asl/, functions/ and dags/ ship in the package: byte for byte the repository's top-level folders."""
     sources = sorted(
         p.relative_to(ROOT)
-        for folder in ("asl", "functions", "dags")
+        for folder in ("asl", "functions", "dags", "examples")
         for p in (ROOT / folder).rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     )
-    assert sources and {"asl", "functions", "dags"} == {p.parts[0] for p in sources}
+    assert sources and {"asl", "functions", "dags", "examples"} == {p.parts[0] for p in sources}
     for relative in sources:
         assert (resources.home() / relative).read_bytes() == (ROOT / relative).read_bytes(), relative
     assert resources.asl_path().name == "distributed_map.asl.json" and resources.asl_path("flat").is_file()
     assert (resources.processor_dir() / "handler.py").is_file()
     assert (resources.dags_dir() / "xacct_distributed_map.py").is_file()
+    assert (resources.examples_dir() / "copy_objects.py").is_file()
+
+
+def test_the_processor_sdk_and_the_price_table_ship_in_the_package():
+    """``deploy --processor`` zips the SDK from the installed package; the estimate reads its price table."""
+    from xacct_map.core.estimate import PRICES_FILE, load_prices
+    from xacct_map.setup.packaging import package_processor
+
+    assert (resources.processor_sdk_dir() / "_handler.py").is_file()
+    assert PRICES_FILE.is_file() and load_prices()["as_of"]
+    assert package_processor(f"{resources.examples_dir() / 'validate_records.py'}:process")
 
 
 @pytest.mark.skipif(not INSTALLED, reason="an editable install reads the checkout itself")

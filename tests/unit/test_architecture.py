@@ -68,7 +68,7 @@ def part_of(name: str) -> str:
     parts = name.split(".")
     if len(parts) == 1:
         return "root"
-    return parts[1] if parts[1] in {"core", "_engine", "setup", "cli", "local"} else "shell"
+    return parts[1] if parts[1] in {"core", "_engine", "setup", "cli", "local", "processor"} else "shell"
 
 
 def _is(target: str, prefix: str) -> bool:
@@ -80,7 +80,7 @@ def _is(target: str, prefix: str) -> bool:
 
 def no_airflow_anywhere(name: str, imports: list[Import]) -> list[str]:
     """core/, _engine/ and the package root import no airflow, not even lazily or for type checking."""
-    if part_of(name) not in {"core", "_engine", "root"}:
+    if part_of(name) not in {"core", "_engine", "root", "processor"}:
         return []
     return [f"{name}:{i.line} imports {i.target}" for i in imports if _is(i.target, "airflow")]
 
@@ -93,6 +93,17 @@ def engine_is_self_contained(name: str, imports: list[Import]) -> list[str]:
         f"{name}:{i.line} imports {i.target}"
         for i in imports
         if _is(i.target, "xacct_map") and not _is(i.target, "xacct_map._engine")
+    ]
+
+
+def processor_is_self_contained(name: str, imports: list[Import]) -> list[str]:
+    """processor/ (shipped inside the Lambda zip) imports nothing of xacct_map outside processor/."""
+    if part_of(name) != "processor":
+        return []
+    return [
+        f"{name}:{i.line} imports {i.target}"
+        for i in imports
+        if _is(i.target, "xacct_map") and not _is(i.target, "xacct_map.processor")
     ]
 
 
@@ -142,6 +153,7 @@ def nothing_below_imports_cli_or_shells(name: str, imports: list[Import]) -> lis
     """core/, _engine/ and setup/ never reach up into cli/ or the Airflow shells; shells never into cli/."""
     above = {
         "core": {"cli", "shell", "local"},
+        "processor": {"cli", "shell", "local"},
         "_engine": {"cli", "shell", "local"},
         "setup": {"cli", "shell", "local"},
         "shell": {"cli", "local"},
@@ -156,6 +168,7 @@ def nothing_below_imports_cli_or_shells(name: str, imports: list[Import]) -> lis
 RULES = [
     no_airflow_anywhere,
     engine_is_self_contained,
+    processor_is_self_contained,
     core_uses_only_core_and_the_engine,
     engine_entered_by_its_package_only,
     setup_uses_core_only,
@@ -196,6 +209,7 @@ def test_command_modules_import_nothing_heavy_at_module_level():
 BREAKS = {
     no_airflow_anywhere: ("xacct_map.core.x", "def f():\n    from airflow.sdk import Context\n"),
     engine_is_self_contained: ("xacct_map._engine.x", "from xacct_map.core.naming import execution_name\n"),
+    processor_is_self_contained: ("xacct_map.processor.x", "from xacct_map import __version__\n"),
     core_uses_only_core_and_the_engine: ("xacct_map.core.x", "from xacct_map.setup import policies\n"),
     engine_entered_by_its_package_only: ("xacct_map.core.listing", "from xacct_map._engine.coordinator import X\n"),
     setup_uses_core_only: ("xacct_map.setup.x", "from airflow.models import DAG\n"),

@@ -81,5 +81,5 @@ def test_function_package_has_handler_at_root_and_is_reproducible():
     code = package_function()
     assert code == package_function()
     with zipfile.ZipFile(io.BytesIO(code)) as archive:
-        assert "handler.py" in archive.namelist()
-        assert "def handler(" in archive.read("handler.py").decode()
+        assert {"handler.py", "xacct_map_entry.py", "xacct_map/processor/__init__.py"} <= set(archive.namelist())
+        assert "from handler import process as _process" in archive.read("xacct_map_entry.py").decode()

@@ -741,3 +741,19 @@ def test_cli_rejects_an_unknown_document_name(policy_cli, capsys):
     )
     assert code == 2
     assert "invalid choice: 'everything'" in capsys.readouterr().err
+
+
+def test_processor_arn_is_the_function_the_state_machine_may_invoke(capsys):
+    """``--processor-arn``: invoke exactly that function; a version or alias ARN is refused, named."""
+    import json as _json
+
+    from xacct_map import cli
+
+    arn = "arn:aws:lambda:us-east-1:222222222222:function:their-processor"
+    argv = ["policy", "--source-bucket", "src", "--source-account", "111111111111", "--pipeline-account"]
+    argv += ["222222222222", "--only", "state_machine_role_policy", "--processor-arn", arn]
+    assert cli.main(argv) == 0
+    statements = {s["Sid"]: s for s in _json.loads(capsys.readouterr().out)["Statement"]}
+    assert statements["XacctMapInvokeProcessor"]["Resource"] == [arn, f"{arn}:*"]
+    assert cli.main(argv[:-1] + [f"{arn}:7"]) == 2
+    assert "is not an unqualified Lambda function ARN" in capsys.readouterr().err

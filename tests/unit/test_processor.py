@@ -1,19 +1,28 @@
-"""The processor Lambda's handler, as deployed, against moto in-process."""
+"""The processor SDK (:mod:`xacct_map.processor`) and the built-in checksum processor written with it,
+against moto in-process: every item shape, streaming, ExpectedBucketOwner, threads, deadline, failures."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
+import threading
+import time
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
+from xacct_map import processor
+from xacct_map.processor import DeadlineReached, ObjectsFailed, ResultTooLarge, S3Object, lambda_handler
 from xacct_map.setup.resources import processor_dir
+
+BODIES = {"a b+c.txt": b"hello", "ünï/ke y%2F": b"x" * 3_000_000, "empty": b"", "lines.jsonl": b'{"a":1}\n{"a":2}\n'}
 
 
 @pytest.fixture
-def handler_module():
+def builtin():
     spec = importlib.util.spec_from_file_location("processor_handler", processor_dir() / "handler.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -21,50 +30,202 @@ def handler_module():
 
 
 @pytest.fixture
-def bucket():
+def s3():
     with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket="src")
-        for key, body in {"a b+c.txt": b"hello", "ünï/ke y%2F": b"x" * 3_000_000, "empty": b""}.items():
-            s3.put_object(Bucket="src", Key=key, Body=body)
-        yield s3
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="src")
+        for key, body in BODIES.items():
+            client.put_object(Bucket="src", Key=key, Body=body)
+        processor._objects._clients.clear()
+        yield client
+        processor._objects._clients.clear()
 
 
-def _expected_checksum(*bodies):
-    batch = hashlib.sha256()
-    for body in bodies:
-        batch.update(hashlib.sha256(body).digest())
-    return batch.hexdigest()
+class Context:
+    def __init__(self, remaining_ms: float):
+        self.deadline = time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.deadline - time.monotonic()) * 1000)
 
 
-def test_batched_item_is_streamed_and_counted(bucket, handler_module, monkeypatch):
-    monkeypatch.setattr(handler_module, "CHUNK_SIZE", 1 << 20)  # several reads for the 3 MB object
-    result = handler_module.handler(
-        {"bucket": "src", "keys": ["a b+c.txt", "ünï/ke y%2F", "empty"], "bytes": 0, "source": {"bucket": "src"}}
-    )
+def _sha(body: bytes) -> dict:
+    return {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}
+
+
+def test_builtin_processor_streams_and_reports_each_object(s3, builtin, monkeypatch):
+    monkeypatch.setattr(builtin, "CHUNK_SIZE", 1 << 20)  # several reads for the 3 MB object
+    keys = ["a b+c.txt", "ünï/ke y%2F", "empty"]
+    result = builtin.handler({"bucket": "src", "keys": keys, "bytes": 0, "source": {"bucket": "src"}})
     assert result == {
         "objects": 3,
         "bytes": 5 + 3_000_000,
-        "checksum": _expected_checksum(b"hello", b"x" * 3_000_000, b""),
+        "bytes_read": 5 + 3_000_000,
+        "results": [{"key": k, "result": _sha(BODIES[k])} for k in sorted(keys)],
     }
 
 
-def test_item_batcher_shape_with_flat_items_and_batches(bucket, handler_module):
-    result = handler_module.handler(
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"Items": [{"Bucket": "src", "Key": "a b+c.txt"}, {"bucket": "src", "keys": ["empty"]}], "BatchInput": {}},
+        {"Items": ["a b+c.txt", "empty"], "BatchInput": {"source": {"bucket": "src"}}},
         {
-            "Items": [{"Bucket": "src", "Key": "a b+c.txt"}, {"bucket": "src", "keys": ["empty"]}],
+            "Items": [{"Bucket": "src", "Key": "a b+c.txt", "Size": 5, "ETag": '"e"', "LastModified": "t"}, "empty"],
             "BatchInput": {"source": {"bucket": "src"}},
-        }
+        },
+        {"keys": ["a b+c.txt", "empty"], "source": {"bucket": "src"}},
+    ],
+    ids=["itembatcher-flat-and-batch", "itembatcher-bare-keys", "itembatcher-flat-full", "batch-bucket-from-source"],
+)
+def test_every_item_shape(s3, builtin, event):
+    result = builtin.handler(event)
+    assert (result["objects"], result["bytes"]) == (2, 5)
+    assert [r["key"] for r in result["results"]] == ["a b+c.txt", "empty"]
+
+
+def test_single_flat_item_and_bare_key(s3, builtin, monkeypatch):
+    assert builtin.handler({"Bucket": "src", "Key": "empty"})["objects"] == 1
+    monkeypatch.setenv("SOURCE_BUCKET", "src")
+    assert builtin.handler("a b+c.txt")["bytes"] == 5
+
+
+def test_object_metadata_and_run_context(s3):
+    seen = {}
+
+    def process(obj: S3Object):
+        seen[obj.key] = (obj.size, obj.etag, obj.last_modified, obj.context)
+        return None  # nothing to report: no entry in results
+
+    event = {
+        "bucket": "src",
+        "keys": ["a b+c.txt"],
+        "source": {"bucket": "src", "account_id": "111111111111", "region": "us-east-1"},
+        "execution": "arn:aws:states:us-east-1:123456789012:execution:sm:run",
+        "run": {"dag_id": "d", "run_id": "manual__1"},
+    }
+    stub_owner = []
+    client = boto3.client("s3", region_name="us-east-1")
+    client.meta.events.register("before-parameter-build.s3.*", lambda params, **_: stub_owner.append(dict(params)))
+    result = processor.process_batch(process, event, client=client)
+    assert result == {"objects": 1, "bytes": 5, "bytes_read": 0, "results": []}
+    size, etag, modified, context = seen["a b+c.txt"]
+    assert size == 5 and etag == f'"{hashlib.md5(b"hello").hexdigest()}"' and modified.startswith("20")
+    assert (context.source_account, context.source_region, context.dag_id, context.run_id) == (
+        "111111111111",
+        "us-east-1",
+        "d",
+        "manual__1",
     )
-    assert result["objects"] == 2 and result["bytes"] == 5
-    assert result["checksum"] == _expected_checksum(b"hello", b"")
+    assert context.execution.endswith(":run")
+    # metadata came from one HeadObject, sent with ExpectedBucketOwner
+    assert stub_owner == [{"Bucket": "src", "Key": "a b+c.txt", "ExpectedBucketOwner": "111111111111"}]
 
 
-def test_unreadable_object_raises_naming_it(bucket, handler_module):
-    with pytest.raises(RuntimeError, match=r"cannot read s3://src/missing"):
-        handler_module.handler({"bucket": "src", "keys": ["a b+c.txt", "missing"]})
+def test_open_is_a_streaming_file(s3):
+    def process(obj: S3Object):
+        with obj.open() as body:
+            first = body.readline()
+            text = io.TextIOWrapper(body, encoding="utf-8").read()
+        return {"first": first.decode(), "rest": text}
+
+    result = processor.process_batch(process, {"bucket": "src", "keys": ["lines.jsonl"]})
+    assert result["results"] == [{"key": "lines.jsonl", "result": {"first": '{"a":1}\n', "rest": '{"a":2}\n'}}]
+    assert result["bytes_read"] == result["bytes"] == len(BODIES["lines.jsonl"])
 
 
-def test_unknown_event_shape_is_rejected(handler_module):
-    with pytest.raises(ValueError, match="unrecognised event"):
-        handler_module.handler({"hello": "world"})
+def test_every_get_sends_expected_bucket_owner():
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "get_object",
+            service_error_code="AccessDenied",
+            http_status_code=403,
+            expected_params={"Bucket": "src", "Key": "k", "ExpectedBucketOwner": "111111111111"},
+        )
+        with pytest.raises(ObjectsFailed, match=r"s3://src/k: AccessDenied: .*GetObject"):
+            processor.process_batch(
+                lambda obj: obj.read(),
+                {"bucket": "src", "keys": ["k"], "source": {"account_id": "111111111111"}},
+                client=client,
+            )
+
+
+def test_a_raising_object_fails_the_batch_naming_it_and_the_others_still_run(s3, capsys):
+    done = []
+
+    def process(obj: S3Object):
+        if obj.key.startswith("bad"):
+            raise ValueError(f"cannot parse {obj.key}")
+        done.append(obj.key)
+        return {"length": len(obj.read())}
+
+    keys = ["a b+c.txt", "bad-1", "empty", "bad-2"]
+    with pytest.raises(ObjectsFailed) as raised:
+        processor.process_batch(process, {"bucket": "src", "keys": keys}, errors_shown=1)
+    message = str(raised.value)
+    assert message.startswith("2 of 4 objects failed: s3://src/bad-1: ValueError: cannot parse bad-1; and 1 more")
+    assert "2 of 4 processed (5 bytes)" in message
+    assert sorted(done) == ["a b+c.txt", "empty"]
+    assert '"failed": ["bad-1", "bad-2"]' in capsys.readouterr().out  # the batch's log line
+
+
+def test_objects_run_concurrently_on_bounded_threads(s3):
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def process(obj: S3Object):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+
+    started = time.monotonic()
+    result = processor.process_batch(process, {"bucket": "src", "keys": [f"k{i}" for i in range(12)]}, concurrency=4)
+    assert result["objects"] == 12 and peak[0] == 4
+    assert time.monotonic() - started < 12 * 0.05 / 2
+
+
+def test_no_object_is_started_near_the_deadline(s3):
+    def process(obj: S3Object):
+        time.sleep(0.2)
+
+    keys = [f"k{i:02d}" for i in range(20)]  # 2 s of work on 2 threads, 1 s left, stop at 0.2 s left
+    with pytest.raises(DeadlineReached, match=r"objects not started before the Lambda deadline .*s3://src/k\d\d") as e:
+        processor.process_batch(
+            process, {"bucket": "src", "keys": keys}, Context(1_000), concurrency=2, deadline_margin_ms=200
+        )
+    assert "of 20 objects not started" in str(e.value) and "of 20 processed" in str(e.value)
+
+
+def test_a_short_timeout_still_leaves_most_of_it_for_work(s3):
+    # 30 s default margin, but only 2 s left: a quarter (0.5 s) is kept, so objects do start.
+    result = processor.process_batch(lambda obj: 1, {"bucket": "src", "keys": ["a", "b"]}, Context(2_000))
+    assert result["objects"] == 2
+
+
+def test_results_over_a_states_limit_are_refused(s3):
+    with pytest.raises(ResultTooLarge, match="write large results to S3"):
+        processor.process_batch(lambda obj: "x" * 300_000, {"bucket": "src", "keys": ["empty"]})
+
+
+def test_lambda_handler_keeps_the_functions_name():
+    def process(obj):
+        """doc"""
+
+    handler = lambda_handler(process, concurrency=2)
+    assert handler.__name__ == "process" and handler.__doc__ == "doc"
+
+
+@pytest.mark.parametrize(
+    "event, message",
+    [
+        ({"hello": "world"}, "unrecognised event"),
+        ({"keys": ["k"]}, "no bucket for key 'k'"),
+        ({"Items": [3], "BatchInput": {}}, "unrecognised manifest item 3"),
+    ],
+)
+def test_unknown_shapes_are_rejected_naming_them(builtin, event, message):
+    with pytest.raises(ValueError, match=message):
+        builtin.handler(event)

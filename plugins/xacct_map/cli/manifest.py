@@ -207,6 +207,12 @@ def _run_arguments(parser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the manifest metadata as JSON on stdout")
     parser.add_argument("--no-progress", action="store_true", help="no progress line, even on a terminal")
+    parser.add_argument(
+        "--estimate",
+        action="store_true",
+        help="also print what a run over this manifest will do and cost at list prices (core/estimate.py); "
+        "with --json, on stderr",
+    )
 
 
 class Progress:
@@ -348,6 +354,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         return _fail(str(err), 2)
     print(json.dumps(summary.as_dict(), sort_keys=True) if args.json else _describe(summary))
+    if args.estimate:
+        _print_estimate(args, summary)
     return 0
 
 
@@ -404,3 +412,15 @@ def _describe(summary) -> str:
         + (f"; skipped {skipped} of {summary.objects_seen} seen" if skipped else "")
         + f"\nmetadata s3://{summary.bucket}/{summary.metadata_key} sha256 {summary.sha256}"
     )
+
+
+def _print_estimate(args: argparse.Namespace, summary) -> None:
+    """``--estimate``: what a run over the manifest will do and cost at the pipeline Region's list prices
+    (on stderr with ``--json``, so stdout stays one JSON object)."""
+    import boto3
+
+    from xacct_map.core.estimate import estimate_manifest, format_estimate
+
+    region = boto3.session.Session(profile_name=args.profile, region_name=args.region).region_name
+    text = format_estimate(estimate_manifest(summary.as_dict(), region=region))
+    print(text, file=sys.stderr if args.json else sys.stdout)

@@ -68,6 +68,13 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--function", default="xacct-map-processor", help="the processor Lambda's function name (default: %(default)s)"
     )
+    parser.add_argument(
+        "--processor-arn",
+        default=None,
+        metavar="ARN",
+        help="an existing Lambda function the state machine invokes instead of --function "
+        "(as `xacct-map deploy --processor-arn`)",
+    )
     parser.add_argument("--external-id", default=None, help="sts:ExternalId the lister role's trust policy requires")
     parser.add_argument(
         "--result-writer",
@@ -107,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
             external_id=args.external_id,
             result_writer=args.result_writer,
             state_machine_role=args.state_machine_role,
+            processor_arn=args.processor_arn,
         )
     except policies.PolicyInputError as err:
         print(f"xacct-map policy: {err}", file=sys.stderr)

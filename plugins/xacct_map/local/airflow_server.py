@@ -58,7 +58,9 @@ def register(subparsers) -> None:
         default=DEFAULT_PORT,
         help=f"UI/API port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free port)",
     )
-    parser.add_argument("--objects", type=int, default=1000, help="objects to seed in the source bucket (default 1000)")
+    from xacct_map.local.workload import add_workload_arguments
+
+    add_workload_arguments(parser)
     parser.add_argument("--username", default=DEFAULT_USERNAME, help=f"UI login (default {DEFAULT_USERNAME})")
     parser.add_argument("--password", default=DEFAULT_PASSWORD, help=f"UI password (default {DEFAULT_PASSWORD})")
     parser.add_argument(
@@ -405,12 +407,13 @@ def _command(args) -> int:
 
 def _serve(args, home: Path) -> int:
     from xacct_map.local.emulator import LocalAws
+    from xacct_map.local.workload import workload_kwargs
 
     started = time.monotonic()
     port = free_port(args.port)  # before the emulator starts: fail fast on a taken port
     print(f"xacct-map airflow: starting the local AWS emulator ({args.objects} objects)...", flush=True)
     with LocalAws() as aws:
-        pipeline = aws.deploy(objects=args.objects)
+        pipeline = aws.deploy(**workload_kwargs(args))
         env = airflow_environment(
             home=home,
             port=port,

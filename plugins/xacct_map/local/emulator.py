@@ -17,6 +17,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -63,15 +64,27 @@ class LocalPipeline:
     state_machine_arn: str
     objects: int
     bytes: int
+    child_execution_type: str = "STANDARD"
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def object_body(key: str, index: int) -> bytes:
-    """Deterministic content of 256 B to ~4 KiB, so a re-run produces the same checksums."""
+def object_body(key: str, index: int, size: int | None = None) -> bytes:
+    """Deterministic content (``size`` bytes, default 256 B to ~4 KiB), so a re-run produces the same checksums."""
     seed = hashlib.sha256(key.encode()).digest()
-    return (seed * 128)[: 256 + (index * 37) % 3840]
+    size = 256 + (index * 37) % 3840 if size is None else size
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def source_files(folder: Path) -> list[tuple[str, Path]]:
+    """``(relative key, file)`` for every file under ``folder``, sorted; raises naming an empty or missing one."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--source-dir {folder}: no such folder")
+    files = [(p.relative_to(folder).as_posix(), p) for p in sorted(folder.rglob("*")) if p.is_file()]
+    if not files:
+        raise FileNotFoundError(f"--source-dir {folder}: holds no files to seed")
+    return files
 
 
 def _explain_unsupported_calls() -> None:
@@ -103,6 +116,64 @@ def _explain_unsupported_calls() -> None:
 
     StepFunctionResponse.redrive_execution = redrive_execution  # type: ignore[attr-defined]
     StepFunctionResponse.list_executions = list_executions_by_map_run  # type: ignore[method-assign]
+
+
+def _express_as_standard(definition: str) -> str:
+    """The definition with every Distributed Map's ``ExecutionType: EXPRESS`` children made STANDARD."""
+    try:
+        doc = json.loads(definition)
+    except ValueError:
+        return definition  # not JSON: moto's parser reports it
+
+    def walk(node):
+        if isinstance(node, dict):
+            config = node.get("ProcessorConfig")
+            if isinstance(config, dict) and config.get("ExecutionType") == "EXPRESS":
+                node["ProcessorConfig"] = {**config, "ExecutionType": "STANDARD"}
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
+    return json.dumps(doc)
+
+
+def _run_express_children_as_standard() -> None:
+    """moto 5.2.5's ASL grammar accepts only STANDARD children in a Distributed Map (CreateStateMachine
+    fails with ``mismatched input '"EXPRESS"'``). Its parser gets a STANDARD copy of the definition; the
+    state machine keeps (and DescribeStateMachine returns) the EXPRESS one that was deployed, so deploy
+    stays idempotent. Locally, EXPRESS children therefore run exactly once and without the 5-minute limit."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    if getattr(AmazonStateLanguageParser.parse, "xacct_map_bridge", False):
+        return
+    parse = AmazonStateLanguageParser.parse
+
+    def parse_express_as_standard(definition: str):
+        return parse(_express_as_standard(definition))
+
+    parse_express_as_standard.xacct_map_bridge = True  # type: ignore[attr-defined]
+    AmazonStateLanguageParser.parse = staticmethod(parse_express_as_standard)  # type: ignore[method-assign,assignment]
+
+
+def _apply_ephemeral_storage_updates() -> None:
+    """moto 5.2.5's UpdateFunctionConfiguration ignores ``EphemeralStorage`` (CreateFunction keeps it):
+    apply it, as Lambda does, so a deploy that changes ``--ephemeral-storage`` converges."""
+    from moto.awslambda.models import LambdaFunction
+
+    if getattr(LambdaFunction.update_configuration, "xacct_map_bridge", False):
+        return
+    update = LambdaFunction.update_configuration
+
+    def update_configuration(self, config_updates):
+        if "EphemeralStorage" in config_updates:
+            self.ephemeral_storage = config_updates["EphemeralStorage"]["Size"]
+        return update(self, config_updates)
+
+    update_configuration.xacct_map_bridge = True  # type: ignore[attr-defined]
+    LambdaFunction.update_configuration = update_configuration  # type: ignore[method-assign]
 
 
 class LocalAws:
@@ -138,6 +209,8 @@ class LocalAws:
         self.runtime = LocalLambdaRuntime(self.endpoint_url, workers=self.lambda_workers)
         self.runtime.install()
         _explain_unsupported_calls()
+        _run_express_children_as_standard()
+        _apply_ephemeral_storage_updates()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -171,8 +244,13 @@ class LocalAws:
         inventory_bucket: str = "xacct-map-demo-inventory",
         max_concurrency: int = 8,
         tolerated_failure_percentage: float = 0.0,
+        object_size: int | None = None,
+        source_dir: Path | None = None,
+        processor: deploy.ProcessorOptions | None = None,
+        child_execution_type: str = "STANDARD",
     ) -> LocalPipeline:
-        """Create both accounts' resources and seed ``objects`` objects under ``source_prefix``."""
+        """Create both accounts' resources and seed ``objects`` objects under ``source_prefix`` (of
+        ``object_size`` bytes, or the files of ``source_dir``); deploy ``processor`` (default: built-in)."""
         iam_src, s3_src = self.client("iam", SOURCE_ACCOUNT), self.client("s3", SOURCE_ACCOUNT)
         lister_role = deploy.ensure_role(
             iam_src,
@@ -189,7 +267,10 @@ class LocalAws:
             },
         )
         deploy.ensure_bucket(s3_src, source_bucket, self.region)
-        total = self._seed(s3_src, source_bucket, source_prefix, objects)
+        if source_dir is not None:
+            objects, total = self._seed_files(s3_src, source_bucket, source_prefix, source_files(source_dir))
+        else:
+            total = self._seed(s3_src, source_bucket, source_prefix, objects, object_size)
 
         # The pipeline account: the same code path as `xacct-map deploy` on AWS.
         from xacct_map.setup.policies import PolicyInputs
@@ -209,6 +290,8 @@ class LocalAws:
             # moto runs each worker's items recursively (~900 max): keep items per worker low.
             max_concurrency=max(max_concurrency, -(-objects // 100 // 500)),
             tolerated_failure_percentage=tolerated_failure_percentage,
+            processor=processor,
+            child_execution_type=child_execution_type,
         )
         function_arn, machine_arn = deployment.function_arn, deployment.state_machine_arn
         return LocalPipeline(
@@ -224,20 +307,30 @@ class LocalAws:
             state_machine_arn=machine_arn,
             objects=objects,
             bytes=total,
+            child_execution_type=child_execution_type,
         )
 
     @staticmethod
-    def _seed(s3, bucket: str, prefix: str, count: int) -> int:
+    def _seed(s3, bucket: str, prefix: str, count: int, size: int | None = None) -> int:
         keys = [prefix + k for k in AWKWARD_KEYS[:count]]
         keys += [f"{prefix}part-{i // 100:04d}/object-{i:07d}.bin" for i in range(count - len(keys))]
-        bodies = [object_body(k, i) for i, k in enumerate(keys)]
+
+        def put(index_key: tuple[int, str]) -> int:
+            body = object_body(index_key[1], index_key[0], size)  # made in the worker: one body in memory each
+            s3.put_object(Bucket=bucket, Key=index_key[1], Body=body)
+            return len(body)
+
         with ThreadPoolExecutor(8) as pool:
-            list(
-                pool.map(
-                    lambda kb: s3.put_object(Bucket=bucket, Key=kb[0], Body=kb[1]), zip(keys, bodies, strict=False)
-                )
+            return sum(pool.map(put, enumerate(keys)))
+
+    @staticmethod
+    def _seed_files(s3, bucket: str, prefix: str, files: list[tuple[str, Path]]) -> tuple[int, int]:
+        """Upload the user's sample files; ``(objects, bytes)``."""
+        with ThreadPoolExecutor(8) as pool:
+            sizes = list(
+                pool.map(lambda kp: s3.put_object(Bucket=bucket, Key=prefix + kp[0], Body=kp[1].read_bytes()), files)
             )
-        return sum(len(b) for b in bodies)
+        return len(sizes), sum(p.stat().st_size for _, p in files)
 
     def airflow_environment(self, pipeline: LocalPipeline) -> dict[str, str]:
         """Airflow connections and variables (as environment variables) that point at the emulator.

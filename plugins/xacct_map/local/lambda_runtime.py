@@ -7,36 +7,66 @@ for the emulator, and calls the configured handler. An exception in the handler 
 Lambda reports it (``X-Amz-Function-Error: Unhandled`` and an ``errorType``/``errorMessage``
 payload), so Step Functions' Retry/Catch and Map Run failure counts behave as on AWS.
 
-A worker is ``python -m xacct_map.local.lambda_runtime CODE_DIR HANDLER LOG``: one JSON event per
-line on stdin, one JSON ``[ok, payload]`` per line on stdout; what the handler prints goes to LOG.
+A worker is ``python -I .../lambda_runtime.py CODE_DIR HANDLER LOG``: one JSON ``[timeout_s, event]``
+per line on stdin, one JSON ``[ok, payload]`` per line on stdout; what the handler prints goes to LOG.
+Like Lambda, the handler sees only its zip and what the Python runtime provides: the standard library
+and boto3 (with botocore, s3transfer, jmespath, dateutil, six, urllib3). Any other import fails here
+as it would on AWS, naming the module, even when this environment has it installed; and the context's
+``get_remaining_time_in_millis()`` counts down from the function's Timeout.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.abc
 import io
 import json
 import os
 import queue
+import select
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# What the Lambda Python runtime (python3.12) provides beside the standard library.
+LAMBDA_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3", "certifi"})
+
 
 class _Context:
-    def __init__(self, name: str):
+    def __init__(self, name: str, timeout_s: float):
         self.function_name = name
         self.aws_request_id = os.urandom(16).hex()
+        self._deadline = time.monotonic() + timeout_s
 
     def get_remaining_time_in_millis(self) -> int:
-        return 900_000
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+class _LambdaImports(importlib.abc.MetaPathFinder):
+    """Refuse top-level imports that neither the zip nor the Lambda runtime would have."""
+
+    def __init__(self, code_dir: str):
+        self.code_dir = Path(code_dir)
+
+    def find_spec(self, fullname, path=None, target=None):
+        name = fullname.partition(".")[0]
+        if "." in fullname or name in sys.stdlib_module_names or name in LAMBDA_PROVIDED or name.startswith("_"):
+            return None
+        if (self.code_dir / name).is_dir() or any(self.code_dir.glob(f"{name}.*")):
+            return None
+        raise ModuleNotFoundError(
+            f"No module named {name!r} in the function's zip: the Lambda Python runtime has only the standard "
+            f"library and boto3; add {name!r} to --processor-requirements (pure Python), or to the package",
+            name=name,
+        )
 
 
 def _worker_main(code_dir: str, handler: str, log_path: str) -> None:
@@ -44,22 +74,41 @@ def _worker_main(code_dir: str, handler: str, log_path: str) -> None:
     # What the handler prints goes to the function's log file, as it would go to CloudWatch Logs.
     sys.stdout = sys.stderr = open(log_path, "a", buffering=1, encoding="utf-8")
     sys.path.insert(0, code_dir)
+    sys.meta_path.insert(0, _LambdaImports(code_dir))
     module_name, _, function_name = handler.rpartition(".")
-    function = getattr(importlib.import_module(module_name), function_name)
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except Exception as err:  # Lambda's Runtime.ImportModuleError: every invocation fails with it
+        traceback.print_exc()
+        function = _failing(err)
     for line in sys.stdin:
+        timeout_s, event = json.loads(line)
         try:
-            result = [True, function(json.loads(line), _Context(os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")))]
+            result = [True, function(event, _Context(os.environ.get("AWS_LAMBDA_FUNCTION_NAME", ""), timeout_s))]
         except Exception as err:  # reported to the caller exactly like Lambda's unhandled error
             traceback.print_exc()
             result = [
                 False,
                 {
                     "errorMessage": str(err),
-                    "errorType": type(err).__name__,
+                    "errorType": "Runtime.ImportModuleError"
+                    if isinstance(err, ImportModuleError)
+                    else type(err).__name__,
                     "stackTrace": traceback.format_exc().splitlines(),
                 },
             ]
         protocol.write(json.dumps(result) + "\n")
+
+
+class ImportModuleError(Exception):
+    """Lambda's ``Runtime.ImportModuleError``: the handler's module does not import."""
+
+
+def _failing(err: Exception):
+    def handler(event, context):
+        raise ImportModuleError(f"Unable to import module: {type(err).__name__}: {err}") from err
+
+    return handler
 
 
 @dataclass
@@ -73,21 +122,41 @@ class Invocation:
 
 
 class _Sandbox:
+    """One warm worker process; an invocation past the function's Timeout kills it (a fresh one replaces
+    it) and fails as Lambda's does: ``Sandbox.Timedout``, "Task timed out after N seconds"."""
+
     def __init__(self, code_dir: Path, handler: str, env: dict, log_path: Path):
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "xacct_map.local.lambda_runtime", str(code_dir), handler, str(log_path)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-            encoding="utf-8",
+        # -I: no PYTHONPATH, no user site, no script folder: the function's code comes from code_dir only.
+        self._argv = [sys.executable, "-I", __file__, str(code_dir), handler, str(log_path)]
+        self._env = env
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            self._argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=self._env, text=True, encoding="utf-8"
         )
 
-    def call(self, event_json: str) -> tuple[bool, object]:
-        self.process.stdin.write(event_json.replace("\n", " ") + "\n")  # type: ignore[union-attr]  # Popen(stdin=PIPE, stdout=PIPE)
-        self.process.stdin.flush()  # type: ignore[union-attr]  # Popen(stdin=PIPE, stdout=PIPE)
-        line = self.process.stdout.readline()  # type: ignore[union-attr]  # Popen(stdin=PIPE, stdout=PIPE)
+    def _restart(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.process = self._start()
+
+    def call(self, event_json: str, timeout_s: float) -> tuple[bool, object]:
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None  # Popen(stdin=PIPE, stdout=PIPE)
+        stdin.write(f"[{float(timeout_s)}, {event_json.replace(chr(10), ' ')}]\n")
+        stdin.flush()
+        # One line out per line in: nothing is buffered before this call, so select() sees the answer.
+        ready, _, _ = select.select([stdout], [], [], timeout_s + 0.5)
+        if not ready:
+            self._restart()
+            return False, {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": f"Task timed out after {timeout_s:.2f} seconds",
+            }
+        line = stdout.readline()
         if not line:
+            self._restart()
             return False, {"errorMessage": "sandbox process exited", "errorType": "Runtime.ExitError"}
         ok, payload = json.loads(line)
         return ok, payload
@@ -161,8 +230,6 @@ class LocalLambdaRuntime:
                     AWS_SESSION_TOKEN="local-lambda-role",
                     AWS_ENDPOINT_URL=self.endpoint_url,
                     PATH=os.environ.get("PATH", ""),
-                    # The worker imports this module; the function's own code comes from code_dir only.
-                    PYTHONPATH=str(Path(__file__).resolve().parents[2]),
                 )
                 pool: queue.Queue = queue.Queue()
                 for _ in range(self.workers):
@@ -179,7 +246,7 @@ class LocalLambdaRuntime:
         pool = self._pool(fn)
         sandbox = pool.get()
         try:
-            ok, payload = sandbox.call(event_json)
+            ok, payload = sandbox.call(event_json, float(getattr(fn, "timeout", None) or 3))
         finally:
             pool.put(sandbox)
         if not ok:

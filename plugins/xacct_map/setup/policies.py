@@ -61,6 +61,8 @@ _BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-
 # Step Functions state machine names: 1-80 characters, none of these (nor whitespace/control).
 _STATE_MACHINE_FORBIDDEN = re.compile(r"[\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]")
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# An unqualified Lambda function ARN (a version or alias would pin the state machine to it).
+_FUNCTION_ARN = re.compile(r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:(\d{12}):function:[A-Za-z0-9_-]{1,64}$")
 # sts:ExternalId: 2-1224 characters of [\w+=,.@:/-].
 _EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$", re.ASCII)
 
@@ -156,6 +158,8 @@ class PolicyInputs:
     :param external_id: the ``sts:ExternalId`` the lister role's trust policy requires.
     :param result_writer: whether the state machine writes map-run results (a ResultWriter under
         ``<inventory_prefix>results/``); off by default.
+    :param processor_arn: an existing Lambda function (unqualified ARN) the state machine invokes instead
+        of ``function`` (``xacct-map deploy --processor-arn``): the state machine role may invoke it.
     :param state_machine_role: the state machine's execution role (pipeline account); named here so
         ``xacct-map deploy`` creates it and ``xacct-map preflight`` checks the state machine uses it.
     """
@@ -177,6 +181,7 @@ class PolicyInputs:
     external_id: str | None = None
     result_writer: bool = False
     state_machine_role: str = "xacct-map-state-machine"
+    processor_arn: str | None = None
 
     def __post_init__(self) -> None:
         check_bucket("source_bucket", self.source_bucket)
@@ -206,6 +211,11 @@ class PolicyInputs:
             raise PolicyInputError(
                 f"function {self.function!r} is not a Lambda function name (1-64 letters, digits, '-' or '_'; "
                 "give the name, not the ARN)"
+            )
+        if self.processor_arn is not None and not _FUNCTION_ARN.match(self.processor_arn):
+            raise PolicyInputError(
+                f"processor_arn {self.processor_arn!r} is not an unqualified Lambda function ARN "
+                "(arn:aws:lambda:REGION:ACCOUNT:function:NAME, no version or alias)"
             )
         if self.external_id is not None and not _EXTERNAL_ID.match(self.external_id):
             raise PolicyInputError(
@@ -303,6 +313,9 @@ class PolicyInputs:
 
     @property
     def function_arn(self) -> str:
+        """The processor the state machine invokes: ``processor_arn``, else ``function`` in this account."""
+        if self.processor_arn:
+            return self.processor_arn
         return f"arn:{self.partition}:lambda:{self.region}:{self.pipeline_account}:function:{self.function}"
 
     @property

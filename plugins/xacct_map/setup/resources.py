@@ -50,6 +50,16 @@ def processor_dir() -> Path:
     return home() / "functions" / "processor"
 
 
+def processor_sdk_dir() -> Path:
+    """The processor SDK's files (``xacct_map/processor/``), zipped into every processor Lambda."""
+    return _PACKAGE_DIR / "processor"
+
+
+def examples_dir() -> Path:
+    """The example processors (``examples/``): ``xacct-map demo --processor <examples>/copy_objects.py:process``."""
+    return home() / "examples"
+
+
 def dags_dir() -> Path:
     """The folder holding the ready-made DAG ``xacct_distributed_map``."""
     return home() / "dags"

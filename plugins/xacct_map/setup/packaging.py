@@ -1,0 +1,202 @@
+"""Package a processor into a reproducible Lambda zip: the user's code, the SDK, pure-Python requirements.
+
+``FILE:FUNCTION`` (``path/to/module.py:process``) or ``PACKAGE_DIR:FUNCTION`` (a folder with an
+``__init__.py`` that defines or imports ``process``) names the user's function. The zip holds, at
+its root: the user's module or package, the processor SDK as ``xacct_map/processor/`` (from this
+installed package, read as files, never imported), the requirements installed by pip or uv
+(``--only-binary :all:`` for Lambda's Python; extension modules are refused), and a generated
+``xacct_map_entry.py`` whose ``handler`` is ``lambda_handler(FUNCTION)``.
+
+Reproducible: entries sorted, timestamps fixed (1980-01-01), permissions fixed, no ``__pycache__``;
+the same inputs give the same bytes, so ``CodeSha256`` matches and a second deploy uploads nothing.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from xacct_map.setup import resources
+
+ENTRY_MODULE = "xacct_map_entry"
+HANDLER = f"{ENTRY_MODULE}.handler"
+LAMBDA_PYTHON = "3.12"  # the Runtime deploy creates (python3.12)
+_SKIP_DIRS = {"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+_EXTENSIONS = (".so", ".pyd", ".dylib")
+# Installer bookkeeping that differs between runs (uv's cache timestamp, its lock file): not packaged.
+_INSTALLER_FILES = {".lock", "uv_cache.json", "direct_url.json", "INSTALLER", "REQUESTED"}
+_SDK_STUB = b'"""xacct-map\'s processor SDK, as packaged into a Lambda zip (only xacct_map.processor)."""\n'
+
+
+class PackagingError(ValueError):
+    """The processor cannot be packaged; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class ProcessorSpec:
+    """Where the user's function is: ``path`` (a .py file or a package folder) and ``function``."""
+
+    path: Path
+    function: str
+
+    @property
+    def module(self) -> str:
+        return self.path.stem if self.path.is_file() else self.path.name
+
+    @classmethod
+    def parse(cls, text: str) -> ProcessorSpec:
+        """``path/to/file.py:function`` or ``path/to/package:function``; raises :class:`PackagingError`."""
+        path_text, sep, function = str(text).rpartition(":")
+        if not sep or not function.isidentifier() or not path_text:
+            raise PackagingError(f"--processor {text!r}: expected FILE.py:FUNCTION or PACKAGE_DIR:FUNCTION")
+        path = Path(path_text).expanduser().resolve()
+        spec = cls(path, function)
+        spec._check()
+        return spec
+
+    def _check(self) -> None:
+        if self.path.is_file() and self.path.suffix != ".py":
+            raise PackagingError(f"--processor {self.path}: a Python file must end in .py")
+        if self.path.is_dir() and not (self.path / "__init__.py").is_file():
+            raise PackagingError(f"--processor {self.path}: a package folder needs an __init__.py")
+        if not self.path.exists():
+            raise PackagingError(f"--processor {self.path}: no such file or folder")
+        if not self.module.isidentifier() or self.module in (ENTRY_MODULE, "xacct_map"):
+            raise PackagingError(
+                f"--processor {self.path}: {self.module!r} cannot be a module name in the Lambda zip "
+                f"(a Python identifier other than xacct_map and {ENTRY_MODULE}); rename it"
+            )
+        source = self.path if self.path.is_file() else self.path / "__init__.py"
+        try:
+            tree = ast.parse(source.read_text(encoding="utf-8"), str(source))
+        except SyntaxError as err:
+            raise PackagingError(f"--processor {source}: syntax error line {err.lineno}: {err.msg}") from err
+        if self.function not in _top_level_names(tree):
+            raise PackagingError(
+                f"--processor {source}: defines no top-level {self.function!r} (a def, an assignment or an import)"
+            )
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def default_spec() -> ProcessorSpec:
+    """The built-in checksum processor (``functions/processor/handler.py:process``)."""
+    return ProcessorSpec.parse(f"{resources.processor_dir() / 'handler.py'}:process")
+
+
+def entry_source(spec: ProcessorSpec) -> bytes:
+    """The generated handler module: ``handler = lambda_handler(<module>.<function>)``."""
+    return (
+        f'"""Generated by xacct-map: the Lambda handler of {spec.module}.{spec.function}."""\n\n'
+        "from xacct_map.processor import lambda_handler\n"
+        f"from {spec.module} import {spec.function} as _process\n\n"
+        "handler = lambda_handler(_process)\n"
+    ).encode()
+
+
+def _tree(root: Path, prefix: str, skip: set[str] | frozenset[str] = frozenset()) -> dict[str, bytes]:
+    files = {}
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_dir() or _SKIP_DIRS & set(relative.parts) or path.suffix in (".pyc", ".pyo") or path.name in skip:
+            continue
+        files[f"{prefix}{relative.as_posix()}"] = path.read_bytes()
+    return files
+
+
+def _installer() -> list[str]:
+    """The command that installs requirements: ``XACCT_MAP_PIP``, else pip of this Python, else uv."""
+    if os.environ.get("XACCT_MAP_PIP"):
+        return shlex.split(os.environ["XACCT_MAP_PIP"])
+    import importlib.util
+
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip"]
+    uv = shutil.which("uv")
+    if uv:
+        return [uv, "pip"]
+    raise PackagingError(
+        "--processor-requirements needs pip or uv: install pip in this environment (python -m ensurepip), "
+        "put uv on PATH, or set XACCT_MAP_PIP to an installer command (e.g. 'uv pip')"
+    )
+
+
+def install_requirements(requirements: Path, target: Path) -> None:
+    """Install ``requirements`` into ``target`` as wheels for Lambda's Python; refuse extension modules."""
+    if not requirements.is_file():
+        raise PackagingError(f"--processor-requirements {requirements}: no such file")
+    command = _installer()
+    uv = Path(command[0]).name.startswith("uv")
+    platform = ["--python-platform", "x86_64-manylinux2014"] if uv else ["--platform", "manylinux2014_x86_64"]
+    extra = [] if uv else ["--implementation", "cp", "--no-compile", "--disable-pip-version-check", "--quiet"]
+    argv = [*command, "install", "--target", str(target), "--only-binary", ":all:", *platform]
+    argv += ["--python-version", LAMBDA_PYTHON, *extra, "-r", str(requirements)]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode:
+        raise PackagingError(
+            f"installing {requirements} failed ({' '.join(argv[:2])}): {(proc.stderr or proc.stdout).strip()[-2000:]}"
+        )
+    binary = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.suffix in _EXTENSIONS)
+    if binary:
+        raise PackagingError(
+            f"{requirements} installs extension modules ({', '.join(binary[:3])}): only pure-Python requirements "
+            "are packaged; build a Lambda layer for compiled ones and pass --processor-arn, or pick a pure-Python one"
+        )
+
+
+def processor_files(spec: ProcessorSpec, requirements: Path | None = None) -> dict[str, bytes]:
+    """Every file of the zip, by its name in the zip."""
+    files: dict[str, bytes] = {}
+    if requirements is not None:
+        with tempfile.TemporaryDirectory(prefix="xacct-map-requirements-") as target:
+            install_requirements(requirements, Path(target))
+            files.update(_tree(Path(target), "", _INSTALLER_FILES))
+    if spec.path.is_file():
+        files[spec.path.name] = spec.path.read_bytes()
+    else:
+        files.update(_tree(spec.path, f"{spec.module}/"))
+    files.update(_tree(resources.processor_sdk_dir(), "xacct_map/processor/"))
+    files["xacct_map/__init__.py"] = _SDK_STUB
+    files[f"{ENTRY_MODULE}.py"] = entry_source(spec)
+    return files
+
+
+def zip_files(files: dict[str, bytes]) -> bytes:
+    """A reproducible zip: sorted names, fixed timestamps and permissions, fixed compression level."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, files[name], compresslevel=9)
+    return buffer.getvalue()
+
+
+def package_processor(spec: ProcessorSpec | str | None = None, requirements: Path | str | None = None) -> bytes:
+    """The Lambda zip of ``spec`` (default: the built-in checksum processor) with the SDK and requirements."""
+    if spec is None:
+        spec = default_spec()
+    elif isinstance(spec, str):
+        spec = ProcessorSpec.parse(spec)
+    return zip_files(processor_files(spec, Path(requirements) if requirements else None))
