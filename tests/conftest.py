@@ -17,6 +17,8 @@ import datetime  # noqa: E402
 
 import pytest  # noqa: E402
 
+from task_fixtures import FakeTaskInstance  # noqa: E402
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "browser: drives a real Airflow UI in headless Chromium")
@@ -43,19 +45,6 @@ def local_aws():
         pipeline = aws.deploy(objects=40)
         os.environ.update(aws.airflow_environment(pipeline))
         yield aws, pipeline
-
-
-class FakeTaskInstance:
-    """Collects what an operator pushes (extra links) when called outside a DAG run."""
-
-    def __init__(self):
-        self.pushed: dict = {}
-
-    def xcom_push(self, key, value, **_):
-        self.pushed[key] = value
-
-    def get_first_reschedule_date(self, context):
-        return None  # first try: a sensor in reschedule mode starts its timeout clock now
 
 
 @pytest.fixture

@@ -163,7 +163,7 @@ def run_context_module():
 
     from airflow.sdk import DAG
 
-    from conftest import FakeTaskInstance
+    from task_fixtures import FakeTaskInstance
 
     def make(run_id):
         dag = DAG("test_dag", schedule=None, start_date=dt.datetime(2026, 1, 1))

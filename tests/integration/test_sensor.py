@@ -10,7 +10,7 @@ import time
 import pytest
 from botocore.stub import Stubber
 
-from conftest import FakeTaskInstance
+from task_fixtures import FakeTaskInstance
 from xacct_map.local.emulator import SOURCE_ACCOUNT
 from xacct_map.sensors import DistributedMapSensor
 from xacct_map.version_compat import AirflowFailException
