@@ -26,7 +26,7 @@ from xacct_map.core.cross_account import account_of_role, role_session_name
 from xacct_map.core.errors import error_code, explain_assume_role_error, explain_source_error
 from xacct_map.core.filters import FILTER_ARGUMENTS, ObjectFilter, resolve_listing_mode
 from xacct_map.core.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
-from xacct_map.core.layouts import check_layout
+from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES, check_batch_budget, check_layout
 from xacct_map.core.listing import LISTING_ENGINES, ListingEngineError, ListingUnavailableError, iter_objects
 from xacct_map.core.manifest import write_manifest
 from xacct_map.core.map_run import REDRIVABLE
@@ -121,6 +121,9 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     :param manifest_bucket_owner: account that must own ``manifest_bucket`` (``ExpectedBucketOwner``).
     :param max_keys_per_batch: most keys in one batch (one child execution's work; batched layout).
     :param max_bytes_per_batch: most object bytes in one batch; a bigger object travels alone.
+    :param max_batch_bytes: most UTF-8 bytes of one child execution's input (the batch plus the
+        execution input's ``source`` block, as Step Functions counts them): default 240 KiB, at most
+        256 KiB (Step Functions' limit), at least 4 KiB plus the source block.
     :param layout: ``"batched"``, ``"flat"`` or ``"keys"``.
     :param manifest_format: ``"json"``, ``"jsonl"`` or (flat layout) ``"csv"``.
     :param object_filter: which objects go into the manifest: an
@@ -165,6 +168,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         "manifest_bucket_owner",
         "max_keys_per_batch",
         "max_bytes_per_batch",
+        "max_batch_bytes",
         "layout",
         "manifest_format",
         "object_filter",
@@ -193,6 +197,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         manifest_bucket_owner: str | None = None,
         max_keys_per_batch: int = 100,
         max_bytes_per_batch: int = 512 * 1024 * 1024,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         layout: str = "batched",
         manifest_format: str = "json",
         object_filter: ObjectFilter | dict[str, Any] | None = None,
@@ -232,6 +237,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.manifest_bucket_owner = manifest_bucket_owner
         self.max_keys_per_batch = max_keys_per_batch
         self.max_bytes_per_batch = max_bytes_per_batch
+        self.max_batch_bytes = max_batch_bytes
         self.layout = layout
         self.manifest_format = manifest_format
         self.object_filter = object_filter
@@ -249,7 +255,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             raise AirflowFailException(
                 "manifest_bucket is empty: name the pipeline account's inventory bucket that receives the manifest."
             )
-        for name in ("max_keys_per_batch", "max_bytes_per_batch", "listing_parallelism"):
+        for name in ("max_keys_per_batch", "max_bytes_per_batch", "max_batch_bytes", "listing_parallelism"):
             require_native(getattr(self, name), int, name)
         require_native(self.write_metadata, bool, "write_metadata")
         if self.max_keys_per_batch < 1 or self.max_bytes_per_batch < 1:
@@ -264,6 +270,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             )
         try:
             check_layout(self.layout, self.manifest_format)
+            check_batch_budget(self.max_batch_bytes)
         except ValueError as err:
             raise AirflowFailException(f"{err}.") from err
         if self.source_role_arn:
@@ -344,6 +351,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 manifest_format=self.manifest_format,
                 max_keys_per_batch=self.max_keys_per_batch,
                 max_bytes_per_batch=self.max_bytes_per_batch,
+                max_batch_bytes=self.max_batch_bytes,
                 expected_bucket_owner=self.manifest_bucket_owner,
                 object_filter=object_filter,
                 source=source,

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 
-from xacct_map.core.layouts import LAYOUTS
+from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES, LAYOUTS, check_batch_budget
 
 
 def register(subparsers) -> None:
@@ -69,6 +69,14 @@ def register(subparsers) -> None:
         default=512 * 1024 * 1024,
         metavar="BYTES",
         help="batched layout: most object bytes per batch (default: %(default)s)",
+    )
+    shape.add_argument(
+        "--max-batch-bytes",
+        type=int,
+        default=DEFAULT_MAX_BATCH_BYTES,
+        metavar="BYTES",
+        help="most UTF-8 bytes of one child execution's input, batch plus source block "
+        "(default: %(default)s = 240 KiB; at most 262144, Step Functions' limit)",
     )
     filters = parser.add_argument_group("filters (each one given must pass)")
     filters.add_argument(
@@ -230,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
         source_bucket, source_prefix = split_s3_uri(args.source, what="--source")
         dest_bucket, dest_key = split_s3_uri(args.dest, what="--dest", key_required=True)
         check_layout(args.layout, args.manifest_format)
+        check_batch_budget(args.max_batch_bytes)
         if args.inventory:
             split_s3_uri(args.inventory, what="--inventory")
         if args.parallelism < 1:
@@ -278,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
             manifest_format=args.manifest_format,
             max_keys_per_batch=args.max_keys_per_batch,
             max_bytes_per_batch=args.max_bytes_per_batch,
+            max_batch_bytes=args.max_batch_bytes,
             expected_bucket_owner=args.dest_bucket_owner,
             object_filter=object_filter,
             source=source,
@@ -350,7 +360,11 @@ def _describe(summary) -> str:
     return (
         f"manifest s3://{summary.bucket}/{summary.key} ({summary.layout}, {summary.format}): "
         f"{summary.object_count} objects, {summary.total_bytes} bytes"
-        + (f", {summary.batch_count} batches" if summary.layout == "batched" else "")
+        + (
+            f", {summary.batch_count} batches (largest child input {summary.largest_item_bytes} bytes)"
+            if summary.layout == "batched"
+            else ""
+        )
         + (f"; skipped {skipped} of {summary.objects_seen} seen" if skipped else "")
         + f"\nmetadata s3://{summary.bucket}/{summary.metadata_key} sha256 {summary.sha256}"
     )

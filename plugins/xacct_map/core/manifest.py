@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,7 +30,18 @@ from datetime import datetime, timezone
 
 from xacct_map import __version__
 from xacct_map.core.filters import ObjectFilter
-from xacct_map.core.layouts import CONTENT_TYPES, JsonArrayEncoder, check_layout, encoder_for, flat_item
+from xacct_map.core.layouts import (
+    CONTENT_TYPES,
+    DEFAULT_MAX_BATCH_BYTES,
+    MAX_CHILD_INPUT_BYTES,
+    BatchSizer,
+    JsonArrayEncoder,
+    check_batch_budget,
+    check_layout,
+    encoder_for,
+    flat_item,
+    source_block_bytes,
+)
 from xacct_map.core.listing import S3Object
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
@@ -47,6 +59,8 @@ class ManifestSummary:
     the rest describe layout, source, filters and provenance (None when not recorded).
     ``batch_count`` counts the batches *in the manifest* (batched layout); it is 0 for the flat and
     keys layouts, whose items are single objects (ItemBatcher batches them at run time).
+    ``largest_item_bytes`` (batched layout) is the largest child execution input the manifest makes:
+    UTF-8 bytes of the ``ItemSelector`` output (item plus ``source`` block), as Step Functions counts.
     """
 
     bucket: str
@@ -70,6 +84,7 @@ class ManifestSummary:
     created_at: str | None = None
     xacct_map_version: str | None = None
     metadata_key: str | None = None
+    largest_item_bytes: int | None = None
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -78,20 +93,57 @@ class ManifestSummary:
 def iter_batches(objects: Iterable[S3Object], *, max_keys: int, max_bytes: int) -> Iterator[tuple[list[str], int]]:
     """Group objects into ``(keys, bytes)`` batches of at most ``max_keys`` keys and ``max_bytes``.
 
-    An object larger than ``max_bytes`` travels alone: it is one batch's work.
+    An object larger than ``max_bytes`` travels alone: it is one batch's work. (No child-input
+    budget: :func:`iter_sized_batches` adds one.)
+    """
+    for keys, size, _ in iter_sized_batches(objects, max_keys=max_keys, max_bytes=max_bytes):
+        yield keys, size
+
+
+def iter_sized_batches(
+    objects: Iterable[S3Object],
+    *,
+    max_keys: int,
+    max_bytes: int,
+    max_input_bytes: int | None = None,
+    sizer: BatchSizer | None = None,
+) -> Iterator[tuple[list[str], int, int]]:
+    """Group objects into ``(keys, object bytes, child input bytes)`` batches.
+
+    A batch closes before it would hold more than ``max_keys`` keys, more than ``max_bytes`` bytes of
+    objects (an object larger than that travels alone), or, with ``max_input_bytes``, before the
+    child execution's input (``sizer``: the item plus the source block, UTF-8 JSON) would pass
+    ``max_input_bytes``. A single key always makes a batch; it is refused only if it alone passes
+    Step Functions' 256 KiB (impossible for an S3 key of at most 1,024 bytes unless the source block
+    is huge).
+
+    :raises ValueError: a limit below 1, or one key that cannot fit a child's input at all.
     """
     if max_keys < 1 or max_bytes < 1:
         raise ValueError(f"max_keys ({max_keys}) and max_bytes ({max_bytes}) must both be at least 1")
+    sizer = sizer or BatchSizer("")
+    budget = max_input_bytes if max_input_bytes is not None else sys.maxsize
     keys: list[str] = []
-    size = 0
+    size = key_bytes = 0
     for obj in objects:
-        if keys and (len(keys) >= max_keys or size + obj.size > max_bytes):
-            yield keys, size
-            keys, size = [], 0
+        one = sizer.key_bytes(obj.key)
+        if keys and (
+            len(keys) >= max_keys
+            or size + obj.size > max_bytes
+            or sizer.size(len(keys) + 1, key_bytes + one, size + obj.size) > budget
+        ):
+            yield keys, size, sizer.size(len(keys), key_bytes, size)
+            keys, size, key_bytes = [], 0, 0
         keys.append(obj.key)
         size += obj.size
+        key_bytes += one
+        if len(keys) == 1 and sizer.size(1, one, size) > MAX_CHILD_INPUT_BYTES:
+            raise ValueError(
+                f"key {obj.key[:80]!r}... alone makes a child input of {sizer.size(1, one, size)} bytes, more "
+                f"than Step Functions' {MAX_CHILD_INPUT_BYTES}: shorten the source prefix"
+            )
     if keys:
-        yield keys, size
+        yield keys, size, sizer.size(len(keys), key_bytes, size)
 
 
 class MultipartUploadWriter:
@@ -281,6 +333,7 @@ def write_batched_manifest(
     source_prefix: str = "",
     max_keys_per_batch: int = 100,
     max_bytes_per_batch: int = 512 * 1024 * 1024,
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     expected_bucket_owner: str | None = None,
 ) -> ManifestSummary:
     """:func:`write_manifest` in the batched JSON layout, without the metadata sidecar.
@@ -296,6 +349,7 @@ def write_batched_manifest(
         source_prefix=source_prefix,
         max_keys_per_batch=max_keys_per_batch,
         max_bytes_per_batch=max_bytes_per_batch,
+        max_batch_bytes=max_batch_bytes,
         expected_bucket_owner=expected_bucket_owner,
         write_metadata=False,
     )
@@ -313,6 +367,16 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@dataclass
+class _Written:
+    """What :func:`_write_items` wrote: objects, batches, object bytes, largest child input."""
+
+    objects: int = 0
+    batches: int = 0
+    object_bytes: int = 0
+    largest_item_bytes: int | None = None
+
+
 def write_manifest(
     objects: Iterable[S3Object],
     s3_client,
@@ -325,6 +389,7 @@ def write_manifest(
     manifest_format: str = "json",
     max_keys_per_batch: int = 100,
     max_bytes_per_batch: int = 512 * 1024 * 1024,
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     expected_bucket_owner: str | None = None,
     object_filter: ObjectFilter | None = None,
     source: dict | None = None,
@@ -341,17 +406,21 @@ def write_manifest(
 
     :param layout: ``batched``, ``flat`` or ``keys`` (see :mod:`xacct_map.core.layouts`).
     :param manifest_format: ``json``, ``jsonl`` or ``csv`` (csv: flat layout only).
+    :param max_batch_bytes: batched layout: the most UTF-8 bytes one child execution's input (the
+        ``ItemSelector`` output: the item plus the execution input's ``source`` block) may take; a
+        batch closes before it would pass this (default 240 KiB, at most Step Functions' 256 KiB).
+        The flat layout's state machine gets the same budget as ``MaxInputBytesPerBatch``.
     :param object_filter: applied to ``objects`` on the way; its settings and skip counts are recorded.
     :param source: where the objects came from (``{"type": "listing", "bucket", "prefix",
         "account_id", "region"}`` or ``{"type": "inventory", ...}``), recorded as is.
     :raises ValueError: an unknown layout, format or batch limit, before anything is written.
     """
-    check_layout(layout, manifest_format)
-    if layout == "batched" and (max_keys_per_batch < 1 or max_bytes_per_batch < 1):
-        raise ValueError(
-            f"max_keys_per_batch ({max_keys_per_batch}) and max_bytes_per_batch ({max_bytes_per_batch}) "
-            "must both be at least 1"
-        )
+    source_bytes = source_block_bytes(
+        source_bucket, source_prefix, (source or {}).get("account_id"), (source or {}).get("region")
+    )
+    batching = _check_batching(
+        layout, manifest_format, max_keys_per_batch, max_bytes_per_batch, max_batch_bytes, source_bytes
+    )
     stream = object_filter.apply(objects) if object_filter is not None else objects
     with MultipartUploadWriter(
         s3_client,
@@ -362,16 +431,70 @@ def write_manifest(
         content_type=CONTENT_TYPES[manifest_format],
         encoder=encoder_for(manifest_format),
     ) as writer:
-        object_count, batch_count, total_bytes = _write_items(
-            writer, stream, layout, source_bucket, max_keys=max_keys_per_batch, max_bytes=max_bytes_per_batch
-        )
-    counts = object_filter.counts() if object_filter is not None else None
-    summary = ManifestSummary(
+        written = _write_items(writer, stream, layout, source_bucket, batching, source_bytes)
+    summary = _summary(
+        writer,
+        written,
         bucket=bucket,
         key=key,
-        object_count=object_count,
-        batch_count=batch_count,
-        total_bytes=total_bytes,
+        source_bucket=source_bucket,
+        source_prefix=source_prefix,
+        layout=layout,
+        manifest_format=manifest_format,
+        source=source,
+        batching=batching,
+        object_filter=object_filter,
+        write_metadata=write_metadata,
+    )
+    if write_metadata:
+        _put_metadata(s3_client, summary, expected_bucket_owner)
+    return summary
+
+
+def _check_batching(
+    layout: str, manifest_format: str, max_keys: int, max_bytes: int, max_batch_bytes: int, source_bytes: int
+) -> dict | None:
+    """Validate the layout and the batch limits before anything is written; the ``batching`` record
+    of the batched layout (None for the others, whose items ItemBatcher groups at run time)."""
+    check_layout(layout, manifest_format)
+    budget = check_batch_budget(max_batch_bytes, source_bytes)
+    if layout != "batched":
+        return None
+    if max_keys < 1 or max_bytes < 1:
+        raise ValueError(
+            f"max_keys_per_batch ({max_keys}) and max_bytes_per_batch ({max_bytes}) must both be at least 1"
+        )
+    return {
+        "max_keys_per_batch": max_keys,
+        "max_bytes_per_batch": max_bytes,
+        "max_batch_bytes": budget,
+        "source_block_bytes": source_bytes,
+    }
+
+
+def _summary(
+    writer: MultipartUploadWriter,
+    written: _Written,
+    *,
+    bucket: str,
+    key: str,
+    source_bucket: str,
+    source_prefix: str,
+    layout: str,
+    manifest_format: str,
+    source: dict | None,
+    batching: dict | None,
+    object_filter: ObjectFilter | None,
+    write_metadata: bool,
+) -> ManifestSummary:
+    """The :class:`ManifestSummary` of a completed upload."""
+    counts = object_filter.counts() if object_filter is not None else None
+    return ManifestSummary(
+        bucket=bucket,
+        key=key,
+        object_count=written.objects,
+        batch_count=written.batches,
+        total_bytes=written.object_bytes,
         manifest_bytes=writer.bytes_written,
         sha256=writer.sha256,
         source_bucket=source_bucket,
@@ -381,40 +504,47 @@ def write_manifest(
         format=manifest_format,
         item_count=writer.items,
         source=source or {"bucket": source_bucket, "prefix": source_prefix},
-        batching=(
-            {"max_keys_per_batch": max_keys_per_batch, "max_bytes_per_batch": max_bytes_per_batch}
-            if layout == "batched"
-            else None
-        ),
+        batching=batching,
         filters=object_filter.as_dict() if object_filter is not None else None,
-        objects_seen=counts["seen"] if counts else object_count,
+        objects_seen=counts["seen"] if counts else written.objects,
         skipped=counts["skipped"] if counts else None,
         created_at=_utc_now(),
         xacct_map_version=__version__,
         metadata_key=metadata_key(key) if write_metadata else None,
+        largest_item_bytes=written.largest_item_bytes,
     )
-    if write_metadata:
-        _put_metadata(s3_client, summary, expected_bucket_owner)
-    return summary
 
 
 def _write_items(
-    writer: MultipartUploadWriter, objects: Iterable[S3Object], layout: str, source_bucket: str, *, max_keys, max_bytes
-) -> tuple[int, int, int]:
-    """Write ``objects`` as items of ``layout``; returns (objects, batches, object bytes)."""
-    object_count = batch_count = total_bytes = 0
-    if layout == "batched":
-        for keys, size in iter_batches(objects, max_keys=max_keys, max_bytes=max_bytes):
+    writer: MultipartUploadWriter,
+    objects: Iterable[S3Object],
+    layout: str,
+    source_bucket: str,
+    batching: dict | None,
+    source_bytes: int,
+) -> _Written:
+    """Write ``objects`` as items of ``layout``; what was written."""
+    written = _Written()
+    if batching is not None:
+        sizer = BatchSizer(source_bucket, source_bytes)
+        for keys, size, input_bytes in iter_sized_batches(
+            objects,
+            max_keys=batching["max_keys_per_batch"],
+            max_bytes=batching["max_bytes_per_batch"],
+            max_input_bytes=batching["max_batch_bytes"],
+            sizer=sizer,
+        ):
             writer.write_item({"bucket": source_bucket, "keys": keys, "bytes": size})
-            object_count += len(keys)
-            batch_count += 1
-            total_bytes += size
+            written.objects += len(keys)
+            written.batches += 1
+            written.object_bytes += size
+            written.largest_item_bytes = max(written.largest_item_bytes or 0, input_bytes)
     else:
         for obj in objects:
             writer.write_item(flat_item(source_bucket, obj) if layout == "flat" else obj.key)
-            object_count += 1
-            total_bytes += obj.size
-    return object_count, batch_count, total_bytes
+            written.objects += 1
+            written.object_bytes += obj.size
+    return written
 
 
 def _put_metadata(s3_client, summary: ManifestSummary, expected_bucket_owner: str | None) -> None:

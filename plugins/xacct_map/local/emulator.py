@@ -22,6 +22,7 @@ from typing import Any
 import boto3
 import requests
 
+from xacct_map.local import limits
 from xacct_map.local.lambda_runtime import LocalLambdaRuntime
 from xacct_map.local.ports import free_port
 from xacct_map.setup import deploy
@@ -138,6 +139,7 @@ class LocalAws:
         self.runtime = LocalLambdaRuntime(self.endpoint_url, workers=self.lambda_workers)
         self.runtime.install()
         _explain_unsupported_calls()
+        limits.install()  # fail where AWS would: child inputs > 256 KiB, ItemReader size and Region
         return self
 
     def __exit__(self, *exc) -> None:

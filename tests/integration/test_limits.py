@@ -1,0 +1,166 @@
+"""Step Functions' limits end to end, through the local emulator (issue 14).
+
+* Child inputs that always fit: ``xacct-map manifest`` closes a batch before the child execution's
+  input (the ItemSelector output: the item plus the ``source`` block) would pass ``--max-batch-bytes``,
+  measured as UTF-8 JSON; the two cases of the issue run locally to SUCCEEDED.
+* The local mode fails where AWS would (``xacct_map.local.limits``): a child input over 256 KiB
+  (``States.DataLimitExceeded``), a manifest over the ItemReader's size limit and a manifest bucket
+  in another Region (``States.ItemReaderFailed``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from xacct_map.cli import main
+from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES, MAX_CHILD_INPUT_BYTES
+from xacct_map.local.emulator import SOURCE_ACCOUNT
+from xacct_map.operators import build_execution_input
+
+EMOJI = "\U0001f680"  # 4 UTF-8 bytes; 12 as a \ud83d\ude80 escape
+
+
+def _seed(pipeline, keys: list[str]) -> None:
+    """Put ``keys`` (small bodies) into the source bucket through moto's backend (fast, same process)."""
+    from moto.s3.models import s3_backends
+
+    backend = s3_backends[SOURCE_ACCOUNT]["aws"]
+    for i, key in enumerate(keys):
+        backend.put_object(pipeline.source_bucket, key, f"body {i}".encode())
+
+
+def _manifest(aws, pipeline, prefix: str, name: str, *args: str) -> tuple[dict, list]:
+    """Run ``xacct-map manifest --json`` over ``prefix``; the metadata and the manifest's items."""
+    dest_key = f"xacct-map/manifests/limits/{name}.json"
+    argv = ["manifest", "--endpoint-url", aws.endpoint_url, "--region", "us-east-1", "--json"]
+    argv += [
+        "--source",
+        f"s3://{pipeline.source_bucket}/{prefix}",
+        "--dest",
+        f"s3://{pipeline.inventory_bucket}/{dest_key}",
+    ]
+    argv += ["--role-arn", pipeline.source_role_arn, "--expected-bucket-owner", SOURCE_ACCOUNT, *args]
+    assert main(argv) == 0
+    body = aws.client("s3").get_object(Bucket=pipeline.inventory_bucket, Key=dest_key)["Body"].read()
+    meta = json.loads(
+        aws.client("s3").get_object(Bucket=pipeline.inventory_bucket, Key=dest_key + ".meta.json")["Body"].read()
+    )
+    return meta, json.loads(body)
+
+
+def _child_inputs(meta: dict, items: list) -> list[int]:
+    """UTF-8 bytes of every child input the batched ASL's ItemSelector makes from ``items``."""
+    source = build_execution_input(meta)["source"]
+    return [
+        len(json.dumps({**item, "source": source}, ensure_ascii=False, separators=(",", ":")).encode())
+        for item in items
+    ]
+
+
+def _run(aws, pipeline, manifest: dict, name: str, timeout: float = 90) -> dict:
+    """Start the deployed state machine on ``manifest`` and wait for the execution to end."""
+    sfn = aws.client("stepfunctions")
+    body = build_execution_input(manifest, run={"dag_id": "test_limits", "run_id": name})
+    arn = sfn.start_execution(stateMachineArn=pipeline.state_machine_arn, name=name, input=json.dumps(body))[
+        "executionArn"
+    ]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        execution = sfn.describe_execution(executionArn=arn)
+        if execution["status"] != "RUNNING":
+            return execution
+        time.sleep(0.3)
+    raise AssertionError(f"{arn} still RUNNING after {timeout}s")
+
+
+def _put_manifest(aws, bucket: str, key: str, items: list, source_bucket: str) -> dict:
+    body = json.dumps(items, ensure_ascii=False).encode()
+    aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    return {"bucket": bucket, "key": key, "source_bucket": source_bucket, "source_prefix": "data/"}
+
+
+def test_emoji_keys_are_written_as_utf8_and_every_child_input_fits(local_aws):
+    """600 keys of 250 emoji, default batching: UTF-8 (no \\u escapes), every child input at most
+    240 KiB, the largest reported in the sidecar, and the local Map Run processes every key once."""
+    aws, pipeline = local_aws
+    keys = [f"emoji/{i:03d}" + EMOJI * 250 for i in range(600)]
+    _seed(pipeline, keys)
+    meta, items = _manifest(aws, pipeline, "emoji/", "emoji")
+    sizes = _child_inputs(meta, items)
+    assert max(sizes) == meta["largest_item_bytes"] <= DEFAULT_MAX_BATCH_BYTES
+    assert sorted(k for item in items for k in item["keys"]) == keys
+    assert meta["batching"]["max_batch_bytes"] == DEFAULT_MAX_BATCH_BYTES
+    body = aws.client("s3").get_object(Bucket=meta["bucket"], Key=meta["key"])["Body"].read()
+    assert b"\\u" not in body and len(body) == meta["manifest_bytes"]
+    execution = _run(aws, pipeline, meta, "emoji-keys")
+    assert execution["status"] == "SUCCEEDED", execution
+
+
+def test_long_keys_with_1000_keys_per_batch_close_on_the_byte_budget(local_aws):
+    """1,500 keys of 1,000 characters with --max-keys-per-batch 1000 (1 MB in one item before): the
+    budget closes batches first, at most 240 KiB each; a smaller --max-batch-bytes cuts finer."""
+    aws, pipeline = local_aws
+    keys = [f"long/{i:05d}-".ljust(1000, "x") for i in range(1500)]
+    _seed(pipeline, keys)
+    meta, items = _manifest(aws, pipeline, "long/", "long", "--max-keys-per-batch", "1000")
+    sizes = _child_inputs(meta, items)
+    assert max(sizes) == meta["largest_item_bytes"] <= DEFAULT_MAX_BATCH_BYTES
+    assert len(items) == meta["batch_count"] == 7 and [k for item in items for k in item["keys"]] == keys
+    small, small_items = _manifest(
+        aws, pipeline, "long/", "long-small", "--max-keys-per-batch", "1000", "--max-batch-bytes", "8192"
+    )
+    assert max(_child_inputs(small, small_items)) == small["largest_item_bytes"] <= 8192
+    assert [k for item in small_items for k in item["keys"]] == keys
+    execution = _run(aws, pipeline, meta, "long-keys")
+    assert execution["status"] == "SUCCEEDED", execution
+
+
+@pytest.mark.parametrize("budget", ["1000", str(MAX_CHILD_INPUT_BYTES + 1)])
+def test_a_budget_outside_the_limits_is_refused_before_listing(local_aws, capsys, budget):
+    aws, pipeline = local_aws
+    code = main(
+        ["manifest", "--endpoint-url", aws.endpoint_url, "--source", f"s3://{pipeline.source_bucket}/data/"]
+        + ["--dest", f"s3://{pipeline.inventory_bucket}/x.json", "--max-batch-bytes", budget]
+    )
+    assert code == 2
+    assert "262144" in capsys.readouterr().err
+
+
+def test_an_oversized_hand_made_item_fails_the_local_run_with_data_limit_exceeded(local_aws):
+    aws, pipeline = local_aws
+    keys = [f"data/{i:04d}-".ljust(1000, "y") for i in range(300)]  # ~300 KB in one item
+    manifest = _put_manifest(
+        aws,
+        pipeline.inventory_bucket,
+        "limits/oversized.json",
+        [{"bucket": pipeline.source_bucket, "keys": keys, "bytes": 1}],
+        pipeline.source_bucket,
+    )
+    execution = _run(aws, pipeline, manifest, "oversized-item")
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "States.DataLimitExceeded", execution
+    assert "262144" in execution["cause"] and "item 0" in execution["cause"]
+
+
+def test_a_manifest_over_the_item_reader_limit_fails(local_aws, monkeypatch):
+    aws, pipeline = local_aws
+    monkeypatch.setenv("XACCT_MAP_LOCAL_ITEM_READER_MAX_BYTES", "1000")
+    items = [{"bucket": pipeline.source_bucket, "keys": [f"data/{i}"], "bytes": 1} for i in range(40)]
+    manifest = _put_manifest(aws, pipeline.inventory_bucket, "limits/too-big.json", items, pipeline.source_bucket)
+    execution = _run(aws, pipeline, manifest, "too-big-manifest")
+    assert execution["status"] == "FAILED" and execution["error"] == "States.ItemReaderFailed", execution
+    assert "more than the 1000 bytes" in execution["cause"] and "limits/too-big.json" in execution["cause"]
+
+
+def test_a_manifest_bucket_in_another_region_fails(local_aws):
+    aws, pipeline = local_aws
+    bucket = "xacct-map-limits-eu-inventory"
+    aws.client("s3").create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    items = [{"bucket": pipeline.source_bucket, "keys": ["data/x"], "bytes": 1}]
+    manifest = _put_manifest(aws, bucket, "m.json", items, pipeline.source_bucket)
+    execution = _run(aws, pipeline, manifest, "other-region")
+    assert execution["status"] == "FAILED" and execution["error"] == "States.ItemReaderFailed", execution
+    assert "eu-west-1" in execution["cause"] and "us-east-1" in execution["cause"] and bucket in execution["cause"]
