@@ -22,6 +22,7 @@ from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
 
 from xacct_map.core.cross_account import assumed_role_session, bucket_region
+from xacct_map.core.limits import bucket_location_problem, child_input_problem
 from xacct_map.core.map_run import RUNNING, MapRunSnapshot, build_snapshot, failure_details, snapshot_async
 from xacct_map.core.naming import execution_arn as derive_execution_arn
 
@@ -119,10 +120,30 @@ class DistributedMapHook(StepFunctionHook):
 
         :param snap: the execution's final snapshot.
         """
-        s3 = self.get_session().client(
+        return failure_details(self.conn, snap, s3_client=self.pipeline_s3())
+
+    def pipeline_s3(self):
+        """An S3 client of the same connection (pipeline account)."""
+        return self.get_session().client(
             "s3", endpoint_url=self.conn_config.get_service_endpoint_url("s3"), config=self.config, verify=self.verify
         )
-        return failure_details(self.conn, snap, s3_client=s3)
+
+    def start_problem(self, state_machine_arn: str, manifest: dict, execution_input: dict) -> str | None:
+        """Why an execution of ``state_machine_arn`` on ``manifest`` would fail part-way, or None.
+
+        Checked before StartExecution (:mod:`xacct_map.core.limits`): the manifest's largest child
+        input still fits 256 KiB with this input's ``source`` block, and the manifest bucket is in the
+        state machine's account and Region (one HeadBucket).
+
+        :param state_machine_arn: ARN of the state machine.
+        :param manifest: the manifest summary (:class:`~xacct_map.operators.BuildKeyManifestOperator`'s XCom).
+        :param execution_input: the execution input about to be sent.
+        """
+        problem = child_input_problem(manifest, execution_input.get("source") or {})
+        if problem:
+            return problem
+        bucket = (execution_input.get("manifest") or {}).get("bucket")
+        return bucket_location_problem(self.pipeline_s3(), bucket, state_machine_arn) if bucket else None
 
     def redrive_execution(self, execution_arn: str) -> None:
         """

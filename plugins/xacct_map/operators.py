@@ -644,6 +644,11 @@ class StartDistributedMapOperator(AwsBaseOperator[DistributedMapHook]):
             )
         except ValueError as err:
             raise AirflowFailException(str(err)) from err
+        problem = self.hook.start_problem(
+            self.state_machine_arn, self.manifest if isinstance(self.manifest, dict) else {}, body
+        )
+        if problem:  # would fail part-way on AWS: fail now, before anything is spent
+            raise AirflowFailException(problem)
         # Canonical JSON: a retry sends byte-identical input, which Step Functions treats as the same start.
         payload = json.dumps(body, sort_keys=True, separators=(",", ":"))
         if require_native(self.dry_run, bool, "dry_run"):

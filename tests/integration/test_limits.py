@@ -164,3 +164,117 @@ def test_a_manifest_bucket_in_another_region_fails(local_aws):
     execution = _run(aws, pipeline, manifest, "other-region")
     assert execution["status"] == "FAILED" and execution["error"] == "States.ItemReaderFailed", execution
     assert "eu-west-1" in execution["cause"] and "us-east-1" in execution["cause"] and bucket in execution["cause"]
+
+
+# -- checks before the money is spent (issue 14, item 3) ------------------------------------------
+
+
+def _eu_bucket(aws, name: str = "xacct-map-limits-eu-inventory") -> str:
+    s3 = aws.client("s3")
+    if name not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    return name
+
+
+def _executions(aws, pipeline) -> int:
+    return len(aws.client("stepfunctions").list_executions(stateMachineArn=pipeline.state_machine_arn)["executions"])
+
+
+def test_start_refuses_a_manifest_bucket_in_another_region_before_starting(local_aws, run_context):
+    from xacct_map.operators import StartDistributedMapOperator
+    from xacct_map.version_compat import AirflowFailException
+
+    aws, pipeline = local_aws
+    manifest = {"bucket": _eu_bucket(aws), "key": "m.json", "source_bucket": pipeline.source_bucket}
+    before = _executions(aws, pipeline)
+    op = StartDistributedMapOperator(
+        task_id="start",
+        aws_conn_id="xacct_map_pipeline",
+        state_machine_arn=pipeline.state_machine_arn,
+        manifest=manifest,
+    )
+    with pytest.raises(AirflowFailException) as raised:
+        op.execute(run_context("manual__region"))
+    message = str(raised.value)
+    assert "eu-west-1" in message and "us-east-1" in message and manifest["bucket"] in message
+    assert pipeline.state_machine_arn in message
+    assert _executions(aws, pipeline) == before  # nothing started
+
+
+def test_start_refuses_a_manifest_whose_largest_batch_no_longer_fits(local_aws, run_context):
+    """The manifest reserved room for the source block it knew; a much longer one given at start
+    (here an extra-long Region override) would push its largest child input past 256 KiB."""
+    from xacct_map.operators import StartDistributedMapOperator
+    from xacct_map.version_compat import AirflowFailException
+
+    aws, pipeline = local_aws
+    manifest = {
+        "bucket": pipeline.inventory_bucket,
+        "key": "m.json",
+        "source_bucket": pipeline.source_bucket,
+        "largest_item_bytes": MAX_CHILD_INPUT_BYTES - 10,
+        "batching": {"source_block_bytes": 120},
+    }
+    op = StartDistributedMapOperator(
+        task_id="start",
+        aws_conn_id="xacct_map_pipeline",
+        state_machine_arn=pipeline.state_machine_arn,
+        manifest=manifest,
+        source_region="r" * 200,
+    )
+    with pytest.raises(AirflowFailException, match=r"more than Step Functions' 262144: rebuild the manifest"):
+        op.execute(run_context("manual__toolarge"))
+
+
+def test_preflight_names_both_regions_for_an_inventory_bucket_elsewhere(local_aws):
+    import boto3
+
+    from xacct_map.setup.preflight import FAILED, PreflightConfig, run_preflight
+
+    aws, pipeline = local_aws
+    config = PreflightConfig(
+        source_bucket=pipeline.source_bucket,
+        source_account=pipeline.source_account,
+        prefix=pipeline.source_prefix,
+        lister_role_arn=pipeline.source_role_arn,
+        inventory_bucket=_eu_bucket(aws),
+        state_machine_arn=pipeline.state_machine_arn,
+        endpoint_url=aws.endpoint_url,
+    )
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    report = run_preflight(config, session=session)
+    check = next(c for c in report.checks if c.name == "write_inventory")
+    assert check.status == FAILED and check.error_code == "WrongBucketLocation"
+    assert "eu-west-1" in check.reason and "us-east-1" in check.reason
+    assert next(c for c in report.checks if c.name == "state_machine").ok  # its ResultWriter bucket is beside it
+
+
+def test_preflight_refuses_a_deployed_definition_outside_the_limits(local_aws):
+    import boto3
+
+    from xacct_map.setup.preflight import FAILED, PreflightConfig, run_preflight
+
+    aws, pipeline = local_aws
+    sfn = aws.client("stepfunctions")
+    described = sfn.describe_state_machine(stateMachineArn=pipeline.state_machine_arn)
+    definition = json.loads(described["definition"])
+    definition["States"]["ProcessManifest"]["MaxConcurrency"] = 20_000
+    arn = sfn.create_state_machine(
+        name="xacct-map-limits-bad", definition=json.dumps(definition), roleArn=described["roleArn"]
+    )["stateMachineArn"]
+    config = PreflightConfig(
+        source_bucket=pipeline.source_bucket,
+        source_account=pipeline.source_account,
+        prefix=pipeline.source_prefix,
+        lister_role_arn=pipeline.source_role_arn,
+        inventory_bucket=pipeline.inventory_bucket,
+        state_machine_arn=arn,
+        endpoint_url=aws.endpoint_url,
+    )
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+    check = next(c for c in run_preflight(config, session=session).checks if c.name == "state_machine")
+    assert check.status == FAILED and "MaxConcurrency is 20000" in check.reason and "10000" in check.reason
