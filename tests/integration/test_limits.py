@@ -278,3 +278,115 @@ def test_preflight_refuses_a_deployed_definition_outside_the_limits(local_aws):
     )
     check = next(c for c in run_preflight(config, session=session).checks if c.name == "state_machine")
     assert check.status == FAILED and "MaxConcurrency is 20000" in check.reason and "10000" in check.reason
+
+
+# -- pollers that share the budget (issue 14, item 4) ----------------------------------------------
+
+
+def _small_execution(aws, pipeline, name: str) -> str:
+    keys = [f"data/part-0000/object-{i:07d}.bin" for i in range(12, 16)]
+    items = [
+        {"bucket": pipeline.source_bucket, "keys": keys[:2], "bytes": 0},
+        {"bucket": pipeline.source_bucket, "keys": keys[2:], "bytes": 0},
+    ]
+    manifest = _put_manifest(aws, pipeline.inventory_bucket, f"limits/{name}.json", items, pipeline.source_bucket)
+    body = build_execution_input(manifest, source_account_id=SOURCE_ACCOUNT)
+    return aws.client("stepfunctions").start_execution(
+        stateMachineArn=pipeline.state_machine_arn, name=name, input=json.dumps(body)
+    )["executionArn"]
+
+
+def _throttle(client, operation: str, times: int) -> list[str]:
+    """Make ``operation`` on ``client`` answer ThrottlingException (HTTP 400) its first ``times`` calls."""
+    from botocore.awsrequest import AWSResponse
+
+    seen: list[str] = []
+
+    def answer(**kwargs):
+        seen.append(operation)
+        if len(seen) > times:
+            return None
+        error = {
+            "Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        return AWSResponse("https://states", 400, {}, None), error
+
+    client.meta.events.register(f"before-call.sfn.{operation}", answer)
+    return seen
+
+
+def test_sensor_waits_longer_when_throttled_and_never_fails(local_aws, run_context, monkeypatch, capsys):
+    """Poke mode against a real local run, DescribeMapRun throttled three times: the sensor logs it,
+    waits longer each time (jittered), and still ends with the run's verdict."""
+    import airflow.sdk.bases.sensor as base_sensor
+
+    from xacct_map.sensors import DistributedMapSensor
+
+    aws, pipeline = local_aws
+    arn = _small_execution(aws, pipeline, "throttled-sensor")
+    sensor = DistributedMapSensor(
+        task_id="wait", execution_arn=arn, aws_conn_id="xacct_map_pipeline", poke_interval=0.2, timeout=120
+    )
+    calls = _throttle(sensor.hook.conn, "DescribeMapRun", 3)
+    waits: list[float] = []
+
+    class Clock:  # Airflow's poke loop, with its sleeps recorded (and kept short)
+        monotonic = staticmethod(time.monotonic)
+
+        @staticmethod
+        def sleep(seconds):
+            waits.append(seconds)
+            time.sleep(0.1)
+
+    monkeypatch.setattr(base_sensor, "time", Clock)
+    summary = sensor.execute(run_context("manual__throttled"))
+    assert summary["status"] == "SUCCEEDED" and summary["item_counts"]["succeeded"] == 2
+    assert len(calls) >= 4  # three throttled, then answered
+    assert waits[:3] == sorted(waits[:3]) and all(w > 0.2 + 1 for w in waits[:3])  # longer than poke_interval
+    warned = [
+        line for line in capsys.readouterr().out.splitlines() if "Step Functions throttled" in line
+    ]  # Airflow logs to stdout
+    assert len(warned) == 3 and "ThrottlingException" in warned[0] and "not failing" in warned[0]
+
+
+def test_trigger_waits_longer_when_throttled_and_fires_the_verdict(local_aws, monkeypatch):
+    """The deferrable path: the trigger's async look throttled twice, then the run's event."""
+    import asyncio
+
+    from botocore.exceptions import ClientError
+
+    from xacct_map.hooks import DistributedMapHook
+    from xacct_map.triggers import DistributedMapTrigger
+
+    aws, pipeline = local_aws
+    arn = _small_execution(aws, pipeline, "throttled-trigger")
+    looks: list[int] = []
+    real_snapshot = DistributedMapHook.snapshot_async
+
+    async def throttled(self, client, execution_arn):
+        looks.append(1)
+        if len(looks) <= 2:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "DescribeMapRun")
+        return await real_snapshot(self, client, execution_arn)
+
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds):
+        slept.append(seconds)
+        await real_sleep(0.05)
+
+    monkeypatch.setattr(DistributedMapHook, "snapshot_async", throttled)
+    monkeypatch.setattr("xacct_map.triggers.asyncio.sleep", sleep)
+    monkeypatch.setattr(DistributedMapTrigger, "first_look_delay", 0)
+    trigger = DistributedMapTrigger(execution_arn=arn, poll_interval=0.5, aws_conn_id="xacct_map_pipeline")
+
+    async def first_event():
+        async for event in trigger.run():
+            return event
+
+    event = asyncio.run(asyncio.wait_for(first_event(), timeout=60))
+    assert event.payload["status"] == "success" and event.payload["snapshot"]["status"] == "SUCCEEDED"
+    assert slept[1] >= 1.5 and slept[2] >= 1.5  # the waits after throttling: at least 1 s longer than poll_interval
+    assert all(0.5 <= s <= 0.55 for s in slept[3:])  # then the normal interval (a short run: no growth)
