@@ -23,7 +23,14 @@ from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
 
 from xacct_map.core.cross_account import assumed_role_session, bucket_region
 from xacct_map.core.limits import bucket_location_problem, child_input_problem
-from xacct_map.core.map_run import RUNNING, MapRunSnapshot, build_snapshot, failure_details, snapshot_async
+from xacct_map.core.map_run import (
+    RUNNING,
+    MapRunSnapshot,
+    build_snapshot,
+    failure_details,
+    merge_map_runs,
+    snapshot_async,
+)
 from xacct_map.core.naming import execution_arn as derive_execution_arn
 
 if TYPE_CHECKING:
@@ -94,14 +101,13 @@ class DistributedMapHook(StepFunctionHook):
 
     def snapshot(self, execution_arn: str) -> MapRunSnapshot:
         """
-        The execution's status and its (first) Map Run's item counts, as one snapshot.
+        The execution's status and its Map Runs' item counts (one Map Run per manifest part, summed), as one snapshot.
 
         :param execution_arn: ARN of the execution.
         """
         execution = self.describe_execution(execution_arn)
-        map_runs = self.list_map_runs(execution_arn)
-        map_run = self.describe_map_run(map_runs[0]["mapRunArn"]) if map_runs else {}
-        return build_snapshot(execution_arn, execution, map_run)
+        described = [self.describe_map_run(run["mapRunArn"]) for run in self.list_map_runs(execution_arn)]
+        return build_snapshot(execution_arn, execution, merge_map_runs(described))
 
     async def snapshot_async(self, client: Any, execution_arn: str) -> MapRunSnapshot:
         """

@@ -28,7 +28,7 @@ from xacct_map.core.filters import FILTER_ARGUMENTS, ObjectFilter, resolve_listi
 from xacct_map.core.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
 from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES, check_batch_budget, check_layout
 from xacct_map.core.listing import LISTING_ENGINES, ListingEngineError, ListingUnavailableError, iter_objects
-from xacct_map.core.manifest import write_manifest
+from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, write_manifest
 from xacct_map.core.map_run import REDRIVABLE
 from xacct_map.core.naming import execution_arn, execution_name, manifest_key
 from xacct_map.core.s3uri import split_s3_uri
@@ -124,6 +124,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     :param max_batch_bytes: most UTF-8 bytes of one child execution's input (the batch plus the
         execution input's ``source`` block, as Step Functions counts them): default 240 KiB, at most
         256 KiB (Step Functions' limit), at least 4 KiB plus the source block.
+    :param manifest_part_bytes: batched layout: the manifest is written in parts of about this many
+        bytes (default 5 GB; ItemReader reads files of at most 10 GB), one Map Run each.
     :param layout: ``"batched"``, ``"flat"`` or ``"keys"``.
     :param manifest_format: ``"json"``, ``"jsonl"`` or (flat layout) ``"csv"``.
     :param object_filter: which objects go into the manifest: an
@@ -169,6 +171,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         "max_keys_per_batch",
         "max_bytes_per_batch",
         "max_batch_bytes",
+        "manifest_part_bytes",
         "layout",
         "manifest_format",
         "object_filter",
@@ -198,6 +201,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         max_keys_per_batch: int = 100,
         max_bytes_per_batch: int = 512 * 1024 * 1024,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        manifest_part_bytes: int = DEFAULT_MAX_PART_BYTES,
         layout: str = "batched",
         manifest_format: str = "json",
         object_filter: ObjectFilter | dict[str, Any] | None = None,
@@ -238,6 +242,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.max_keys_per_batch = max_keys_per_batch
         self.max_bytes_per_batch = max_bytes_per_batch
         self.max_batch_bytes = max_batch_bytes
+        self.manifest_part_bytes = manifest_part_bytes
         self.layout = layout
         self.manifest_format = manifest_format
         self.object_filter = object_filter
@@ -255,7 +260,13 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             raise AirflowFailException(
                 "manifest_bucket is empty: name the pipeline account's inventory bucket that receives the manifest."
             )
-        for name in ("max_keys_per_batch", "max_bytes_per_batch", "max_batch_bytes", "listing_parallelism"):
+        for name in (
+            "max_keys_per_batch",
+            "max_bytes_per_batch",
+            "max_batch_bytes",
+            "manifest_part_bytes",
+            "listing_parallelism",
+        ):
             require_native(getattr(self, name), int, name)
         require_native(self.write_metadata, bool, "write_metadata")
         if self.max_keys_per_batch < 1 or self.max_bytes_per_batch < 1:
@@ -352,6 +363,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 max_keys_per_batch=self.max_keys_per_batch,
                 max_bytes_per_batch=self.max_bytes_per_batch,
                 max_batch_bytes=self.max_batch_bytes,
+                max_part_bytes=self.manifest_part_bytes,
                 expected_bucket_owner=self.manifest_bucket_owner,
                 object_filter=object_filter,
                 source=source,
@@ -521,6 +533,16 @@ def run_type_of(context: Context) -> str:
     return str(getattr(run_type, "value", run_type) or str(context.get("run_id", "")).partition("__")[0])
 
 
+def manifest_reference(manifest: dict) -> dict:
+    """The execution input's ``manifest`` block: ``{"bucket", "key"}``, plus ``parts`` (their keys) and
+    ``part_count`` when the manifest came in several parts (the state machine runs one Map Run each)."""
+    reference = {"bucket": manifest["bucket"], "key": manifest["key"]}
+    parts = manifest.get("parts") or []
+    if len(parts) > 1:
+        reference.update(parts=[part["key"] for part in parts], part_count=len(parts))
+    return reference
+
+
 def build_execution_input(
     manifest: dict,
     *,
@@ -532,7 +554,8 @@ def build_execution_input(
     """The execution input contract: ``{"manifest": {bucket, key}, "source": {...}, ...extra}``.
 
     The source's account id and Region default to what the manifest recorded (its ``source``), so a
-    Region discovered while listing reaches the processor without being configured twice.
+    Region discovered while listing reaches the processor without being configured twice. A manifest
+    in several parts adds ``parts`` and ``part_count`` (:func:`manifest_reference`).
     """
     missing = [k for k in ("bucket", "key", "source_bucket") if not manifest.get(k)]
     if missing:
@@ -543,7 +566,7 @@ def build_execution_input(
     recorded = manifest.get("source") or {}
     body = dict(extra or {})
     body.update(
-        manifest={"bucket": manifest["bucket"], "key": manifest["key"]},
+        manifest=manifest_reference(manifest),
         source={
             "bucket": manifest["source_bucket"],
             "prefix": manifest.get("source_prefix", ""),

@@ -390,3 +390,41 @@ def test_trigger_waits_longer_when_throttled_and_fires_the_verdict(local_aws, mo
     assert event.payload["status"] == "success" and event.payload["snapshot"]["status"] == "SUCCEEDED"
     assert slept[1] >= 1.5 and slept[2] >= 1.5  # the waits after throttling: at least 1 s longer than poll_interval
     assert all(0.5 <= s <= 0.55 for s in slept[3:])  # then the normal interval (a short run: no growth)
+
+
+# -- manifests in parts (issue 14, item 2) --------------------------------------------------------
+
+
+def test_a_small_part_size_makes_a_multi_part_run_that_processes_every_key_once(local_aws):
+    """--manifest-part-bytes 8192 over 300 keys in batches of 10: several parts, each a manifest of
+    its own, every key in exactly one part; one execution runs a Map Run per part to SUCCEEDED and
+    the sensor's snapshot sums them."""
+    from xacct_map.hooks import DistributedMapHook
+
+    aws, pipeline = local_aws
+    keys = [f"parts/{i:04d}-".ljust(100, "p") for i in range(300)]
+    _seed(pipeline, keys)
+    meta, first = _manifest(
+        aws, pipeline, "parts/", "parts", "--max-keys-per-batch", "10", "--manifest-part-bytes", "8192"
+    )
+    assert meta["part_count"] == len(meta["parts"]) >= 3 and meta["batch_count"] == 30
+    s3 = aws.client("s3")
+    in_parts = []
+    for part in meta["parts"]:
+        body = s3.get_object(Bucket=meta["bucket"], Key=part["key"])["Body"].read()
+        items = json.loads(body)
+        assert len(body) == part["bytes"] and len(items) == part["items"] and part["bytes"] < 8192 + 2000
+        in_parts += [k for item in items for k in item["keys"]]
+    assert (
+        in_parts == keys
+        and meta["parts"][0]["key"] == meta["key"]
+        and first == json.loads(s3.get_object(Bucket=meta["bucket"], Key=meta["key"])["Body"].read())
+    )
+    assert meta["parts"][1]["key"] == meta["key"].replace(".json", ".part-00002.json")
+    execution = _run(aws, pipeline, meta, "multi-part")
+    assert execution["status"] == "SUCCEEDED", execution
+    map_runs = aws.client("stepfunctions").list_map_runs(executionArn=execution["executionArn"])["mapRuns"]
+    assert len(map_runs) == meta["part_count"]
+    snap = DistributedMapHook(aws_conn_id="xacct_map_pipeline").snapshot(execution["executionArn"])
+    assert snap.item_counts["succeeded"] == 30 and snap.failed_items == 0
+    assert snap.result_writer and snap.result_writer["key"].startswith("xacct-map/results/")

@@ -78,6 +78,14 @@ def register(subparsers) -> None:
         help="most UTF-8 bytes of one child execution's input, batch plus source block "
         "(default: %(default)s = 240 KiB; at most 262144, Step Functions' limit)",
     )
+    shape.add_argument(
+        "--manifest-part-bytes",
+        type=int,
+        default=5 * 10**9,
+        metavar="BYTES",
+        help="batched layout: write the manifest in parts of about BYTES, one Map Run each "
+        "(default: %(default)s = 5 GB; ItemReader reads files of at most 10 GB)",
+    )
     filters = parser.add_argument_group("filters (each one given must pass)")
     filters.add_argument(
         "--suffix",
@@ -288,6 +296,7 @@ def run(args: argparse.Namespace) -> int:
             max_keys_per_batch=args.max_keys_per_batch,
             max_bytes_per_batch=args.max_bytes_per_batch,
             max_batch_bytes=args.max_batch_bytes,
+            max_part_bytes=args.manifest_part_bytes,
             expected_bucket_owner=args.dest_bucket_owner,
             object_filter=object_filter,
             source=source,
@@ -366,6 +375,7 @@ def _describe(summary) -> str:
             else ""
         )
         + (f"; skipped {skipped} of {summary.objects_seen} seen" if skipped else "")
+        + (f", in {summary.part_count} parts" if (summary.part_count or 1) > 1 else "")
         + f"\nmetadata s3://{summary.bucket}/{summary.metadata_key} sha256 {summary.sha256}"
     )
 

@@ -61,6 +61,9 @@ class ManifestSummary:
     keys layouts, whose items are single objects (ItemBatcher batches them at run time).
     ``largest_item_bytes`` (batched layout) is the largest child execution input the manifest makes:
     UTF-8 bytes of the ``ItemSelector`` output (item plus ``source`` block), as Step Functions counts.
+    ``parts`` lists the manifest's parts (``{"key", "items", "bytes", "sha256", "etag"}``; one part,
+    at ``key``, unless the manifest passed ``max_part_bytes``); ``sha256``/``etag`` are the first
+    part's, ``manifest_bytes`` and ``item_count`` the totals.
     """
 
     bucket: str
@@ -85,6 +88,8 @@ class ManifestSummary:
     xacct_map_version: str | None = None
     metadata_key: str | None = None
     largest_item_bytes: int | None = None
+    parts: list | None = None
+    part_count: int | None = None
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -323,6 +328,123 @@ class MultipartJsonArrayWriter(MultipartUploadWriter):
         )
 
 
+#: A manifest part closes once it holds this many bytes (ItemReader reads files of at most 10 GB).
+DEFAULT_MAX_PART_BYTES = 5 * 10**9
+#: ... or this many items (ItemReader's ``MaxItems`` limit).
+MAX_PART_ITEMS = 100_000_000
+
+
+def part_key(key: str, number: int) -> str:
+    """The key of manifest part ``number`` (1-based): the manifest key itself for the first part,
+    ``<root>.part-00002<ext>`` for the next ones (``manifest.json`` -> ``manifest.part-00002.json``)."""
+    if number == 1:
+        return key
+    slash = key.rfind("/")
+    dot = key.rfind(".")
+    root, ext = (key[:dot], key[dot:]) if dot > slash + 1 else (key, "")
+    return f"{root}.part-{number:05d}{ext}"
+
+
+class PartedManifestWriter:
+    """Items into one manifest object, or into several parts when one would pass ``max_part_bytes``
+    or ``max_part_items``: each part a complete manifest of its own (its own multipart upload and
+    encoder), at :func:`part_key`. A part closes once it reaches the limit (it may pass it by one
+    item). Any failure aborts the part being written and deletes the parts already completed.
+
+    The attributes :class:`MultipartUploadWriter` has (``items``, ``bytes_written``, ``sha256``,
+    ``etag``) are totals (items, bytes) or the first part's (``sha256``, ``etag``); ``parts``
+    describes every part.
+
+    :param open_part: makes the :class:`MultipartUploadWriter` of a part key.
+    """
+
+    def __init__(self, open_part, key: str, *, max_part_bytes: int, max_part_items: int = MAX_PART_ITEMS):
+        if max_part_bytes < 1 or not 1 <= max_part_items <= MAX_PART_ITEMS:
+            raise ValueError(
+                f"max_part_bytes ({max_part_bytes}) must be at least 1 and max_part_items ({max_part_items}) "
+                f"between 1 and {MAX_PART_ITEMS}"
+            )
+        self._open_part, self.key = open_part, key
+        self._max_bytes, self._max_items = max_part_bytes, max_part_items
+        self._current: MultipartUploadWriter | None = None
+        self._done: list[MultipartUploadWriter] = []
+        self.parts: list[dict] = []
+
+    def __enter__(self):
+        self._next_part()
+        return self
+
+    def _next_part(self) -> None:
+        writer = self._open_part(part_key(self.key, len(self._done) + 1))
+        writer.__enter__()
+        self._current = writer
+
+    def _close_part(self) -> None:
+        writer, self._current = self._current, None
+        assert writer is not None
+        writer.__exit__(None, None, None)
+        self._done.append(writer)
+        self.parts.append(
+            {
+                "key": writer.key,
+                "items": writer.items,
+                "bytes": writer.bytes_written,
+                "sha256": writer.sha256,
+                "etag": writer.etag,
+            }
+        )
+
+    def write_item(self, item) -> None:
+        """Append one item; close the part (and open the next on the next item) at its limit."""
+        if self._current is None:
+            self._next_part()
+        writer = self._current
+        assert writer is not None
+        writer.write_item(item)
+        if writer.bytes_written >= self._max_bytes or writer.items >= self._max_items:
+            self._close_part()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                if self._current is not None or not self._done:
+                    if self._current is None:
+                        self._next_part()  # an empty manifest is still one (empty) part
+                    self._close_part()
+                return
+            except BaseException:
+                self._discard()
+                raise
+        if self._current is not None:
+            self._current.__exit__(exc_type, exc, tb)  # aborts its upload
+            self._current = None
+        self._discard()
+
+    def _discard(self) -> None:
+        """Delete the completed parts (best effort): a failed manifest leaves no part behind."""
+        for writer in self._done:
+            try:
+                writer._s3.delete_object(Bucket=writer.bucket, Key=writer.key, **writer._owner)
+            except Exception:  # noqa: BLE001, S110 - the original error is the one to raise
+                pass
+
+    @property
+    def items(self) -> int:
+        return sum(p["items"] for p in self.parts)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(p["bytes"] for p in self.parts)
+
+    @property
+    def sha256(self) -> str:
+        return self.parts[0]["sha256"] if self.parts else ""
+
+    @property
+    def etag(self) -> str:
+        return self.parts[0]["etag"] if self.parts else ""
+
+
 def write_batched_manifest(
     objects: Iterable[S3Object],
     s3_client,
@@ -395,6 +517,8 @@ def write_manifest(
     source: dict | None = None,
     write_metadata: bool = True,
     part_size: int = MIN_PART_SIZE,
+    max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
+    max_part_items: int = MAX_PART_ITEMS,
 ) -> ManifestSummary:
     """Write ``objects`` as a manifest in any layout/format, then its metadata sidecar.
 
@@ -410,6 +534,10 @@ def write_manifest(
         ``ItemSelector`` output: the item plus the execution input's ``source`` block) may take; a
         batch closes before it would pass this (default 240 KiB, at most Step Functions' 256 KiB).
         The flat layout's state machine gets the same budget as ``MaxInputBytesPerBatch``.
+    :param max_part_bytes: batched layout: a manifest part closes once it holds this many bytes
+        (default 5 GB; ItemReader reads at most 10 GB) and the next part starts
+        (:class:`PartedManifestWriter`; ``parts`` in the summary). Other layouts write one object.
+    :param max_part_items: batched layout: ... or this many items (at most 100,000,000).
     :param object_filter: applied to ``objects`` on the way; its settings and skip counts are recorded.
     :param source: where the objects came from (``{"type": "listing", "bucket", "prefix",
         "account_id", "region"}`` or ``{"type": "inventory", ...}``), recorded as is.
@@ -422,14 +550,24 @@ def write_manifest(
         layout, manifest_format, max_keys_per_batch, max_bytes_per_batch, max_batch_bytes, source_bytes
     )
     stream = object_filter.apply(objects) if object_filter is not None else objects
-    with MultipartUploadWriter(
-        s3_client,
-        bucket,
+
+    def open_part(part: str) -> MultipartUploadWriter:
+        return MultipartUploadWriter(
+            s3_client,
+            bucket,
+            part,
+            part_size=part_size,
+            expected_bucket_owner=expected_bucket_owner,
+            content_type=CONTENT_TYPES[manifest_format],
+            encoder=encoder_for(manifest_format),
+        )
+
+    single = layout != "batched"  # only the batched state machine iterates parts
+    with PartedManifestWriter(
+        open_part,
         key,
-        part_size=part_size,
-        expected_bucket_owner=expected_bucket_owner,
-        content_type=CONTENT_TYPES[manifest_format],
-        encoder=encoder_for(manifest_format),
+        max_part_bytes=sys.maxsize if single else max_part_bytes,
+        max_part_items=MAX_PART_ITEMS if single else max_part_items,
     ) as writer:
         written = _write_items(writer, stream, layout, source_bucket, batching, source_bytes)
     summary = _summary(
@@ -473,7 +611,7 @@ def _check_batching(
 
 
 def _summary(
-    writer: MultipartUploadWriter,
+    writer: PartedManifestWriter,
     written: _Written,
     *,
     bucket: str,
@@ -512,11 +650,13 @@ def _summary(
         xacct_map_version=__version__,
         metadata_key=metadata_key(key) if write_metadata else None,
         largest_item_bytes=written.largest_item_bytes,
+        parts=writer.parts,
+        part_count=len(writer.parts),
     )
 
 
 def _write_items(
-    writer: MultipartUploadWriter,
+    writer: PartedManifestWriter,
     objects: Iterable[S3Object],
     layout: str,
     source_bucket: str,
