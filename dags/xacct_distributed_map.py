@@ -35,12 +35,18 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from xacct_map.core.filters import STORAGE_CLASSES
 from xacct_map.operators import BuildKeyManifestOperator, PreflightOperator, StartDistributedMapOperator
 from xacct_map.sensors import DistributedMapSensor
 
 # Templates render native objects (render_template_as_native_obj=True below): {{ params.x }} passes
 # the param's int, bool or list as is. Native rendering also evaluates *text* as a Python literal, so
 # free text goes through ``| repr``: a 12-digit account id or a bucket named "2026" stays a string.
+
+
+# Trigger-form checks: a bucket name (or empty), an ISO-8601 date-time with a time zone (or empty).
+_BUCKET = "^([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])?$"
+_AWARE_ISO = "^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?(Z|[+-][0-9]{2}:?[0-9]{2}))?$"
 
 
 def _text(expression: str) -> str:
@@ -71,6 +77,7 @@ with DAG(
             None,
             type=["null", "string"],
             title="Source bucket",
+            pattern=_BUCKET,
             description="Bucket in the source account to list. Empty: Variable xacct_map_source_bucket.",
         ),
         "source_prefix": Param(
@@ -90,12 +97,14 @@ with DAG(
             None,
             type=["null", "string"],
             title="Inventory bucket",
+            pattern=_BUCKET,
             description="Pipeline account bucket that receives the manifest.",
         ),
         "state_machine_arn": Param(
             None,
             type=["null", "string"],
             title="State machine ARN",
+            pattern="^(arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:stateMachine:[^:\\s]{1,80})?$",
             description="The Distributed Map state machine to start.",
         ),
         "max_keys_per_batch": Param(
@@ -132,14 +141,14 @@ with DAG(
         "suffixes": Param(
             [],
             type="array",
-            items={"type": "string"},
+            items={"type": "string", "minLength": 1},
             title="Key suffixes",
             description="Keep only keys ending with one of these (e.g. .parquet). Empty: any key.",
         ),
         "patterns": Param(
             [],
             type="array",
-            items={"type": "string"},
+            items={"type": "string", "minLength": 1},
             title="Key glob patterns",
             description="Keep only keys matching one of these fnmatch patterns (* also matches /). Empty: any key.",
         ),
@@ -167,7 +176,7 @@ with DAG(
         "storage_classes": Param(
             [],
             type="array",
-            items={"type": "string"},
+            items={"type": "string", "enum": list(STORAGE_CLASSES)},
             title="Storage classes",
             description="Keep exactly these storage classes (e.g. STANDARD, STANDARD_IA). Empty: "
             "all but GLACIER and DEEP_ARCHIVE, which need a restore before reading.",
@@ -182,6 +191,7 @@ with DAG(
             None,
             type=["null", "string"],
             title="Modified at or after",
+            pattern=_AWARE_ISO,
             description="ISO-8601 with a time zone, e.g. 2026-11-01T00:00:00+00:00 (inclusive). "
             "Empty: no lower bound. Intersected with the data interval when incremental.",
         ),
@@ -189,6 +199,7 @@ with DAG(
             None,
             type=["null", "string"],
             title="Modified before",
+            pattern=_AWARE_ISO,
             description="ISO-8601 with a time zone (exclusive). Empty: no upper bound.",
         ),
         "layout": Param(
@@ -211,6 +222,7 @@ with DAG(
             None,
             type=["null", "string"],
             title="S3 Inventory source",
+            pattern="^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.*)?$",
             description="s3://<inventory destination bucket>/<prefix>/<source bucket>/<config id>: "
             "read the newest S3 Inventory report instead of listing the bucket. "
             "Empty: list the bucket.",
@@ -228,6 +240,15 @@ with DAG(
             type="boolean",
             title="Dry run",
             description="Build the manifest (and its .meta.json sidecar) and stop: no execution starts.",
+        ),
+        "on_empty": Param(
+            "skip",
+            type="string",
+            enum=["skip", "fail", "run"],
+            title="If there is nothing to process",
+            description="When the source holds no objects (or the filters remove all): skip: no manifest, "
+            "no execution, the run's tasks are skipped with the reason in the build_manifest log; fail: fail "
+            "the run; run: start an execution over an empty manifest.",
         ),
         "on_existing": Param(
             "redrive",
@@ -276,6 +297,7 @@ with DAG(
         layout="{{ params.layout }}",
         manifest_format="{{ params.manifest_format }}",
         source_inventory=_text("params.source_inventory or ''"),
+        on_empty="{{ params.on_empty }}",
     )
     start_map_run = StartDistributedMapOperator(
         task_id="start_map_run",

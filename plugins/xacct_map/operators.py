@@ -22,16 +22,25 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from botocore.exceptions import ClientError
 
+from xacct_map.core.build import (
+    ON_EMPTY,
+    EmptySourceError,
+    ManifestRequest,
+    Source,
+    build_manifest,
+    explain_build_error,
+    inventory_source,
+    listed_source,
+)
 from xacct_map.core.cross_account import account_of_role, role_session_name
-from xacct_map.core.errors import error_code, explain_assume_role_error, explain_source_error
+from xacct_map.core.errors import error_code
 from xacct_map.core.filters import FILTER_ARGUMENTS, ObjectFilter, resolve_listing_mode
-from xacct_map.core.inventory import InventoryError, explain_inventory_error, iter_inventory_objects, open_inventory
+from xacct_map.core.inventory import InventoryError, open_inventory
 from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES, check_batch_budget, check_layout
-from xacct_map.core.listing import LISTING_ENGINES, ListingEngineError, ListingUnavailableError, iter_objects
-from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, write_manifest
+from xacct_map.core.listing import LISTING_ENGINES, ListingEngineError, ListingUnavailableError
+from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, ManifestSummary
 from xacct_map.core.map_run import REDRIVABLE
 from xacct_map.core.naming import execution_arn, execution_name, manifest_key
-from xacct_map.core.s3uri import split_s3_uri
 from xacct_map.hooks import DistributedMapHook, source_s3
 from xacct_map.links import ManifestObjectLink
 from xacct_map.version_compat import (
@@ -146,6 +155,10 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         HTTP(S) endpoint, botocore's paginator where it cannot run; ``"parallel"``: the parallel
         engine or a failed task saying why; ``"paginator"``: botocore's paginator only, no worker
         processes.
+    :param on_empty: what an empty source means (nothing listed, or every object filtered out):
+        ``"skip"`` (default): no manifest is written, this task and the tasks after it are skipped,
+        the log saying which source and which filters; ``"fail"``: the task fails; ``"run"``: an
+        empty manifest is written and the run goes on (a Map Run over zero items).
     :param aws_conn_id: AWS connection of the pipeline account (writes the manifest).
     :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
     :param verify: Whether or not to verify SSL certificates.
@@ -180,6 +193,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         "inventory_aws_conn_id",
         "listing_parallelism",
         "listing_engine",
+        "on_empty",
     )
     template_fields_renderers = {"object_filter": "json"}
     ui_color = "#c7e9f1"
@@ -211,6 +225,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         write_metadata: bool = True,
         listing_parallelism: int = 32,
         listing_engine: str = "auto",
+        on_empty: str = "skip",
         **kwargs,
     ):
         deprecated = {name: kwargs.pop(name) for name in FILTER_ARGUMENTS if name in kwargs}
@@ -252,6 +267,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.write_metadata = write_metadata
         self.listing_parallelism = listing_parallelism
         self.listing_engine = listing_engine
+        self.on_empty = on_empty
 
     def _validate(self) -> None:
         if not self.source_bucket and not self.source_inventory:
@@ -275,6 +291,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             raise AirflowFailException(
                 f"listing_parallelism must be at least 1 (requests in flight), not {self.listing_parallelism}."
             )
+        if self.on_empty not in ON_EMPTY:
+            raise AirflowFailException(f"on_empty must be one of {', '.join(ON_EMPTY)}, not {self.on_empty!r}.")
         if self.listing_engine not in LISTING_ENGINES:
             raise AirflowFailException(
                 f"listing_engine must be one of {', '.join(LISTING_ENGINES)}, not {self.listing_engine!r}."
@@ -337,48 +355,21 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._validate()
-        object_filter = self._object_filter(context)
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
-        key = self.manifest_key or manifest_key(dag_id, run_id)
-        if object_filter.listing_mode == "incremental":
+        request = self._request(context, key=self.manifest_key or manifest_key(dag_id, run_id))
+        if request.object_filter.listing_mode == "incremental":
             self.log.info(
                 "Incremental: only objects with %s <= LastModified < %s",
-                object_filter.modified_after,
-                object_filter.modified_before,
+                request.object_filter.modified_after,
+                request.object_filter.modified_before,
             )
-        if self.source_inventory:
-            objects, source, identity = self._inventory_objects(key)
+        if request.source_inventory:
+            identity = f"connection {self.inventory_aws_conn_id or self.aws_conn_id!r}"
+            source = self._inventory_source(request, identity)
         else:
-            objects, source, identity = self._listed_objects(dag_id, key)
-        try:
-            summary = write_manifest(
-                objects,
-                self.hook.conn,
-                bucket=self.manifest_bucket,
-                key=key,
-                source_bucket=self.source_bucket,
-                source_prefix=self.source_prefix,
-                layout=self.layout,
-                manifest_format=self.manifest_format,
-                max_keys_per_batch=self.max_keys_per_batch,
-                max_bytes_per_batch=self.max_bytes_per_batch,
-                max_batch_bytes=self.max_batch_bytes,
-                max_part_bytes=self.manifest_part_bytes,
-                expected_bucket_owner=self.manifest_bucket_owner,
-                object_filter=object_filter,
-                source=source,
-                write_metadata=self.write_metadata,
-            )
-        except (InventoryError, ListingEngineError) as err:
-            raise AirflowFailException(str(err)) from err
-        except ClientError as err:
-            raise AirflowException(self._explain(err, key, identity)) from err
-        except ListingUnavailableError as err:
-            # Retryable (AirflowException, not Fail): the endpoint was unreachable; no manifest was written.
-            raise AirflowException(
-                f"{err}. Check the network path to S3 for the source Region (endpoint, proxy, VPC endpoint); "
-                f"the multipart upload of s3://{self.manifest_bucket}/{key} was aborted, the task can be retried."
-            ) from err
+            identity = self.source_role_arn or f"connection {self.source_aws_conn_id or self.aws_conn_id!r}"
+            source = self._listed_source(request, identity, dag_id)
+        summary = self._build(request, source, identity)
         ManifestObjectLink.persist(
             context=context,
             operator=self,
@@ -387,6 +378,51 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             bucket=summary.bucket,
             key=summary.key,
         )
+        self._log_summary(summary)
+        return summary.as_dict()
+
+    def _request(self, context: Context, *, key: str) -> ManifestRequest:
+        return ManifestRequest(
+            source_bucket=self.source_bucket,
+            source_prefix=self.source_prefix,
+            manifest_bucket=self.manifest_bucket,
+            manifest_key=key,
+            object_filter=self._object_filter(context),
+            source_account_id=self.source_account_id or None,
+            source_region=self.source_region or None,
+            source_inventory=self.source_inventory or None,
+            layout=self.layout,
+            manifest_format=self.manifest_format,
+            max_keys_per_batch=self.max_keys_per_batch,
+            max_bytes_per_batch=self.max_bytes_per_batch,
+            max_batch_bytes=self.max_batch_bytes,
+            max_part_bytes=self.manifest_part_bytes,
+            manifest_bucket_owner=self.manifest_bucket_owner,
+            write_metadata=self.write_metadata,
+            on_empty=self.on_empty,
+        )
+
+    def _build(self, request: ManifestRequest, source: Source, identity: str) -> ManifestSummary:
+        try:
+            return build_manifest(request, source, self.hook.conn)
+        except EmptySourceError as err:
+            if err.on_empty == "skip":
+                self.log.info("Skipped: %s (on_empty='skip'; no manifest, no execution).", err)
+                raise AirflowSkipException(f"{err} (on_empty='skip': no manifest written, no execution)") from err
+            raise AirflowFailException(f"{err} (on_empty='fail'; on_empty='run' would run it anyway)") from err
+        except (InventoryError, ListingEngineError) as err:
+            raise AirflowFailException(str(err)) from err
+        except ClientError as err:
+            raise AirflowException(self._explain(err, request, identity)) from err
+        except ListingUnavailableError as err:
+            # Retryable (AirflowException, not Fail): the endpoint was unreachable; no manifest was written.
+            raise AirflowException(
+                f"{err}. Check the network path to S3 for the source Region (endpoint, proxy, VPC endpoint); "
+                f"the multipart upload of s3://{request.manifest_bucket}/{request.manifest_key} was aborted, "
+                "the task can be retried."
+            ) from err
+
+    def _log_summary(self, summary: ManifestSummary) -> None:
         self.log.info(
             "Manifest s3://%s/%s (%s, %s): %d objects, %d batches, %d bytes of objects (manifest %d bytes, sha256 %s)",
             summary.bucket,
@@ -402,12 +438,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         skipped = {name: n for name, n in (summary.skipped or {}).items() if n}
         if skipped:
             self.log.info("Skipped by filters (of %d objects seen): %s", summary.objects_seen, skipped)
-        return summary.as_dict()
 
-    def _listed_objects(self, dag_id: str, key: str):
-        identity = self.source_role_arn or (
-            f"connection {self.source_aws_conn_id!r}" if self.source_aws_conn_id else f"connection {self.aws_conn_id!r}"
-        )
+    def _listed_source(self, request: ManifestRequest, identity: str, dag_id: str) -> Source:
         try:
             source = source_s3(
                 self.hook,
@@ -417,60 +449,43 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 source_region=self.source_region,
                 session_name=role_session_name("xacct-map", dag_id),
                 # Without source_region, one HeadBucket finds the bucket's Region (cross-Region sources).
-                source_bucket=self.source_bucket,
-                expected_bucket_owner=self.source_account_id or None,
+                source_bucket=request.source_bucket,
+                expected_bucket_owner=request.source_account_id,
             )
         except ValueError as err:
             raise AirflowFailException(str(err)) from err
         except ClientError as err:
-            raise AirflowException(self._explain(err, key, identity)) from err
+            raise AirflowException(self._explain(err, request, identity)) from err
         self.log.info(
             "Listing s3://%s/%s as %s into s3://%s/%s",
-            self.source_bucket,
-            self.source_prefix,
+            request.source_bucket,
+            request.source_prefix,
             identity,
-            self.manifest_bucket,
-            key,
+            request.manifest_bucket,
+            request.manifest_key,
         )
-        objects = iter_objects(
+        return listed_source(
+            request,
             source.client,
-            self.source_bucket,
-            self.source_prefix,
-            expected_bucket_owner=self.source_account_id,
-            listing_engine=self.listing_engine,
             credentials=source.credentials,
             verify=source.verify,
+            listing_engine=self.listing_engine,
             parallelism=self.listing_parallelism,
         )
-        description = {
-            "type": "listing",
-            "bucket": self.source_bucket,
-            "prefix": self.source_prefix,
-            "account_id": self.source_account_id or None,
-            "region": getattr(getattr(source.client, "meta", None), "region_name", None),
-        }
-        return objects, description, identity
 
-    def _inventory_objects(self, key: str):
-        uri = cast(str, self.source_inventory)  # called only when it is set
+    def _inventory_source(self, request: ManifestRequest, identity: str) -> Source:
+        uri = cast(str, request.source_inventory)  # called only when it is set
         conn_id = self.inventory_aws_conn_id or self.aws_conn_id
-        identity = f"connection {conn_id!r}"
         reader = self.hook.conn if conn_id == self.aws_conn_id else S3Hook(aws_conn_id=conn_id).get_conn()
         try:
             report = open_inventory(reader, uri)
+            source = inventory_source(request, reader, report)
         except InventoryError as err:
             raise AirflowFailException(str(err)) from err
         except ValueError as err:
             raise AirflowFailException(f"source_inventory: {err}") from err
         except ClientError as err:
-            bucket, prefix = split_s3_uri(uri)
-            raise AirflowException(explain_inventory_error(err, bucket=bucket, key=prefix, identity=identity)) from err
-        if self.source_bucket and report.source_bucket and report.source_bucket != self.source_bucket:
-            raise AirflowFailException(
-                f"Inventory {report.uri} is a report of bucket {report.source_bucket!r}, not of source_bucket "
-                f"{self.source_bucket!r}: point source_inventory at {self.source_bucket!r}'s inventory configuration."
-            )
-        self.source_bucket = self.source_bucket or report.source_bucket
+            raise AirflowException(self._explain(err, request, identity, reading_inventory=True)) from err
         self.log.info(
             "Reading inventory %s (%s, %d data files, created %s) as %s for s3://%s/%s, into s3://%s/%s",
             report.uri,
@@ -478,44 +493,15 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             len(report.files),
             report.creation_timestamp,
             identity,
-            self.source_bucket,
-            self.source_prefix,
-            self.manifest_bucket,
-            key,
+            source.description["bucket"],
+            request.source_prefix,
+            request.manifest_bucket,
+            request.manifest_key,
         )
-        # Filled while the manifest is written; recorded in the summary once it is complete.
-        counts: dict = {}
-        objects = iter_inventory_objects(reader, report, prefix=self.source_prefix, stats=counts)
-        description = {
-            "type": "inventory",
-            "bucket": self.source_bucket,
-            "prefix": self.source_prefix,
-            "account_id": self.source_account_id or None,
-            "region": self.source_region or None,
-            "inventory": {**report.as_dict(), "counts": counts},
-        }
-        return objects, description, identity
+        return source
 
-    def _explain(self, err: ClientError, key: str, identity: str) -> str:
-        operation = err.operation_name or ""
-        if operation == "AssumeRole":
-            return explain_assume_role_error(err, role_arn=self.source_role_arn or identity)
-        if self.source_inventory and operation in ("GetObject", "HeadObject"):
-            return explain_inventory_error(err, bucket=self.source_inventory, key="", identity=identity)
-        if operation.startswith("ListObjects") or operation == "HeadBucket":
-            return explain_source_error(
-                err,
-                bucket=self.source_bucket,
-                prefix=self.source_prefix,
-                identity=identity,
-                owner=self.source_account_id,
-            )
-        code = error_code(err)
-        hint = {
-            "NoSuchBucket": " The inventory bucket does not exist: create it or fix manifest_bucket.",
-            "AccessDenied": " The pipeline identity needs s3:PutObject and s3:AbortMultipartUpload on it.",
-        }.get(code, "")
-        return f"Writing manifest s3://{self.manifest_bucket}/{key} failed during {operation}: {code}.{hint}"
+    def _explain(self, err: ClientError, request: ManifestRequest, identity: str, **kwargs: Any) -> str:
+        return explain_build_error(err, request, identity=identity, role_arn=self.source_role_arn, **kwargs)
 
 
 def _previous_success_end(context: Context) -> datetime | None:

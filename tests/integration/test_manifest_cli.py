@@ -69,12 +69,12 @@ def test_manifest_command_writes_manifest_and_sidecar_and_prints_metadata(local_
 
 
 def test_manifest_command_default_is_the_batched_json_manifest(local_aws, capsys, monkeypatch):
-    import xacct_map.core.listing
+    import xacct_map.core.build
 
     asked = []
-    listing = xacct_map.core.listing.iter_objects
+    listing = xacct_map.core.build.iter_objects
     monkeypatch.setattr(
-        xacct_map.core.listing, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw)
+        xacct_map.core.build, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw)
     )
     aws, pipeline = local_aws
     code = _cli(
@@ -105,17 +105,17 @@ def test_manifest_command_default_is_the_batched_json_manifest(local_aws, capsys
 def test_listing_engine_reaches_the_listing(local_aws, capsys, monkeypatch, engine, expected):
     """--listing-engine is passed on, with the source session's credentials: "auto" (the default)
     lists the emulator (real HTTP) with the parallel engine."""
-    import xacct_map.core.listing
+    import xacct_map.core.build
 
     used = []
-    listing = xacct_map.core.listing.iter_objects
+    listing = xacct_map.core.build.iter_objects
 
     def recording(*a, **kw):
         stats: dict = {}
         yield from listing(*a, **kw, stats=stats)
         used.append((kw["listing_engine"], stats["engine"]))
 
-    monkeypatch.setattr(xacct_map.core.listing, "iter_objects", recording)
+    monkeypatch.setattr(xacct_map.core.build, "iter_objects", recording)
     aws, pipeline = local_aws
     dest = f"s3://{pipeline.inventory_bucket}/xacct-map/manifests/cli/engine-{engine}.json"
     code = _cli(
@@ -144,8 +144,8 @@ def test_listing_engine_reaches_the_listing(local_aws, capsys, monkeypatch, engi
             1,
             r"Destination bucket 'no-such-dest-bucket' does not exist.*Nothing was left behind",
         ),
-        (["--source", "{src}/data/", "--dest", "s3://{inv}/m.json"], 2, r"--source .* is not an S3 URI"),
-        (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/"], 2, r"--dest .* names no object key"),
+        (["--source", "{src}/data/", "--dest", "s3://{inv}/m.json"], 2, r"--source: .* is not an S3 URI"),
+        (["--source", "s3://{src}/data/", "--dest", "s3://{inv}/"], 2, r"--dest: .* names no object key"),
         (
             ["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.csv", "--format", "csv"],
             2,
@@ -164,7 +164,7 @@ def test_listing_engine_reaches_the_listing(local_aws, capsys, monkeypatch, engi
         (
             ["--source", "s3://{src}/data/", "--dest", "s3://{inv}/m.json", "--parallelism", "0"],
             2,
-            r"--parallelism must be at least 1 \(requests in flight\), not 0",
+            r"--parallelism: 0 is out of range: give an integer from 1 to 1,024",
         ),
     ],
 )
@@ -183,7 +183,7 @@ def test_access_denied_names_the_bucket_and_the_role(local_aws, capsys, monkeypa
     def denied(*_, **__):
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "ListObjectsV2")
 
-    monkeypatch.setattr("xacct_map.core.listing.iter_objects", denied)
+    monkeypatch.setattr("xacct_map.core.build.iter_objects", denied)
     code = _cli(
         aws,
         "--source",
@@ -216,3 +216,36 @@ def test_progress_line_updates_in_place_on_a_terminal():
     list(silent.wrap(range(3)))
     silent.finish()
     assert quiet.getvalue() == "" and silent.count == 3
+
+
+@pytest.mark.parametrize(
+    "on_empty, code, prefix, extra",
+    [
+        (None, 3, "nothing-here/", []),
+        ("fail", 1, "data/", ["--suffix", ".no-such-suffix"]),
+        ("run", 0, "nothing-here/", []),
+    ],
+)
+def test_an_empty_source_skips_fails_or_runs_without_a_traceback(local_aws, on_empty, code, prefix, extra):
+    """A whole process, as a user runs it: the listing workers must end quietly when there is nothing to list."""
+    import subprocess
+    import sys
+
+    aws, pipeline = local_aws
+    key = f"xacct-map/manifests/cli/empty-{on_empty}.json"
+    command = [sys.executable, "-m", "xacct_map.cli", "manifest", "--endpoint-url", aws.endpoint_url]
+    command += ["--region", "us-east-1", "--source", f"s3://{pipeline.source_bucket}/{prefix}"]
+    command += ["--dest", f"s3://{pipeline.inventory_bucket}/{key}", "--listing-engine", "parallel", *extra]
+    command += ["--on-empty", on_empty] if on_empty else []
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr.replace("EmptySource", "")
+    s3 = aws.client("s3")
+    written = s3.list_objects_v2(Bucket=pipeline.inventory_bucket, Prefix=key).get("Contents", [])
+    if on_empty == "run":
+        assert "0 objects" in done.stdout and {o["Key"] for o in written} == {key, key + ".meta.json"}
+        return
+    assert f"nothing to process: s3://{pipeline.source_bucket}/{prefix}" in done.stderr or (
+        "the filters removed all" in done.stderr and ".no-such-suffix" in done.stderr
+    )
+    assert not written and not s3.list_multipart_uploads(Bucket=pipeline.inventory_bucket).get("Uploads")

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from manifest_fixtures import manifest_operator
-from xacct_map.core.naming import execution_name
+from xacct_map.core.naming import execution_name, manifest_key
 from xacct_map.local.emulator import AWKWARD_KEYS, SOURCE_ACCOUNT
-from xacct_map.operators import PreflightOperator, StartDistributedMapOperator
+from xacct_map.operators import BuildKeyManifestOperator, PreflightOperator, StartDistributedMapOperator
 from xacct_map.version_compat import AirflowException, AirflowFailException, AirflowSkipException
 
 
@@ -66,13 +66,47 @@ def test_batches_close_on_bytes_and_a_big_object_travels_alone(local_aws, run_co
     assert not any(set(b["keys"]) >= {"sized/a", "sized/b"} for b in batches)  # 1200 bytes: never together
 
 
-def test_empty_prefix_lists_whole_bucket_and_prefix_without_objects_gives_empty_manifest(local_aws, run_context):
+def _nothing_at(aws, bucket, key):
+    s3 = aws.client("s3")
+    objects = s3.list_objects_v2(Bucket=bucket, Prefix=key).get("Contents", [])
+    uploads = [u for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) if u["Key"] == key]
+    return not objects and not uploads
+
+
+def test_empty_prefix_lists_whole_bucket_and_on_empty_run_gives_an_empty_manifest(local_aws, run_context):
     aws, pipeline = local_aws
     whole = _build(pipeline, source_prefix="").execute(run_context("run-whole"))
     assert whole["object_count"] == len(_source_keys(aws, pipeline.source_bucket)) >= 40
 
-    empty = _build(pipeline, source_prefix="nothing-here/").execute(run_context("run-empty"))
+    empty = _build(pipeline, source_prefix="nothing-here/", on_empty="run").execute(run_context("run-empty"))
     assert empty["object_count"] == 0 and _manifest(aws, empty) == []
+
+
+@pytest.mark.parametrize(
+    "on_empty, raised, why",
+    [
+        (None, AirflowSkipException, "empty prefix"),
+        (None, AirflowSkipException, "filtered out"),
+        ("fail", AirflowFailException, "filtered out"),
+    ],
+)
+def test_an_empty_source_skips_by_default_or_fails_and_writes_nothing(local_aws, run_context, on_empty, raised, why):
+    aws, pipeline = local_aws
+    arguments = {"on_empty": on_empty} if on_empty else {}
+    if why == "empty prefix":
+        arguments["source_prefix"] = "nothing-here/"
+    else:
+        arguments["object_filter"] = {"suffixes": [".no-such-suffix"]}
+    run_id = f"run-empty-{on_empty}-{why.replace(' ', '-')}"
+    with pytest.raises(raised) as caught:
+        _build(pipeline, **arguments).execute(run_context(run_id))
+    message = str(caught.value)
+    assert f"s3://{pipeline.source_bucket}/" in message and "nothing to process" in message
+    if why == "filtered out":
+        assert "the filters removed all" in message and "'suffix'" in message and ".no-such-suffix" in message
+    else:
+        assert "holds no objects" in message
+    assert _nothing_at(aws, pipeline.inventory_bucket, manifest_key("test_dag", run_id))
 
 
 def test_manifest_key_is_stable_per_run_and_distinct_across_runs(local_aws, run_context):
@@ -219,14 +253,12 @@ def test_dry_run_builds_the_manifest_and_starts_nothing(local_aws, run_context):
 
 
 def test_listing_parallelism_reaches_the_listing(local_aws, run_context, monkeypatch):
-    from xacct_map import operators
+    from xacct_map.core import build
 
     aws, pipeline = local_aws
     asked = []
-    listing = operators.iter_objects
-    monkeypatch.setattr(
-        operators, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw)
-    )
+    listing = build.iter_objects
+    monkeypatch.setattr(build, "iter_objects", lambda *a, **kw: asked.append(kw["parallelism"]) or listing(*a, **kw))
     summary = _build(pipeline, listing_parallelism=5).execute(run_context("run-parallelism"))
     assert asked == [5]
     keys = [k for b in _manifest(aws, summary) for k in b["keys"]]
@@ -239,27 +271,27 @@ def test_listing_engine_reaches_the_listing_with_the_sources_credentials(
 ):
     """The source connection's credentials and TLS setting reach the listing: "auto" lists the
     emulator (real HTTP) with the parallel engine; "paginator" never starts it."""
-    from xacct_map import operators
+    from xacct_map.core import build
 
     aws, pipeline = local_aws
     used = []
-    listing = operators.iter_objects
+    listing = build.iter_objects
 
     def recording(*a, **kw):
         stats: dict = {}
         yield from listing(*a, **kw, stats=stats)
         used.append((kw["listing_engine"], stats["engine"], kw["credentials"] is not None))
 
-    monkeypatch.setattr(operators, "iter_objects", recording)
+    monkeypatch.setattr(build, "iter_objects", recording)
     summary = _build(pipeline, listing_engine=engine).execute(run_context(f"run-engine-{engine}"))
     assert used == [(engine, expected, True)]
     keys = [k for b in _manifest(aws, summary) for k in b["keys"]]
     assert sorted(keys) == sorted(_source_keys(aws, pipeline.source_bucket, pipeline.source_prefix))
-    assert "listing_engine" in operators.BuildKeyManifestOperator.template_fields
+    assert "listing_engine" in BuildKeyManifestOperator.template_fields
 
 
 def test_a_parallel_engine_that_cannot_run_fails_the_task_for_good(local_aws, run_context, monkeypatch):
-    from xacct_map import operators
+    from xacct_map.core import build
     from xacct_map.core.listing import ListingEngineError
 
     _, pipeline = local_aws
@@ -268,13 +300,13 @@ def test_a_parallel_engine_that_cannot_run_fails_the_task_for_good(local_aws, ru
         raise ListingEngineError(f"listing_engine='parallel' cannot list s3://{bucket}/{prefix}: a proxy")
         yield  # a generator, as iter_objects' result is lazy
 
-    monkeypatch.setattr(operators, "iter_objects", refused)
+    monkeypatch.setattr(build, "iter_objects", refused)
     with pytest.raises(AirflowFailException, match=r"cannot list s3://.*: a proxy"):
         _build(pipeline, listing_engine="parallel").execute(run_context("run-refused"))
 
 
 def test_unreachable_source_fails_retryably_and_leaves_no_manifest(local_aws, run_context, monkeypatch):
-    from xacct_map import operators
+    from xacct_map.core import build
     from xacct_map.core.listing import ListingUnavailableError
 
     aws, pipeline = local_aws
@@ -283,7 +315,7 @@ def test_unreachable_source_fails_retryably_and_leaves_no_manifest(local_aws, ru
         yield from ()
         raise ListingUnavailableError(f"listing s3://{bucket}/{prefix} failed: could not get a page (timeout)")
 
-    monkeypatch.setattr(operators, "iter_objects", unreachable)
+    monkeypatch.setattr(build, "iter_objects", unreachable)
     with pytest.raises(AirflowException) as raised:
         _build(pipeline).execute(run_context("run-unreachable"))
     assert not isinstance(raised.value, AirflowFailException)  # a network problem: Airflow retries it

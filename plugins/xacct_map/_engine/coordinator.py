@@ -379,7 +379,7 @@ class _Coordinator:
         try:
             wid, msg = pool.results.get(timeout=0.5)
         except queue.Empty:
-            for proc in pool.procs:
+            for proc in pool.procs:  # queue.Empty says nothing about why: not chained
                 if proc.poll() is not None:
                     raise WorkerError(f"listing worker exited with status {proc.returncode}") from None
             return None

@@ -88,7 +88,7 @@ class Connection:
         # ValueError a garbled status line, header or chunk size
         except (OSError, asyncio.TimeoutError, EOFError, asyncio.LimitOverrunError, ValueError) as err:
             self.close()
-            raise HttpError(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__) from None
+            raise HttpError(f"{type(err).__name__}: {err}" if str(err) else type(err).__name__) from err
         if not reusable:
             self.close()
         return status, body

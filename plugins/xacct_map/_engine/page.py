@@ -218,7 +218,7 @@ def _parse_with_etree(body: bytes) -> ListPage:
     try:
         root = ElementTree.fromstring(body)
     except ElementTree.ParseError as err:
-        raise PageFormatError(f"malformed ListObjectsV2 response: {err}") from None
+        raise PageFormatError(f"malformed ListObjectsV2 response: {err}") from err
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     if root.tag != ns + "ListBucketResult":
         raise PageFormatError(f"not a ListBucketResult: {root.tag}")

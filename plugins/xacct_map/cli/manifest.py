@@ -8,7 +8,8 @@ Lists ``--source`` (or reads the S3 Inventory given with ``--inventory``) as the
 credentials list directly), applies the filters, streams the manifest to ``--dest`` with the
 pipeline credentials (``--profile``/environment) and writes ``<dest>.meta.json``. On a terminal a
 progress line (keys so far, keys/s) is updated in place on stderr. Errors are one line on stderr
-naming the bucket or role and what to do; exit code 1 (2 for invalid options).
+naming the bucket or role and what to do; exit code 1 (2 for invalid options, 3 when there was
+nothing to process and no manifest was written: ``--on-empty skip``, the default).
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
+from xacct_map.cli import options
 from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES, LAYOUTS, check_batch_budget
+
+if TYPE_CHECKING:
+    from xacct_map.core.build import ManifestRequest
 
 
 def register(subparsers) -> None:
@@ -32,22 +38,40 @@ def register(subparsers) -> None:
             "s3://bucket/key through a multipart upload, then write <key>.meta.json describing it."
         ),
     )
-    where = parser.add_argument_group("source and destination")
+    _where_arguments(parser.add_argument_group("source and destination"))
+    _shape_arguments(parser.add_argument_group("manifest"))
+    _filter_arguments(parser.add_argument_group("filters (each one given must pass)"))
+    _aws_arguments(parser.add_argument_group("AWS"))
+    _run_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _where_arguments(where) -> None:
     where.add_argument(
         "--source",
         required=True,
+        type=options.s3_uri(),
         metavar="S3URI",
         help="s3://bucket/prefix to list (with --inventory: the bucket and prefix to keep)",
     )
-    where.add_argument("--dest", required=True, metavar="S3URI", help="s3://bucket/key of the manifest to write")
+    where.add_argument(
+        "--dest",
+        required=True,
+        type=options.s3_uri(key_required=True),
+        metavar="S3URI",
+        help="s3://bucket/key of the manifest to write",
+    )
     where.add_argument(
         "--inventory",
         default=None,
+        type=options.s3_uri(),
         metavar="S3URI",
         help="read this S3 Inventory instead of listing: s3://<destination bucket>/<prefix>/"
         "<source bucket>/<config id> (newest report), a timestamp folder or a manifest.json",
     )
-    shape = parser.add_argument_group("manifest")
+
+
+def _shape_arguments(shape) -> None:
     shape.add_argument("--layout", default="batched", choices=LAYOUTS, help="item layout (default: %(default)s)")
     shape.add_argument(
         "--format",
@@ -58,14 +82,14 @@ def register(subparsers) -> None:
     )
     shape.add_argument(
         "--max-keys-per-batch",
-        type=int,
+        type=options.positive,
         default=100,
         metavar="N",
         help="batched layout: most keys per batch (default: %(default)s)",
     )
     shape.add_argument(
         "--max-bytes-per-batch",
-        type=int,
+        type=options.positive,
         default=512 * 1024 * 1024,
         metavar="BYTES",
         help="batched layout: most object bytes per batch (default: %(default)s)",
@@ -86,9 +110,12 @@ def register(subparsers) -> None:
         help="batched layout: write the manifest in parts of about BYTES, one Map Run each "
         "(default: %(default)s = 5 GB; ItemReader reads files of at most 10 GB)",
     )
-    filters = parser.add_argument_group("filters (each one given must pass)")
+
+
+def _filter_arguments(filters) -> None:
     filters.add_argument(
         "--suffix",
+        type=options.non_empty,
         action="append",
         default=[],
         metavar="SUFFIX",
@@ -96,6 +123,7 @@ def register(subparsers) -> None:
     )
     filters.add_argument(
         "--pattern",
+        type=options.non_empty,
         action="append",
         default=[],
         metavar="GLOB",
@@ -107,10 +135,15 @@ def register(subparsers) -> None:
         choices=("key", "relative"),
         help="match patterns against the whole key or the part after the prefix (default: %(default)s)",
     )
-    filters.add_argument("--min-size", type=int, default=None, metavar="BYTES", help="keep objects of at least BYTES")
-    filters.add_argument("--max-size", type=int, default=None, metavar="BYTES", help="keep objects of at most BYTES")
+    filters.add_argument(
+        "--min-size", type=options.integer(0), default=None, metavar="BYTES", help="keep objects of at least BYTES"
+    )
+    filters.add_argument(
+        "--max-size", type=options.integer(0), default=None, metavar="BYTES", help="keep objects of at most BYTES"
+    )
     filters.add_argument(
         "--storage-class",
+        type=options.storage_class,
         action="append",
         default=None,
         metavar="CLASS",
@@ -121,35 +154,55 @@ def register(subparsers) -> None:
     )
     filters.add_argument(
         "--modified-after",
+        type=options.aware_datetime,
         default=None,
         metavar="ISO",
         help="keep objects with LastModified >= this (ISO-8601 with a time zone)",
     )
     filters.add_argument(
         "--modified-before",
+        type=options.aware_datetime,
         default=None,
         metavar="ISO",
         help="keep objects with LastModified < this (ISO-8601 with a time zone)",
     )
-    aws = parser.add_argument_group("AWS")
-    aws.add_argument("--endpoint-url", default=None, help="S3/STS endpoint (e.g. a local emulator)")
+
+
+def _aws_arguments(aws) -> None:
+    aws.add_argument(
+        "--endpoint-url", type=options.endpoint_url, default=None, help="S3/STS endpoint (e.g. a local emulator)"
+    )
     aws.add_argument("--profile", default=None, help="AWS profile of the pipeline credentials")
-    aws.add_argument("--region", default=None, help="Region of the clients (default: the profile's)")
-    aws.add_argument("--source-region", default=None, help="Region of the source bucket (default: discovered)")
-    aws.add_argument("--role-arn", default=None, help="role in the source account to assume for listing")
+    aws.add_argument(
+        "--region", type=options.region, default=None, help="Region of the clients (default: the profile's)"
+    )
+    aws.add_argument(
+        "--source-region", type=options.region, default=None, help="Region of the source bucket (default: discovered)"
+    )
+    aws.add_argument(
+        "--role-arn", type=options.role_arn, default=None, help="role in the source account to assume for listing"
+    )
     aws.add_argument("--external-id", default=None, help="ExternalId the role's trust policy requires")
     aws.add_argument(
         "--expected-bucket-owner",
+        type=options.account_id,
         default=None,
         metavar="ACCOUNT",
         help="account that must own the source bucket (sent as ExpectedBucketOwner)",
     )
     aws.add_argument(
-        "--dest-bucket-owner", default=None, metavar="ACCOUNT", help="account that must own the destination bucket"
+        "--dest-bucket-owner",
+        type=options.account_id,
+        default=None,
+        metavar="ACCOUNT",
+        help="account that must own the destination bucket",
     )
+
+
+def _run_arguments(parser) -> None:
     parser.add_argument(
         "--parallelism",
-        type=int,
+        type=options.integer(1, 1024),
         default=32,
         metavar="N",
         help="ListObjectsV2 requests in flight (default %(default)s; 1: botocore's paginator alone)",
@@ -161,9 +214,15 @@ def register(subparsers) -> None:
         help="auto (default): the parallel engine against a real HTTP(S) endpoint, else botocore's "
         "paginator; parallel: fail if the parallel engine cannot run; paginator: no worker processes",
     )
+    parser.add_argument(
+        "--on-empty",
+        choices=["skip", "fail", "run"],
+        default="skip",
+        help="when nothing is left to process (no objects, or the filters removed all): skip (default: no "
+        "manifest, exit code 3), fail (exit code 1) or run (write an empty manifest, exit code 0)",
+    )
     parser.add_argument("--json", action="store_true", help="print the manifest metadata as JSON on stdout")
     parser.add_argument("--no-progress", action="store_true", help="no progress line, even on a terminal")
-    parser.set_defaults(func=run)
 
 
 class Progress:
@@ -205,10 +264,11 @@ class Progress:
 
 
 def _clients(args):
-    """``(pipeline s3, source s3 or None for the inventory path, identity text)``."""
+    """``(pipeline s3, source s3, source session, identity text)``; the source client in the bucket's Region."""
     import boto3
 
     from xacct_map.core.cross_account import assumed_role_session, bucket_region, role_session_name
+    from xacct_map.core.s3uri import split_s3_uri
 
     session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
     endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
@@ -225,123 +285,113 @@ def _clients(args):
         )
         identity = args.role_arn
     source = source_session.client("s3", region_name=args.source_region or session.region_name, **endpoint)
-    return pipeline, source, identity, (bucket_region if not args.source_region else None), source_session, endpoint
+    if not args.inventory and not args.source_region:
+        # One HeadBucket finds the bucket's Region (cross-Region sources).
+        source_bucket, _ = split_s3_uri(args.source, what="--source")
+        region = bucket_region(source, source_bucket, expected_bucket_owner=args.expected_bucket_owner)
+        if region and region != source.meta.region_name:
+            source = source_session.client("s3", region_name=region, **endpoint)
+    return pipeline, source, source_session, identity
+
+
+def _request(args: argparse.Namespace) -> ManifestRequest:
+    """The build the options ask for (ValueError naming the option if one is bad)."""
+    from xacct_map.core.build import ManifestRequest
+    from xacct_map.core.layouts import check_layout
+    from xacct_map.core.s3uri import split_s3_uri
+
+    source_bucket, source_prefix = split_s3_uri(args.source, what="--source")
+    dest_bucket, dest_key = split_s3_uri(args.dest, what="--dest", key_required=True)
+    check_layout(args.layout, args.manifest_format)
+    check_batch_budget(args.max_batch_bytes)
+    if args.inventory:
+        split_s3_uri(args.inventory, what="--inventory")
+    if args.parallelism < 1:
+        raise ValueError(f"--parallelism must be at least 1 (requests in flight), not {args.parallelism}")
+    return ManifestRequest(
+        source_bucket=source_bucket,
+        source_prefix=source_prefix,
+        manifest_bucket=dest_bucket,
+        manifest_key=dest_key,
+        object_filter=_object_filter(args, source_prefix),
+        source_account_id=args.expected_bucket_owner,
+        source_region=args.source_region,
+        source_inventory=args.inventory,
+        layout=args.layout,
+        manifest_format=args.manifest_format,
+        max_keys_per_batch=args.max_keys_per_batch,
+        max_bytes_per_batch=args.max_bytes_per_batch,
+        max_batch_bytes=args.max_batch_bytes,
+        max_part_bytes=args.manifest_part_bytes,
+        manifest_bucket_owner=args.dest_bucket_owner,
+        on_empty=args.on_empty,
+    )
+
+
+#: Exit code of a run that found nothing to process and wrote no manifest (``--on-empty skip``).
+EXIT_SKIPPED = 3
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"xacct-map manifest: {message}", file=sys.stderr)
+    return code
 
 
 def run(args: argparse.Namespace) -> int:
     """Build the manifest; print a summary (or the metadata JSON with ``--json``)."""
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+    from xacct_map.core.build import EmptySourceError, explain_build_error
     from xacct_map.core.inventory import InventoryError
-    from xacct_map.core.layouts import check_layout
-    from xacct_map.core.listing import iter_objects
-    from xacct_map.core.manifest import write_manifest
-    from xacct_map.core.s3uri import split_s3_uri
-
-    def fail(message: str, code: int = 1) -> int:
-        print(f"xacct-map manifest: {message}", file=sys.stderr)
-        return code
 
     try:
-        source_bucket, source_prefix = split_s3_uri(args.source, what="--source")
-        dest_bucket, dest_key = split_s3_uri(args.dest, what="--dest", key_required=True)
-        check_layout(args.layout, args.manifest_format)
-        check_batch_budget(args.max_batch_bytes)
-        if args.inventory:
-            split_s3_uri(args.inventory, what="--inventory")
-        if args.parallelism < 1:
-            raise ValueError(f"--parallelism must be at least 1 (requests in flight), not {args.parallelism}")
-        object_filter = _object_filter(args, source_prefix)
+        request = _request(args)
     except ValueError as err:
-        return fail(str(err), 2)
-
+        return _fail(str(err), 2)
     progress = Progress(sys.stderr, enabled=sys.stderr.isatty() and not args.no_progress)
-    stage, identity = "credentials", "the default credentials"
+    state: dict[str, Any] = {"identity": "the default credentials", "reading_inventory": False}
     try:
-        pipeline, source_client, identity, discover, source_session, endpoint = _clients(args)
-        if args.inventory:
-            stage = "inventory"
-            objects, source = _inventory_objects(args, pipeline, source_bucket, source_prefix)
-        else:
-            stage = "listing"
-            if discover is not None:
-                region = discover(source_client, source_bucket, expected_bucket_owner=args.expected_bucket_owner)
-                if region and region != source_client.meta.region_name:
-                    source_client = source_session.client("s3", region_name=region, **endpoint)
-            objects = iter_objects(
-                source_client,
-                source_bucket,
-                source_prefix,
-                expected_bucket_owner=args.expected_bucket_owner,
-                listing_engine=args.listing_engine,
-                credentials=source_session,  # the client's own credentials, refreshed for a role
-                parallelism=args.parallelism,
-            )
-            source = {
-                "type": "listing",
-                "bucket": source_bucket,
-                "prefix": source_prefix,
-                "account_id": args.expected_bucket_owner,
-                "region": source_client.meta.region_name,
-            }
-        summary = write_manifest(
-            progress.wrap(objects),
-            pipeline,
-            bucket=dest_bucket,
-            key=dest_key,
-            source_bucket=source_bucket,
-            source_prefix=source_prefix,
-            layout=args.layout,
-            manifest_format=args.manifest_format,
-            max_keys_per_batch=args.max_keys_per_batch,
-            max_bytes_per_batch=args.max_bytes_per_batch,
-            max_batch_bytes=args.max_batch_bytes,
-            max_part_bytes=args.manifest_part_bytes,
-            expected_bucket_owner=args.dest_bucket_owner,
-            object_filter=object_filter,
-            source=source,
-        )
+        summary = _build(args, request, progress, state)
+    except EmptySourceError as err:
+        if err.on_empty == "skip":
+            return _fail(f"skipped, {err}; no manifest written (--on-empty run writes an empty one)", EXIT_SKIPPED)
+        return _fail(f"{err}; no manifest written (--on-empty run writes an empty one)")
     except InventoryError as err:
-        progress.finish()
-        return fail(str(err))
+        return _fail(str(err))
     except ClientError as err:
-        progress.finish()
-        return fail(_explain_client_error(err, args, identity, stage))
+        return _fail(explain_build_error(err, request, role_arn=args.role_arn, **state))
     except NoCredentialsError:
-        progress.finish()
-        return fail("no AWS credentials found: pass --profile, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")
+        return _fail("no AWS credentials found: pass --profile, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")
     except (BotoCoreError, ConnectionError) as err:
-        progress.finish()
-        return fail(f"{type(err).__name__}: {err}")
+        return _fail(f"{type(err).__name__}: {err}")
     except ValueError as err:
-        progress.finish()
-        return fail(str(err), 2)
-    progress.finish()
+        return _fail(str(err), 2)
     print(json.dumps(summary.as_dict(), sort_keys=True) if args.json else _describe(summary))
     return 0
 
 
-def _inventory_objects(args: argparse.Namespace, pipeline, source_bucket: str, source_prefix: str):
-    """The objects of ``--inventory``'s latest report under the prefix, and the manifest's source block."""
-    from xacct_map.core.inventory import InventoryError, iter_inventory_objects, open_inventory
+def _build(args: argparse.Namespace, request: ManifestRequest, progress: Progress, state: dict):
+    """Open the source, then write the manifest; ``state`` says how far it got, for the error message."""
+    from xacct_map.core.build import build_manifest, inventory_source, listed_source
+    from xacct_map.core.inventory import open_inventory
 
-    report = open_inventory(pipeline, args.inventory)
-    if report.source_bucket and report.source_bucket != source_bucket:
-        raise InventoryError(
-            f"inventory {report.uri} is a report of bucket {report.source_bucket!r}, not of {source_bucket!r} "
-            "(--source): point --inventory at that bucket's inventory configuration."
-        )
-    counts: dict = {}
-    objects = iter_inventory_objects(pipeline, report, prefix=source_prefix, stats=counts)
-    source = {
-        "type": "inventory",
-        "bucket": source_bucket,
-        "prefix": source_prefix,
-        "account_id": args.expected_bucket_owner,
-        "region": args.source_region,
-        "inventory": {**report.as_dict(), "counts": counts},
-    }
-    return objects, source
+    try:
+        pipeline, source_client, source_session, state["identity"] = _clients(args)
+        if request.source_inventory:
+            state["reading_inventory"] = True
+            source = inventory_source(request, pipeline, open_inventory(pipeline, request.source_inventory))
+            state["reading_inventory"] = False
+        else:
+            source = listed_source(
+                request,
+                source_client,
+                credentials=source_session,
+                listing_engine=args.listing_engine,
+                parallelism=args.parallelism,
+            )
+        return build_manifest(request, source, pipeline, observe=progress.wrap)
+    finally:
+        progress.finish()  # ends the progress line before any message
 
 
 def _object_filter(args: argparse.Namespace, source_prefix: str):
@@ -377,34 +427,4 @@ def _describe(summary) -> str:
         + (f"; skipped {skipped} of {summary.objects_seen} seen" if skipped else "")
         + (f", in {summary.part_count} parts" if (summary.part_count or 1) > 1 else "")
         + f"\nmetadata s3://{summary.bucket}/{summary.metadata_key} sha256 {summary.sha256}"
-    )
-
-
-def _explain_client_error(err, args: argparse.Namespace, identity: str, stage: str) -> str:
-    """What failed, named (role, inventory, source bucket or destination), and what to do."""
-    from xacct_map.core.errors import explain_assume_role_error, explain_source_error
-    from xacct_map.core.inventory import explain_inventory_error
-    from xacct_map.core.s3uri import split_s3_uri
-
-    operation = err.operation_name or ""
-    if operation == "AssumeRole":
-        return explain_assume_role_error(err, role_arn=args.role_arn or identity)
-    if stage == "inventory" or (args.inventory and operation in ("GetObject", "HeadObject")):
-        bucket, prefix = split_s3_uri(args.inventory, what="--inventory")
-        return explain_inventory_error(err, bucket=bucket, key=prefix)
-    if operation.startswith("ListObjects") or operation == "HeadBucket":
-        source_bucket, source_prefix = split_s3_uri(args.source, what="--source")
-        return explain_source_error(
-            err, bucket=source_bucket, prefix=source_prefix, identity=identity, owner=args.expected_bucket_owner
-        )
-    dest_bucket, dest_key = split_s3_uri(args.dest, what="--dest", key_required=True)
-    code = err.response.get("Error", {}).get("Code", "")
-    hint = {
-        "NoSuchBucket": f" Destination bucket {dest_bucket!r} does not exist: create it or fix --dest.",
-        "AccessDenied": f" The pipeline credentials need s3:PutObject and s3:AbortMultipartUpload on "
-        f"arn:aws:s3:::{dest_bucket}/{dest_key}*.",
-    }.get(code, "")
-    return (
-        f"writing s3://{dest_bucket}/{dest_key} failed during {operation}: {code}.{hint} "
-        "Nothing was left behind (the upload was aborted)."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from xacct_map.cli import options
 from xacct_map.setup.preflight import PreflightConfig, run_preflight
 
 
@@ -20,31 +21,54 @@ def register(subparsers) -> None:
             "fixes it. Exit code 1 if any check failed."
         ),
     )
-    parser.add_argument("--source-bucket", required=True)
-    parser.add_argument("--source-account", required=True, help="12-digit account that must own the source bucket")
-    parser.add_argument("--prefix", default="", help="the source prefix the DAG lists")
+    parser.add_argument("--source-bucket", required=True, type=options.bucket_name)
+    parser.add_argument(
+        "--source-account",
+        required=True,
+        type=options.account_id,
+        help="12-digit account that must own the source bucket",
+    )
+    parser.add_argument("--prefix", default="", type=options.prefix, help="the source prefix the DAG lists")
     lister = parser.add_mutually_exclusive_group()
-    lister.add_argument("--lister-role-arn", default=None, help="role assumed (with the pipeline credentials) to list")
+    lister.add_argument(
+        "--lister-role-arn",
+        default=None,
+        type=options.role_arn,
+        help="role assumed (with the pipeline credentials) to list",
+    )
     lister.add_argument("--lister-profile", default=None, help="AWS profile that is the lister (instead of a role)")
     parser.add_argument("--external-id", default=None, help="ExternalId of the lister role's trust policy")
     parser.add_argument(
         "--processor-role-arn",
         default=None,
+        type=options.role_arn,
         help="the processor Lambda's role (default: xacct-map-processor of the pipeline account)",
     )
-    parser.add_argument("--inventory-bucket", required=True)
-    parser.add_argument("--inventory-prefix", default="xacct-map/", help="default: %(default)s")
-    parser.add_argument("--state-machine-arn", required=True)
+    parser.add_argument("--inventory-bucket", required=True, type=options.bucket_name)
+    parser.add_argument("--inventory-prefix", default="xacct-map/", type=options.prefix, help="default: %(default)s")
+    parser.add_argument("--state-machine-arn", required=True, type=options.state_machine_arn)
     parser.add_argument(
         "--state-machine-role",
         default="xacct-map-state-machine",
+        type=options.role_name_or_arn,
         help="role the state machine must run as (default: %(default)s)",
     )
-    parser.add_argument("--source-region", default=None, help="default: discovered with HeadBucket")
-    parser.add_argument("--kms-key", default=None, help="the source bucket's SSE-KMS key ARN (for the fixes)")
+    parser.add_argument(
+        "--source-region", default=None, type=options.region, help="default: discovered with HeadBucket"
+    )
+    parser.add_argument(
+        "--kms-key", default=None, type=options.kms_key_arn, help="the source bucket's SSE-KMS key ARN (for the fixes)"
+    )
     parser.add_argument("--profile", default=None, help="AWS profile of the pipeline account")
-    parser.add_argument("--region", default=None, help="pipeline Region (default: the state machine ARN's)")
-    parser.add_argument("--endpoint-url", default=None, help="send every call to this endpoint (local emulator)")
+    parser.add_argument(
+        "--region", default=None, type=options.region, help="pipeline Region (default: the state machine ARN's)"
+    )
+    parser.add_argument(
+        "--endpoint-url",
+        default=None,
+        type=options.endpoint_url,
+        help="send every call to this endpoint (local emulator)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.set_defaults(func=_command)
 

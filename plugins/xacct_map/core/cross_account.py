@@ -13,8 +13,9 @@ import boto3
 from botocore.credentials import DeferredRefreshableCredentials
 from botocore.session import get_session
 
+from xacct_map.core.arns import ROLE_ARN
+
 _SESSION_NAME_UNSAFE = re.compile(r"[^\w+=,.@-]")
-ROLE_ARN = re.compile(r"^arn:aws[\w-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 
 
 def role_session_name(*parts: str) -> str:
@@ -31,7 +32,7 @@ def account_of_role(role_arn: str) -> str:
             f"source_role_arn {role_arn!r} is not an IAM role ARN; expected "
             "arn:aws:iam::<12-digit source account id>:role/<role name>"
         )
-    return match.group(1)
+    return match["account"]
 
 
 def assumed_role_session(

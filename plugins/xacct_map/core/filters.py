@@ -32,6 +32,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 
+from xacct_map.core.timestamps import iso_or_none
+
+#: Every storage class ListObjectsV2 reports.
+STORAGE_CLASSES = (
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+    "OUTPOSTS",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+)
 # Storage classes whose objects must be restored (RestoreObject) before GetObject works.
 ARCHIVED_STORAGE_CLASSES = ("DEEP_ARCHIVE", "GLACIER")
 FILTER_NAMES = ("storage_class", "size", "suffix", "pattern", "modified")
@@ -101,10 +117,6 @@ def parse_last_modified(text: str, key: str = "") -> datetime:
     except (TypeError, ValueError) as err:
         raise ValueError(f"object {key!r} has no readable LastModified ({text!r})") from err
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 #: The user-facing filters: ObjectFilter's arguments that select objects (``prefix`` and
@@ -177,6 +189,12 @@ class ObjectFilter:
             raise ValueError(f"include_archived must be True or False, not {self.include_archived!r}")
         self.modified_after = parse_datetime(self.modified_after, name="modified_after")
         self.modified_before = parse_datetime(self.modified_before, name="modified_before")
+        after, before = self.modified_after, self.modified_before
+        if after is not None and before is not None and after > before:
+            raise ValueError(
+                f"modified_after ({after.isoformat()}) is later than modified_before ({before.isoformat()}): "
+                "nothing could match; swap them"
+            )
 
     @property
     def skipped_storage_classes(self) -> tuple[str, ...]:
@@ -240,8 +258,8 @@ class ObjectFilter:
             "storage_classes": list(self.storage_classes) if self.storage_classes is not None else None,
             "include_archived": self.include_archived,
             "skipped_storage_classes": list(self.skipped_storage_classes),
-            "modified_after": _iso(self.modified_after),
-            "modified_before": _iso(self.modified_before),
+            "modified_after": iso_or_none(self.modified_after),
+            "modified_before": iso_or_none(self.modified_before),
             "listing_mode": self.listing_mode,
         }
 

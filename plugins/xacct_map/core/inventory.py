@@ -33,13 +33,13 @@ import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timezone
 from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
 from xacct_map.core.listing import S3Object
 from xacct_map.core.s3uri import split_s3_uri
+from xacct_map.core.timestamps import s3_timestamp
 
 TIMESTAMP_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}Z$")
 # Parquet/ORC column names (snake case) for the CSV schema's field names.
@@ -291,14 +291,6 @@ def _iter_csv_file(s3_client, manifest: InventoryManifest, entry: dict, owner: d
     _check_file(manifest, entry, hashed.md5.hexdigest(), hashed.size)
 
 
-def _iso_millis(value) -> str:
-    if value is None:
-        return ""
-    if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
 def _iter_parquet_file(
     s3_client, manifest: InventoryManifest, entry: dict, owner: dict, stats: dict
 ) -> Iterator[tuple]:
@@ -341,7 +333,7 @@ def _iter_parquet_file(
                 if latest[i] is False or marker[i] is True:
                     stats["not_current"] += 1
                     continue
-                yield (keys[i], int(sizes[i]), etags[i] or "", _iso_millis(modified[i]), classes[i] or "STANDARD")
+                yield (keys[i], int(sizes[i]), etags[i] or "", s3_timestamp(modified[i]), classes[i] or "STANDARD")
 
 
 def iter_inventory_objects(

@@ -41,6 +41,8 @@ from urllib.parse import urlsplit
 import urllib3
 from botocore.exceptions import ClientError
 
+from xacct_map.core.timestamps import s3_timestamp
+
 log = logging.getLogger(__name__)
 
 
@@ -353,20 +355,11 @@ def _iter_plain(s3_client, bucket: str, prefix: str, owner: dict) -> Iterator[S3
                     key=key,
                     size=item["Size"],
                     etag=item.get("ETag", ""),
-                    last_modified=_iso(item.get("LastModified", "")),
+                    last_modified=s3_timestamp(item.get("LastModified", "")),
                     storage_class=item.get("StorageClass", "STANDARD"),
                 )
     except ClientError as err:
         raise _listing_error(err, bucket, prefix) from err
-
-
-def _iso(value) -> str:
-    """S3's own text form (``2026-01-01T00:00:00.000Z``) for a datetime botocore parsed."""
-    if isinstance(value, str):
-        return value
-    if value.utcoffset() is not None and value.utcoffset().total_seconds() == 0:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    return value.isoformat()
 
 
 # -- choosing and configuring the parallel engine -----------------------------------------------

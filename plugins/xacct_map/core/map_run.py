@@ -11,14 +11,12 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from xacct_map.core.timestamps import iso_or_none
+
 RUNNING = "RUNNING"
 TERMINAL_FAILURES = ("FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
 REDRIVABLE = ("FAILED", "TIMED_OUT", "ABORTED")
 ITEM_COUNT_FIELDS = ("pending", "running", "succeeded", "failed", "timedOut", "aborted", "total")
-
-
-def _iso(value) -> str | None:
-    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _parse(value) -> datetime | None:
@@ -127,9 +125,9 @@ def build_snapshot(execution_arn: str, execution: dict, map_run: dict) -> MapRun
         item_counts={k: counts.get(k, 0) for k in ITEM_COUNT_FIELDS if k in counts},
         error=execution.get("error"),
         cause=execution.get("cause"),
-        start_date=_iso(execution.get("startDate")),
-        stop_date=_iso(execution.get("stopDate")),
-        map_run_start_date=_iso(map_run.get("startDate")),
+        start_date=iso_or_none(execution.get("startDate")),
+        stop_date=iso_or_none(execution.get("stopDate")),
+        map_run_start_date=iso_or_none(map_run.get("startDate")),
         redrive_count=int(execution.get("redriveCount", 0) or 0),
         result_writer=_result_writer(execution),
     )
@@ -140,7 +138,7 @@ def merge_map_runs(map_runs: list[dict]) -> dict:
     counts summed, the newest run's ARN and status, the first run's start date. ``{}`` for none."""
     if len(map_runs) <= 1:
         return map_runs[0] if map_runs else {}
-    ordered = sorted(map_runs, key=lambda run: _iso(run.get("startDate")) or "")
+    ordered = sorted(map_runs, key=lambda run: iso_or_none(run.get("startDate")) or "")
     counts: dict = {}
     for run in ordered:
         for name, value in (run.get("itemCounts") or {}).items():

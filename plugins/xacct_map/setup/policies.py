@@ -38,6 +38,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from xacct_map.core.arns import ROLE_ARN
+
 POLICY_VERSION = "2012-10-17"
 
 # Region prefix -> partition. Only the three public partitions; the isolated ones have other DNS
@@ -49,12 +51,7 @@ _ACCOUNT = re.compile(r"^\d{12}$")
 _REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d{1,2}$")
 # IAM role names: letters, digits and + = , . @ _ - (1-64 characters).
 _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)
-_ROLE_ARN = re.compile(
-    r"^arn:(?P<partition>aws|aws-cn|aws-us-gov):iam::(?P<account>\d{12}):role/"
-    r"(?P<path>(?:[\x21-\x7e]+/)*)(?P<name>[\w+=,.@-]{1,64})$",
-    re.ASCII,
-)
-_KMS_KEY_ARN = re.compile(
+KMS_KEY_ARN = re.compile(
     r"^arn:(?P<partition>aws|aws-cn|aws-us-gov):kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):key/"
     r"(?P<key_id>(?:mrk-)?[0-9a-fA-F-]{32,36})$"
 )
@@ -92,12 +89,12 @@ def partition_for_region(region: str) -> str:
     return "aws"
 
 
-def _check_account(field: str, value: str) -> None:
+def check_account(field: str, value: str) -> None:
     if not isinstance(value, str) or not _ACCOUNT.match(value):
         raise PolicyInputError(f"{field} {value!r} is not a 12-digit AWS account id")
 
 
-def _check_bucket(field: str, value: str) -> None:
+def check_bucket(field: str, value: str) -> None:
     """General purpose bucket naming rules (length, alphabet, no IP form, reserved affixes)."""
     problem = None
     if not isinstance(value, str) or not _BUCKET.match(value):
@@ -116,7 +113,7 @@ def _check_bucket(field: str, value: str) -> None:
         raise PolicyInputError(f"{field} {value!r} is not a valid S3 bucket name: {problem}")
 
 
-def _check_prefix(field: str, value: str) -> None:
+def check_prefix(field: str, value: str) -> None:
     # '*', '?' are wildcards in ARNs and StringLike, '${' starts a policy variable: a prefix
     # holding them would grant more (or other) keys than the caller meant.
     if not isinstance(value, str):
@@ -182,12 +179,12 @@ class PolicyInputs:
     state_machine_role: str = "xacct-map-state-machine"
 
     def __post_init__(self) -> None:
-        _check_bucket("source_bucket", self.source_bucket)
-        _check_bucket("inventory_bucket", self.inventory_bucket)
-        _check_account("source_account", self.source_account)
-        _check_account("pipeline_account", self.pipeline_account)
-        _check_prefix("prefix", self.prefix)
-        _check_prefix("inventory_prefix", self.inventory_prefix)
+        check_bucket("source_bucket", self.source_bucket)
+        check_bucket("inventory_bucket", self.inventory_bucket)
+        check_account("source_account", self.source_account)
+        check_account("pipeline_account", self.pipeline_account)
+        check_prefix("prefix", self.prefix)
+        check_prefix("inventory_prefix", self.inventory_prefix)
         if self.inventory_prefix and not self.inventory_prefix.endswith("/"):
             raise PolicyInputError(
                 f"inventory_prefix {self.inventory_prefix!r} must end with '/' so it names a folder of its own"
@@ -325,7 +322,7 @@ class PolicyInputs:
             raise PolicyInputError(f"{field} {value!r} must be a role name or a role ARN")
         if value.startswith("arn:"):
             # Role paths may hold '*', '?' and '$', which would turn a Resource into a wildcard.
-            match = None if any(c in value for c in "*?$") else _ROLE_ARN.match(value)
+            match = None if any(c in value for c in "*?$") else ROLE_ARN.match(value)
             if not match:
                 raise PolicyInputError(
                     f"{field} {value!r} is not a role ARN (arn:<partition>:iam::<12-digit account>:role/<name>)"
@@ -344,14 +341,14 @@ class PolicyInputs:
 
     @staticmethod
     def _account_of(field: str, role_arn: str) -> str:
-        match = _ROLE_ARN.match(role_arn)
+        match = ROLE_ARN.match(role_arn)
         if not match:  # unreachable after _role_arn; keeps the error explicit
             raise PolicyInputError(f"{field} {role_arn!r} is not a role ARN")
         return match["account"]
 
     def _check_kms_key(self) -> None:
         key = self.kms_key
-        match = _KMS_KEY_ARN.match(key) if isinstance(key, str) else None
+        match = KMS_KEY_ARN.match(key) if isinstance(key, str) else None
         if not match:
             hint = (
                 " (an alias cannot be used: IAM and key policies authorize the key ARN)" if "alias/" in str(key) else ""

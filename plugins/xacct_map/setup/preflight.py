@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from xacct_map.core.arns import ROLE_ARN
 from xacct_map.setup import policies
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
@@ -455,7 +456,7 @@ def _policy_inputs(config: PreflightConfig, machine, region: str, caller_arn: st
         return None
     pipeline_account = machine["account"]
     airflow_role = _role_of(caller_arn or "")
-    if airflow_role and policies._ROLE_ARN.match(airflow_role) and airflow_role.split(":")[4] != pipeline_account:
+    if airflow_role and ROLE_ARN.match(airflow_role) and airflow_role.split(":")[4] != pipeline_account:
         airflow_role = None
     values = dict(
         source_bucket=config.source_bucket,
