@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_LINK_MODE := copy
 
-.PHONY: setup demo test lint unit pytest airflow browser clean
+.PHONY: setup demo test lint unit pytest airflow browser asl-validator clean
 setup: $(VENV)/.synced
 
 $(UV):
@@ -29,7 +29,7 @@ demo: setup
 # for one; PYTEST_ADDOPTS="-k sensor" narrows the tests):
 # scripts/compat_matrix.py. The browser is best effort: where it cannot be installed, the UI test
 # skips and says why.
-test: lint
+test: lint asl-validator
 	-@bash scripts/install-browser.sh
 	$(VENV)/bin/python scripts/compat_matrix.py run $(TARGETS)
 
@@ -53,9 +53,18 @@ pytest: setup
 airflow: setup
 	$(VENV)/bin/xacct-map airflow $(ARGS)
 
+# The npm package asl-validator (pinned in scripts/asl-validator/package-lock.json), for
+# tests/unit/test_asl.py: every state machine definition the code renders is checked with it (in CI the
+# test fails when the validator is missing; elsewhere it skips and says why). Needs Node.js's npm.
+asl-validator: scripts/asl-validator/node_modules/.bin/asl-validator
+
+scripts/asl-validator/node_modules/.bin/asl-validator: scripts/asl-validator/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix scripts/asl-validator --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: tests/unit/test_asl.py will skip (install Node.js to validate the ASL)"; fi
+
 # Debian's chromium, for tests/system/test_ui_browser.py.
 browser:
 	bash scripts/install-browser.sh
 
 clean:
-	rm -rf $(TOOLS) $(VENV) .venvs dist .pytest_cache
+	rm -rf $(TOOLS) $(VENV) .venvs dist .pytest_cache scripts/asl-validator/node_modules

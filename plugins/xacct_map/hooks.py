@@ -23,7 +23,15 @@ from airflow.providers.amazon.aws.hooks.step_function import StepFunctionHook
 
 from xacct_map.core import redact
 from xacct_map.core.cross_account import assumed_role_session, bucket_region
-from xacct_map.core.map_run import RUNNING, MapRunSnapshot, build_snapshot, failure_details, snapshot_async
+from xacct_map.core.limits import bucket_location_problem, child_input_problem
+from xacct_map.core.map_run import (
+    RUNNING,
+    MapRunSnapshot,
+    build_snapshot,
+    failure_details,
+    merge_map_runs,
+    snapshot_async,
+)
 from xacct_map.core.naming import execution_arn as derive_execution_arn
 
 # Every task that uses these hooks logs through botocore: keep role credentials out, even at DEBUG.
@@ -97,14 +105,13 @@ class DistributedMapHook(StepFunctionHook):
 
     def snapshot(self, execution_arn: str) -> MapRunSnapshot:
         """
-        The execution's status and its (first) Map Run's item counts, as one snapshot.
+        The execution's status and its Map Runs' item counts (one Map Run per manifest part, summed), as one snapshot.
 
         :param execution_arn: ARN of the execution.
         """
         execution = self.describe_execution(execution_arn)
-        map_runs = self.list_map_runs(execution_arn)
-        map_run = self.describe_map_run(map_runs[0]["mapRunArn"]) if map_runs else {}
-        return build_snapshot(execution_arn, execution, map_run)
+        described = [self.describe_map_run(run["mapRunArn"]) for run in self.list_map_runs(execution_arn)]
+        return build_snapshot(execution_arn, execution, merge_map_runs(described))
 
     async def snapshot_async(self, client: Any, execution_arn: str) -> MapRunSnapshot:
         """
@@ -123,10 +130,30 @@ class DistributedMapHook(StepFunctionHook):
 
         :param snap: the execution's final snapshot.
         """
-        s3 = self.get_session().client(
+        return failure_details(self.conn, snap, s3_client=self.pipeline_s3())
+
+    def pipeline_s3(self):
+        """An S3 client of the same connection (pipeline account)."""
+        return self.get_session().client(
             "s3", endpoint_url=self.conn_config.get_service_endpoint_url("s3"), config=self.config, verify=self.verify
         )
-        return failure_details(self.conn, snap, s3_client=s3)
+
+    def start_problem(self, state_machine_arn: str, manifest: dict, execution_input: dict) -> str | None:
+        """Why an execution of ``state_machine_arn`` on ``manifest`` would fail part-way, or None.
+
+        Checked before StartExecution (:mod:`xacct_map.core.limits`): the manifest's largest child
+        input still fits 256 KiB with this input's ``source`` block, and the manifest bucket is in the
+        state machine's account and Region (one HeadBucket).
+
+        :param state_machine_arn: ARN of the state machine.
+        :param manifest: the manifest summary (:class:`~xacct_map.operators.BuildKeyManifestOperator`'s XCom).
+        :param execution_input: the execution input about to be sent.
+        """
+        problem = child_input_problem(manifest, execution_input.get("source") or {})
+        if problem:
+            return problem
+        bucket = (execution_input.get("manifest") or {}).get("bucket")
+        return bucket_location_problem(self.pipeline_s3(), bucket, state_machine_arn) if bucket else None
 
     def redrive_execution(self, execution_arn: str) -> None:
         """

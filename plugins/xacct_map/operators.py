@@ -36,9 +36,9 @@ from xacct_map.core.cross_account import account_of_role, role_session_name
 from xacct_map.core.errors import error_code
 from xacct_map.core.filters import FILTER_ARGUMENTS, ObjectFilter, resolve_listing_mode
 from xacct_map.core.inventory import InventoryError, open_inventory
-from xacct_map.core.layouts import check_layout
+from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES, check_batch_budget, check_layout
 from xacct_map.core.listing import LISTING_ENGINES, ListingEngineError, ListingUnavailableError
-from xacct_map.core.manifest import ManifestSummary
+from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, ManifestSummary
 from xacct_map.core.map_run import REDRIVABLE
 from xacct_map.core.naming import execution_arn, execution_name, manifest_key
 from xacct_map.hooks import DistributedMapHook, source_s3
@@ -130,6 +130,11 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     :param manifest_bucket_owner: account that must own ``manifest_bucket`` (``ExpectedBucketOwner``).
     :param max_keys_per_batch: most keys in one batch (one child execution's work; batched layout).
     :param max_bytes_per_batch: most object bytes in one batch; a bigger object travels alone.
+    :param max_batch_bytes: most UTF-8 bytes of one child execution's input (the batch plus the
+        execution input's ``source`` block, as Step Functions counts them): default 240 KiB, at most
+        256 KiB (Step Functions' limit), at least 4 KiB plus the source block.
+    :param manifest_part_bytes: batched layout: the manifest is written in parts of about this many
+        bytes (default 5 GB; ItemReader reads files of at most 10 GB), one Map Run each.
     :param layout: ``"batched"``, ``"flat"`` or ``"keys"``.
     :param manifest_format: ``"json"``, ``"jsonl"`` or (flat layout) ``"csv"``.
     :param object_filter: which objects go into the manifest: an
@@ -178,6 +183,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         "manifest_bucket_owner",
         "max_keys_per_batch",
         "max_bytes_per_batch",
+        "max_batch_bytes",
+        "manifest_part_bytes",
         "layout",
         "manifest_format",
         "object_filter",
@@ -207,6 +214,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         manifest_bucket_owner: str | None = None,
         max_keys_per_batch: int = 100,
         max_bytes_per_batch: int = 512 * 1024 * 1024,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        manifest_part_bytes: int = DEFAULT_MAX_PART_BYTES,
         layout: str = "batched",
         manifest_format: str = "json",
         object_filter: ObjectFilter | dict[str, Any] | None = None,
@@ -247,6 +256,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.manifest_bucket_owner = manifest_bucket_owner
         self.max_keys_per_batch = max_keys_per_batch
         self.max_bytes_per_batch = max_bytes_per_batch
+        self.max_batch_bytes = max_batch_bytes
+        self.manifest_part_bytes = manifest_part_bytes
         self.layout = layout
         self.manifest_format = manifest_format
         self.object_filter = object_filter
@@ -265,7 +276,13 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             raise AirflowFailException(
                 "manifest_bucket is empty: name the pipeline account's inventory bucket that receives the manifest."
             )
-        for name in ("max_keys_per_batch", "max_bytes_per_batch", "listing_parallelism"):
+        for name in (
+            "max_keys_per_batch",
+            "max_bytes_per_batch",
+            "max_batch_bytes",
+            "manifest_part_bytes",
+            "listing_parallelism",
+        ):
             require_native(getattr(self, name), int, name)
         require_native(self.write_metadata, bool, "write_metadata")
         if self.max_keys_per_batch < 1 or self.max_bytes_per_batch < 1:
@@ -282,6 +299,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             )
         try:
             check_layout(self.layout, self.manifest_format)
+            check_batch_budget(self.max_batch_bytes)
         except ValueError as err:
             raise AirflowFailException(f"{err}.") from err
         if self.source_role_arn:
@@ -377,6 +395,8 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             manifest_format=self.manifest_format,
             max_keys_per_batch=self.max_keys_per_batch,
             max_bytes_per_batch=self.max_bytes_per_batch,
+            max_batch_bytes=self.max_batch_bytes,
+            max_part_bytes=self.manifest_part_bytes,
             manifest_bucket_owner=self.manifest_bucket_owner,
             write_metadata=self.write_metadata,
             on_empty=self.on_empty,
@@ -499,6 +519,16 @@ def run_type_of(context: Context) -> str:
     return str(getattr(run_type, "value", run_type) or str(context.get("run_id", "")).partition("__")[0])
 
 
+def manifest_reference(manifest: dict) -> dict:
+    """The execution input's ``manifest`` block: ``{"bucket", "key"}``, plus ``parts`` (their keys) and
+    ``part_count`` when the manifest came in several parts (the state machine runs one Map Run each)."""
+    reference = {"bucket": manifest["bucket"], "key": manifest["key"]}
+    parts = manifest.get("parts") or []
+    if len(parts) > 1:
+        reference.update(parts=[part["key"] for part in parts], part_count=len(parts))
+    return reference
+
+
 def build_execution_input(
     manifest: dict,
     *,
@@ -510,7 +540,8 @@ def build_execution_input(
     """The execution input contract: ``{"manifest": {bucket, key}, "source": {...}, ...extra}``.
 
     The source's account id and Region default to what the manifest recorded (its ``source``), so a
-    Region discovered while listing reaches the processor without being configured twice.
+    Region discovered while listing reaches the processor without being configured twice. A manifest
+    in several parts adds ``parts`` and ``part_count`` (:func:`manifest_reference`).
     """
     missing = [k for k in ("bucket", "key", "source_bucket") if not manifest.get(k)]
     if missing:
@@ -521,7 +552,7 @@ def build_execution_input(
     recorded = manifest.get("source") or {}
     body = dict(extra or {})
     body.update(
-        manifest={"bucket": manifest["bucket"], "key": manifest["key"]},
+        manifest=manifest_reference(manifest),
         source={
             "bucket": manifest["source_bucket"],
             "prefix": manifest.get("source_prefix", ""),
@@ -622,6 +653,11 @@ class StartDistributedMapOperator(AwsBaseOperator[DistributedMapHook]):
             )
         except ValueError as err:
             raise AirflowFailException(str(err)) from err
+        problem = self.hook.start_problem(
+            self.state_machine_arn, self.manifest if isinstance(self.manifest, dict) else {}, body
+        )
+        if problem:  # would fail part-way on AWS: fail now, before anything is spent
+            raise AirflowFailException(problem)
         # Canonical JSON: a retry sends byte-identical input, which Step Functions treats as the same start.
         payload = json.dumps(body, sort_keys=True, separators=(",", ":"))
         if require_native(self.dry_run, bool, "dry_run"):

@@ -11,8 +11,10 @@ from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.utils import validate_execute_complete_event
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk import PokeReturnValue
+from botocore.exceptions import ClientError
 
 from xacct_map.core.map_run import RUNNING, MapRunSnapshot, verdict
+from xacct_map.core.polling import is_throttling, next_interval, throttle_delay, throttling_code
 from xacct_map.hooks import DistributedMapHook
 from xacct_map.links import MapRunLink
 from xacct_map.operators import require_native
@@ -41,10 +43,18 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
     (no worker slot held while the Map Run works). When the task is killed, marked failed or cleared
     while the execution runs, the execution is stopped (``stop_on_kill``).
 
+    Pollers share the account's Step Functions budget (DescribeMapRun refills at 1 request per
+    second per account and Region): the interval between looks grows with the run's expected
+    remaining time (:mod:`xacct_map.core.polling`), from ``poke_interval`` up to
+    ``max_poke_interval``, and a ``ThrottlingException`` only makes the sensor wait longer
+    (jittered backoff, a warning in the log), never fails the task.
+
     :param execution_arn: ARN of the execution (the XCom of :class:`StartDistributedMapOperator`).
     :param max_failed_items: failed items tolerated before the task fails (default 0).
     :param max_failed_percentage: failed items tolerated, in percent of all items (default: not checked).
     :param stop_on_kill: stop the execution when the task is killed (default True).
+    :param max_poke_interval: the longest wait between two looks, in seconds (default 600, never
+        below ``poke_interval``); the wait grows towards it while much of the run remains.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param aws_conn_id: AWS connection of the pipeline account.
     :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
@@ -67,10 +77,14 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
         max_failed_items: int = 0,
         max_failed_percentage: float | None = None,
         stop_on_kill: bool = True,
+        max_poke_interval: float | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.max_poke_interval = max_poke_interval
+        self._next_interval: float | None = None
+        self._throttled = 0
         self.execution_arn = execution_arn
         self.max_failed_items = max_failed_items
         self.max_failed_percentage = max_failed_percentage
@@ -92,12 +106,13 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
         if not self.deferrable:
             return super().execute(context)
         snap = self._look(context)
-        if snap.status != RUNNING:
+        if snap is not None and snap.status != RUNNING:
             return self._finish(context, snap)
         self.defer(
             trigger=DistributedMapTrigger(
                 execution_arn=self.execution_arn,
                 poll_interval=self.poke_interval,
+                max_poll_interval=self.max_poke_interval,
                 stop_on_kill=bool(self.stop_on_kill),
                 stop_cause=self._stop_cause,
                 aws_conn_id=self.aws_conn_id,
@@ -111,7 +126,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
         snap = self._look(context)
-        if snap.status == RUNNING:
+        if snap is None or snap.status == RUNNING:
             return False
         return PokeReturnValue(is_done=True, xcom_value=self._finish(context, snap))
 
@@ -126,11 +141,38 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
         self._persist_map_run_link(context, snap)
         return self._finish(context, snap)
 
-    def _look(self, context: Context) -> MapRunSnapshot:
-        snap = self.hook.snapshot(self.execution_arn)
+    def _look(self, context: Context) -> MapRunSnapshot | None:
+        """One look (DescribeExecution, ListMapRuns, DescribeMapRun); None when Step Functions
+        throttled it. Sets the wait before the next look either way."""
+        try:
+            snap = self.hook.snapshot(self.execution_arn)
+        except ClientError as err:
+            if not is_throttling(err):
+                raise
+            self._throttled += 1
+            self._next_interval = throttle_delay(self._throttled, self.poke_interval, self.max_poke_interval)
+            self.log.warning(
+                "Step Functions throttled the look at %s (%s, %d in a row): waiting %.1fs longer, not failing. "
+                "DescribeMapRun's budget (1 request/s per account and Region) is shared by every poller; "
+                "raise poke_interval if this repeats.",
+                self.execution_arn,
+                throttling_code(err),
+                self._throttled,
+                self._next_interval,
+            )
+            return None
+        self._throttled = 0
+        self._next_interval = next_interval(snap, self.poke_interval, self.max_poke_interval)
         self.log.info("%s", snap.progress_line())
         self._persist_map_run_link(context, snap)
         return snap
+
+    def _get_next_poke_interval(self, started_at, run_duration, poke_count) -> float:
+        """The wait :meth:`_look` chose (growing with the remaining time, longer after throttling);
+        Airflow's own ``exponential_backoff`` when that is switched on."""
+        if self._next_interval is not None and not self.exponential_backoff:
+            return self._next_interval
+        return super()._get_next_poke_interval(started_at, run_duration, poke_count)
 
     def _persist_map_run_link(self, context: Context, snap: MapRunSnapshot) -> None:
         if snap.map_run_arn:

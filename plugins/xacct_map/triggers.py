@@ -15,6 +15,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from botocore.exceptions import BotoCoreError, ClientError
 
 from xacct_map.core.map_run import RUNNING
+from xacct_map.core.polling import is_throttling, next_interval, throttle_delay, throttling_code
 from xacct_map.hooks import DistributedMapHook
 
 
@@ -32,7 +33,10 @@ class DistributedMapTrigger(BaseTrigger):
     triggerer restarts and redistribution do not.
 
     :param execution_arn: the execution to wait for.
-    :param poll_interval: seconds between polls.
+    :param poll_interval: the shortest wait between polls, in seconds; the wait grows with the run's
+        expected remaining time up to ``max_poll_interval`` (:mod:`xacct_map.core.polling`), and a
+        ``ThrottlingException`` makes it wait longer (jittered backoff, a log line), never fail.
+    :param max_poll_interval: the longest wait between polls (default 600 s).
     :param stop_on_kill: stop the execution when the deferred task is killed by a user.
     :param stop_cause: the cause recorded on StopExecution (names the DAG run).
     :param aws_conn_id: AWS connection of the pipeline account.
@@ -49,6 +53,7 @@ class DistributedMapTrigger(BaseTrigger):
         *,
         execution_arn: str,
         poll_interval: float = 30,
+        max_poll_interval: float | None = None,
         stop_on_kill: bool = True,
         stop_cause: str = "",
         aws_conn_id: str | None = "aws_default",
@@ -59,6 +64,7 @@ class DistributedMapTrigger(BaseTrigger):
         super().__init__()
         self.execution_arn = execution_arn
         self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
         self.stop_on_kill = stop_on_kill
         self.stop_cause = stop_cause
         self.aws_conn_id = aws_conn_id
@@ -72,6 +78,7 @@ class DistributedMapTrigger(BaseTrigger):
             {
                 "execution_arn": self.execution_arn,
                 "poll_interval": self.poll_interval,
+                "max_poll_interval": self.max_poll_interval,
                 "stop_on_kill": self.stop_on_kill,
                 "stop_cause": self.stop_cause,
                 "aws_conn_id": self.aws_conn_id,
@@ -92,18 +99,34 @@ class DistributedMapTrigger(BaseTrigger):
         # running task, and retry it: the first look waits at least ``first_look_delay``.
         await asyncio.sleep(max(self.poll_interval, self.first_look_delay))
         hook = self.hook()
+        throttled = 0
         async with await hook.get_async_conn() as client:
             while True:
                 try:
                     snap = await hook.snapshot_async(client, self.execution_arn)
                 except (ClientError, BotoCoreError) as err:
-                    yield TriggerEvent({"status": "error", "message": f"Describing {self.execution_arn} failed: {err}"})
-                    return
+                    if not is_throttling(err):
+                        yield TriggerEvent(
+                            {"status": "error", "message": f"Describing {self.execution_arn} failed: {err}"}
+                        )
+                        return
+                    throttled += 1
+                    delay = throttle_delay(throttled, self.poll_interval, self.max_poll_interval)
+                    self.log.warning(
+                        "Step Functions throttled the look at %s (%s, %d in a row): waiting %.1fs longer.",
+                        self.execution_arn,
+                        throttling_code(err),
+                        throttled,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                throttled = 0
                 self.log.info("%s", snap.progress_line())
                 if snap.status != RUNNING:
                     yield TriggerEvent({"status": "success", "snapshot": snap.as_dict()})
                     return
-                await asyncio.sleep(self.poll_interval)
+                await asyncio.sleep(next_interval(snap, self.poll_interval, self.max_poll_interval))
 
     async def on_kill(self) -> None:
         if not self.stop_on_kill:

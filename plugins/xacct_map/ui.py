@@ -8,6 +8,9 @@ the final snapshot the sensor pushed (``map_run_summary``: execution status, ite
 failed, total, duration, the Map Run's console link). Runs still waiting show their state; their
 live progress is in the sensor's log.
 
+The page never calls Step Functions (no DescribeMapRun per page view: that API's budget, 1 request
+per second per account and Region, belongs to the sensors); it reads the XComs the sensors pushed.
+
 Only DAGs the signed-in user may read are listed (the UI's own session cookie authenticates the
 page, the auth manager decides).
 """

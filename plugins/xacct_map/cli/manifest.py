@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from xacct_map.cli import options
-from xacct_map.core.layouts import LAYOUTS
+from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES, LAYOUTS, check_batch_budget
 
 if TYPE_CHECKING:
     from xacct_map.core.build import ManifestRequest
@@ -93,6 +93,22 @@ def _shape_arguments(shape) -> None:
         default=512 * 1024 * 1024,
         metavar="BYTES",
         help="batched layout: most object bytes per batch (default: %(default)s)",
+    )
+    shape.add_argument(
+        "--max-batch-bytes",
+        type=int,
+        default=DEFAULT_MAX_BATCH_BYTES,
+        metavar="BYTES",
+        help="most UTF-8 bytes of one child execution's input, batch plus source block "
+        "(default: %(default)s = 240 KiB; at most 262144, Step Functions' limit)",
+    )
+    shape.add_argument(
+        "--manifest-part-bytes",
+        type=int,
+        default=5 * 10**9,
+        metavar="BYTES",
+        help="batched layout: write the manifest in parts of about BYTES, one Map Run each "
+        "(default: %(default)s = 5 GB; ItemReader reads files of at most 10 GB)",
     )
 
 
@@ -293,6 +309,7 @@ def _request(args: argparse.Namespace) -> ManifestRequest:
     source_bucket, source_prefix = split_s3_uri(args.source, what="--source")
     dest_bucket, dest_key = split_s3_uri(args.dest, what="--dest", key_required=True)
     check_layout(args.layout, args.manifest_format)
+    check_batch_budget(args.max_batch_bytes)
     if args.inventory:
         split_s3_uri(args.inventory, what="--inventory")
     if args.parallelism < 1:
@@ -310,6 +327,8 @@ def _request(args: argparse.Namespace) -> ManifestRequest:
         manifest_format=args.manifest_format,
         max_keys_per_batch=args.max_keys_per_batch,
         max_bytes_per_batch=args.max_bytes_per_batch,
+        max_batch_bytes=args.max_batch_bytes,
+        max_part_bytes=args.manifest_part_bytes,
         manifest_bucket_owner=args.dest_bucket_owner,
         on_empty=args.on_empty,
     )
@@ -408,8 +427,13 @@ def _describe(summary) -> str:
     return (
         f"manifest s3://{summary.bucket}/{summary.key} ({summary.layout}, {summary.format}): "
         f"{summary.object_count} objects, {summary.total_bytes} bytes"
-        + (f", {summary.batch_count} batches" if summary.layout == "batched" else "")
+        + (
+            f", {summary.batch_count} batches (largest child input {summary.largest_item_bytes} bytes)"
+            if summary.layout == "batched"
+            else ""
+        )
         + (f"; skipped {skipped} of {summary.objects_seen} seen" if skipped else "")
+        + (f", in {summary.part_count} parts" if (summary.part_count or 1) > 1 else "")
         + f"\nmetadata s3://{summary.bucket}/{summary.metadata_key} sha256 {summary.sha256}"
     )
 

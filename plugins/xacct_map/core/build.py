@@ -21,8 +21,9 @@ from xacct_map.core.inventory import (
     explain_inventory_error,
     iter_inventory_objects,
 )
+from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES
 from xacct_map.core.listing import iter_objects
-from xacct_map.core.manifest import ManifestSummary, write_manifest
+from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, ManifestSummary, write_manifest
 from xacct_map.core.s3uri import split_s3_uri
 
 _UPLOAD_CALLS = ("CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
@@ -57,6 +58,8 @@ class ManifestRequest:
     manifest_format: str = "json"
     max_keys_per_batch: int = 100
     max_bytes_per_batch: int = 512 * 1024 * 1024
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    max_part_bytes: int = DEFAULT_MAX_PART_BYTES
     manifest_bucket_owner: str | None = None
     write_metadata: bool = True
     on_empty: str = "run"
@@ -167,6 +170,8 @@ def build_manifest(
         manifest_format=request.manifest_format,
         max_keys_per_batch=request.max_keys_per_batch,
         max_bytes_per_batch=request.max_bytes_per_batch,
+        max_batch_bytes=request.max_batch_bytes,
+        max_part_bytes=request.max_part_bytes,
         expected_bucket_owner=request.manifest_bucket_owner,
         object_filter=request.object_filter,
         source=source.description,

@@ -41,8 +41,18 @@ FORMATS: dict[str, tuple[str, ...]] = {
 }
 FLAT_FIELDS = ("Bucket", "Key", "Size", "ETag", "LastModified")
 CONTENT_TYPES = {"json": "application/json", "jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
-# Step Functions' ItemBatcher limit on one batch's input (MaxInputBytesPerBatch).
-MAX_INPUT_BYTES_PER_BATCH = 256 * 1024
+# Step Functions' limit on one state's (and so one child execution's) input, in UTF-8 bytes of its
+# JSON; also the most ItemBatcher's MaxInputBytesPerBatch may be.
+MAX_CHILD_INPUT_BYTES = 256 * 1024
+MAX_INPUT_BYTES_PER_BATCH = MAX_CHILD_INPUT_BYTES
+# The default budget for one child's input: 16 KiB of headroom under the hard limit.
+DEFAULT_MAX_BATCH_BYTES = 240 * 1024
+# The smallest budget accepted: a batch of one key (at most 1,024 UTF-8 bytes) plus its source block.
+MIN_MAX_BATCH_BYTES = 4 * 1024
+# Placeholders for a source account / Region not known when the manifest is written: the budget then
+# reserves room for the longest values the start operator may add (12 digits; a 32-character Region).
+_ACCOUNT_PLACEHOLDER = "0" * 12
+_REGION_PLACEHOLDER = "x" * 32
 
 
 def check_layout(layout: str, fmt: str) -> None:
@@ -57,8 +67,73 @@ def check_layout(layout: str, fmt: str) -> None:
 
 
 def _json(value) -> bytes:
-    # ensure_ascii=False keeps non-ASCII keys readable; control characters are still escaped.
+    # ensure_ascii=False writes non-ASCII keys as UTF-8 (an emoji is 4 bytes, not a 12-byte
+    # surrogate-pair escape): the bytes Step Functions counts. Control characters are still escaped.
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def json_bytes(value) -> int:
+    """UTF-8 bytes of ``value`` as compact JSON: how Step Functions measures a state's input."""
+    return len(_json(value))
+
+
+def source_block(bucket: str, prefix: str = "", account_id: str | None = None, region: str | None = None) -> dict:
+    """The ``source`` block of the execution input, which the batched ASL's ``ItemSelector`` adds to
+    every child's input (see ``build_execution_input`` in :mod:`xacct_map.operators`)."""
+    return {"bucket": bucket, "prefix": prefix, "account_id": account_id, "region": region}
+
+
+def source_block_bytes(bucket: str, prefix: str = "", account_id: str | None = None, region: str | None = None) -> int:
+    """Bytes the ``source`` block adds to a child's input (``,"source":{...}``), reserving room for an
+    account id or Region still unknown (the start operator may add them)."""
+    block = source_block(bucket, prefix, account_id or _ACCOUNT_PLACEHOLDER, region or _REGION_PLACEHOLDER)
+    return len(b',"source":') + json_bytes(block)
+
+
+def check_batch_budget(max_batch_bytes: int, source_bytes: int = 0) -> int:
+    """Validate a child-input budget; returns it as an int.
+
+    :param max_batch_bytes: the most UTF-8 bytes one child's input (item plus source block) may take.
+    :param source_bytes: what the source block takes (:func:`source_block_bytes`).
+    :raises ValueError: below :data:`MIN_MAX_BATCH_BYTES` plus the source block, or above Step
+        Functions' :data:`MAX_CHILD_INPUT_BYTES`.
+    """
+    budget = int(max_batch_bytes)
+    low = MIN_MAX_BATCH_BYTES + source_bytes
+    if not low <= budget <= MAX_CHILD_INPUT_BYTES:
+        raise ValueError(
+            f"max_batch_bytes={budget}: a child execution's input must fit Step Functions' limit of "
+            f"{MAX_CHILD_INPUT_BYTES} bytes (256 KiB), and room for one key of 1,024 bytes plus the source "
+            f"block ({source_bytes} bytes) needs at least {low}: choose a value between {low} and "
+            f"{MAX_CHILD_INPUT_BYTES} (default {DEFAULT_MAX_BATCH_BYTES})."
+        )
+    return budget
+
+
+class BatchSizer:
+    """The exact size of a batched item as a child's input, kept up to date key by key.
+
+    The child's input is the ``ItemSelector`` output ``{"bucket", "keys", "bytes", "source"}``: the
+    manifest item as written (:func:`_json`) followed by the source block. Its size is
+    ``fixed + sum(key sizes) + commas + digits(bytes)``, so adding a key costs one ``json.dumps``
+    of the key, never of the whole batch.
+    """
+
+    def __init__(self, source_bucket: str, source_bytes: int = 0):
+        # {"bucket":"b","keys":[],"bytes":} ... "}" without the digits of the byte count.
+        self.fixed = json_bytes({"bucket": source_bucket, "keys": [], "bytes": 0}) - 1 + source_bytes
+
+    @staticmethod
+    def key_bytes(key: str) -> int:
+        """Bytes one key takes inside the ``keys`` array (without its comma): ``len + 2`` for printable
+        ASCII without ``"`` or ``\\`` (the common case, no ``json.dumps``), else exactly as written."""
+        if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
+            return len(key) + 2
+        return json_bytes(key)
+
+    def size(self, key_count: int, key_bytes: int, object_bytes: int) -> int:
+        """Bytes of a child input holding ``key_count`` keys of ``key_bytes`` (sum) and ``object_bytes``."""
+        return self.fixed + key_bytes + max(key_count - 1, 0) + len(str(object_bytes))
 
 
 class JsonArrayEncoder:
@@ -197,10 +272,14 @@ def flat_substitutions(
     *,
     manifest_format: str = "json",
     max_items_per_batch: int = 100,
-    max_input_bytes_per_batch: int = MAX_INPUT_BYTES_PER_BATCH,
+    max_input_bytes_per_batch: int = DEFAULT_MAX_BATCH_BYTES,
 ) -> dict:
     """Placeholder values specific to ``asl/distributed_map_flat.asl.json`` (the others are the
-    same as the batched definition's: function ARN, concurrency, tolerance, results location)."""
+    same as the batched definition's: function ARN, concurrency, tolerance, results location).
+
+    ``MaxInputBytesPerBatch`` defaults to the batched layout's child-input budget,
+    :data:`DEFAULT_MAX_BATCH_BYTES`, so ItemBatcher closes a batch with the same headroom under the
+    256 KiB limit."""
     if not 1 <= int(max_items_per_batch):
         raise ValueError(f"max_items_per_batch must be at least 1, not {max_items_per_batch}")
     if not 1 <= int(max_input_bytes_per_batch) <= MAX_INPUT_BYTES_PER_BATCH:

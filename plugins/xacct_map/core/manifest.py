@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,7 +30,18 @@ from datetime import datetime, timezone
 
 from xacct_map import __version__
 from xacct_map.core.filters import ObjectFilter
-from xacct_map.core.layouts import CONTENT_TYPES, JsonArrayEncoder, check_layout, encoder_for, flat_item
+from xacct_map.core.layouts import (
+    CONTENT_TYPES,
+    DEFAULT_MAX_BATCH_BYTES,
+    MAX_CHILD_INPUT_BYTES,
+    BatchSizer,
+    JsonArrayEncoder,
+    check_batch_budget,
+    check_layout,
+    encoder_for,
+    flat_item,
+    source_block_bytes,
+)
 from xacct_map.core.listing import S3Object
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
@@ -47,6 +59,11 @@ class ManifestSummary:
     the rest describe layout, source, filters and provenance (None when not recorded).
     ``batch_count`` counts the batches *in the manifest* (batched layout); it is 0 for the flat and
     keys layouts, whose items are single objects (ItemBatcher batches them at run time).
+    ``largest_item_bytes`` (batched layout) is the largest child execution input the manifest makes:
+    UTF-8 bytes of the ``ItemSelector`` output (item plus ``source`` block), as Step Functions counts.
+    ``parts`` lists the manifest's parts (``{"key", "items", "bytes", "sha256", "etag"}``; one part,
+    at ``key``, unless the manifest passed ``max_part_bytes``); ``sha256``/``etag`` are the first
+    part's, ``manifest_bytes`` and ``item_count`` the totals.
     """
 
     bucket: str
@@ -70,6 +87,9 @@ class ManifestSummary:
     created_at: str | None = None
     xacct_map_version: str | None = None
     metadata_key: str | None = None
+    largest_item_bytes: int | None = None
+    parts: list | None = None
+    part_count: int | None = None
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -78,20 +98,57 @@ class ManifestSummary:
 def iter_batches(objects: Iterable[S3Object], *, max_keys: int, max_bytes: int) -> Iterator[tuple[list[str], int]]:
     """Group objects into ``(keys, bytes)`` batches of at most ``max_keys`` keys and ``max_bytes``.
 
-    An object larger than ``max_bytes`` travels alone: it is one batch's work.
+    An object larger than ``max_bytes`` travels alone: it is one batch's work. (No child-input
+    budget: :func:`iter_sized_batches` adds one.)
+    """
+    for keys, size, _ in iter_sized_batches(objects, max_keys=max_keys, max_bytes=max_bytes):
+        yield keys, size
+
+
+def iter_sized_batches(
+    objects: Iterable[S3Object],
+    *,
+    max_keys: int,
+    max_bytes: int,
+    max_input_bytes: int | None = None,
+    sizer: BatchSizer | None = None,
+) -> Iterator[tuple[list[str], int, int]]:
+    """Group objects into ``(keys, object bytes, child input bytes)`` batches.
+
+    A batch closes before it would hold more than ``max_keys`` keys, more than ``max_bytes`` bytes of
+    objects (an object larger than that travels alone), or, with ``max_input_bytes``, before the
+    child execution's input (``sizer``: the item plus the source block, UTF-8 JSON) would pass
+    ``max_input_bytes``. A single key always makes a batch; it is refused only if it alone passes
+    Step Functions' 256 KiB (impossible for an S3 key of at most 1,024 bytes unless the source block
+    is huge).
+
+    :raises ValueError: a limit below 1, or one key that cannot fit a child's input at all.
     """
     if max_keys < 1 or max_bytes < 1:
         raise ValueError(f"max_keys ({max_keys}) and max_bytes ({max_bytes}) must both be at least 1")
+    sizer = sizer or BatchSizer("")
+    budget = max_input_bytes if max_input_bytes is not None else sys.maxsize
     keys: list[str] = []
-    size = 0
+    size = key_bytes = 0
     for obj in objects:
-        if keys and (len(keys) >= max_keys or size + obj.size > max_bytes):
-            yield keys, size
-            keys, size = [], 0
+        one = sizer.key_bytes(obj.key)
+        if keys and (
+            len(keys) >= max_keys
+            or size + obj.size > max_bytes
+            or sizer.size(len(keys) + 1, key_bytes + one, size + obj.size) > budget
+        ):
+            yield keys, size, sizer.size(len(keys), key_bytes, size)
+            keys, size, key_bytes = [], 0, 0
         keys.append(obj.key)
         size += obj.size
+        key_bytes += one
+        if len(keys) == 1 and sizer.size(1, one, size) > MAX_CHILD_INPUT_BYTES:
+            raise ValueError(
+                f"key {obj.key[:80]!r}... alone makes a child input of {sizer.size(1, one, size)} bytes, more "
+                f"than Step Functions' {MAX_CHILD_INPUT_BYTES}: shorten the source prefix"
+            )
     if keys:
-        yield keys, size
+        yield keys, size, sizer.size(len(keys), key_bytes, size)
 
 
 class MultipartUploadWriter:
@@ -271,6 +328,123 @@ class MultipartJsonArrayWriter(MultipartUploadWriter):
         )
 
 
+#: A manifest part closes once it holds this many bytes (ItemReader reads files of at most 10 GB).
+DEFAULT_MAX_PART_BYTES = 5 * 10**9
+#: ... or this many items (ItemReader's ``MaxItems`` limit).
+MAX_PART_ITEMS = 100_000_000
+
+
+def part_key(key: str, number: int) -> str:
+    """The key of manifest part ``number`` (1-based): the manifest key itself for the first part,
+    ``<root>.part-00002<ext>`` for the next ones (``manifest.json`` -> ``manifest.part-00002.json``)."""
+    if number == 1:
+        return key
+    slash = key.rfind("/")
+    dot = key.rfind(".")
+    root, ext = (key[:dot], key[dot:]) if dot > slash + 1 else (key, "")
+    return f"{root}.part-{number:05d}{ext}"
+
+
+class PartedManifestWriter:
+    """Items into one manifest object, or into several parts when one would pass ``max_part_bytes``
+    or ``max_part_items``: each part a complete manifest of its own (its own multipart upload and
+    encoder), at :func:`part_key`. A part closes once it reaches the limit (it may pass it by one
+    item). Any failure aborts the part being written and deletes the parts already completed.
+
+    The attributes :class:`MultipartUploadWriter` has (``items``, ``bytes_written``, ``sha256``,
+    ``etag``) are totals (items, bytes) or the first part's (``sha256``, ``etag``); ``parts``
+    describes every part.
+
+    :param open_part: makes the :class:`MultipartUploadWriter` of a part key.
+    """
+
+    def __init__(self, open_part, key: str, *, max_part_bytes: int, max_part_items: int = MAX_PART_ITEMS):
+        if max_part_bytes < 1 or not 1 <= max_part_items <= MAX_PART_ITEMS:
+            raise ValueError(
+                f"max_part_bytes ({max_part_bytes}) must be at least 1 and max_part_items ({max_part_items}) "
+                f"between 1 and {MAX_PART_ITEMS}"
+            )
+        self._open_part, self.key = open_part, key
+        self._max_bytes, self._max_items = max_part_bytes, max_part_items
+        self._current: MultipartUploadWriter | None = None
+        self._done: list[MultipartUploadWriter] = []
+        self.parts: list[dict] = []
+
+    def __enter__(self):
+        self._next_part()
+        return self
+
+    def _next_part(self) -> None:
+        writer = self._open_part(part_key(self.key, len(self._done) + 1))
+        writer.__enter__()
+        self._current = writer
+
+    def _close_part(self) -> None:
+        writer, self._current = self._current, None
+        assert writer is not None
+        writer.__exit__(None, None, None)
+        self._done.append(writer)
+        self.parts.append(
+            {
+                "key": writer.key,
+                "items": writer.items,
+                "bytes": writer.bytes_written,
+                "sha256": writer.sha256,
+                "etag": writer.etag,
+            }
+        )
+
+    def write_item(self, item) -> None:
+        """Append one item; close the part (and open the next on the next item) at its limit."""
+        if self._current is None:
+            self._next_part()
+        writer = self._current
+        assert writer is not None
+        writer.write_item(item)
+        if writer.bytes_written >= self._max_bytes or writer.items >= self._max_items:
+            self._close_part()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                if self._current is not None or not self._done:
+                    if self._current is None:
+                        self._next_part()  # an empty manifest is still one (empty) part
+                    self._close_part()
+                return
+            except BaseException:
+                self._discard()
+                raise
+        if self._current is not None:
+            self._current.__exit__(exc_type, exc, tb)  # aborts its upload
+            self._current = None
+        self._discard()
+
+    def _discard(self) -> None:
+        """Delete the completed parts (best effort): a failed manifest leaves no part behind."""
+        for writer in self._done:
+            try:
+                writer._s3.delete_object(Bucket=writer.bucket, Key=writer.key, **writer._owner)
+            except Exception:  # noqa: BLE001, S110 - the original error is the one to raise
+                pass
+
+    @property
+    def items(self) -> int:
+        return sum(p["items"] for p in self.parts)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(p["bytes"] for p in self.parts)
+
+    @property
+    def sha256(self) -> str:
+        return self.parts[0]["sha256"] if self.parts else ""
+
+    @property
+    def etag(self) -> str:
+        return self.parts[0]["etag"] if self.parts else ""
+
+
 def write_batched_manifest(
     objects: Iterable[S3Object],
     s3_client,
@@ -281,6 +455,7 @@ def write_batched_manifest(
     source_prefix: str = "",
     max_keys_per_batch: int = 100,
     max_bytes_per_batch: int = 512 * 1024 * 1024,
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     expected_bucket_owner: str | None = None,
 ) -> ManifestSummary:
     """:func:`write_manifest` in the batched JSON layout, without the metadata sidecar.
@@ -296,6 +471,7 @@ def write_batched_manifest(
         source_prefix=source_prefix,
         max_keys_per_batch=max_keys_per_batch,
         max_bytes_per_batch=max_bytes_per_batch,
+        max_batch_bytes=max_batch_bytes,
         expected_bucket_owner=expected_bucket_owner,
         write_metadata=False,
     )
@@ -313,6 +489,16 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@dataclass
+class _Written:
+    """What :func:`_write_items` wrote: objects, batches, object bytes, largest child input."""
+
+    objects: int = 0
+    batches: int = 0
+    object_bytes: int = 0
+    largest_item_bytes: int | None = None
+
+
 def write_manifest(
     objects: Iterable[S3Object],
     s3_client,
@@ -325,11 +511,14 @@ def write_manifest(
     manifest_format: str = "json",
     max_keys_per_batch: int = 100,
     max_bytes_per_batch: int = 512 * 1024 * 1024,
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     expected_bucket_owner: str | None = None,
     object_filter: ObjectFilter | None = None,
     source: dict | None = None,
     write_metadata: bool = True,
     part_size: int = MIN_PART_SIZE,
+    max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
+    max_part_items: int = MAX_PART_ITEMS,
 ) -> ManifestSummary:
     """Write ``objects`` as a manifest in any layout/format, then its metadata sidecar.
 
@@ -341,37 +530,109 @@ def write_manifest(
 
     :param layout: ``batched``, ``flat`` or ``keys`` (see :mod:`xacct_map.core.layouts`).
     :param manifest_format: ``json``, ``jsonl`` or ``csv`` (csv: flat layout only).
+    :param max_batch_bytes: batched layout: the most UTF-8 bytes one child execution's input (the
+        ``ItemSelector`` output: the item plus the execution input's ``source`` block) may take; a
+        batch closes before it would pass this (default 240 KiB, at most Step Functions' 256 KiB).
+        The flat layout's state machine gets the same budget as ``MaxInputBytesPerBatch``.
+    :param max_part_bytes: batched layout: a manifest part closes once it holds this many bytes
+        (default 5 GB; ItemReader reads at most 10 GB) and the next part starts
+        (:class:`PartedManifestWriter`; ``parts`` in the summary). Other layouts write one object.
+    :param max_part_items: batched layout: ... or this many items (at most 100,000,000).
     :param object_filter: applied to ``objects`` on the way; its settings and skip counts are recorded.
     :param source: where the objects came from (``{"type": "listing", "bucket", "prefix",
         "account_id", "region"}`` or ``{"type": "inventory", ...}``), recorded as is.
     :raises ValueError: an unknown layout, format or batch limit, before anything is written.
     """
-    check_layout(layout, manifest_format)
-    if layout == "batched" and (max_keys_per_batch < 1 or max_bytes_per_batch < 1):
-        raise ValueError(
-            f"max_keys_per_batch ({max_keys_per_batch}) and max_bytes_per_batch ({max_bytes_per_batch}) "
-            "must both be at least 1"
-        )
+    source_bytes = source_block_bytes(
+        source_bucket, source_prefix, (source or {}).get("account_id"), (source or {}).get("region")
+    )
+    batching = _check_batching(
+        layout, manifest_format, max_keys_per_batch, max_bytes_per_batch, max_batch_bytes, source_bytes
+    )
     stream = object_filter.apply(objects) if object_filter is not None else objects
-    with MultipartUploadWriter(
-        s3_client,
-        bucket,
-        key,
-        part_size=part_size,
-        expected_bucket_owner=expected_bucket_owner,
-        content_type=CONTENT_TYPES[manifest_format],
-        encoder=encoder_for(manifest_format),
-    ) as writer:
-        object_count, batch_count, total_bytes = _write_items(
-            writer, stream, layout, source_bucket, max_keys=max_keys_per_batch, max_bytes=max_bytes_per_batch
+
+    def open_part(part: str) -> MultipartUploadWriter:
+        return MultipartUploadWriter(
+            s3_client,
+            bucket,
+            part,
+            part_size=part_size,
+            expected_bucket_owner=expected_bucket_owner,
+            content_type=CONTENT_TYPES[manifest_format],
+            encoder=encoder_for(manifest_format),
         )
-    counts = object_filter.counts() if object_filter is not None else None
-    summary = ManifestSummary(
+
+    single = layout != "batched"  # only the batched state machine iterates parts
+    with PartedManifestWriter(
+        open_part,
+        key,
+        max_part_bytes=sys.maxsize if single else max_part_bytes,
+        max_part_items=MAX_PART_ITEMS if single else max_part_items,
+    ) as writer:
+        written = _write_items(writer, stream, layout, source_bucket, batching, source_bytes)
+    summary = _summary(
+        writer,
+        written,
         bucket=bucket,
         key=key,
-        object_count=object_count,
-        batch_count=batch_count,
-        total_bytes=total_bytes,
+        source_bucket=source_bucket,
+        source_prefix=source_prefix,
+        layout=layout,
+        manifest_format=manifest_format,
+        source=source,
+        batching=batching,
+        object_filter=object_filter,
+        write_metadata=write_metadata,
+    )
+    if write_metadata:
+        _put_metadata(s3_client, summary, expected_bucket_owner)
+    return summary
+
+
+def _check_batching(
+    layout: str, manifest_format: str, max_keys: int, max_bytes: int, max_batch_bytes: int, source_bytes: int
+) -> dict | None:
+    """Validate the layout and the batch limits before anything is written; the ``batching`` record
+    of the batched layout (None for the others, whose items ItemBatcher groups at run time)."""
+    check_layout(layout, manifest_format)
+    budget = check_batch_budget(max_batch_bytes, source_bytes)
+    if layout != "batched":
+        return None
+    if max_keys < 1 or max_bytes < 1:
+        raise ValueError(
+            f"max_keys_per_batch ({max_keys}) and max_bytes_per_batch ({max_bytes}) must both be at least 1"
+        )
+    return {
+        "max_keys_per_batch": max_keys,
+        "max_bytes_per_batch": max_bytes,
+        "max_batch_bytes": budget,
+        "source_block_bytes": source_bytes,
+    }
+
+
+def _summary(
+    writer: PartedManifestWriter,
+    written: _Written,
+    *,
+    bucket: str,
+    key: str,
+    source_bucket: str,
+    source_prefix: str,
+    layout: str,
+    manifest_format: str,
+    source: dict | None,
+    batching: dict | None,
+    object_filter: ObjectFilter | None,
+    write_metadata: bool,
+) -> ManifestSummary:
+    """The :class:`ManifestSummary` of a completed upload."""
+    counts = object_filter.counts() if object_filter is not None else None
+    return ManifestSummary(
+        bucket=bucket,
+        key=key,
+        object_count=written.objects,
+        batch_count=written.batches,
+        total_bytes=written.object_bytes,
         manifest_bytes=writer.bytes_written,
         sha256=writer.sha256,
         source_bucket=source_bucket,
@@ -381,40 +642,49 @@ def write_manifest(
         format=manifest_format,
         item_count=writer.items,
         source=source or {"bucket": source_bucket, "prefix": source_prefix},
-        batching=(
-            {"max_keys_per_batch": max_keys_per_batch, "max_bytes_per_batch": max_bytes_per_batch}
-            if layout == "batched"
-            else None
-        ),
+        batching=batching,
         filters=object_filter.as_dict() if object_filter is not None else None,
-        objects_seen=counts["seen"] if counts else object_count,
+        objects_seen=counts["seen"] if counts else written.objects,
         skipped=counts["skipped"] if counts else None,
         created_at=_utc_now(),
         xacct_map_version=__version__,
         metadata_key=metadata_key(key) if write_metadata else None,
+        largest_item_bytes=written.largest_item_bytes,
+        parts=writer.parts,
+        part_count=len(writer.parts),
     )
-    if write_metadata:
-        _put_metadata(s3_client, summary, expected_bucket_owner)
-    return summary
 
 
 def _write_items(
-    writer: MultipartUploadWriter, objects: Iterable[S3Object], layout: str, source_bucket: str, *, max_keys, max_bytes
-) -> tuple[int, int, int]:
-    """Write ``objects`` as items of ``layout``; returns (objects, batches, object bytes)."""
-    object_count = batch_count = total_bytes = 0
-    if layout == "batched":
-        for keys, size in iter_batches(objects, max_keys=max_keys, max_bytes=max_bytes):
+    writer: PartedManifestWriter,
+    objects: Iterable[S3Object],
+    layout: str,
+    source_bucket: str,
+    batching: dict | None,
+    source_bytes: int,
+) -> _Written:
+    """Write ``objects`` as items of ``layout``; what was written."""
+    written = _Written()
+    if batching is not None:
+        sizer = BatchSizer(source_bucket, source_bytes)
+        for keys, size, input_bytes in iter_sized_batches(
+            objects,
+            max_keys=batching["max_keys_per_batch"],
+            max_bytes=batching["max_bytes_per_batch"],
+            max_input_bytes=batching["max_batch_bytes"],
+            sizer=sizer,
+        ):
             writer.write_item({"bucket": source_bucket, "keys": keys, "bytes": size})
-            object_count += len(keys)
-            batch_count += 1
-            total_bytes += size
+            written.objects += len(keys)
+            written.batches += 1
+            written.object_bytes += size
+            written.largest_item_bytes = max(written.largest_item_bytes or 0, input_bytes)
     else:
         for obj in objects:
             writer.write_item(flat_item(source_bucket, obj) if layout == "flat" else obj.key)
-            object_count += 1
-            total_bytes += obj.size
-    return object_count, batch_count, total_bytes
+            written.objects += 1
+            written.object_bytes += obj.size
+    return written
 
 
 def _put_metadata(s3_client, summary: ManifestSummary, expected_bucket_owner: str | None) -> None:

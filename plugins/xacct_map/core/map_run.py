@@ -133,20 +133,34 @@ def build_snapshot(execution_arn: str, execution: dict, map_run: dict) -> MapRun
     )
 
 
+def merge_map_runs(map_runs: list[dict]) -> dict:
+    """One DescribeMapRun-shaped answer for an execution's Map Runs (one per manifest part): item
+    counts summed, the newest run's ARN and status, the first run's start date. ``{}`` for none."""
+    if len(map_runs) <= 1:
+        return map_runs[0] if map_runs else {}
+    ordered = sorted(map_runs, key=lambda run: iso_or_none(run.get("startDate")) or "")
+    counts: dict = {}
+    for run in ordered:
+        for name, value in (run.get("itemCounts") or {}).items():
+            counts[name] = counts.get(name, 0) + int(value or 0)
+    return {**ordered[-1], "itemCounts": counts, "startDate": ordered[0].get("startDate")}
+
+
 def snapshot(sfn_client, execution_arn: str) -> MapRunSnapshot:
-    """DescribeExecution, then ListMapRuns + DescribeMapRun for the execution's (first) Map Run."""
+    """DescribeExecution, then ListMapRuns + DescribeMapRun for each of the execution's Map Runs
+    (one per manifest part), merged (:func:`merge_map_runs`)."""
     execution = sfn_client.describe_execution(executionArn=execution_arn)
     map_runs = sfn_client.list_map_runs(executionArn=execution_arn).get("mapRuns", [])
-    map_run = sfn_client.describe_map_run(mapRunArn=map_runs[0]["mapRunArn"]) if map_runs else {}
-    return build_snapshot(execution_arn, execution, map_run)
+    described = [sfn_client.describe_map_run(mapRunArn=run["mapRunArn"]) for run in map_runs]
+    return build_snapshot(execution_arn, execution, merge_map_runs(described))
 
 
 async def snapshot_async(sfn_client, execution_arn: str) -> MapRunSnapshot:
     """:func:`snapshot` with an aiobotocore client, for the triggerer."""
     execution = await sfn_client.describe_execution(executionArn=execution_arn)
     map_runs = (await sfn_client.list_map_runs(executionArn=execution_arn)).get("mapRuns", [])
-    map_run = await sfn_client.describe_map_run(mapRunArn=map_runs[0]["mapRunArn"]) if map_runs else {}
-    return build_snapshot(execution_arn, execution, map_run)
+    described = [await sfn_client.describe_map_run(mapRunArn=run["mapRunArn"]) for run in map_runs]
+    return build_snapshot(execution_arn, execution, merge_map_runs(described))
 
 
 def verdict(

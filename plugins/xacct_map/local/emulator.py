@@ -23,6 +23,7 @@ from typing import Any
 import boto3
 import requests
 
+from xacct_map.local import limits
 from xacct_map.local.lambda_runtime import LocalLambdaRuntime
 from xacct_map.local.ports import free_port
 from xacct_map.setup import deploy
@@ -211,6 +212,7 @@ class LocalAws:
         _explain_unsupported_calls()
         _run_express_children_as_standard()
         _apply_ephemeral_storage_updates()
+        limits.install()  # fail where AWS would: child inputs > 256 KiB, ItemReader size and Region
         return self
 
     def __exit__(self, *exc) -> None:

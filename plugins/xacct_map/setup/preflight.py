@@ -317,7 +317,22 @@ class _Preflight:
         except Exception as err:  # noqa: BLE001
             summary += " (the upload was started but not aborted: the bucket's lifecycle rule removes it after a day)"
             return _failure("write_inventory", summary, err, fixes, bucket=config.inventory_bucket)
-        return CheckResult("write_inventory", OK, summary)
+        return self._beside_state_machine("write_inventory", summary, pipeline_s3, config.inventory_bucket, "manifest")
+
+    def _beside_state_machine(self, name: str, summary: str, s3, bucket: str, what: str) -> CheckResult:
+        """OK, or FAILED when ``bucket`` is not in the state machine's account and Region (ItemReader
+        and ResultWriter use no other bucket)."""
+        from xacct_map.core.limits import bucket_location_problem
+
+        if not self.machine:
+            return CheckResult(name, OK, summary)
+        try:
+            problem = bucket_location_problem(s3, bucket, self.config.state_machine_arn, what=what)
+        except Exception as err:  # noqa: BLE001
+            return _failure(name, summary + f"; locating {bucket}", err, (), bucket=bucket)
+        if problem is None:
+            return CheckResult(name, OK, summary + f" (in {self.machine['region']}, beside the state machine)")
+        return CheckResult(name, FAILED, summary, error_code="WrongBucketLocation", reason=problem)
 
     def state_machine(self) -> CheckResult:
         expected_role = self.inputs.state_machine_role_arn if self.inputs else None
@@ -329,13 +344,13 @@ class _Preflight:
         except Exception as err:  # noqa: BLE001
             return _failure("state_machine", summary, err, _fixes_state_machine(self.inputs, self.documents))
         role, details = described.get("roleArn"), {"role_arn": described.get("roleArn")}
-        problems = []
+        problems = _definition_problems(described.get("definition") or "{}")
         if expected_role and role != expected_role:
             problems.append(f"it runs as {role}, not as {expected_role} (the role the policies name)")
         if described.get("type", "STANDARD") != "STANDARD":
             problems.append(f"it is {described.get('type')}, not STANDARD")
         if not problems:
-            return CheckResult("state_machine", OK, summary + f" (role {role})", details=details)
+            return self._results_bucket_check(summary + f" (role {role})", described.get("definition") or "{}", details)
         redeploy = Fix(
             "pipeline account: redeploy the state machine",
             (),
@@ -350,6 +365,44 @@ class _Preflight:
             fixes=(redeploy,) if expected_role else (),
             details=details,
         )
+
+    def _results_bucket_check(self, summary: str, definition: str, details: dict) -> CheckResult:
+        """The ResultWriter's bucket, when the definition names one, must be beside the state machine."""
+        buckets = _result_writer_buckets(definition)
+        s3 = self.client("pipeline-s3", self.session, "s3") if buckets else None
+        for bucket in buckets:
+            result = self._beside_state_machine("state_machine", summary, s3, bucket, "ResultWriter")
+            if not result.ok:
+                return CheckResult(
+                    result.name, result.status, result.summary, result.error_code, result.reason, details=details
+                )
+        return CheckResult("state_machine", OK, summary, details=details)
+
+
+def _definition_problems(definition: str) -> list[str]:
+    """Map settings of a deployed definition outside Step Functions' limits (:mod:`xacct_map.core.limits`)."""
+    from xacct_map.core.limits import map_state_problems
+
+    try:
+        return [f"its definition: {p}" for p in map_state_problems(definition)]
+    except (ValueError, AttributeError):
+        return ["its definition is not valid JSON"]
+
+
+def _result_writer_buckets(definition: str) -> list[str]:
+    """The static ResultWriter buckets of a definition's Map states."""
+    from xacct_map.core.limits import map_states
+
+    try:
+        states = json.loads(definition).get("States") or {}
+    except (ValueError, AttributeError):
+        return []
+    buckets = []
+    for _, state in map_states(states):
+        bucket = ((state.get("ResultWriter") or {}).get("Parameters") or {}).get("Bucket")
+        if isinstance(bucket, str) and bucket not in buckets:
+            buckets.append(bucket)
+    return buckets
 
 
 def run_preflight_with_connection(aws_conn_id: str, config: PreflightConfig) -> PreflightReport:
