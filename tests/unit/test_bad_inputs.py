@@ -21,6 +21,7 @@ _POLICY += ["--pipeline-account", "222222222222"]
 _STATE_MACHINE = "arn:aws:states:us-east-1:222222222222:stateMachine:xacct-map"
 _PREFLIGHT = ["preflight", "--source-bucket", "src-bucket", "--source-account", "111111111111", *_ENDPOINT]
 _PREFLIGHT += ["--inventory-bucket", "inv-bucket"]
+_DEPLOY = ["deploy", "--source-bucket", "src-bucket", "--source-account", "111111111111", *_ENDPOINT]
 
 # (what, arguments, text the message must contain: the option or field, and the bad value)
 COMMANDS = [
@@ -90,6 +91,25 @@ COMMANDS = [
         [*_PREFLIGHT, "--state-machine-arn", _STATE_MACHINE, "--kms-key", "alias/x"],
         ["--kms-key", "alias/x"],
     ),
+    ("deploy concurrency", [*_DEPLOY, "--max-concurrency", "20000"], ["--max-concurrency", "20000"]),
+    ("deploy tolerance", [*_DEPLOY, "--tolerated-failure-percentage", "150"], ["--tolerated-failure-percentage"]),
+    ("deploy batch items", [*_DEPLOY, "--max-items-per-batch", "0"], ["--max-items-per-batch", "0"]),
+    ("deploy memory", [*_DEPLOY, "--memory", "64"], ["--memory", "64"]),
+    ("deploy timeout", [*_DEPLOY, "--timeout", "901"], ["--timeout", "901"]),
+    ("deploy storage", [*_DEPLOY, "--ephemeral-storage", "100"], ["--ephemeral-storage", "100"]),
+    ("deploy log retention", [*_DEPLOY, "--log-retention-days", "8"], ["--log-retention-days", "8"]),
+    ("deploy expiry", [*_DEPLOY, "--expire-days", "-1"], ["--expire-days", "-1"]),
+    ("deploy account", [*_DEPLOY, "--pipeline-account", "x1"], ["--pipeline-account", "x1"]),
+    ("deploy processor arn", [*_DEPLOY, "--processor-arn", "my-fn"], ["--processor-arn", "my-fn"]),
+    ("demo objects", ["demo", "--objects", "0"], ["--objects", "0"]),
+    ("demo batch keys", ["demo", "--batch-keys", "0"], ["--batch-keys", "0"]),
+    ("demo dags folder", ["demo", "--dags-folder", "/no/such/folder"], ["--dags-folder", "/no/such/folder"]),
+    ("demo object size", ["demo", "--object-size", "-1"], ["--object-size", "-1"]),
+    ("airflow port", ["airflow", "--port", "70000"], ["--port", "70000"]),
+    ("airflow objects", ["airflow", "--objects", "-3"], ["--objects", "-3"]),
+    ("airflow poke interval", ["airflow", "--poke-interval", "0"], ["--poke-interval", "0"]),
+    ("airflow schedule", ["airflow", "--schedule", "every day"], ["--schedule", "every day"]),
+    ("airflow startup timeout", ["airflow", "--startup-timeout", "-1"], ["--startup-timeout", "-1"]),
     ("unknown command", ["frobnicate"], ["frobnicate"]),
 ]
 

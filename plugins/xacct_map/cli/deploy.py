@@ -16,6 +16,8 @@ import argparse
 import json
 import sys
 
+from xacct_map.cli import options
+
 
 def register(subparsers) -> None:
     """Add the ``deploy`` subcommand to the ``xacct-map`` parser."""
@@ -38,42 +40,73 @@ def register(subparsers) -> None:
 
 def _source_arguments(parser) -> None:
     """Where the data is and which account and Region the pipeline is deployed to."""
-    parser.add_argument("--source-bucket", required=True, help="the bucket holding the data (source account)")
-    parser.add_argument("--source-account", required=True, help="12-digit id of the account owning the bucket")
-    parser.add_argument("--prefix", default="", help="only keys under this prefix are listed and read")
-    parser.add_argument("--source-region", default=None, help="the source bucket's Region (default: --region)")
-    parser.add_argument("--region", default=None, help="the pipeline Region (default: the profile's Region)")
+    parser.add_argument(
+        "--source-bucket", type=options.bucket_name, required=True, help="the bucket holding the data (source account)"
+    )
+    parser.add_argument(
+        "--source-account", type=options.account_id, required=True, help="12-digit id of the account owning the bucket"
+    )
+    parser.add_argument(
+        "--prefix", type=options.prefix, default="", help="only keys under this prefix are listed and read"
+    )
+    parser.add_argument(
+        "--source-region", type=options.region, default=None, help="the source bucket's Region (default: --region)"
+    )
+    parser.add_argument(
+        "--region", type=options.region, default=None, help="the pipeline Region (default: the profile's Region)"
+    )
     parser.add_argument("--profile", default=None, help="AWS profile of the pipeline account")
-    parser.add_argument("--endpoint-url", default=None, help="send every call to this endpoint (local emulator)")
+    parser.add_argument(
+        "--endpoint-url",
+        type=options.endpoint_url,
+        default=None,
+        help="send every call to this endpoint (local emulator)",
+    )
     parser.add_argument(
         "--pipeline-account",
+        type=options.account_id,
         default=None,
         help="12-digit pipeline account id (default: the caller's, from sts:GetCallerIdentity)",
     )
-    parser.add_argument("--kms-key", default=None, help="ARN of the source bucket's SSE-KMS key, if any")
+    parser.add_argument(
+        "--kms-key", type=options.kms_key_arn, default=None, help="ARN of the source bucket's SSE-KMS key, if any"
+    )
 
 
 def _resource_name_arguments(parser) -> None:
     """The names of what deploy creates, and the roles the policies name."""
     parser.add_argument(
-        "--inventory-bucket", default=None, help="manifest bucket (default: xacct-map-inventory-<pipeline account>)"
+        "--inventory-bucket",
+        type=options.bucket_name,
+        default=None,
+        help="manifest bucket (default: xacct-map-inventory-<pipeline account>)",
     )
     parser.add_argument(
         "--inventory-prefix",
+        type=options.prefix,
         default="xacct-map/",
         help="key prefix owned by xacct-map in the inventory bucket (default: %(default)s)",
     )
     parser.add_argument("--state-machine", default="xacct-map-distributed-map", help="default: %(default)s")
-    parser.add_argument("--state-machine-role", default="xacct-map-state-machine", help="default: %(default)s")
+    parser.add_argument(
+        "--state-machine-role",
+        type=options.role_name_or_arn,
+        default="xacct-map-state-machine",
+        help="default: %(default)s",
+    )
     parser.add_argument("--function", default="xacct-map-processor", help="Lambda name (default: %(default)s)")
-    parser.add_argument("--processor-role", default="xacct-map-processor", help="default: %(default)s")
+    parser.add_argument(
+        "--processor-role", type=options.role_name_or_arn, default="xacct-map-processor", help="default: %(default)s"
+    )
     parser.add_argument(
         "--lister-role",
+        type=options.role_name_or_arn,
         default="xacct-map-lister",
         help="the source account's lister role, named in the policies (default: %(default)s)",
     )
     parser.add_argument(
         "--airflow-role",
+        type=options.role_name_or_arn,
         default="xacct-map-airflow",
         help="the role Airflow's connection uses; its inline policy is set if it exists (default: %(default)s)",
     )
@@ -86,13 +119,13 @@ def _resource_name_arguments(parser) -> None:
     )
     parser.add_argument(
         "--expire-days",
-        type=int,
+        type=options.integer(0, 36500),
         default=30,
         help="expire manifests and results after this many days; 0 keeps them (default: %(default)s)",
     )
     parser.add_argument(
         "--log-retention-days",
-        type=int,
+        type=options.log_retention_days,
         default=30,
         help="keep the processor's logs this many days; 0 leaves the retention alone (default: %(default)s)",
     )
@@ -110,6 +143,7 @@ def _processor_arguments(parser) -> None:
     )
     which.add_argument(
         "--processor-arn",
+        type=options.lambda_function_arn,
         default=None,
         metavar="ARN",
         help="invoke this existing Lambda function instead of deploying one (the state machine role may invoke it)",
@@ -127,19 +161,31 @@ def _processor_arguments(parser) -> None:
         metavar="NAME=VALUE",
         help="an environment variable of the processor function (repeatable), e.g. DEST_BUCKET=my-copies",
     )
-    parser.add_argument("--memory", type=int, default=None, help="processor memory in MB (default 1024)")
-    parser.add_argument("--timeout", type=int, default=None, help="processor timeout in seconds (default 900)")
     parser.add_argument(
-        "--ephemeral-storage", type=int, default=None, help="processor /tmp in MB, 512-10240 (default 512)"
+        "--memory", type=options.integer(128, 10240), default=None, help="processor memory in MB (default 1024)"
+    )
+    parser.add_argument(
+        "--timeout", type=options.integer(1, 900), default=None, help="processor timeout in seconds (default 900)"
+    )
+    parser.add_argument(
+        "--ephemeral-storage",
+        type=options.integer(512, 10240),
+        default=None,
+        help="processor /tmp in MB, 512-10240 (default 512)",
     )
 
 
 def _state_machine_arguments(parser) -> None:
     """How the state machine runs the map."""
     parser.add_argument(
-        "--max-concurrency", type=int, default=100, help="child executions at once (default: %(default)s)"
+        "--max-concurrency",
+        type=options.integer(0, 10000),
+        default=100,
+        help="child executions at once (default: %(default)s)",
     )
-    parser.add_argument("--tolerated-failure-percentage", type=float, default=0.0, help="default: %(default)s")
+    parser.add_argument(
+        "--tolerated-failure-percentage", type=options.number(0, 100), default=0.0, help="default: %(default)s"
+    )
     parser.add_argument(
         "--child-execution-type",
         choices=("STANDARD", "EXPRESS"),
@@ -162,7 +208,7 @@ def _state_machine_arguments(parser) -> None:
     )
     parser.add_argument(
         "--max-items-per-batch",
-        type=int,
+        type=options.integer(1, 100_000_000),
         default=100,
         help="flat layout only: objects per Lambda invocation (default: %(default)s)",
     )

@@ -11,6 +11,7 @@ import argparse
 import re
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from xacct_map.core.arns import ROLE_ARN
@@ -200,3 +201,38 @@ def s3_uri(*, key_required: bool = False) -> Check:
         return text
 
     return _named("S3 URI", check)
+
+
+# CloudWatch Logs accepts these retention periods only.
+LOG_RETENTION_DAYS = frozenset(
+    (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+)
+
+
+def log_retention_days(text: str) -> int:
+    """A CloudWatch Logs retention in days, or 0 (leave the retention as it is)."""
+    value = integer(0)(text)
+    if value and value not in LOG_RETENTION_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"{value} is not a CloudWatch Logs retention: 0 (leave it) or one of "
+            f"{', '.join(map(str, sorted(LOG_RETENTION_DAYS)))}"
+        )
+    return value
+
+
+_FUNCTION_ARN = re.compile(r"^arn:(aws|aws-cn|aws-us-gov):lambda:[a-z0-9-]+:\d{12}:function:[\w-]{1,64}(:[\w$-]+)?$")
+
+
+def lambda_function_arn(text: str) -> str:
+    if not _FUNCTION_ARN.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Lambda function ARN: expected arn:aws:lambda:<region>:<account id>:function:<name>"
+        )
+    return text
+
+
+def existing_folder(text: str) -> Path:
+    folder = Path(text).expanduser()
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
+    return folder

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xacct_map.cli import options
 from xacct_map.local.ports import HOST, free_port
 from xacct_map.setup import resources
 
@@ -54,7 +55,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=options.port,
         default=DEFAULT_PORT,
         help=f"UI/API port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free port)",
     )
@@ -64,7 +65,10 @@ def register(subparsers) -> None:
     parser.add_argument("--username", default=DEFAULT_USERNAME, help=f"UI login (default {DEFAULT_USERNAME})")
     parser.add_argument("--password", default=DEFAULT_PASSWORD, help=f"UI password (default {DEFAULT_PASSWORD})")
     parser.add_argument(
-        "--schedule", default=None, help="override the DAG's schedule (sets XACCT_MAP_SCHEDULE), e.g. '*/5 * * * *'"
+        "--schedule",
+        type=options.schedule,
+        default=None,
+        help="override the DAG's schedule (sets XACCT_MAP_SCHEDULE), e.g. '*/5 * * * *'",
     )
     parser.add_argument(
         "--paused",
@@ -73,7 +77,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--poke-interval",
-        type=float,
+        type=options.number(0, low_inclusive=False),
         default=5.0,
         help="seconds between the sensor's checks (XACCT_MAP_POKE_INTERVAL, default 5)",
     )
@@ -85,11 +89,14 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--keep-home", action="store_true", help="keep the temporary AIRFLOW_HOME at exit")
     parser.add_argument(
-        "--dags-folder", type=Path, default=None, help="DAGs folder (default: the DAG shipped with xacct-map)"
+        "--dags-folder",
+        type=options.existing_folder,
+        default=None,
+        help="DAGs folder (default: the DAG shipped with xacct-map)",
     )
     parser.add_argument(
         "--plugins-folder",
-        type=Path,
+        type=options.existing_folder,
         default=None,
         help="plugins folder (default: a checkout's plugins/, else none: the installed package's "
         "UI plugin comes through its entry point)",
@@ -101,7 +108,10 @@ def register(subparsers) -> None:
         help="write a JSON description (url, login, pids, emulator) here once Airflow is ready",
     )
     parser.add_argument(
-        "--startup-timeout", type=float, default=240.0, help="seconds to wait for Airflow to become ready (default 240)"
+        "--startup-timeout",
+        type=options.number(0, low_inclusive=False),
+        default=240.0,
+        help="seconds to wait for Airflow to become ready (default 240)",
     )
     parser.set_defaults(func=_command)
 

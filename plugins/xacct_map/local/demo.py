@@ -15,6 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
+from xacct_map.cli import options
 from xacct_map.setup import resources
 
 DAG_ID = "xacct_distributed_map"
@@ -27,13 +28,15 @@ def register(subparsers) -> None:
     from xacct_map.local.workload import add_workload_arguments
 
     add_workload_arguments(parser)
-    parser.add_argument("--batch-keys", type=int, default=100, help="max keys per manifest batch (default 100)")
+    parser.add_argument(
+        "--batch-keys", type=options.integer(1, 10_000), default=100, help="max keys per manifest batch (default 100)"
+    )
     parser.add_argument(
         "--json", action="store_true", help="also print the summary as one JSON object on the last line"
     )
     parser.add_argument(
         "--dags-folder",
-        type=Path,
+        type=options.existing_folder,
         default=None,
         help="folder holding the DAG file (default: the DAG shipped with xacct-map)",
     )

@@ -5,18 +5,26 @@ Imports nothing heavy: the command modules register their options when ``xacct-m
 
 from __future__ import annotations
 
-from pathlib import Path
+from xacct_map.cli import options
 
 
 def add_workload_arguments(parser) -> None:
     """The options ``xacct-map demo`` and ``xacct-map airflow`` share: what to seed, what to run on it."""
-    parser.add_argument("--objects", type=int, default=1000, help="objects to seed in the source bucket (default 1000)")
     parser.add_argument(
-        "--object-size", type=int, default=None, help="bytes per seeded object (default: 256 B to 4 KiB, varied)"
+        "--objects",
+        type=options.integer(1, 1_000_000),
+        default=1000,
+        help="objects to seed in the source bucket (default 1000)",
+    )
+    parser.add_argument(
+        "--object-size",
+        type=options.integer(1, 100 * 1024 * 1024),
+        default=None,
+        help="bytes per seeded object (default: 256 B to 4 KiB, varied)",
     )
     parser.add_argument(
         "--source-dir",
-        type=Path,
+        type=options.existing_folder,
         default=None,
         help="seed the source bucket with the files of this folder (keys: their paths under it) instead",
     )
