@@ -12,13 +12,14 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from xacct_map.core.arns import ROLE_ARN
 from xacct_map.core.filters import STORAGE_CLASSES
 from xacct_map.setup import policies
 
-Check = Callable[[str], object]
+Check = Callable[[str], Any]
 
 _STATE_MACHINE_ARN = re.compile(
     r"^arn:(aws|aws-cn|aws-us-gov):states:[a-z]{2}(-gov)?-[a-z]+-\d{1,2}:\d{12}:stateMachine:[^:\s]{1,80}$"
