@@ -235,3 +235,18 @@ def test_architecture_md_names_every_part():
     assert not missing, f"ARCHITECTURE.md does not mention {missing}"
     shells = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
     assert shells == SHELLS, "a new top-level module is an Airflow shell: add it to SHELLS and ARCHITECTURE.md"
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_in_the_package_is_longer_than_80_lines():
+    """Long functions hide their steps: split them into named ones (signature and docstring count)."""
+    long = [
+        f"{path.relative_to(path.parents[1])}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in MODULES.values()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, long

@@ -551,20 +551,9 @@ def write_manifest(
     )
     stream = object_filter.apply(objects) if object_filter is not None else objects
 
-    def open_part(part: str) -> MultipartUploadWriter:
-        return MultipartUploadWriter(
-            s3_client,
-            bucket,
-            part,
-            part_size=part_size,
-            expected_bucket_owner=expected_bucket_owner,
-            content_type=CONTENT_TYPES[manifest_format],
-            encoder=encoder_for(manifest_format),
-        )
-
     single = layout != "batched"  # only the batched state machine iterates parts
     with PartedManifestWriter(
-        open_part,
+        _part_opener(s3_client, bucket, manifest_format, part_size, expected_bucket_owner),
         key,
         max_part_bytes=sys.maxsize if single else max_part_bytes,
         max_part_items=MAX_PART_ITEMS if single else max_part_items,
@@ -587,6 +576,23 @@ def write_manifest(
     if write_metadata:
         _put_metadata(s3_client, summary, expected_bucket_owner)
     return summary
+
+
+def _part_opener(s3_client, bucket: str, manifest_format: str, part_size: int, owner: str | None):
+    """Opens the upload of one manifest part (a fresh encoder each: every part is a whole document)."""
+
+    def open_part(part: str) -> MultipartUploadWriter:
+        return MultipartUploadWriter(
+            s3_client,
+            bucket,
+            part,
+            part_size=part_size,
+            expected_bucket_owner=owner,
+            content_type=CONTENT_TYPES[manifest_format],
+            encoder=encoder_for(manifest_format),
+        )
+
+    return open_part
 
 
 def _check_batching(
