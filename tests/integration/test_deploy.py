@@ -329,7 +329,7 @@ def test_missing_airflow_role_is_not_created_without_a_trust_principal(local_aws
 def test_invalid_options_exit_2_naming_the_value(local_aws, capsys):
     aws, _ = local_aws
     assert cli.main(_argv(aws, **{"source-account": "1234"})) == 2
-    assert "source_account '1234'" in capsys.readouterr().err
+    assert "--source-account: '1234' is not a 12-digit AWS account id" in capsys.readouterr().err
 
 
 def test_inventory_bucket_of_another_account_is_an_error_naming_it():

@@ -174,7 +174,7 @@ def test_processor_arn_invokes_an_existing_function_without_deploying_one(local_
     [
         (("--processor", "/nowhere/job.py:process"), "--processor /nowhere/job.py: no such file or folder"),
         (("--processor-arn", "arn:aws:lambda:us-east-1:123456789012:function:f:3"), "unqualified Lambda function"),
-        (("--memory", "64"), "--memory 64 is outside Lambda's range 128-10240"),
+        (("--memory", "64"), "--memory: 64 is out of range: give an integer from 128 to 10,240"),
         (("--processor-env", "no-equals"), "expected NAME=value"),
     ],
 )

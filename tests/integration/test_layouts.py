@@ -317,6 +317,8 @@ def test_sidecar_holds_the_same_metadata_as_the_xcom(local_aws, run_context):
     head = aws.client("s3").head_object(Bucket=summary["bucket"], Key=summary["key"])
     assert sidecar["etag"] == head["ETag"] and sidecar["sha256"] == hashlib.sha256(body).hexdigest()
     assert sidecar["xacct_map_version"] == __version__ and sidecar["created_at"].endswith("Z")
+    listing = sidecar["source"].pop("listing")  # how it was listed: engine, first page, workers, seconds
+    assert listing["engine"] == "parallel" and listing["first_page_keys"] == 40 and listing["listing_seconds"] >= 0
     assert sidecar["source"] == {
         "type": "listing",
         "bucket": pipeline.source_bucket,

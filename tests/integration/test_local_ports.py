@@ -34,5 +34,5 @@ def test_xacct_map_airflow_with_a_bad_port_exits_1_without_a_traceback(tmp_path)
         timeout=120,
         cwd=tmp_path,
     )
-    assert proc.returncode == 1
-    assert "port 70000 is not a TCP port" in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+    assert proc.returncode == 2  # refused by the option's type, before anything starts
+    assert "--port: 70000 is out of range" in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
