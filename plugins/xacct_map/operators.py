@@ -20,7 +20,7 @@ from airflow.providers.amazon.aws.links.step_function import (
 )
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from xacct_map.core.build import (
     ON_EMPTY,
@@ -33,7 +33,7 @@ from xacct_map.core.build import (
     listed_source,
 )
 from xacct_map.core.cross_account import account_of_role, role_session_name
-from xacct_map.core.errors import error_code
+from xacct_map.core.errors import TRANSIENT, error_code
 from xacct_map.core.filters import FILTER_ARGUMENTS, ObjectFilter, resolve_listing_mode
 from xacct_map.core.inventory import InventoryError, open_inventory
 from xacct_map.core.layouts import check_layout
@@ -645,9 +645,20 @@ class StartDistributedMapOperator(AwsBaseOperator[DistributedMapHook]):
                 f"(connection {self.aws_conn_id!r}). Deploy it or fix state_machine_arn."
             ) from err
         except ClientError as err:
+            again = (
+                f" Step Functions kept answering {error_code(err)} after the retries: retry the task."
+                if error_code(err) in TRANSIENT
+                else ""
+            )
             raise AirflowException(
                 f"StartExecution of {self.state_machine_arn} failed: {error_code(err)}: "
-                f"{err.response['Error'].get('Message')}"
+                f"{err.response['Error'].get('Message')}.{again}"
+            ) from err
+        except BotoCoreError as err:
+            # No answer: the execution may have started. Its name is this run's, so a retry finds it.
+            raise AirflowException(
+                f"StartExecution of {self.state_machine_arn} got no answer ({err}): execution {arn} may have "
+                "started. Retry the task: the retry attaches to that execution instead of starting a second one."
             ) from err
         if started:
             self.log.info("Started execution %s", arn)

@@ -316,7 +316,9 @@ def _parallel_pages(job: _Job, endpoint, pool) -> Iterator[Iterable[S3Object]]:
         credentials=_no_credentials if job.credentials is None or _unsigned(job.s3_client) else job.credentials.read,
         make_error=lambda status, code, message: _fast_error(status, code, message, bucket, prefix),
         make_order_error=lambda message: ListingOrderError(
-            f"{message} in bucket {bucket!r}: refusing to build a manifest that could miss or repeat objects."
+            f"ListObjectsV2 on s3://{bucket}/{prefix}: {message}: refusing to build a manifest that could miss or "
+            "repeat objects. Nothing was written: retry the task; if it repeats, the endpoint (or a proxy before "
+            "it) does not list as S3 does."
         ),
         parallelism=job.parallelism,
         processes=len(pool.procs),
@@ -337,29 +339,72 @@ def _parallel_pages(job: _Job, endpoint, pool) -> Iterator[Iterable[S3Object]]:
 # -- the plain engine ------------------------------------------------------------------------
 
 
+PLAIN_PAGE_ATTEMPTS = 3  # tries of a page whose answer is not a ListObjectsV2 result (botocore retried the rest)
+
+
 def _iter_plain(s3_client, bucket: str, prefix: str, owner: dict) -> Iterator[S3Object]:
     previous: str | None = None
-    try:
-        # botocore asks for EncodingType=url and decodes the keys itself
-        for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **owner):
-            for item in page.get("Contents", ()):
-                key = item["Key"]
-                # Python compares str by code point, which is the UTF-8 byte order S3 lists in.
-                if previous is not None and key <= previous:
-                    raise ListingOrderError(
-                        f"S3 listed {key!r} after {previous!r} in bucket {bucket!r}: keys must be strictly "
-                        "ascending; refusing to build a manifest that could miss or repeat objects."
-                    )
-                previous = key
-                yield S3Object(
-                    key=key,
-                    size=item["Size"],
-                    etag=item.get("ETag", ""),
-                    last_modified=s3_timestamp(item.get("LastModified", "")),
-                    storage_class=item.get("StorageClass", "STANDARD"),
+    token: dict = {}
+    while True:
+        page = _plain_page(s3_client, bucket, prefix, owner, token)
+        for item in page.get("Contents", ()):
+            key = item["Key"]
+            # Python compares str by code point, which is the UTF-8 byte order S3 lists in.
+            if previous is not None and key <= previous:
+                raise ListingOrderError(
+                    f"ListObjectsV2 on s3://{bucket}/{prefix} listed {key!r} after {previous!r}: keys must be "
+                    "strictly ascending (a page repeated or went back); refusing to build a manifest that could "
+                    "miss or repeat objects. Nothing was written: retry the task; if it repeats, the endpoint "
+                    "(or a proxy before it) does not list as S3 does."
                 )
-    except ClientError as err:
-        raise _listing_error(err, bucket, prefix) from err
+            previous = key
+            yield S3Object(
+                key=key,
+                size=item["Size"],
+                etag=item.get("ETag", ""),
+                last_modified=s3_timestamp(item.get("LastModified", "")),
+                storage_class=item.get("StorageClass", "STANDARD"),
+            )
+        if not page["IsTruncated"]:
+            return
+        if not page.get("NextContinuationToken"):
+            raise ListingUnavailableError(
+                f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 answered a truncated page without "
+                "NextContinuationToken; the rest cannot be listed. Retry the task."
+            )
+        token = {"ContinuationToken": page["NextContinuationToken"]}
+
+
+def _plain_page(s3_client, bucket: str, prefix: str, owner: dict, token: dict) -> dict:
+    """One ListObjectsV2 page (botocore asks for EncodingType=url and decodes the keys itself).
+
+    An answer that is not a ListObjectsV2 result (no ``IsTruncated``: an HTML error page, which
+    botocore's parser reads as an empty page) or that botocore cannot parse is asked for again, at
+    most :data:`PLAIN_PAGE_ATTEMPTS` times: taken as the last page, it would end the listing short.
+    """
+    from botocore.exceptions import BotoCoreError
+    from botocore.parsers import ResponseParserError
+
+    for attempt in range(1, PLAIN_PAGE_ATTEMPTS + 1):
+        try:
+            page = s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix, **owner, **token)
+        except ClientError as err:
+            raise _listing_error(err, bucket, prefix) from err
+        except ResponseParserError as err:
+            problem: BotoCoreError | str = err
+        except BotoCoreError as err:  # connection errors and timeouts, after botocore's own retries
+            raise ListingUnavailableError(
+                f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 could not get a page ({err})"
+            ) from err
+        else:
+            if isinstance(page.get("IsTruncated"), bool) and page.get("Name", bucket) == bucket:
+                return page
+            problem = f"not a ListObjectsV2 result: {sorted(k for k in page if k != 'ResponseMetadata')}"
+        log.warning("listing s3://%s/%s: page try %d of %d: %s", bucket, prefix, attempt, PLAIN_PAGE_ATTEMPTS, problem)
+    raise ListingUnavailableError(
+        f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 answered no valid page in {PLAIN_PAGE_ATTEMPTS} "
+        f"tries ({problem})"
+    )
 
 
 # -- choosing and configuring the parallel engine -----------------------------------------------
@@ -552,7 +597,7 @@ def _credential_source(credentials) -> _CredentialSource | None:
 def _fast_error(status: int, code: str, message: str, bucket: str, prefix: str) -> Exception:
     if status == 0 or code == "MalformedResponse":
         return ListingUnavailableError(
-            f"listing s3://{bucket}/{prefix} failed: could not get a page ({code}: {message})"
+            f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 could not get a page ({code}: {message})"
         )
     response = {
         "Error": {"Code": code, "Message": message, "BucketName": bucket},

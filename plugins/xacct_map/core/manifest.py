@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import secrets
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from xacct_map import __version__
 from xacct_map.core.filters import ObjectFilter
@@ -37,6 +41,11 @@ MAX_PARTS = 10_000
 # Parts start at part_size and grow by part_size every PARTS_PER_STEP parts, so memory stays small
 # for usual manifests while 10,000 parts still hold 55,000 x part_size (268 GiB at 5 MiB).
 PARTS_PER_STEP = 1_000
+#: User metadata every manifest upload carries: a token of the upload, so that after a
+#: CompleteMultipartUpload whose answer was lost, the object at the key can be told to be this upload's.
+UPLOAD_TOKEN = "xacct-map-upload"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,7 @@ class MultipartUploadWriter:
         self._uploader: ThreadPoolExecutor | None = None
         self._in_flight: Future | None = None
         self._upload_id: str | None = None
+        self._token = secrets.token_hex(16)
         self._sha = hashlib.sha256()
         self.items = 0
         self.bytes_written = 0
@@ -148,7 +158,11 @@ class MultipartUploadWriter:
 
     def __enter__(self):
         response = self._s3.create_multipart_upload(
-            Bucket=self.bucket, Key=self.key, ContentType=self._content_type, **self._owner
+            Bucket=self.bucket,
+            Key=self.key,
+            ContentType=self._content_type,
+            Metadata={UPLOAD_TOKEN: self._token},
+            **self._owner,
         )
         self._upload_id = response["UploadId"]
         if self._encoder is not None:
@@ -189,18 +203,71 @@ class MultipartUploadWriter:
                 Bucket=self.bucket, Key=self.key, Body=b"", ContentType=self._content_type, **self._owner
             )
             self.etag = response.get("ETag", "")
+            self._abort_orphans()
             return
         self._flush_part()
         self._wait_for_part()
-        response = self._s3.complete_multipart_upload(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self._upload_id,
-            MultipartUpload={"Parts": self._parts},
-            **self._owner,
-        )
+        try:
+            response = self._s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+                **self._owner,
+            )
+        except (ClientError, BotoCoreError) as err:
+            # The answer may have been lost after S3 completed it: botocore's retry then gets NoSuchUpload
+            # (or no answer at all). The object at the key tells whether it is this upload's.
+            etag = self._completed_anyway()
+            if etag is None:
+                raise
+            log.warning(
+                "CompleteMultipartUpload of s3://%s/%s failed (%s), but the object there is this upload's "
+                "(upload token and size match): its answer was lost, the manifest is complete.",
+                self.bucket,
+                self.key,
+                err,
+            )
+            response = {"ETag": etag}
+        self._upload_id = None  # complete: nothing to abort any more
         self._stop_uploader()
         self.etag = response.get("ETag", "")
+        self._abort_orphans()
+
+    def _completed_anyway(self) -> str | None:
+        """The ETag of the object at the key if this upload made it (its token, its size), else None."""
+        try:
+            head = self._s3.head_object(Bucket=self.bucket, Key=self.key, **self._owner)
+        except (ClientError, BotoCoreError):
+            return None
+        if head.get("Metadata", {}).get(UPLOAD_TOKEN) == self._token and head.get("ContentLength") == (
+            self.bytes_written
+        ):
+            return head.get("ETag", "")
+        return None
+
+    def _abort_orphans(self) -> None:
+        """Abort the other open uploads of this key: one a CreateMultipartUpload opened when its answer was
+        lost (botocore's retry opened another), or an earlier attempt's that was killed. Best effort: the
+        bucket's lifecycle rule (AbortIncompleteMultipartUpload, 1 day) removes what is left."""
+        try:
+            listed = self._s3.list_multipart_uploads(Bucket=self.bucket, Prefix=self.key, **self._owner)
+            for upload in listed.get("Uploads", []):
+                if upload.get("Key") == self.key and upload.get("UploadId") != self._upload_id:
+                    self._s3.abort_multipart_upload(
+                        Bucket=self.bucket, Key=self.key, UploadId=upload["UploadId"], **self._owner
+                    )
+                    log.info(
+                        "Aborted an open multipart upload of s3://%s/%s left by an earlier try", self.bucket, self.key
+                    )
+        except (ClientError, BotoCoreError) as err:
+            log.warning(
+                "Could not look for open multipart uploads of s3://%s/%s left by earlier tries (%s); the bucket's "
+                "lifecycle rule (AbortIncompleteMultipartUpload) removes them.",
+                self.bucket,
+                self.key,
+                err,
+            )
 
     def _flush_part(self) -> None:
         if not self._buffer:
@@ -241,7 +308,13 @@ class MultipartUploadWriter:
         self._stop_uploader()
         if self._upload_id is not None:
             upload_id, self._upload_id = self._upload_id, None
-            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id, **self._owner)
+            try:
+                self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id, **self._owner)
+            except ClientError as err:
+                if err.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                    raise
+                # Gone already: aborted by an earlier try of this call whose answer was lost.
+            self._abort_orphans()
 
 
 class MultipartJsonArrayWriter(MultipartUploadWriter):
@@ -394,8 +467,27 @@ def write_manifest(
         metadata_key=metadata_key(key) if write_metadata else None,
     )
     if write_metadata:
-        _put_metadata(s3_client, summary, expected_bucket_owner)
+        try:
+            _put_metadata(s3_client, summary, expected_bucket_owner)
+        except BaseException:
+            # No manifest without its sidecar: the run's key holds both or neither.
+            _delete_quietly(s3_client, bucket, [key, metadata_key(key)], expected_bucket_owner)
+            raise
     return summary
+
+
+def _delete_quietly(s3_client, bucket: str, keys: list[str], expected_bucket_owner: str | None) -> None:
+    owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+    for key in keys:
+        try:
+            s3_client.delete_object(Bucket=bucket, Key=key, **owner)
+        except (ClientError, BotoCoreError) as err:
+            log.error(
+                "Could not delete s3://%s/%s after its sidecar failed (%s): delete it, or retry the task",
+                bucket,
+                key,
+                err,
+            )
 
 
 def _write_items(
