@@ -38,7 +38,7 @@ from xacct_map.core.filters import FILTER_ARGUMENTS, ObjectFilter, resolve_listi
 from xacct_map.core.inventory import InventoryError, open_inventory
 from xacct_map.core.layouts import check_layout
 from xacct_map.core.listing import LISTING_ENGINES, ListingEngineError, ListingUnavailableError
-from xacct_map.core.manifest import ManifestSummary
+from xacct_map.core.manifest import ManifestSummary, abort_open_uploads
 from xacct_map.core.map_run import REDRIVABLE
 from xacct_map.core.naming import execution_arn, execution_name, manifest_key
 from xacct_map.hooks import DistributedMapHook, source_s3
@@ -381,6 +381,12 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             write_metadata=self.write_metadata,
             on_empty=self.on_empty,
         )
+
+    def on_kill(self) -> None:
+        """SIGTERM (Airflow calls this from the signal handler): abort the manifest's multipart upload now,
+        rather than leave it open when the process is killed; the build then fails on its next S3 call."""
+        if abort_open_uploads():
+            self.log.warning("Killed: the manifest's multipart upload was aborted; no manifest was written.")
 
     def _build(self, request: ManifestRequest, source: Source, identity: str) -> ManifestSummary:
         try:

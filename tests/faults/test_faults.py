@@ -12,14 +12,14 @@ import contextlib
 import functools
 import hashlib
 import json
+import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
+import warnings
 
 import pytest
+import requests
 from fault_cases import CASES, README, Case, with_table
 from fault_proxy import FaultProxy
 
@@ -34,7 +34,6 @@ OBJECTS = 24  # the awkward keys and a few more; listed 5 keys a page through th
 READ_TIMEOUT = 1
 CONFIG = {"retries": {"mode": "standard", "max_attempts": 3}, "connect_timeout": 1, "read_timeout": READ_TIMEOUT}
 DAG_ID = "test_dag"
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +41,11 @@ def faulty_aws():
     """``(aws, pipeline, proxy)``: the deployed local AWS, reached by the connections through the proxy."""
     saved = dict(os.environ)
     with shared_botocore_models(), LocalAws(lambda_workers=1) as aws:
+        # Executions need not run here (the suite is about starting exactly one): they stay RUNNING, and a
+        # StartExecution of the same name and input returns the running one, as on AWS.
+        requests.post(
+            f"{aws.endpoint_url}/moto-api/config", json={"stepfunctions": {"execute_state_machine": False}}, timeout=10
+        ).raise_for_status()
         pipeline = aws.deploy(objects=OBJECTS)
         with FaultProxy(aws.endpoint_url, max_keys=5) as proxy:
             os.environ.update(connections(aws, pipeline, proxy))
@@ -251,46 +255,62 @@ def expire_credentials_quickly(proxy: FaultProxy, monkeypatch) -> None:
 
 def run_kill_case(case: Case, aws, pipeline, proxy: FaultProxy, run_id: str) -> None:
     """Run the task in a process of its own, kill it in the middle of ``case.hold``, then retry it here."""
-    from xacct_map.local.emulator import LocalAws  # noqa: F401 - the same environment as the test
-
-    manifest = None
-    context_args = [run_id, DAG_ID]
-    if case.phase == "starting":
-        from conftest import FakeTaskInstance  # noqa: F401
-
-        manifest = build(pipeline, _context(run_id))
-    rule = proxy.add(case.hold, "hold", before=case.phase != "starting", when=None)
-    task = "start" if case.phase == "starting" else "build"
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "task.py"), task, *context_args, json.dumps(manifest or {})],
-        env={**os.environ, "XACCT_MAP_FAULT_PIPELINE": json.dumps(pipeline.as_dict())},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    manifest = build(pipeline, _context(run_id)) if case.phase == "starting" else None
+    rule = proxy.add(case.hold, "hold", before=case.phase != "starting")
+    # A fork of this process: Airflow and botocore's models are loaded already (a new interpreter takes seconds).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads: the child only runs the task
+        child = multiprocessing.get_context("fork").Process(
+            target=run_task, args=(case.phase, pipeline, run_id, manifest), daemon=True
+        )
+        child.start()
     try:
-        assert rule.entered.wait(60), "the task reached the call"
-        process.send_signal(getattr(signal, case.signal))
-        try:
-            process.wait(5)  # Airflow's supervisor escalates to SIGKILL after a few seconds
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        assert rule.entered.wait(30), "the task reached the call"
+        os.kill(child.pid or 0, getattr(signal, case.signal))
+        child.join(3)  # Airflow's supervisor escalates to SIGKILL after a grace period
+        if child.exitcode is None:
+            child.kill()
+            child.join(5)
     finally:
         rule.release.set()
-        if process.poll() is None:
-            process.kill()
-    output = process.stdout.read() if process.stdout else ""
-    assert process.returncode != 0, output
-    if case.signal == "SIGTERM" and case.phase != "starting":
-        key = manifest_key(DAG_ID, run_id)
-        assert open_uploads(aws, pipeline, key) == [], f"SIGTERM aborts the upload: {output}"
-        assert objects_at(aws, pipeline, key) == []
+        if child.exitcode is None:
+            child.kill()
+            child.join(5)
+    key = manifest_key(DAG_ID, run_id)
+    if case.phase != "starting":
+        if case.signal == "SIGTERM":  # on_kill aborted the upload: the killed try leaves nothing behind
+            assert child.exitcode != 0 and open_uploads(aws, pipeline, key) == [], f"SIGTERM aborts the upload {child.exitcode} {proxy.seen}"
+        else:  # SIGKILL: nothing can run; its open upload is for the retry to abort
+            assert child.exitcode == -signal.SIGKILL and len(open_uploads(aws, pipeline, key)) == 1
+        assert objects_at(aws, pipeline, key) == [], "no manifest"
     # The retry, in this process, without faults.
     proxy.reset()
     context = _context(run_id)
     manifest = manifest or build(pipeline, context)
     assert_outcome_a(aws, pipeline, run_id, start(pipeline, manifest, context))
+
+
+def run_task(phase: str, pipeline, run_id: str, manifest: dict | None) -> None:
+    """The task in the forked process; SIGTERM handled as Airflow 3's task runner does (``on_kill()``)."""
+    from xacct_map.operators import BuildKeyManifestOperator, StartDistributedMapOperator
+
+    operator: BuildKeyManifestOperator | StartDistributedMapOperator
+    if phase == "starting":
+        operator = StartDistributedMapOperator(
+            task_id="start_map_run",
+            aws_conn_id="xacct_map_pipeline",
+            state_machine_arn=pipeline.state_machine_arn,
+            manifest=manifest,
+            source_account_id=SOURCE_ACCOUNT,
+        )
+    else:
+        operator = manifest_operator(pipeline, max_keys_per_batch=5)
+    signal.signal(signal.SIGTERM, lambda signum, frame: operator.on_kill())
+    try:
+        operator.execute(_context(run_id))
+    except BaseException:
+        os._exit(1)
+    os._exit(0)
 
 
 def _context(run_id: str) -> dict:

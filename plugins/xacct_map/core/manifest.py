@@ -26,6 +26,7 @@ import logging
 import secrets
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -46,6 +47,20 @@ PARTS_PER_STEP = 1_000
 UPLOAD_TOKEN = "xacct-map-upload"
 
 log = logging.getLogger(__name__)
+
+_open_writers: set[MultipartUploadWriter] = set()  # this process's uploads in progress
+
+
+def abort_open_uploads() -> int:
+    """Abort every multipart upload this process has open; the writers then fail on their next call.
+
+    For a task being terminated (SIGTERM: the operator's ``on_kill``), so that it leaves no upload
+    open behind it. Returns how many were aborted.
+    """
+    aborted = 0
+    for writer in list(_open_writers):
+        aborted += writer.abort_now()
+    return aborted
 
 
 @dataclass(frozen=True)
@@ -147,6 +162,7 @@ class MultipartUploadWriter:
         self._in_flight: Future | None = None
         self._upload_id: str | None = None
         self._token = secrets.token_hex(16)
+        self._killed = False
         self._sha = hashlib.sha256()
         self.items = 0
         self.bytes_written = 0
@@ -165,12 +181,15 @@ class MultipartUploadWriter:
             **self._owner,
         )
         self._upload_id = response["UploadId"]
+        _open_writers.add(self)
         if self._encoder is not None:
             self.write(self._encoder.header())
         return self
 
     def write(self, data: bytes) -> None:
         """Append ``data``; a full part is uploaded as soon as the buffer reaches the part size."""
+        if self._killed:
+            raise RuntimeError(f"the upload of s3://{self.bucket}/{self.key} was aborted: the task is being terminated")
         self._buffer += data
         self._sha.update(data)
         self.bytes_written += len(data)
@@ -182,19 +201,38 @@ class MultipartUploadWriter:
         self.items += 1
         self.write(self._encoder.item(item))
 
+    def abort_now(self) -> bool:
+        """Abort the upload at once, from another thread or a signal handler (see :func:`abort_open_uploads`)."""
+        upload_id, self._upload_id = self._upload_id, None
+        _open_writers.discard(self)
+        self._killed = True
+        if upload_id is None:
+            return False
+        try:
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id, **self._owner)
+        except (ClientError, BotoCoreError) as err:
+            log.warning("Could not abort the upload of s3://%s/%s: %s", self.bucket, self.key, err)
+            return False
+        return True
+
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            try:
-                if self._encoder is not None:
-                    self.write(self._encoder.footer())
-                self._complete()
-                return
-            except BaseException:
-                self._abort()
-                raise
-        self._abort()
+        try:
+            if exc_type is None:
+                try:
+                    if self._encoder is not None:
+                        self.write(self._encoder.footer())
+                    self._complete()
+                    return
+                except BaseException:
+                    self._abort()
+                    raise
+            self._abort()
+        finally:
+            _open_writers.discard(self)
 
     def _complete(self) -> None:
+        if self._killed:
+            raise RuntimeError(f"the upload of s3://{self.bucket}/{self.key} was aborted: the task is being terminated")
         self._wait_for_part()
         if not self._parts and not self._buffer:
             # An empty body (an empty JSONL manifest): a multipart upload needs at least one part.
@@ -294,7 +332,13 @@ class MultipartUploadWriter:
         """Wait for the part in flight; raise its upload's error, if any."""
         if self._in_flight is not None:
             in_flight, self._in_flight = self._in_flight, None
-            self._parts.append(in_flight.result())
+            while True:
+                try:  # in short waits: Python runs signal handlers (SIGTERM's on_kill) only between them
+                    part = in_flight.result(timeout=0.25)
+                    break
+                except FutureTimeout:
+                    continue
+            self._parts.append(part)
 
     def _stop_uploader(self) -> None:
         if self._in_flight is not None:
