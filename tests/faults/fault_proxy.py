@@ -135,9 +135,10 @@ class FaultProxy:
         self.latency: dict[str, float] = {}  # operation -> seconds added before forwarding
         self.rules: list[Rule] = []
         self.seen: list[str] = []  # every operation, in arrival order
+        self.timeline: list[tuple[float, str]] = []  # (time.monotonic(), operation), for timing a case
         self.bodies: dict[str, list[bytes]] = {}  # answers to list requests, in order
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = _Server(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
@@ -164,6 +165,7 @@ class FaultProxy:
             self.rules.clear()
             self.latency.clear()
             self.seen.clear()
+            self.timeline.clear()
             self.bodies.clear()
 
     def count(self, operation: str) -> int:
@@ -172,6 +174,7 @@ class FaultProxy:
     def _match(self, request: Request) -> Rule | None:
         with self._lock:
             self.seen.append(request.operation)
+            self.timeline.append((time.monotonic(), request.operation))
             for rule in self.rules:
                 if rule.hits(request):
                     rule.fired += 1
@@ -196,6 +199,12 @@ class FaultProxy:
             return response.status, out, body
         finally:
             conn.close()
+
+
+class _Server(ThreadingHTTPServer):
+    # The parallel engine opens dozens of connections at once: with the default backlog (5) the kernel
+    # drops SYNs and the client's retransmission waits a second.
+    request_queue_size = 128
 
 
 def _with_max_keys(path: str, max_keys: int) -> str:

@@ -31,7 +31,7 @@ from xacct_map.core.naming import execution_name, manifest_key
 from xacct_map.local.emulator import SOURCE_ACCOUNT, LocalAws
 
 OBJECTS = 24  # the awkward keys and a few more; listed 5 keys a page through the proxy
-READ_TIMEOUT = 1
+READ_TIMEOUT = 0.5
 CONFIG = {"retries": {"mode": "standard", "max_attempts": 3}, "connect_timeout": 1, "read_timeout": READ_TIMEOUT}
 DAG_ID = "test_dag"
 
@@ -279,7 +279,9 @@ def run_kill_case(case: Case, aws, pipeline, proxy: FaultProxy, run_id: str) -> 
     key = manifest_key(DAG_ID, run_id)
     if case.phase != "starting":
         if case.signal == "SIGTERM":  # on_kill aborted the upload: the killed try leaves nothing behind
-            assert child.exitcode != 0 and open_uploads(aws, pipeline, key) == [], f"SIGTERM aborts the upload {child.exitcode} {proxy.seen}"
+            assert child.exitcode != 0 and open_uploads(aws, pipeline, key) == [], (
+                f"SIGTERM aborts the upload {child.exitcode} {proxy.seen}"
+            )
         else:  # SIGKILL: nothing can run; its open upload is for the retry to abort
             assert child.exitcode == -signal.SIGKILL and len(open_uploads(aws, pipeline, key)) == 1
         assert objects_at(aws, pipeline, key) == [], "no manifest"
