@@ -11,7 +11,7 @@ added, and ``times`` in a row) and what happens:
 * ``status``: an error answer (``status``, ``code``) in the service's own format, not forwarded;
 * ``cut_body``: forwarded; the headers and half the body are sent, then the connection is closed;
 * ``stall_body``: forwarded; the headers and half the body are sent, then nothing for ``delay`` s;
-* ``body``: forwarded; the body is replaced by ``rewrite(body, proxy)`` (malformed or repeated pages);
+* ``body``: forwarded; the body is replaced by ``rewrite(body, proxy, request)`` (malformed or repeated pages);
 * ``hold``: the request waits (``before`` forwarding, or after it with ``before=False``) until the rule's
   ``release`` event is set; ``entered`` is set when it arrives (for killing a process mid-call).
 
@@ -21,8 +21,10 @@ source of a few dozen objects is listed in many pages (S3 may answer fewer keys 
 
 from __future__ import annotations
 
+import html
 import http.client
 import json
+import re
 import socket
 import struct
 import threading
@@ -30,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 ACTIONS = ("reset", "reset_after", "timeout", "status", "cut_body", "stall_body", "body", "hold")
 
@@ -45,7 +47,7 @@ class Rule:
     code: str = "InternalError"
     delay: float = 3.0
     before: bool = True
-    rewrite: Callable[[bytes, FaultProxy], bytes] | None = None
+    rewrite: Callable[[bytes, FaultProxy, Request], bytes] | None = None
     when: Callable[[Request], bool] | None = None
     seen: int = 0
     fired: int = 0
@@ -70,6 +72,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     operation: str = ""
+    proxy: FaultProxy | None = None
 
     @property
     def query(self) -> dict[str, list[str]]:
@@ -137,6 +140,11 @@ class FaultProxy:
         self.seen: list[str] = []  # every operation, in arrival order
         self.timeline: list[tuple[float, str]] = []  # (time.monotonic(), operation), for timing a case
         self.bodies: dict[str, list[bytes]] = {}  # answers to list requests, in order
+        # ListObjectsV2 pages by where they lead (their NextContinuationToken, their last key: the next request's
+        # continuation-token or start-after) and where they were asked from: a key range's (or a paginator's)
+        # previous and first page, for a page that repeats or goes back.
+        self.page_leading_to: dict[tuple[str, str], bytes] = {}
+        self.asked_from: dict[tuple[str, str], tuple[str, str] | None] = {}
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -167,6 +175,8 @@ class FaultProxy:
             self.seen.clear()
             self.timeline.clear()
             self.bodies.clear()
+            self.page_leading_to.clear()
+            self.asked_from.clear()
 
     def count(self, operation: str) -> int:
         return self.seen.count(operation)
@@ -196,6 +206,14 @@ class FaultProxy:
             if request.operation == "s3:ListObjectsV2":
                 with self._lock:
                     self.bodies.setdefault(request.operation, []).append(body)
+                    cursor = cursor_of(request)
+                    token = re.search(rb"<NextContinuationToken>([^<]+)</NextContinuationToken>", body)
+                    keys = re.findall(rb"<Key>([^<]*)</Key>", body)
+                    leads = [("t", token.group(1).decode())] if token else []
+                    leads += [("k", unquote(html.unescape(keys[-1].decode())))] if keys else []
+                    for lead in leads:
+                        self.page_leading_to[lead] = body
+                        self.asked_from[lead] = cursor
             return response.status, out, body
         finally:
             conn.close()
@@ -205,6 +223,16 @@ class _Server(ThreadingHTTPServer):
     # The parallel engine opens dozens of connections at once: with the default backlog (5) the kernel
     # drops SYNs and the client's retransmission waits a second.
     request_queue_size = 128
+
+
+def cursor_of(request: Request) -> tuple[str, str] | None:
+    """Where a ListObjectsV2 request continues from: its continuation-token or start-after (None: the start)."""
+    query = request.query
+    if query.get("continuation-token"):
+        return ("t", query["continuation-token"][0])
+    if query.get("start-after"):
+        return ("k", query["start-after"][0])
+    return None
 
 
 def _with_max_keys(path: str, max_keys: int) -> str:
@@ -236,7 +264,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             headers = {k.lower(): v for k, v in self.headers.items()}
             body = self._read_body()
-            request = Request(self.command, self.path, headers, body)
+            request = Request(self.command, self.path, headers, body, proxy=proxy)
             request.operation = operation_of(self.command, self.path, headers, body)
             rule = proxy._match(request)
             if request.operation in proxy.latency:
@@ -269,7 +297,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self._drop()
             elif action == "body":
                 assert rule.rewrite is not None
-                self._send(status, out, rule.rewrite(answer, proxy))
+                self._send(status, out, rule.rewrite(answer, proxy, request))
             else:  # cut_body, stall_body: the headers promise the whole body, half of it comes
                 self._send_head(status, out, len(answer))
                 self.wfile.write(answer[: len(answer) // 2])
