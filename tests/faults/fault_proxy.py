@@ -224,6 +224,12 @@ class _Server(ThreadingHTTPServer):
     # drops SYNs and the client's retransmission waits a second.
     request_queue_size = 128
 
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):  # a client gone: expected
+            super().handle_error(request, client_address)
+
 
 def cursor_of(request: Request) -> tuple[str, str] | None:
     """Where a ListObjectsV2 request continues from: its continuation-token or start-after (None: the start)."""

@@ -187,8 +187,7 @@ def test_fault(case: Case, engine: str, faulty_aws, run_context, monkeypatch):
     context = run_context(run_id, DAG_ID)
     if case.signal:
         return run_kill_case(case, aws, pipeline, proxy, run_id)
-    if case.special == "expiry":
-        expire_credentials_quickly(proxy, monkeypatch)
+    signed_with = expire_credentials_quickly(proxy, monkeypatch) if case.special == "expiry" else set()
     manifest = None
     if case.phase == "starting":
         manifest = build(pipeline, context, engine)
@@ -208,6 +207,8 @@ def test_fault(case: Case, engine: str, faulty_aws, run_context, monkeypatch):
                 proxy.reset()
         assert_outcome_a(aws, pipeline, run_id, arn)
         assert all(rule.fired for rule in proxy.rules) or case.special, "the fault was injected"
+        if case.special == "expiry":
+            assert len(signed_with) >= 2, f"the listing went on with refreshed credentials: {signed_with}"
         return
     with pytest.raises(Exception) as raised:
         if manifest is None:
@@ -221,9 +222,10 @@ def test_fault(case: Case, engine: str, faulty_aws, run_context, monkeypatch):
     assert_outcome_a(aws, pipeline, run_id, start(pipeline, manifest, context))
 
 
-def expire_credentials_quickly(proxy: FaultProxy, monkeypatch) -> None:
+def expire_credentials_quickly(proxy: FaultProxy, monkeypatch) -> set[str]:
     """Time compressed: the role's credentials enter botocore's refresh window 1 s after AssumeRole and
-    S3 rejects them (400 ExpiredToken) 2 s after it; list pages take 0.3 s, so the listing outlives them."""
+    S3 rejects them (400 ExpiredToken) 2.5 s after it; list pages take 0.4 s, so the listing outlives them.
+    Returns the access keys the listing's requests are signed with (filled as they come)."""
     import re
     from datetime import datetime, timedelta, timezone
 
@@ -236,18 +238,22 @@ def expire_credentials_quickly(proxy: FaultProxy, monkeypatch) -> None:
         expiry = datetime.now(timezone.utc) + timedelta(minutes=15, seconds=1)
         key = re.search(rb"<AccessKeyId>([^<]+)</AccessKeyId>", body)
         if key:
-            deadlines[key.group(1).decode()] = time.time() + 2
+            deadlines[key.group(1).decode()] = time.time() + 2.5
         return re.sub(
             rb"<Expiration>[^<]+</Expiration>", f"<Expiration>{expiry:%Y-%m-%dT%H:%M:%SZ}</Expiration>".encode(), body
         )
 
+    used: set[str] = set()
+
     def expired(request) -> bool:
+        used.add(request.access_key)
         deadline = deadlines.get(request.access_key)
         return deadline is not None and time.time() > deadline
 
     proxy.add("sts:AssumeRole", "body", rewrite=short_lived, times=1000)
     proxy.add("s3:ListObjectsV2", "status", status=400, code="ExpiredToken", times=1000, when=expired)
-    proxy.latency["s3:ListObjectsV2"] = 0.3
+    proxy.latency["s3:ListObjectsV2"] = 0.4
+    return used
 
 
 # -- killed tasks --------------------------------------------------------------------------------
