@@ -9,7 +9,7 @@ VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_LINK_MODE := copy
 
-.PHONY: setup demo test lint unit pytest airflow browser asl-validator clean
+.PHONY: setup demo test lint unit faults pytest airflow browser asl-validator clean
 setup: $(VENV)/.synced
 
 $(UV):
@@ -44,6 +44,11 @@ lint: setup
 # and the installed package.
 unit: setup
 	$(VENV)/bin/python -m pytest tests/unit $(ARGS)
+
+# The fault-injection tier: tests/faults (a fault proxy in front of the local AWS; each case's outcome, and the
+# README's "Failure guarantees" table, which `python scripts/failure_table.py --write` regenerates).
+faults: setup
+	$(VENV)/bin/python -m pytest tests/faults $(ARGS)
 
 # pytest in the development environment (editable install), e.g. make pytest ARGS="-k sensor".
 pytest: setup

@@ -20,7 +20,7 @@ from airflow.providers.amazon.aws.links.step_function import (
 )
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from xacct_map.core.build import (
     ON_EMPTY,
@@ -33,12 +33,12 @@ from xacct_map.core.build import (
     listed_source,
 )
 from xacct_map.core.cross_account import account_of_role, role_session_name
-from xacct_map.core.errors import error_code
+from xacct_map.core.errors import TRANSIENT, error_code
 from xacct_map.core.filters import FILTER_ARGUMENTS, ObjectFilter, resolve_listing_mode
 from xacct_map.core.inventory import InventoryError, open_inventory
 from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES, check_batch_budget, check_layout
 from xacct_map.core.listing import LISTING_ENGINES, ListingEngineError, ListingUnavailableError
-from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, ManifestSummary
+from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, ManifestSummary, abort_open_uploads
 from xacct_map.core.map_run import REDRIVABLE
 from xacct_map.core.naming import execution_arn, execution_name, manifest_key
 from xacct_map.hooks import DistributedMapHook, source_s3
@@ -402,6 +402,12 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             on_empty=self.on_empty,
         )
 
+    def on_kill(self) -> None:
+        """SIGTERM (Airflow calls this from the signal handler): abort the manifest's multipart upload now,
+        rather than leave it open when the process is killed; the build then fails on its next S3 call."""
+        if abort_open_uploads():
+            self.log.warning("Killed: the manifest's multipart upload was aborted; no manifest was written.")
+
     def _build(self, request: ManifestRequest, source: Source, identity: str) -> ManifestSummary:
         try:
             return build_manifest(request, source, self.hook.conn)
@@ -682,9 +688,20 @@ class StartDistributedMapOperator(AwsBaseOperator[DistributedMapHook]):
                 f"(connection {self.aws_conn_id!r}). Deploy it or fix state_machine_arn."
             ) from err
         except ClientError as err:
+            again = (
+                f" Step Functions kept answering {error_code(err)} after the retries: retry the task."
+                if error_code(err) in TRANSIENT
+                else ""
+            )
             raise AirflowException(
                 f"StartExecution of {self.state_machine_arn} failed: {error_code(err)}: "
-                f"{err.response['Error'].get('Message')}"
+                f"{err.response['Error'].get('Message')}.{again}"
+            ) from err
+        except BotoCoreError as err:
+            # No answer: the execution may have started. Its name is this run's, so a retry finds it.
+            raise AirflowException(
+                f"StartExecution of {self.state_machine_arn} got no answer ({err}): execution {arn} may have "
+                "started. Retry the task: the retry attaches to that execution instead of starting a second one."
             ) from err
         if started:
             self.log.info("Started execution %s", arn)

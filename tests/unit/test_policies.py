@@ -248,8 +248,12 @@ def test_airflow_role_policy_statement_by_statement():
         "s3:PutObject",
         "s3:AbortMultipartUpload",
         "s3:ListMultipartUploadParts",
+        "s3:GetObject",
+        "s3:DeleteObject",
     ]
     assert stmts["XacctMapWriteManifests"]["Resource"] == "arn:aws:s3:::pipeline-inventory/xacct-map/manifests/*"
+    assert stmts["XacctMapFindOpenManifestUploads"]["Action"] == ["s3:ListBucketMultipartUploads"]
+    assert stmts["XacctMapFindOpenManifestUploads"]["Resource"] == "arn:aws:s3:::pipeline-inventory"
     assert stmts["XacctMapStartExecution"]["Action"] == ["states:StartExecution"]
     assert stmts["XacctMapStartExecution"]["Resource"] == f"{sfn}:stateMachine:xacct-map-distributed-map"
     assert stmts["XacctMapManageExecutions"]["Action"] == [
@@ -269,7 +273,7 @@ def test_airflow_role_policy_statement_by_statement():
     # Read-only, for `xacct-map preflight`: the state machine exists and runs as the right role.
     assert stmts["XacctMapDescribeStateMachine"]["Action"] == ["states:DescribeStateMachine"]
     assert stmts["XacctMapDescribeStateMachine"]["Resource"] == f"{sfn}:stateMachine:xacct-map-distributed-map"
-    assert len(stmts) == 7
+    assert len(stmts) == 8
 
 
 def test_airflow_role_as_lister_lists_directly_and_assumes_nothing():
@@ -332,7 +336,7 @@ def test_every_arn_uses_the_partition_of_the_region(region, partition, suffix):
     assert arns and all(arn.startswith(f"arn:{partition}:") for arn in arns), arns
     via = documents["source_kms_key_policy"]["Statement"][0]["Condition"]["StringEquals"]["kms:ViaService"]
     assert via == f"s3.{region}.{suffix}"
-    assert f":{region}:" in documents["airflow_role_policy"]["Statement"][2]["Resource"]
+    assert f":{region}:" in statements_by_sid(documents["airflow_role_policy"])["XacctMapStartExecution"]["Resource"]
 
 
 def test_source_region_sets_the_kms_region_but_not_the_pipeline_arns():

@@ -181,10 +181,8 @@ def test_objects_run_concurrently_on_bounded_threads(s3):
         with lock:
             active[0] -= 1
 
-    started = time.monotonic()
     result = processor.process_batch(process, {"bucket": "src", "keys": [f"k{i}" for i in range(12)]}, concurrency=4)
-    assert result["objects"] == 12 and peak[0] == 4
-    assert time.monotonic() - started < 12 * 0.05 / 2
+    assert result["objects"] == 12 and peak[0] == 4  # four at once, never more (no wall-clock assert: CI is shared)
 
 
 def test_no_object_is_started_near_the_deadline(s3):

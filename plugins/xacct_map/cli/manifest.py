@@ -349,6 +349,7 @@ def run(args: argparse.Namespace) -> int:
 
     from xacct_map.core.build import EmptySourceError, explain_build_error
     from xacct_map.core.inventory import InventoryError
+    from xacct_map.core.listing import ListingOrderError
 
     try:
         request = _request(args)
@@ -362,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
         if err.on_empty == "skip":
             return _fail(f"skipped, {err}; no manifest written (--on-empty run writes an empty one)", EXIT_SKIPPED)
         return _fail(f"{err}; no manifest written (--on-empty run writes an empty one)")
-    except InventoryError as err:
+    except (InventoryError, ListingOrderError) as err:
         return _fail(str(err))
     except ClientError as err:
         return _fail(explain_build_error(err, request, role_arn=args.role_arn, **state))

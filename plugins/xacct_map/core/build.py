@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
 
-from xacct_map.core.errors import error_code, explain_assume_role_error, explain_source_error
+from xacct_map.core.errors import TRANSIENT, error_code, explain_assume_role_error, explain_source_error
 from xacct_map.core.filters import ObjectFilter
 from xacct_map.core.inventory import (
     InventoryError,
@@ -247,9 +247,16 @@ def _explain_write_error(err: ClientError, request: ManifestRequest, operation: 
         "AccessDenied": f" The pipeline identity needs s3:PutObject and s3:AbortMultipartUpload on "
         f"arn:aws:s3:::{bucket}/{key}*.",
     }.get(code, "")
-    outcome = (
-        " Nothing was left behind (the upload was aborted)."
-        if operation in _UPLOAD_CALLS
-        else " The manifest may be complete without its metadata sidecar; the task can be retried."
-    )
-    return f"Writing manifest s3://{bucket}/{key} failed during {operation}: {code}.{hint}{outcome}"
+    if code in TRANSIENT:
+        hint = f" S3 answered {code} on every retry (throttling or a failure of its own)."
+    if operation in _UPLOAD_CALLS:
+        outcome = " Nothing was left behind (the upload was aborted)"
+    elif operation == "PutObject":
+        outcome = (
+            f" The metadata sidecar {key}.meta.json could not be written, so the completed manifest was deleted "
+            "again: the run's key holds both or neither"
+        )
+    else:
+        outcome = " No manifest was written"
+    retry = "; the task can be retried." if code in TRANSIENT or code in ("NoSuchUpload", "") else "."
+    return f"Writing manifest s3://{bucket}/{key} failed during {operation}: {code}.{hint}{outcome}{retry}"

@@ -5,6 +5,22 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 _ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "AllAccessDisabled", "InvalidAccessKeyId"}
+#: Answers that another try may not get: throttling and the service's own failures, after botocore's retries.
+TRANSIENT = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "500",
+    "502",
+    "503",
+    "504",
+}
+_EXPIRED = {"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired", "RequestExpired"}
 
 
 def error_code(err: ClientError) -> str:
@@ -40,7 +56,22 @@ def explain_source_error(err: ClientError, *, bucket: str, prefix: str, identity
             f"Source bucket {bucket!r} is in another Region than the client used ({code}); "
             "set source_region to the bucket's Region."
         )
-    return f"Listing {where} as {identity} failed: {code}: {err.response.get('Error', {}).get('Message', err)}"
+    call = err.operation_name or "ListObjectsV2"
+    message = err.response.get("Error", {}).get("Message", err)
+    if code in TRANSIENT:
+        return (
+            f"Listing {where} as {identity} failed: {call} answered {code} ({message}) on every retry. S3 is "
+            "throttling or failing; nothing was written (the manifest upload was aborted): the task can be "
+            "retried (Airflow's retries do it); if it keeps happening, lower listing_parallelism."
+        )
+    if code in _EXPIRED:
+        return (
+            f"Listing {where} as {identity} failed: {call} was refused with {code} ({message}): the credentials "
+            "expired during the listing. Nothing was written (the manifest upload was aborted): retry the task, "
+            "it gets fresh credentials. If it repeats, check this machine's clock and the role's maximum "
+            "session duration."
+        )
+    return f"Listing {where} as {identity} failed: {call}: {code}: {message}"
 
 
 def explain_assume_role_error(err: ClientError, *, role_arn: str) -> str:

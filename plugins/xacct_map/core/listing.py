@@ -280,7 +280,7 @@ def _object_pages(job: _Job) -> Iterator[Iterable[S3Object]]:
         raise job.refuse(reason)
     if job.stats is not None and endpoint is not None:
         job.stats["engine"] = "parallel"
-    objects = list(_checked_objects(first.get("Contents", ()), job.bucket))
+    objects = list(_checked_objects(first.get("Contents", ()), job.bucket, job.prefix))
     if job.stats is not None:
         job.stats.update(first_page_keys=len(objects), workers=0)
     yield objects
@@ -322,7 +322,9 @@ def _parallel_pages(job: _Job, endpoint, *, start_after: str) -> Iterator[Iterab
         credentials=_no_credentials if job.credentials is None or _unsigned(job.s3_client) else job.credentials.read,
         make_error=lambda status, code, message: _fast_error(status, code, message, bucket, prefix),
         make_order_error=lambda message: ListingOrderError(
-            f"{message} in bucket {bucket!r}: refusing to build a manifest that could miss or repeat objects."
+            f"ListObjectsV2 on s3://{bucket}/{prefix}: {message}: refusing to build a manifest that could miss or "
+            "repeat objects. Nothing was written: retry the task; if it repeats, the endpoint (or a proxy before "
+            "it) does not list as S3 does."
         ),
         parallelism=job.parallelism,
         processes=len(pool.procs),
@@ -344,25 +346,70 @@ def _parallel_pages(job: _Job, endpoint, *, start_after: str) -> Iterator[Iterab
 # -- the plain engine ------------------------------------------------------------------------
 
 
+PLAIN_PAGE_ATTEMPTS = 3  # tries of a page whose answer is not a ListObjectsV2 result (botocore retried the rest)
+
+
 def _iter_plain(s3_client, bucket: str, prefix: str, owner: dict, *, start_after: str = "") -> Iterator[S3Object]:
-    after = {"StartAfter": start_after} if start_after else {}
-    pages = s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **after, **owner)
-    try:
-        # botocore asks for EncodingType=url and decodes the keys itself
-        yield from _checked_objects((item for page in pages for item in page.get("Contents", ())), bucket, start_after)
-    except ClientError as err:
-        raise _listing_error(err, bucket, prefix) from err
+    previous = start_after
+    params: dict = {"StartAfter": start_after} if start_after else {}
+    while True:
+        page = _plain_page(s3_client, bucket, prefix, owner, params)
+        for obj in _checked_objects(page.get("Contents", ()), bucket, prefix, previous):
+            previous = obj.key
+            yield obj
+        if not page["IsTruncated"]:
+            return
+        if not page.get("NextContinuationToken"):
+            raise ListingUnavailableError(
+                f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 answered a truncated page without "
+                "NextContinuationToken; the rest cannot be listed. Retry the task."
+            )
+        params = {"ContinuationToken": page["NextContinuationToken"]}
 
 
-def _checked_objects(contents: Iterable[dict], bucket: str, previous: str = "") -> Iterator[S3Object]:
+def _plain_page(s3_client, bucket: str, prefix: str, owner: dict, params: dict) -> dict:
+    """One ListObjectsV2 page (botocore asks for EncodingType=url and decodes the keys itself).
+
+    An answer that is not a ListObjectsV2 result (no ``IsTruncated``: an HTML error page, which
+    botocore's parser reads as an empty page) or that botocore cannot parse is asked for again, at
+    most :data:`PLAIN_PAGE_ATTEMPTS` times: taken as the last page, it would end the listing short.
+    """
+    from botocore.exceptions import BotoCoreError
+    from botocore.parsers import ResponseParserError
+
+    for attempt in range(1, PLAIN_PAGE_ATTEMPTS + 1):
+        try:
+            page = s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix, **owner, **params)
+        except ClientError as err:
+            raise _listing_error(err, bucket, prefix) from err
+        except ResponseParserError as err:
+            problem: BotoCoreError | str = err
+        except BotoCoreError as err:  # connection errors and timeouts, after botocore's own retries
+            raise ListingUnavailableError(
+                f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 could not get a page ({err})"
+            ) from err
+        else:
+            if isinstance(page.get("IsTruncated"), bool) and page.get("Name", bucket) == bucket:
+                return page
+            problem = f"not a ListObjectsV2 result: {sorted(k for k in page if k != 'ResponseMetadata')}"
+        log.warning("listing s3://%s/%s: page try %d of %d: %s", bucket, prefix, attempt, PLAIN_PAGE_ATTEMPTS, problem)
+    raise ListingUnavailableError(
+        f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 answered no valid page in {PLAIN_PAGE_ATTEMPTS} "
+        f"tries ({problem})"
+    )
+
+
+def _checked_objects(contents: Iterable[dict], bucket: str, prefix: str, previous: str = "") -> Iterator[S3Object]:
     """S3Objects of botocore's ``Contents`` items, refusing keys that do not strictly ascend."""
     for item in contents:
         key = item["Key"]
         # Python compares str by code point, which is the UTF-8 byte order S3 lists in.
         if previous and key <= previous:
             raise ListingOrderError(
-                f"S3 listed {key!r} after {previous!r} in bucket {bucket!r}: keys must be strictly "
-                "ascending; refusing to build a manifest that could miss or repeat objects."
+                f"ListObjectsV2 on s3://{bucket}/{prefix} listed {key!r} after {previous!r}: keys must be "
+                "strictly ascending (a page repeated or went back); refusing to build a manifest that could "
+                "miss or repeat objects. Nothing was written: retry the task; if it repeats, the endpoint "
+                "(or a proxy before it) does not list as S3 does."
             )
         previous = key
         yield S3Object(
@@ -418,9 +465,7 @@ def _watched_list(job: _Job, **params) -> tuple[dict, tuple[str, dict] | None]:
     for event, handler in hooks:  # unique ids are unique across events
         client.meta.events.register(event, handler, unique_id=f"{unique_id}-{event}")
     try:
-        response = client.list_objects_v2(Bucket=bucket, Prefix=prefix, **params, **job.owner)
-    except ClientError as err:
-        raise _listing_error(err, bucket, prefix) from err
+        response = _plain_page(client, bucket, prefix, job.owner, params)
     finally:
         for event, _ in hooks:
             client.meta.events.unregister(event, unique_id=f"{unique_id}-{event}")
@@ -553,7 +598,7 @@ def _credential_source(credentials) -> _CredentialSource | None:
 def _fast_error(status: int, code: str, message: str, bucket: str, prefix: str) -> Exception:
     if status == 0 or code == "MalformedResponse":
         return ListingUnavailableError(
-            f"listing s3://{bucket}/{prefix} failed: could not get a page ({code}: {message})"
+            f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 could not get a page ({code}: {message})"
         )
     response = {
         "Error": {"Code": code, "Message": message, "BucketName": bucket},

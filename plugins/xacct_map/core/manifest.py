@@ -22,11 +22,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import secrets
 import sys
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from xacct_map import __version__
 from xacct_map.core.filters import ObjectFilter
@@ -49,6 +54,25 @@ MAX_PARTS = 10_000
 # Parts start at part_size and grow by part_size every PARTS_PER_STEP parts, so memory stays small
 # for usual manifests while 10,000 parts still hold 55,000 x part_size (268 GiB at 5 MiB).
 PARTS_PER_STEP = 1_000
+#: User metadata every manifest upload carries: a token of the upload, so that after a
+#: CompleteMultipartUpload whose answer was lost, the object at the key can be told to be this upload's.
+UPLOAD_TOKEN = "xacct-map-upload"
+
+log = logging.getLogger(__name__)
+
+_open_writers: set[MultipartUploadWriter] = set()  # this process's uploads in progress
+
+
+def abort_open_uploads() -> int:
+    """Abort every multipart upload this process has open; the writers then fail on their next call.
+
+    For a task being terminated (SIGTERM: the operator's ``on_kill``), so that it leaves no upload
+    open behind it. Returns how many were aborted.
+    """
+    aborted = 0
+    for writer in list(_open_writers):
+        aborted += writer.abort_now()
+    return aborted
 
 
 @dataclass(frozen=True)
@@ -194,6 +218,8 @@ class MultipartUploadWriter:
         self._uploader: ThreadPoolExecutor | None = None
         self._in_flight: Future | None = None
         self._upload_id: str | None = None
+        self._token = secrets.token_hex(16)
+        self._killed = False
         self._sha = hashlib.sha256()
         self.items = 0
         self.bytes_written = 0
@@ -205,15 +231,22 @@ class MultipartUploadWriter:
 
     def __enter__(self):
         response = self._s3.create_multipart_upload(
-            Bucket=self.bucket, Key=self.key, ContentType=self._content_type, **self._owner
+            Bucket=self.bucket,
+            Key=self.key,
+            ContentType=self._content_type,
+            Metadata={UPLOAD_TOKEN: self._token},
+            **self._owner,
         )
         self._upload_id = response["UploadId"]
+        _open_writers.add(self)
         if self._encoder is not None:
             self.write(self._encoder.header())
         return self
 
     def write(self, data: bytes) -> None:
         """Append ``data``; a full part is uploaded as soon as the buffer reaches the part size."""
+        if self._killed:
+            raise RuntimeError(f"the upload of s3://{self.bucket}/{self.key} was aborted: the task is being terminated")
         self._buffer += data
         self._sha.update(data)
         self.bytes_written += len(data)
@@ -225,19 +258,38 @@ class MultipartUploadWriter:
         self.items += 1
         self.write(self._encoder.item(item))
 
+    def abort_now(self) -> bool:
+        """Abort the upload at once, from another thread or a signal handler (see :func:`abort_open_uploads`)."""
+        upload_id, self._upload_id = self._upload_id, None
+        _open_writers.discard(self)
+        self._killed = True
+        if upload_id is None:
+            return False
+        try:
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id, **self._owner)
+        except (ClientError, BotoCoreError) as err:
+            log.warning("Could not abort the upload of s3://%s/%s: %s", self.bucket, self.key, err)
+            return False
+        return True
+
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            try:
-                if self._encoder is not None:
-                    self.write(self._encoder.footer())
-                self._complete()
-                return
-            except BaseException:
-                self._abort()
-                raise
-        self._abort()
+        try:
+            if exc_type is None:
+                try:
+                    if self._encoder is not None:
+                        self.write(self._encoder.footer())
+                    self._complete()
+                    return
+                except BaseException:
+                    self._abort()
+                    raise
+            self._abort()
+        finally:
+            _open_writers.discard(self)
 
     def _complete(self) -> None:
+        if self._killed:
+            raise RuntimeError(f"the upload of s3://{self.bucket}/{self.key} was aborted: the task is being terminated")
         self._wait_for_part()
         if not self._parts and not self._buffer:
             # An empty body (an empty JSONL manifest): a multipart upload needs at least one part.
@@ -246,18 +298,71 @@ class MultipartUploadWriter:
                 Bucket=self.bucket, Key=self.key, Body=b"", ContentType=self._content_type, **self._owner
             )
             self.etag = response.get("ETag", "")
+            self._abort_orphans()
             return
         self._flush_part()
         self._wait_for_part()
-        response = self._s3.complete_multipart_upload(
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self._upload_id,
-            MultipartUpload={"Parts": self._parts},
-            **self._owner,
-        )
+        try:
+            response = self._s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+                **self._owner,
+            )
+        except (ClientError, BotoCoreError) as err:
+            # The answer may have been lost after S3 completed it: botocore's retry then gets NoSuchUpload
+            # (or no answer at all). The object at the key tells whether it is this upload's.
+            etag = self._completed_anyway()
+            if etag is None:
+                raise
+            log.warning(
+                "CompleteMultipartUpload of s3://%s/%s failed (%s), but the object there is this upload's "
+                "(upload token and size match): its answer was lost, the manifest is complete.",
+                self.bucket,
+                self.key,
+                err,
+            )
+            response = {"ETag": etag}
+        self._upload_id = None  # complete: nothing to abort any more
         self._stop_uploader()
         self.etag = response.get("ETag", "")
+        self._abort_orphans()
+
+    def _completed_anyway(self) -> str | None:
+        """The ETag of the object at the key if this upload made it (its token, its size), else None."""
+        try:
+            head = self._s3.head_object(Bucket=self.bucket, Key=self.key, **self._owner)
+        except (ClientError, BotoCoreError):
+            return None
+        if head.get("Metadata", {}).get(UPLOAD_TOKEN) == self._token and head.get("ContentLength") == (
+            self.bytes_written
+        ):
+            return head.get("ETag", "")
+        return None
+
+    def _abort_orphans(self) -> None:
+        """Abort the other open uploads of this key: one a CreateMultipartUpload opened when its answer was
+        lost (botocore's retry opened another), or an earlier attempt's that was killed. Best effort: the
+        bucket's lifecycle rule (AbortIncompleteMultipartUpload, 1 day) removes what is left."""
+        try:
+            listed = self._s3.list_multipart_uploads(Bucket=self.bucket, Prefix=self.key, **self._owner)
+            for upload in listed.get("Uploads", []):
+                if upload.get("Key") == self.key and upload.get("UploadId") != self._upload_id:
+                    self._s3.abort_multipart_upload(
+                        Bucket=self.bucket, Key=self.key, UploadId=upload["UploadId"], **self._owner
+                    )
+                    log.info(
+                        "Aborted an open multipart upload of s3://%s/%s left by an earlier try", self.bucket, self.key
+                    )
+        except (ClientError, BotoCoreError) as err:
+            log.warning(
+                "Could not look for open multipart uploads of s3://%s/%s left by earlier tries (%s); the bucket's "
+                "lifecycle rule (AbortIncompleteMultipartUpload) removes them.",
+                self.bucket,
+                self.key,
+                err,
+            )
 
     def _flush_part(self) -> None:
         if not self._buffer:
@@ -284,7 +389,13 @@ class MultipartUploadWriter:
         """Wait for the part in flight; raise its upload's error, if any."""
         if self._in_flight is not None:
             in_flight, self._in_flight = self._in_flight, None
-            self._parts.append(in_flight.result())
+            while True:
+                try:  # in short waits: Python runs signal handlers (SIGTERM's on_kill) only between them
+                    part = in_flight.result(timeout=0.25)
+                    break
+                except FutureTimeout:
+                    continue
+            self._parts.append(part)
 
     def _stop_uploader(self) -> None:
         if self._in_flight is not None:
@@ -298,7 +409,13 @@ class MultipartUploadWriter:
         self._stop_uploader()
         if self._upload_id is not None:
             upload_id, self._upload_id = self._upload_id, None
-            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id, **self._owner)
+            try:
+                self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=upload_id, **self._owner)
+            except ClientError as err:
+                if err.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                    raise
+                # Gone already: aborted by an earlier try of this call whose answer was lost.
+            self._abort_orphans()
 
 
 class MultipartJsonArrayWriter(MultipartUploadWriter):
@@ -574,8 +691,19 @@ def write_manifest(
         write_metadata=write_metadata,
     )
     if write_metadata:
-        _put_metadata(s3_client, summary, expected_bucket_owner)
+        _write_sidecar(s3_client, summary, expected_bucket_owner)
     return summary
+
+
+def _write_sidecar(s3_client, summary: ManifestSummary, expected_bucket_owner: str | None) -> None:
+    """The metadata sidecar, or (if it cannot be written) no manifest either."""
+    try:
+        _put_metadata(s3_client, summary, expected_bucket_owner)
+    except BaseException:
+        # No manifest without its sidecar: the run's key holds both or neither (every part of it).
+        written = [part["key"] for part in summary.parts or ()] or [summary.key]
+        _delete_quietly(s3_client, summary.bucket, [*written, metadata_key(summary.key)], expected_bucket_owner)
+        raise
 
 
 def _part_opener(s3_client, bucket: str, manifest_format: str, part_size: int, owner: str | None):
@@ -659,6 +787,20 @@ def _summary(
         parts=writer.parts,
         part_count=len(writer.parts),
     )
+
+
+def _delete_quietly(s3_client, bucket: str, keys: list[str], expected_bucket_owner: str | None) -> None:
+    owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+    for key in keys:
+        try:
+            s3_client.delete_object(Bucket=bucket, Key=key, **owner)
+        except (ClientError, BotoCoreError) as err:
+            log.error(
+                "Could not delete s3://%s/%s after its sidecar failed (%s): delete it, or retry the task",
+                bucket,
+                key,
+                err,
+            )
 
 
 def _write_items(

@@ -598,10 +598,24 @@ def airflow_role_policy(inputs: PolicyInputs) -> dict:
         source_access = _statement("XacctMapAssumeLister", ["sts:AssumeRole"], inputs.lister_role_arn)
     return _document(
         source_access,
+        # GetObject: HeadObject tells a CompleteMultipartUpload whose answer was lost from one that failed;
+        # DeleteObject: a manifest whose metadata sidecar could not be written is deleted again.
         _statement(
             "XacctMapWriteManifests",
-            ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+            [
+                "s3:PutObject",
+                "s3:AbortMultipartUpload",
+                "s3:ListMultipartUploadParts",
+                "s3:GetObject",
+                "s3:DeleteObject",
+            ],
             inputs.objects_arn(inputs.inventory_bucket, inputs.manifest_prefix),
+        ),
+        # Uploads of a manifest's key left open by an earlier, killed try are aborted by the next one.
+        _statement(
+            "XacctMapFindOpenManifestUploads",
+            ["s3:ListBucketMultipartUploads"],
+            inputs.bucket_arn(inputs.inventory_bucket),
         ),
         _statement("XacctMapStartExecution", ["states:StartExecution"], inputs.state_machine_arn),
         _statement(
