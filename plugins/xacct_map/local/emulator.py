@@ -91,14 +91,11 @@ def source_files(folder: Path) -> list[tuple[str, Path]]:
 def _explain_unsupported_calls() -> None:
     """moto lacks RedriveExecution and ListExecutions by Map Run and answers a bare HTTP 500; make
     those calls fail with a message that says why."""
-    from moto.core.exceptions import AWSError
+    from moto.core.exceptions import JsonRESTError  # AWSError, its subclass, is gone from moto 5.2.6
     from moto.stepfunctions.responses import StepFunctionResponse
 
     def unsupported(what: str, instead: str):
-        return AWSError(
-            f"{what} is not implemented by the local emulator (moto 5.2.5); {instead}",
-            exception_type="UnsupportedOperation",
-        )
+        return JsonRESTError("UnsupportedOperation", f"{what} is not implemented by the local emulator; {instead}")
 
     def redrive_execution(self):
         raise unsupported(
