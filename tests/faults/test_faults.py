@@ -326,7 +326,7 @@ def _context(run_id: str) -> dict:
 
     from airflow.sdk import DAG
 
-    from conftest import FakeTaskInstance
+    from task_fixtures import FakeTaskInstance
 
     dag = DAG(DAG_ID, schedule=None, start_date=datetime.datetime(2026, 1, 1))
     return {"dag": dag, "run_id": run_id, "ti": FakeTaskInstance(), "task_instance": FakeTaskInstance()}

@@ -19,3 +19,14 @@ def test_local_pipes_still_work():
     with left, right:
         left.sendall(b"x")
         assert right.recv(1) == b"x"
+
+
+def test_no_test_imports_a_conftest():
+    """Two tiers have a conftest.py: importing from "conftest" gets whichever was loaded first (helpers
+    that tests import live in tests/*_fixtures.py)."""
+    from pathlib import Path
+
+    needle = "from " + "conftest import"  # split, so this file does not match itself
+    tests = Path(__file__).resolve().parents[1]
+    importing = [str(p.relative_to(tests)) for p in tests.rglob("*.py") if needle in p.read_text()]
+    assert not importing, importing
