@@ -154,12 +154,22 @@ def iter_sized_batches(
     budget = max_input_bytes if max_input_bytes is not None else sys.maxsize
     keys: list[str] = []
     size = key_bytes = 0
+    # Per key, the common case stays in C calls: a plain key is len + 2 bytes, and the exact size is
+    # only worked out once a batch comes within 40 bytes (commas and digits) of the budget.
+    near = budget - sizer.fixed - 40
     for obj in objects:
-        one = sizer.key_bytes(obj.key)
+        key = obj.key
+        if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
+            one = len(key) + 2
+        else:
+            one = sizer.key_bytes(key)
         if keys and (
             len(keys) >= max_keys
             or size + obj.size > max_bytes
-            or sizer.size(len(keys) + 1, key_bytes + one, size + obj.size) > budget
+            or (
+                key_bytes + one + len(keys) > near
+                and sizer.size(len(keys) + 1, key_bytes + one, size + obj.size) > budget
+            )
         ):
             yield keys, size, sizer.size(len(keys), key_bytes, size)
             keys, size, key_bytes = [], 0, 0
