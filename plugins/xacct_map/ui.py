@@ -184,7 +184,7 @@ def recent_map_runs(
         mine = dict(tasks.get((ti.task_id, ti.map_index), {}))
         for link, owner in LINKS.values():  # the manifest's link is on the build task
             if owner is None and link.key not in mine:
-                mine.update({link.key: v[link.key] for v in tasks.values() if link.key in v})
+                mine.update(item for task in tasks.values() for item in task.items() if item[0] == link.key)
         out.append((ti, mine))
     return out
 
