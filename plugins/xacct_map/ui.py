@@ -47,16 +47,14 @@ from xacct_map.links import ManifestObjectLink, MapRunLink
 from xacct_map.version_compat import conf
 
 SENSOR = "DistributedMapSensor"
+#: The build task's return value (the manifest's description), as the page's rows carry it.
+MANIFEST_XCOM_KEY = "manifest"
 URL_PREFIX = "/xacct-map"
 ASSETS = Path(__file__).with_name("ui_assets")
 #: Task states of a sensor still waiting for its execution: the page looks at AWS for these.
 IN_FLIGHT = frozenset({"running", "deferred", "up_for_reschedule", "restarting"})
-#: The console links and the task whose XCom holds each (None: any task of the DAG run).
-LINKS = {
-    "execution": (StateMachineExecutionsDetailsLink, "sensor"),
-    "map_run": (MapRunLink, "sensor"),
-    "manifest": (ManifestObjectLink, None),
-}
+#: The console links (the sensor persists the first two, the build task the manifest's).
+LINKS = {"execution": StateMachineExecutionsDetailsLink, "map_run": MapRunLink, "manifest": ManifestObjectLink}
 
 
 def refresh_seconds() -> float:
@@ -85,7 +83,7 @@ def console_links(xcoms: dict, snap: MapRunSnapshot | None) -> dict:
         "manifest": {},
     }
     out = {}
-    for name, (link, _) in LINKS.items():
+    for name, link in LINKS.items():
         kwargs = xcoms.get(link.key) or fallback[name]
         out[name] = (link().format_link(**kwargs) if kwargs.get("aws_domain") else "") or None
     return out
@@ -127,15 +125,23 @@ def run_row(ti, xcoms: dict, *, live: Entry | None = None, failures: Entry | Non
         if snap
         else (xcoms.get(StateMachineExecutionsDetailsLink.key) or {}).get("execution_arn"),
         "map_run_arn": snap.map_run_arn if snap else None,
+        "map_run_start_date": snap.map_run_start_date if snap else None,
         "error": snap.error if snap else None,
         "cause": (snap.cause or "")[:1000] if snap and snap.cause else None,
         "links": console_links(xcoms, snap),
         "live_error": live.error if live is not None else None,
         "failed_children": (failures.value or []) if failures is not None else [],
-        **(progress(snap, now) if snap else {}),
+        **(progress(snap, now, _manifest_items(xcoms)) if snap else {}),
     }
     row["history"] = xcoms.get(PROGRESS_XCOM_KEY) or (live.history if live is not None else [])
     return row
+
+
+def _manifest_items(xcoms: dict) -> int | None:
+    """The manifest's item count (the build task's XCom), the run's total before the Map Runs know it."""
+    manifest = xcoms.get(MANIFEST_XCOM_KEY)
+    count = manifest.get("item_count") if isinstance(manifest, dict) else None
+    return count if isinstance(count, int) else None
 
 
 def needs_failures(snap_row: dict) -> bool:
@@ -168,7 +174,7 @@ def recent_map_runs(
     tis = list(session.scalars(query.order_by(TaskInstance.id.desc()).limit(limit)))  # UUIDv7: newest first
     if not tis:
         return []
-    keys = {SUMMARY_XCOM_KEY, PROGRESS_XCOM_KEY, *(link.key for link, _ in LINKS.values())}
+    keys = {SUMMARY_XCOM_KEY, PROGRESS_XCOM_KEY, "return_value", *(link.key for link in LINKS.values())}
     found = select(XComModel).where(
         XComModel.dag_id.in_({ti.dag_id for ti in tis}),
         XComModel.run_id.in_({ti.run_id for ti in tis}),
@@ -182,9 +188,11 @@ def recent_map_runs(
     for ti in tis:
         tasks = by_run.get((ti.dag_id, ti.run_id), {})
         mine = dict(tasks.get((ti.task_id, ti.map_index), {}))
-        for link, owner in LINKS.values():  # the manifest's link is on the build task
-            if owner is None and link.key not in mine:
-                mine.update(item for task in tasks.values() for item in task.items() if item[0] == link.key)
+        mine.pop("return_value", None)
+        for task in tasks.values():  # the build task: the manifest's link and description
+            if ManifestObjectLink.key in task:
+                mine[ManifestObjectLink.key] = task[ManifestObjectLink.key]
+                mine[MANIFEST_XCOM_KEY] = task.get("return_value")
         out.append((ti, mine))
     return out
 
@@ -290,7 +298,9 @@ def run_json(dag_id: str, run_id: str) -> dict:
     rows = _rows(None, dag_id=dag_id, run_id=run_id, limit=1)
     if not rows:
         raise HTTPException(404, f"No Distributed Map sensor in run {run_id!r} of DAG {dag_id!r}")
-    return {"refresh_seconds": refresh_seconds(), "run": rows[0], "chart_svg": chart_svg(rows[0]["history"])}
+    run = rows[0]
+    chart = chart_svg(run["history"], start=run["map_run_start_date"])
+    return {"refresh_seconds": refresh_seconds(), "run": run, "chart_svg": chart}
 
 
 @app.get("/", response_class=HTMLResponse)

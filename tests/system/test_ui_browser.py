@@ -320,14 +320,19 @@ def _watch_the_run_on_the_map_runs_page(server, page) -> None:
         seen.append((done, total))
         return done, total
 
-    _wait(lambda: 0 < done_of_total()[0] < seen[-1][1], 120, "the bar part-way", interval=0.5)
+    # Part-way, of all the manifest's items (the total is known before the Map Run has counted them all).
+    _wait(lambda: 0 < done_of_total()[0] < seen[-1][1] == OBJECTS, 120, "the bar part-way", interval=0.5)
     page.screenshot(path=SCREENSHOTS / "03-map-runs-part-way.png")
     text = row.inner_text()
     assert "items/s" in text and "ETA" in text and "running" in text, text
 
-    def finished() -> bool:
+    def finished() -> bool:  # and the sensor's own summary arrived (source "final", its links persisted)
         done, total = done_of_total()
-        return row.get_attribute("data-status") == "SUCCEEDED" and done == total
+        return (
+            row.get_attribute("data-status") == "SUCCEEDED"
+            and done == total == OBJECTS
+            and row.get_attribute("data-source") == "final"
+        )
 
     _wait(finished, 150, f"run {RUN_ID} to reach the end of its bar", interval=0.5)
     page.screenshot(path=SCREENSHOTS / "04-map-runs-done.png")

@@ -115,6 +115,24 @@ def test_progress_parts_always_add_up_to_the_total_and_a_finished_run_has_no_eta
     assert finished["eta_seconds"] is None and finished["duration_seconds"] == 35.0
 
 
+def test_the_manifests_item_count_is_the_total_until_the_map_runs_counted_every_item():
+    # A manifest in parts (one Map Run per part, one after another), or an emulator counting items as
+    # it reads them: 10 of the manifest's 40 items counted so far; the other 30 are pending.
+    snap = _running({"succeeded": 6, "running": 4, "total": 10}, seconds=3)
+    view = progress(snap, now=T0 + timedelta(seconds=3), expected_total=40)
+    assert (view["total"], view["pending"], view["percent"], view["eta_seconds"]) == (40, 30, 15.0, 17.0)
+    summary = {**snap.as_dict(), "execution_arn": ARN}
+    found = (_ti(state="deferred"), {SUMMARY_XCOM_KEY: summary, ui.MANIFEST_XCOM_KEY: {"item_count": 40}})
+    assert run_row(*found)["total"] == 40
+
+
+def test_the_chart_starts_at_zero_when_the_map_run_started():
+    series = [[T0.timestamp() + 10, 5, 0, 1, 4, 10], [T0.timestamp() + 20, 10, 0, 0, 0, 10]]
+    svg = chart_svg(series, start=T0.isoformat())
+    assert svg.count(",") >= 6 and "20 s" in svg  # three points on each line, 20 s from the start
+    assert "Not enough" not in chart_svg(series[:1], start=T0.isoformat())
+
+
 @pytest.mark.parametrize(
     ("partition", "region", "domain"),
     [

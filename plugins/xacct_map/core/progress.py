@@ -17,10 +17,14 @@ POINT_FIELDS = ("t", "succeeded", "failed", "running", "pending", "total")
 MAX_POINTS = 240
 
 
-def counts(snap: MapRunSnapshot) -> dict:
-    """The bar's four parts, which add up to ``total``: pending is what the other three leave."""
+def counts(snap: MapRunSnapshot, expected_total: int | None = None) -> dict:
+    """The bar's four parts, which add up to ``total``: pending is what the other three leave.
+
+    :param expected_total: the manifest's item count, when known: the total while the Map Runs have
+        not counted every item yet (a manifest in parts starts one Map Run per part, one after another).
+    """
     c = snap.item_counts
-    total = int(c.get("total", 0) or 0)
+    total = max(int(c.get("total", 0) or 0), expected_total or 0)
     succeeded = int(c.get("succeeded", 0) or 0)
     failed = snap.failed_items
     running = min(int(c.get("running", 0) or 0), max(0, total - succeeded - failed))
@@ -54,10 +58,11 @@ def add_point(series: list | None, new: list, limit: int = MAX_POINTS) -> list:
     return out
 
 
-def progress(snap: MapRunSnapshot, now: datetime | None = None) -> dict:
-    """What the bar shows: its parts, percent done, items/s, ETA (while running) and duration."""
+def progress(snap: MapRunSnapshot, now: datetime | None = None, expected_total: int | None = None) -> dict:
+    """What the bar shows: its parts, percent done, items/s, ETA (while running) and duration
+    (``expected_total``: see :func:`counts`)."""
     now = now or datetime.now(timezone.utc)
-    c = counts(snap)
+    c = counts(snap, expected_total)
     done = c["succeeded"] + c["failed"]
     rate = snap.rate(now)
     eta = None
@@ -77,8 +82,13 @@ def progress(snap: MapRunSnapshot, now: datetime | None = None) -> dict:
     }
 
 
-def chart_svg(series: list, *, width: int = 560, height: int = 200) -> str:
-    """Items done (succeeded + failed) and failed over time, as inline SVG; a note when there is no series."""
+def chart_svg(series: list, *, start: str | None = None, width: int = 560, height: int = 200) -> str:
+    """Items done (succeeded + failed) and failed over time, as inline SVG; a note when there is no series.
+
+    :param start: when the Map Run started (ISO 8601): the chart starts there, at zero items done.
+    """
+    if series and start and (t0 := datetime.fromisoformat(start).timestamp()) < series[0][0]:
+        series = [[t0, 0, 0, 0, series[0][5], series[0][5]], *series]
     if len(series) < 2:
         return (
             f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">'

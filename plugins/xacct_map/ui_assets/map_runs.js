@@ -88,7 +88,7 @@
     const body = el("tbody");
     for (const run of data.runs) {
       const progressCell = el("td", { class: "progress" }, bar(run), el("div", { class: "counts" }, counts(run)), problem(run));
-      body.appendChild(el("tr", { class: run.task_state, "data-run-id": run.run_id, "data-status": run.status || "" },
+      body.appendChild(el("tr", { class: run.task_state, "data-run-id": run.run_id, "data-status": run.status || "", "data-source": run.source || "" },
         el("td", {}, el("a", { href: detailUrl(run) }, run.run_id), el("div", { class: "muted" }, run.dag_id)),
         el("td", {}, el("span", { class: "badge" }, run.status || run.task_state), el("div", { class: "muted" }, run.source === "live" ? "live" : "")),
         progressCell,
