@@ -113,6 +113,7 @@ def run_row(ti, xcoms: dict, *, live: Entry | None = None, failures: Entry | Non
     now = now or datetime.now(timezone.utc)
     snap, source = _snapshot(xcoms, live)
     state = ti.state.value if hasattr(ti.state, "value") else ti.state
+    persisted = xcoms.get(StateMachineExecutionsDetailsLink.key) or {}  # the sensor's first act
     row: dict[str, Any] = {
         "dag_id": ti.dag_id,
         "run_id": ti.run_id,
@@ -121,9 +122,7 @@ def run_row(ti, xcoms: dict, *, live: Entry | None = None, failures: Entry | Non
         "source": source,
         "status": snap.status if snap else None,
         "map_run_status": snap.map_run_status if snap else None,
-        "execution_arn": snap.execution_arn
-        if snap
-        else (xcoms.get(StateMachineExecutionsDetailsLink.key) or {}).get("execution_arn"),
+        "execution_arn": snap.execution_arn if snap else persisted.get("execution_arn"),
         "map_run_arn": snap.map_run_arn if snap else None,
         "map_run_start_date": snap.map_run_start_date if snap else None,
         "error": snap.error if snap else None,

@@ -352,3 +352,47 @@ def test_runs_json_and_the_detail_view(client):
     page = client.get("/", params={"dag_id": 'x"><img src=x>'}).text
     assert '"><img' not in page and "/static/map_runs.js" in page
     assert "function refresh" in client.get("/static/map_runs.js").text  # shipped in the package
+
+
+def test_a_failed_runs_first_failed_keys_are_looked_up_once(monkeypatch):
+    client = boto3.client("stepfunctions", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    monkeypatch.setattr(ui, "_rendered_fields", lambda session, ti: {"aws_conn_id": "xacct_map_pipeline"})
+    monkeypatch.setattr(ui, "_hook", lambda fields: types.SimpleNamespace(conn=client))
+    child = "arn:aws:states:us-east-1:123456789012:execution:m/map:child-1"
+    summary = {**SUMMARY, "status": "FAILED", "error": "States.ExceedToleratedFailureThreshold"}
+    found = [(_ti(state="failed"), {SUMMARY_XCOM_KEY: {**summary, "map_run_arn": MAP_RUN_ARN}})]
+    cache = SnapshotCache(ttl=1, clock=Clock())
+    with Stubber(client) as stub:
+        stub.add_response(
+            "list_executions",
+            {
+                "executions": [
+                    {
+                        "executionArn": child,
+                        "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:m",
+                        "name": "child-1",
+                        "status": "FAILED",
+                        "startDate": T0,
+                    }
+                ]
+            },
+            {"mapRunArn": MAP_RUN_ARN, "statusFilter": "FAILED", "maxResults": 3},
+        )
+        stub.add_response(
+            "describe_execution",
+            {
+                "executionArn": child,
+                "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:m",
+                "status": "FAILED",
+                "startDate": T0,
+                "input": json.dumps({"bucket": "src", "keys": ["data/bad 1.csv", "data/bad 2.csv"], "bytes": 9}),
+                "error": "ObjectsFailed",
+                "cause": "2 of 2 objects failed: data/bad 1.csv: ValueError",
+            },
+            {"executionArn": child},
+        )
+        rows = [build_rows(None, found, cache)[0] for _ in range(3)]
+        stub.assert_no_pending_responses()
+    (failed,) = rows[-1]["failed_children"]
+    assert failed["keys"] == ["data/bad 1.csv", "data/bad 2.csv"] and failed["error"] == "ObjectsFailed"
+    assert rows[-1]["error"] == "States.ExceedToleratedFailureThreshold"
