@@ -805,6 +805,7 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         state machine's account; its trust normally names Lambda alone, then that check is skipped).
     :param state_machine_role: the role (name or ARN) the state machine must run as.
     :param source_region: the source bucket's Region (default: discovered).
+    :param request_payer: ``"requester"`` for a Requester Pays source (sent on the source checks).
     :param run_when: ``"manual"`` (default: manual runs only, so a scheduled run costs no extra
         calls), ``"always"`` or ``"never"``.
     :param aws_conn_id: AWS connection of the pipeline account.
@@ -829,6 +830,7 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         "state_machine_role",
         "source_region",
         "run_when",
+        "request_payer",
     )
     ui_color = "#d5f5e3"
 
@@ -847,9 +849,11 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         state_machine_role: str = "xacct-map-state-machine",
         source_region: str | None = None,
         run_when: str = "manual",
+        request_payer: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.request_payer = request_payer
         self.source_bucket = source_bucket
         self.source_account_id = source_account_id
         self.manifest_bucket = manifest_bucket
@@ -895,6 +899,7 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
             processor_role_arn=self.processor_role_arn,
             state_machine_role=self.state_machine_role,
             source_region=self.source_region or None,
+            request_payer=self.request_payer or None,
         )
         report = run_preflight_with_hook(self.hook, config)  # the pipeline Region: the state machine ARN's
         if not report.ok:
