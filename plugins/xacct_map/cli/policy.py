@@ -13,6 +13,11 @@ import sys
 
 from xacct_map.setup import policies
 
+_ACCESS_POINT_HELP = (
+    "the source is read through this access point (its ARN, also for an alias; it may belong to another account): "
+    "prints its policy and the bucket's delegation statements"
+)
+
 
 def register(subparsers) -> None:
     """Add the ``policy`` subcommand to the ``xacct-map`` parser."""
@@ -45,13 +50,7 @@ def register(subparsers) -> None:
         help="the role of Airflow's AWS connection, pipeline account (default: %(default)s)",
     )
     parser.add_argument("--kms-key", default=None, help="ARN of the source bucket's SSE-KMS key, if any")
-    parser.add_argument(
-        "--access-point",
-        default=None,
-        metavar="ARN",
-        help="the source is read through this access point (its ARN, also for an alias; it may belong to another "
-        "account): prints its policy and the bucket's delegation statements",
-    )
+    parser.add_argument("--access-point", default=None, metavar="ARN", help=_ACCESS_POINT_HELP)
     parser.add_argument("--region", default="us-east-1", help="the pipeline Region (default: %(default)s)")
     parser.add_argument("--source-region", default=None, help="the source bucket's Region (default: --region)")
     parser.add_argument(

@@ -173,11 +173,8 @@ def iter_objects(
     :param s3_client: a boto3 S3 client with credentials that may list ``bucket``; its endpoint,
         Region, addressing style and timeout settings are used by the parallel engine too.
     :param expected_bucket_owner: account id the bucket must belong to (sent as
-        ``ExpectedBucketOwner`` on every request; S3 answers 403 if another account owns it).
-        For an access point, the account that owns the *bucket* behind it.
-    :param request_payer: ``"requester"`` for a Requester Pays bucket: sent on every request
-        (``RequestPayer``; the parallel engine signs the ``x-amz-request-payer`` header), so this
-        account pays for the requests. Without it such a bucket answers 403 AccessDenied.
+        ``ExpectedBucketOwner`` on every request; S3 answers 403 if another account owns it; through an
+        access point, the bucket's owner). ``request_payer="requester"``: sent on every request.
     :param listing_engine: ``"auto"`` (default): the parallel engine when it can run (see the
         module docstring), else botocore's paginator; ``"parallel"``: the parallel engine or
         :class:`ListingEngineError`; ``"paginator"``: no worker processes.
@@ -209,22 +206,11 @@ def iter_objects(
         raise ValueError(f"page_size must be between 1 and 1000 (S3's maximum), not {page_size}")
     if listing_engine not in LISTING_ENGINES:
         raise ValueError(f"listing_engine must be one of {', '.join(LISTING_ENGINES)}, not {listing_engine!r}")
-    if request_payer not in (None, "requester"):
-        raise ValueError(f"request_payer must be 'requester' or None, not {request_payer!r}")
-    if is_directory_bucket(bucket) and prefix and not prefix.endswith("/"):
-        raise ValueError(
-            f"s3://{bucket}/{prefix}: {bucket!r} is a directory bucket, whose listings take only prefixes "
-            f"that end in '/': use {prefix.rpartition('/')[0] + '/' if '/' in prefix else ''!r} as the prefix "
-            "and a filter (patterns) for the rest."
-        )
-    params = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
-    if request_payer:
-        params["RequestPayer"] = request_payer
     job = _Job(
         s3_client,
         bucket,
         prefix,
-        owner=params,
+        owner=_call_params(bucket, prefix, expected_bucket_owner, request_payer),
         engine=listing_engine,
         credentials=_credential_source(credentials),
         verify=verify,
@@ -238,6 +224,20 @@ def iter_objects(
     # consumes); objects are made and handed over page by page in C loops (chain) rather than
     # one generator step per object.
     return chain.from_iterable(_object_pages(job))
+
+
+def _call_params(bucket: str, prefix: str, expected_bucket_owner: str | None, request_payer: str | None) -> dict:
+    """What every ListObjectsV2 of the listing sends besides the bucket and prefix (checked)."""
+    if request_payer not in (None, "requester"):
+        raise ValueError(f"request_payer must be 'requester' or None, not {request_payer!r}")
+    if is_directory_bucket(bucket) and prefix and not prefix.endswith("/"):
+        raise ValueError(
+            f"s3://{bucket}/{prefix}: {bucket!r} is a directory bucket, whose listings take only prefixes "
+            f"that end in '/': use {prefix.rpartition('/')[0] + '/' if '/' in prefix else ''!r} as the prefix "
+            "and a filter (patterns) for the rest."
+        )
+    params = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+    return params | {"RequestPayer": request_payer} if request_payer else params
 
 
 @dataclass(frozen=True)
