@@ -106,9 +106,9 @@ def split_s3_uri(uri: str, *, what: str = "location", key_required: bool = False
         if head.endswith(":accesspoint") and slash:
             name, _, key = tail.partition("/")
             bucket = check_source_bucket(f"{head}/{name}", what=what)
-        else:
-            bucket, _, key = rest.partition("/")
-            check_source_bucket(bucket, what=what)
+        else:  # no access point: where its name ends is unknown, so the message names all of it
+            check_source_bucket(rest, what=what)
+            bucket, key = rest, ""  # only "arn:...:accesspoint:NAME" (colon form, no prefix) gets here
     else:
         bucket, _, key = rest.partition("/")
     if not bucket:
