@@ -74,9 +74,8 @@ def test_unsupported_access_points_are_refused_naming_the_arn(bucket, kind, caps
 
 
 def test_the_operator_refuses_an_unsupported_access_point_before_any_call():
-    from airflow.exceptions import AirflowFailException
-
     from xacct_map.operators import BuildKeyManifestOperator
+    from xacct_map.version_compat import AirflowFailException
 
     operator = BuildKeyManifestOperator(task_id="m", source_bucket=MRAP, manifest_bucket="manifests")
     with pytest.raises(AirflowFailException, match="Multi-Region Access Point"):
