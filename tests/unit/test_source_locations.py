@@ -155,3 +155,17 @@ def test_the_estimate_adds_what_the_requester_pays():
     assert estimate_manifest(manifest, region="us-east-1").cost_requester_pays == pytest.approx(
         other.cost_requester_pays
     )
+
+
+def test_the_dag_takes_an_access_point_and_requester_pays():
+    import copy
+
+    from xacct_map.setup.resources import dags_dir
+    from xacct_map.version_compat import DagBag
+
+    dag = DagBag(dag_folder=str(dags_dir())).dags["xacct_distributed_map"]
+    params = copy.deepcopy(dag.params)
+    params["source_bucket"], params["request_payer"] = ARN, "requester"
+    params.validate()
+    build = dag.get_task("build_manifest")
+    assert "request_payer" in build.template_fields and "xacct_map_request_payer" in build.request_payer
