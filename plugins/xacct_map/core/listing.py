@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 import urllib3
 from botocore.exceptions import ClientError
 
-from xacct_map.core.s3uri import access_point, is_access_point_alias, is_directory_bucket
+from xacct_map.core.s3uri import access_point, check_source_bucket, is_access_point_alias, is_directory_bucket
 from xacct_map.core.timestamps import s3_timestamp
 
 log = logging.getLogger(__name__)
@@ -230,6 +230,7 @@ def _call_params(bucket: str, prefix: str, expected_bucket_owner: str | None, re
     """What every ListObjectsV2 of the listing sends besides the bucket and prefix (checked)."""
     if request_payer not in (None, "requester"):
         raise ValueError(f"request_payer must be 'requester' or None, not {request_payer!r}")
+    check_source_bucket(bucket, what="bucket")  # Multi-Region, Object Lambda access points: refused by name
     if is_directory_bucket(bucket) and prefix and not prefix.endswith("/"):
         raise ValueError(
             f"s3://{bucket}/{prefix}: {bucket!r} is a directory bucket, whose listings take only prefixes "
