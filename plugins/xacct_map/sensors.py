@@ -195,7 +195,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
         # Pushed whatever the verdict, so failed runs keep their counts too (the map runs view reads it).
         if (ti := context.get("ti")) is not None:
             ti.xcom_push(key=SUMMARY_XCOM_KEY, value=snap.as_dict())
-        emit_map_run_metrics(snap.as_dict(), dag_id=context["dag"].dag_id)
+        emit_map_run_metrics(snap.as_dict(), dag_id=getattr(context.get("dag"), "dag_id", ""))
         failure = verdict(
             snap,
             max_failed_items=require_native(self.max_failed_items, int, "max_failed_items"),
