@@ -50,7 +50,7 @@ def lineage_run(tmp_path_factory):
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(lines[-1][len("RESULT ") :])
-    assert result["state"] == "success", result
+    assert result["state"] == "success", f"{result}\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     assert events_file.exists(), "no OpenLineage event was written: " + done.stderr[-3000:]
     events = [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
     return result, events
