@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 PREFIX = "xacct_map"
 
 
-def manifest_metrics(summary: dict[str, Any], *, dag_id: str) -> dict[str, float]:
+def manifest_metrics(summary: dict[str, Any]) -> dict[str, float]:
     """The manifest task's metrics, from its summary (the XCom): name -> value."""
     metrics: dict[str, float] = {"manifest_bytes": int(summary.get("manifest_bytes") or 0)}
     seen = summary.get("objects_seen")
@@ -43,7 +43,7 @@ def emit_manifest_metrics(summary: dict[str, Any], *, dag_id: str) -> None:
     """Send the manifest task's metrics; never fails the task (a metrics backend is not the job)."""
     tags = {"dag_id": dag_id, "source_bucket": summary.get("source_bucket") or ""}
     try:
-        values = manifest_metrics(summary, dag_id=dag_id)
+        values = manifest_metrics(summary)
         Stats.incr(f"{PREFIX}.keys_listed", int(values["keys_listed"]), tags=tags)
         Stats.gauge(f"{PREFIX}.manifest_bytes", values["manifest_bytes"], tags=tags)
         if "listing_keys_per_second" in values:

@@ -73,7 +73,7 @@ def test_the_manifest_metrics_count_what_was_listed_and_how_fast(monkeypatch):
         ("gauge", "xacct_map.listing_keys_per_second", 240.0, tags),
     ]
     inventory = dict(SUMMARY, source={"type": "inventory"})
-    assert "listing_keys_per_second" not in metrics.manifest_metrics(inventory, dag_id="d")
+    assert "listing_keys_per_second" not in metrics.manifest_metrics(inventory)
 
 
 def test_the_map_run_metrics_are_tagged_by_dag_and_state_machine(monkeypatch):
