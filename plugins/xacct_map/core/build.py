@@ -63,6 +63,9 @@ class ManifestRequest:
     manifest_bucket_owner: str | None = None
     write_metadata: bool = True
     on_empty: str = "run"
+    #: one range ``(start_after, up_to]`` of a listing spread over several tasks (:mod:`xacct_map.core.ranges`)
+    start_after: str = ""
+    up_to: str | None = None
 
     def __post_init__(self) -> None:
         if self.on_empty not in ON_EMPTY:
@@ -98,6 +101,8 @@ def listed_source(
         verify=verify,
         parallelism=parallelism,
         stats=stats,
+        start_after=request.start_after,
+        up_to=request.up_to,
     )
     description = {
         "type": "listing",
