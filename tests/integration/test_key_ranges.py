@@ -40,7 +40,8 @@ def _source_keys() -> list[str]:
     """~4,000 keys under data/: counters, dates, unicode (2-, 3- and 4-byte UTF-8), awkward ones."""
     keys = list(AWKWARD)
     keys += [f"data/part-{i // 100:04d}/object-{i:07d}.bin" for i in range(2_000)]
-    keys += [f"data/logs/2026-{m:02d}-{d:02d}/événement-{n}.json" for m in (1, 2) for d in range(1, 29) for n in range(9)]
+    days = [f"2026-{m:02d}-{d:02d}" for m in (1, 2) for d in range(1, 29)]
+    keys += [f"data/logs/{day}/événement-{n}.json" for day in days for n in range(9)]
     keys += [f"data/日本語/ファイル-{i:04d}" for i in range(700)]
     keys += [f"data/🙂/{i}" for i in range(300)]
     return sorted(set(keys))
