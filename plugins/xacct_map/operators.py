@@ -1021,8 +1021,8 @@ class PlanKeyRangesOperator(AwsBaseOperator[S3Hook]):
             return [r.as_dict() for r in key_ranges([])]
         if not self.source_bucket:
             raise AirflowFailException("source_bucket is empty: name the bucket to list in the source account.")
-        owner = self.source_account_id or (account_of_role(self.source_role_arn) if self.source_role_arn else None)
         try:
+            owner = self.source_account_id or (account_of_role(self.source_role_arn) if self.source_role_arn else None)
             source = source_s3(
                 self.hook,
                 source_aws_conn_id=self.source_aws_conn_id,
