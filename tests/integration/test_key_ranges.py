@@ -36,14 +36,17 @@ AWKWARD = [
 ]
 
 
-def _source_keys() -> list[str]:
-    """~4,000 keys under data/: counters, dates, unicode (2-, 3- and 4-byte UTF-8), awkward ones."""
+def _source_keys(layout: str = "folders") -> list[str]:
+    """~3,500 keys under data/: counters, dates, unicode (2-, 3- and 4-byte UTF-8), awkward ones; in
+    "folders" (cut between folders) or, with no "/" after data/, "flat" (cut in the learnt key space)."""
     keys = list(AWKWARD)
     keys += [f"data/part-{i // 100:04d}/object-{i:07d}.bin" for i in range(2_000)]
     days = [f"2026-{m:02d}-{d:02d}" for m in (1, 2) for d in range(1, 29)]
     keys += [f"data/logs/{day}/événement-{n}.json" for day in days for n in range(9)]
     keys += [f"data/日本語/ファイル-{i:04d}" for i in range(700)]
     keys += [f"data/🙂/{i}" for i in range(300)]
+    if layout == "flat":
+        keys = [k[:5] + k[5:].replace("/", "|") for k in keys]
     return sorted(set(keys))
 
 
@@ -64,14 +67,15 @@ def _assert_split(ranges: list[KeyRange], listed: list[list[str]], expected: lis
     assert sorted(every) == [k for k in expected if k.startswith("data/")]
 
 
-@pytest.mark.parametrize("engine", ["parallel", "paginator"])
-def test_planned_ranges_list_every_key_exactly_once(synthetic_s3, engine):
-    keys = _source_keys()
+@pytest.mark.parametrize("engine, layout", [("parallel", "folders"), ("paginator", "folders"), ("parallel", "flat")])
+def test_planned_ranges_list_every_key_exactly_once(synthetic_s3, engine, layout):
+    keys = _source_keys(layout)
     synthetic_s3.buckets["src"] = ListedKeys(keys)
     client = client_for(synthetic_s3.endpoint_url)
     cuts = plan_cuts(client, "src", "data/", 6)
     assert 2 <= len(cuts) <= 5 and cuts == sorted(set(cuts))
-    assert synthetic_s3.stats.list_requests <= 50  # the first page and MaxKeys=1 probes for the end
+    # the first page, then the folders (a few requests) or MaxKeys=1 probes for the key space's end
+    assert synthetic_s3.stats.list_requests <= (4 if layout == "folders" else 50)
     ranges = key_ranges(cuts)
     options = dict(listing_engine=engine, credentials=TEST_CREDENTIALS, page_size=50, parallelism=4, processes=1)
     listed = _list_ranges(client, ranges, **options)
@@ -79,8 +83,9 @@ def test_planned_ranges_list_every_key_exactly_once(synthetic_s3, engine):
     assert sum(1 for part in listed if part) >= 2  # the cuts really spread the keys
 
 
-def test_keys_equal_to_the_cuts_fall_in_the_range_that_ends_there(synthetic_s3):
-    keys = _source_keys()
+@pytest.mark.parametrize("layout", ["folders", "flat"])
+def test_keys_equal_to_the_cuts_fall_in_the_range_that_ends_there(synthetic_s3, layout):
+    keys = _source_keys(layout)
     synthetic_s3.buckets["src"] = ListedKeys(keys)
     cuts = plan_cuts(client_for(synthetic_s3.endpoint_url), "src", "data/", 5)
     with_cuts = sorted(set(keys) | set(cuts) | {c + " " for c in cuts})  # at and just after each cut

@@ -454,9 +454,10 @@ def plan_cuts(
     The ranges ``("", c1], (c1, c2], ..., (cN, end of the prefix]`` hold every key exactly once
     whatever the cuts are (:func:`iter_objects` with ``start_after``/``up_to`` lists one); the cuts
     only decide how evenly the keys spread. A prefix that fits in the first page (1,000 keys) is cut
-    between its keys, by count; a larger one at points :mod:`xacct_map._engine` picks from the
-    first page's keys and the end of the key space, found with ``MaxKeys=1`` probes (at most ~50
-    requests).
+    between its keys, by count; a larger one with at least ``parts`` "folders" (a ``Delimiter="/"``
+    listing, through lone folders as the listing does) between folders, by their count; else at
+    points :mod:`xacct_map._engine` picks from the first page's keys and the end of the key space,
+    found with ``MaxKeys=1`` probes (at most ~50 requests).
 
     :raises ListingError: S3 refused the listing (a ``ClientError`` naming the bucket).
     """
@@ -472,12 +473,29 @@ def plan_cuts(
     if not first["IsTruncated"]:  # every key is known: cut by count
         step = len(keys) / parts
         return sorted({keys[round(step * i) - 1] for i in range(1, parts) if round(step * i) >= 1})
+    folders = _all_folders(s3_client, bucket, prefix, owner)
+    if len(folders) >= parts:  # a folder's keys all sort after its name: cut at folder names
+        step = len(folders) / parts
+        return sorted({folders[round(step * i)] for i in range(1, parts)})
 
     def exists_after(key: str) -> bool:
         page = _plain_page(s3_client, bucket, prefix, owner, {"MaxKeys": 1, "StartAfter": key})
         return bool(page.get("Contents"))
 
     return engine_cuts(keys, parts, exists_after)
+
+
+def _all_folders(s3_client, bucket: str, prefix: str, owner: dict) -> list[str]:
+    """Every "folder" of the first level under ``prefix`` that has several (through lone ones, at
+    most :data:`DISCOVERY_DEPTH` levels down); [] when there are more than one page holds."""
+    level = prefix
+    for _ in range(DISCOVERY_DEPTH):
+        page = _plain_page(s3_client, bucket, level, owner, {"Delimiter": "/", "MaxKeys": 1000})
+        groups = [p["Prefix"] for p in page.get("CommonPrefixes", ())]
+        if not _lone_folder(page, groups):
+            return [] if page["IsTruncated"] else groups
+        level = groups[0]
+    return []
 
 
 # -- choosing and configuring the parallel engine -----------------------------------------------
