@@ -38,7 +38,7 @@ from xacct_map.core.cross_account import account_of_role, role_session_name
 from xacct_map.core.errors import TRANSIENT, error_code
 from xacct_map.core.filters import FILTER_ARGUMENTS, ObjectFilter, resolve_listing_mode
 from xacct_map.core.inventory import InventoryError, open_inventory
-from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES, check_batch_budget, check_layout
+from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES, check_batch_budget, check_layout, source_block
 from xacct_map.core.listing import LISTING_ENGINES, ListingEngineError, ListingUnavailableError, plan_cuts
 from xacct_map.core.manifest import (
     DEFAULT_MAX_PART_BYTES,
@@ -49,6 +49,7 @@ from xacct_map.core.manifest import (
 from xacct_map.core.map_run import REDRIVABLE
 from xacct_map.core.naming import execution_arn, execution_name, manifest_key
 from xacct_map.core.ranges import MAX_RANGES, KeyRange, combine_manifests, key_ranges, range_manifest_key
+from xacct_map.core.s3uri import check_source_bucket, is_directory_bucket
 from xacct_map.hooks import DistributedMapHook, source_s3
 from xacct_map.links import ManifestObjectLink
 from xacct_map.version_compat import (
@@ -124,7 +125,10 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     ``render_template_as_native_obj=True``, as the bundled DAG does.
 
     :param source_bucket: bucket to list (in the source account); with ``source_inventory`` it may be
-        empty (taken from the inventory) and must otherwise match the inventory's source bucket.
+        empty (taken from the inventory) and must otherwise match the inventory's source bucket. An S3
+        access point ARN (``arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME``) or alias lists (and the
+        processor reads) through the access point; a directory bucket (``name--usw2-az1--x-s3``) is
+        listed with botocore's paginator (its listings are unordered).
     :param source_prefix: only keys starting with this prefix.
     :param manifest_bucket: inventory bucket of the pipeline account that receives the manifest.
     :param manifest_key: key of the manifest; default derived from dag_id and run_id, so retries of a
@@ -133,7 +137,11 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     :param source_role_arn: role in the source account to assume with ``aws_conn_id``'s credentials.
     :param source_external_id: ExternalId for ``source_role_arn``'s trust policy, if it requires one.
     :param source_account_id: account that must own ``source_bucket``, sent as ``ExpectedBucketOwner``;
-        defaults to the account of ``source_role_arn``.
+        defaults to the account of ``source_role_arn``. Through an access point: the account that owns
+        the *bucket* (which may differ from the access point's).
+    :param request_payer: ``"requester"`` for a Requester Pays source: sent on every source call
+        (listing, inventory reads, and, through the execution input, the processor's reads); this
+        (the reading) account pays for requests and transfer.
     :param source_region: Region of ``source_bucket`` if it differs from the connection's.
     :param manifest_bucket_owner: account that must own ``manifest_bucket`` (``ExpectedBucketOwner``).
     :param max_keys_per_batch: most keys in one batch (one child execution's work; batched layout).
@@ -209,6 +217,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         "listing_parallelism",
         "listing_engine",
         "on_empty",
+        "request_payer",
     )
     template_fields_renderers = {"object_filter": "json"}
     ui_color = "#c7e9f1"
@@ -241,6 +250,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         listing_parallelism: int = 32,
         listing_engine: str = "auto",
         on_empty: str = "skip",
+        request_payer: str | None = None,
         key_range: dict | None = None,
         **kwargs,
     ):
@@ -284,6 +294,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.listing_parallelism = listing_parallelism
         self.listing_engine = listing_engine
         self.on_empty = on_empty
+        self.request_payer = request_payer
         self.key_range = key_range
 
     def _validate(self) -> None:
@@ -319,9 +330,13 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             raise AirflowFailException(
                 f"listing_engine must be one of {', '.join(LISTING_ENGINES)}, not {self.listing_engine!r}."
             )
+        if self.request_payer not in (None, "", "requester"):
+            raise AirflowFailException(f"request_payer must be 'requester' or None, not {self.request_payer!r}.")
         try:
             check_layout(self.layout, self.manifest_format)
             check_batch_budget(self.max_batch_bytes)
+            if self.source_bucket:
+                check_source_bucket(self.source_bucket, what="source_bucket")
         except ValueError as err:
             raise AirflowFailException(f"{err}.") from err
         if self.source_role_arn:
@@ -383,11 +398,14 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             key_range = KeyRange.from_dict(self.key_range)
         except ValueError as err:
             raise AirflowFailException(f"key_range: {err}: pass an entry of PlanKeyRangesOperator's list.") from err
-        if not key_range.whole and (self.layout != "batched" or self.source_inventory):
+        if not key_range.whole and (
+            self.layout != "batched" or self.source_inventory or is_directory_bucket(self.source_bucket or "")
+        ):
             raise AirflowFailException(
                 f"key_range {key_range.index + 1} of {key_range.count}: a listing spread over several tasks "
-                "needs layout='batched' and a listed source (not source_inventory): the flat and keys state "
-                "machines read one manifest object. Plan one range (listing_tasks=1) instead."
+                "needs layout='batched' and a listed source (not source_inventory, not a directory bucket, "
+                "which lists in no order): the flat and keys state machines read one manifest object. Plan one "
+                "range (listing_tasks=1) instead."
             )
         return key_range
 
@@ -455,6 +473,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             manifest_bucket_owner=self.manifest_bucket_owner,
             write_metadata=self.write_metadata,
             on_empty=self.on_empty,
+            request_payer=self.request_payer or None,
         )
 
     def on_kill(self) -> None:
@@ -539,7 +558,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         conn_id = self.inventory_aws_conn_id or self.aws_conn_id
         reader = self.hook.conn if conn_id == self.aws_conn_id else S3Hook(aws_conn_id=conn_id).get_conn()
         try:
-            report = open_inventory(reader, uri)
+            report = open_inventory(reader, uri, request_payer=request.request_payer)
             source = inventory_source(request, reader, report)
         except InventoryError as err:
             raise AirflowFailException(str(err)) from err
@@ -614,12 +633,13 @@ def build_execution_input(
     body = dict(extra or {})
     body.update(
         manifest=manifest_reference(manifest),
-        source={
-            "bucket": manifest["source_bucket"],
-            "prefix": manifest.get("source_prefix", ""),
-            "account_id": source_account_id or recorded.get("account_id"),
-            "region": source_region or recorded.get("region"),
-        },
+        source=source_block(
+            manifest["source_bucket"],
+            manifest.get("source_prefix", ""),
+            source_account_id or recorded.get("account_id"),
+            source_region or recorded.get("region"),
+            recorded.get("request_payer"),  # a Requester Pays source: the processor's reads send it
+        ),
     )
     if run:
         body["run"] = run
@@ -843,6 +863,7 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         state machine's account; its trust normally names Lambda alone, then that check is skipped).
     :param state_machine_role: the role (name or ARN) the state machine must run as.
     :param source_region: the source bucket's Region (default: discovered).
+    :param request_payer: ``"requester"`` for a Requester Pays source (sent on the source checks).
     :param run_when: ``"manual"`` (default: manual runs only, so a scheduled run costs no extra
         calls), ``"always"`` or ``"never"``.
     :param aws_conn_id: AWS connection of the pipeline account.
@@ -867,6 +888,7 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         "state_machine_role",
         "source_region",
         "run_when",
+        "request_payer",
     )
     ui_color = "#d5f5e3"
 
@@ -885,9 +907,11 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         state_machine_role: str = "xacct-map-state-machine",
         source_region: str | None = None,
         run_when: str = "manual",
+        request_payer: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.request_payer = request_payer
         self.source_bucket = source_bucket
         self.source_account_id = source_account_id
         self.manifest_bucket = manifest_bucket
@@ -933,6 +957,7 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
             processor_role_arn=self.processor_role_arn,
             state_machine_role=self.state_machine_role,
             source_region=self.source_region or None,
+            request_payer=self.request_payer or None,
         )
         report = run_preflight_with_hook(self.hook, config)  # the pipeline Region: the state machine ARN's
         if not report.ok:
@@ -965,6 +990,7 @@ class PlanKeyRangesOperator(AwsBaseOperator[S3Hook]):
     :param source_account_id: account that must own ``source_bucket`` (``ExpectedBucketOwner``).
     :param source_region: Region of ``source_bucket`` if it differs from the connection's.
     :param source_inventory: an S3 Inventory source (read by one task: one range is planned).
+    :param request_payer: ``"requester"`` for a Requester Pays source (sent on the planning calls).
     :param aws_conn_id: AWS connection of the pipeline account.
     :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
     :param verify: Whether or not to verify SSL certificates.
@@ -983,6 +1009,7 @@ class PlanKeyRangesOperator(AwsBaseOperator[S3Hook]):
         "source_account_id",
         "source_region",
         "source_inventory",
+        "request_payer",
     )
     ui_color = "#c7e9f1"
 
@@ -998,12 +1025,14 @@ class PlanKeyRangesOperator(AwsBaseOperator[S3Hook]):
         source_account_id: str | None = None,
         source_region: str | None = None,
         source_inventory: str | None = None,
+        request_payer: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.source_bucket = source_bucket
         self.source_prefix = source_prefix
         self.listing_tasks = listing_tasks
+        self.request_payer = request_payer
         self.source_aws_conn_id = source_aws_conn_id
         self.source_role_arn = source_role_arn
         self.source_external_id = source_external_id
@@ -1033,7 +1062,14 @@ class PlanKeyRangesOperator(AwsBaseOperator[S3Hook]):
                 source_bucket=self.source_bucket,
                 expected_bucket_owner=owner or None,
             )
-            cuts = plan_cuts(source.client, self.source_bucket, self.source_prefix, tasks, expected_bucket_owner=owner)
+            cuts = plan_cuts(
+                source.client,
+                self.source_bucket,
+                self.source_prefix,
+                tasks,
+                expected_bucket_owner=owner,
+                request_payer=self.request_payer or None,
+            )
         except ValueError as err:
             raise AirflowFailException(str(err)) from err
         except ClientError as err:

@@ -53,7 +53,8 @@ def _where_arguments(where) -> None:
         required=True,
         type=options.s3_uri(),
         metavar="S3URI",
-        help="s3://bucket/prefix to list (with --inventory: the bucket and prefix to keep)",
+        help="s3://bucket/prefix to list (with --inventory: the bucket and prefix to keep); the bucket may be "
+        "an access point ARN (s3://arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME/prefix) or alias",
     )
     where.add_argument(
         "--dest",
@@ -189,7 +190,14 @@ def _aws_arguments(aws) -> None:
         type=options.account_id,
         default=None,
         metavar="ACCOUNT",
-        help="account that must own the source bucket (sent as ExpectedBucketOwner)",
+        help="account that must own the source bucket (sent as ExpectedBucketOwner; through an access point, "
+        "the bucket's owner)",
+    )
+    aws.add_argument(
+        "--request-payer",
+        choices=("requester",),
+        default=None,
+        help="the source is Requester Pays: send RequestPayer=requester on every source call (this account pays)",
     )
     aws.add_argument(
         "--dest-bucket-owner",
@@ -332,6 +340,7 @@ def _request(args: argparse.Namespace) -> ManifestRequest:
         max_part_bytes=args.manifest_part_bytes,
         manifest_bucket_owner=args.dest_bucket_owner,
         on_empty=args.on_empty,
+        request_payer=args.request_payer,
     )
 
 
@@ -389,7 +398,8 @@ def _build(args: argparse.Namespace, request: ManifestRequest, progress: Progres
         pipeline, source_client, source_session, state["identity"] = _clients(args)
         if request.source_inventory:
             state["reading_inventory"] = True
-            source = inventory_source(request, pipeline, open_inventory(pipeline, request.source_inventory))
+            report = open_inventory(pipeline, request.source_inventory, request_payer=request.request_payer)
+            source = inventory_source(request, pipeline, report)
             state["reading_inventory"] = False
         else:
             source = listed_source(

@@ -77,16 +77,32 @@ def json_bytes(value) -> int:
     return len(_json(value))
 
 
-def source_block(bucket: str, prefix: str = "", account_id: str | None = None, region: str | None = None) -> dict:
+def source_block(
+    bucket: str,
+    prefix: str = "",
+    account_id: str | None = None,
+    region: str | None = None,
+    request_payer: str | None = None,
+) -> dict:
     """The ``source`` block of the execution input, which the batched ASL's ``ItemSelector`` adds to
-    every child's input (see ``build_execution_input`` in :mod:`xacct_map.operators`)."""
-    return {"bucket": bucket, "prefix": prefix, "account_id": account_id, "region": region}
+    every child's input (see ``build_execution_input`` in :mod:`xacct_map.operators`); a Requester
+    Pays source adds ``request_payer`` (the processor sends it on its reads)."""
+    block = {"bucket": bucket, "prefix": prefix, "account_id": account_id, "region": region}
+    return block | {"request_payer": request_payer} if request_payer else block
 
 
-def source_block_bytes(bucket: str, prefix: str = "", account_id: str | None = None, region: str | None = None) -> int:
+def source_block_bytes(
+    bucket: str,
+    prefix: str = "",
+    account_id: str | None = None,
+    region: str | None = None,
+    request_payer: str | None = None,
+) -> int:
     """Bytes the ``source`` block adds to a child's input (``,"source":{...}``), reserving room for an
     account id or Region still unknown (the start operator may add them)."""
-    block = source_block(bucket, prefix, account_id or _ACCOUNT_PLACEHOLDER, region or _REGION_PLACEHOLDER)
+    block = source_block(
+        bucket, prefix, account_id or _ACCOUNT_PLACEHOLDER, region or _REGION_PLACEHOLDER, request_payer
+    )
     return len(b',"source":') + json_bytes(block)
 
 

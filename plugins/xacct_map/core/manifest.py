@@ -672,8 +672,9 @@ def write_manifest(
         "account_id", "region"}`` or ``{"type": "inventory", ...}``), recorded as is.
     :raises ValueError: an unknown layout, format or batch limit, before anything is written.
     """
+    recorded = source or {}
     source_bytes = source_block_bytes(
-        source_bucket, source_prefix, (source or {}).get("account_id"), (source or {}).get("region")
+        source_bucket, source_prefix, recorded.get("account_id"), recorded.get("region"), recorded.get("request_payer")
     )
     batching = _check_batching(
         layout, manifest_format, max_keys_per_batch, max_bytes_per_batch, max_batch_bytes, source_bytes

@@ -56,7 +56,9 @@ class S3Object:
     ``size``, ``etag`` and ``last_modified`` come from the manifest when it carries them (the flat
     layout), from the GetObject response once :meth:`open` was called, and otherwise from one
     HeadObject on first use. Every request sends ``ExpectedBucketOwner`` (the source account), so a
-    bucket name taken over by another account fails instead of being read.
+    bucket name taken over by another account fails instead of being read, and ``RequestPayer`` for
+    a Requester Pays source (:attr:`read_args`). ``bucket`` may be an access point ARN or alias:
+    boto3 reads through it.
     """
 
     def __init__(self, ref: ObjectRef, context: RunContext, client=None):
@@ -85,6 +87,13 @@ class S3Object:
         return {"ExpectedBucketOwner": account} if account else {}
 
     @property
+    def read_args(self) -> dict:
+        """:attr:`owner` plus ``{"RequestPayer": "requester"}`` for a Requester Pays source: pass them to
+        your own calls reading the source (HeadObject, GetObject, CopyObject)."""
+        payer = self.context.request_payer
+        return self.owner | {"RequestPayer": payer} if payer else self.owner
+
+    @property
     def size(self) -> int:
         return self._metadata("size")
 
@@ -103,7 +112,7 @@ class S3Object:
 
     def _metadata(self, name: str):
         if self._meta[name] is None:
-            head = self.client.head_object(Bucket=self.bucket, Key=self.key, **self.owner)
+            head = self.client.head_object(Bucket=self.bucket, Key=self.key, **self.read_args)
             self._remember(head)
         return self._meta[name]
 
@@ -126,7 +135,7 @@ class S3Object:
         ``read()`` without a size holds the whole object in memory. Use it as a context manager.
         ``get_object_args`` go to GetObject (e.g. ``Range="bytes=0-1023"``).
         """
-        response = self.client.get_object(Bucket=self.bucket, Key=self.key, **self.owner, **get_object_args)
+        response = self.client.get_object(Bucket=self.bucket, Key=self.key, **self.read_args, **get_object_args)
         if "Range" not in get_object_args:
             self._remember(response)
         return io.BufferedReader(_CountingRaw(response["Body"], self._count), buffer_size=buffer_size)
