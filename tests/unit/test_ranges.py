@@ -84,3 +84,13 @@ def test_manifests_of_other_sources_are_not_combined():
     other = {**_summary(b, 1, [("r2", 1)]), "source_bucket": "elsewhere"}
     with pytest.raises(ValueError, match="disagree on source_bucket"):
         combine_manifests([_summary(a, 1, [("r1", 1)]), other])
+
+
+def test_a_directory_bucket_is_not_cut_and_not_listed_by_range():
+    """Directory buckets list in no order and refuse StartAfter: one range, and no range listing."""
+    from xacct_map.core.listing import iter_objects, plan_cuts
+
+    bucket = "logs--usw2-az1--x-s3"
+    assert plan_cuts(None, bucket, "data/", 8) == []  # before any request
+    with pytest.raises(ValueError, match="cannot be listed by key range"):
+        iter_objects(None, bucket, "data/", start_after="data/m")
