@@ -6,6 +6,7 @@ Thin shells over the pure core (:mod:`xacct_map.core.listing`, :mod:`xacct_map.c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from airflow.providers.amazon.aws.links.step_function import (
 )
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.sdk import BaseOperator
 from botocore.exceptions import BotoCoreError, ClientError
 
 from xacct_map.assets import manifest_extra, set_outlet_extra
@@ -38,11 +40,17 @@ from xacct_map.core.errors import TRANSIENT, error_code
 from xacct_map.core.filters import FILTER_ARGUMENTS, ObjectFilter, resolve_listing_mode
 from xacct_map.core.inventory import InventoryError, open_inventory
 from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES, check_batch_budget, check_layout, source_block
-from xacct_map.core.listing import LISTING_ENGINES, ListingEngineError, ListingUnavailableError
-from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, ManifestSummary, abort_open_uploads
+from xacct_map.core.listing import LISTING_ENGINES, ListingEngineError, ListingUnavailableError, plan_cuts
+from xacct_map.core.manifest import (
+    DEFAULT_MAX_PART_BYTES,
+    MAX_MANIFEST_PART_BYTES,
+    ManifestSummary,
+    abort_open_uploads,
+)
 from xacct_map.core.map_run import REDRIVABLE
 from xacct_map.core.naming import execution_arn, execution_name, manifest_key
-from xacct_map.core.s3uri import check_source_bucket
+from xacct_map.core.ranges import MAX_RANGES, KeyRange, combine_manifests, key_ranges, range_manifest_key
+from xacct_map.core.s3uri import check_source_bucket, is_directory_bucket
 from xacct_map.hooks import DistributedMapHook, source_s3
 from xacct_map.links import ManifestObjectLink
 from xacct_map.metrics import emit_manifest_metrics
@@ -170,6 +178,13 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         ``"skip"`` (default): no manifest is written, this task and the tasks after it are skipped,
         the log saying which source and which filters; ``"fail"``: the task fails; ``"run"``: an
         empty manifest is written and the run goes on (a Map Run over zero items).
+    :param key_range: one range of a listing spread over several tasks (an entry of
+        :class:`PlanKeyRangesOperator`'s list, usually given by ``.expand(key_range=plan.output)``):
+        only the keys of ``(start_after, up_to]`` are listed, into the manifest
+        ``<manifest_key root>.range-NNNNN.json`` (fixed per run and range: a retry overwrites it).
+        An empty range writes an empty manifest; :class:`CombineManifestsOperator` applies
+        ``on_empty`` to the whole run. Batched layout, listed sources only. Not templated (keys
+        may hold ``{{``). Default None: the whole prefix, as before.
     :param aws_conn_id: AWS connection of the pipeline account (writes the manifest).
     :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
     :param verify: Whether or not to verify SSL certificates.
@@ -239,6 +254,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         listing_engine: str = "auto",
         on_empty: str = "skip",
         request_payer: str | None = None,
+        key_range: dict | None = None,
         **kwargs,
     ):
         deprecated = {name: kwargs.pop(name) for name in FILTER_ARGUMENTS if name in kwargs}
@@ -283,6 +299,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.on_empty = on_empty
         self.request_payer = request_payer
         self._manifest_summary: dict[str, Any] | None = None  # what execute wrote, for OpenLineage
+        self.key_range = key_range
 
     def _validate(self) -> None:
         if not self.source_bucket and not self.source_inventory:
@@ -302,6 +319,11 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         require_native(self.write_metadata, bool, "write_metadata")
         if self.max_keys_per_batch < 1 or self.max_bytes_per_batch < 1:
             raise AirflowFailException("max_keys_per_batch and max_bytes_per_batch must be at least 1.")
+        if not 1 <= self.manifest_part_bytes <= MAX_MANIFEST_PART_BYTES:
+            raise AirflowFailException(
+                f"manifest_part_bytes must be from 1 to {MAX_MANIFEST_PART_BYTES:,} (ItemReader reads files of at most "
+                f"10 GB), not {self.manifest_part_bytes}."
+            )
         if self.listing_parallelism < 1:
             raise AirflowFailException(
                 f"listing_parallelism must be at least 1 (requests in flight), not {self.listing_parallelism}."
@@ -372,10 +394,43 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         except (TypeError, ValueError) as err:
             raise AirflowFailException(str(err)) from err
 
+    def _range(self) -> KeyRange | None:
+        """The ``key_range`` to list (None: the whole prefix), checked against the other arguments."""
+        if self.key_range is None:
+            return None
+        try:
+            key_range = KeyRange.from_dict(self.key_range)
+        except ValueError as err:
+            raise AirflowFailException(f"key_range: {err}: pass an entry of PlanKeyRangesOperator's list.") from err
+        if not key_range.whole and (
+            self.layout != "batched" or self.source_inventory or is_directory_bucket(self.source_bucket or "")
+        ):
+            raise AirflowFailException(
+                f"key_range {key_range.index + 1} of {key_range.count}: a listing spread over several tasks "
+                "needs layout='batched' and a listed source (not source_inventory, not a directory bucket, "
+                "which lists in no order): the flat and keys state machines read one manifest object. Plan one "
+                "range (listing_tasks=1) instead."
+            )
+        return key_range
+
     def execute(self, context: Context) -> dict[str, Any]:
         self._validate()
+        key_range = self._range()
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
-        request = self._request(context, key=self.manifest_key or manifest_key(dag_id, run_id))
+        key = self.manifest_key or manifest_key(dag_id, run_id)
+        request = self._request(context, key=range_manifest_key(key, key_range) if key_range else key)
+        if key_range is not None and not key_range.whole:
+            # An empty range is no empty run: CombineManifestsOperator applies on_empty to all of them.
+            request = dataclasses.replace(
+                request, start_after=key_range.start_after, up_to=key_range.up_to, on_empty="run"
+            )
+            self.log.info(
+                "Key range %d of %d: keys after %r up to %s",
+                key_range.index + 1,
+                key_range.count,
+                key_range.start_after,
+                repr(key_range.up_to) if key_range.up_to is not None else "the prefix's end",
+            )
         if request.object_filter.listing_mode == "incremental":
             self.log.info(
                 "Incremental: only objects with %s <= LastModified < %s",
@@ -398,10 +453,13 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             key=summary.key,
         )
         self._log_summary(summary)
-        self._manifest_summary = summary.as_dict()
-        emit_manifest_metrics(self._manifest_summary, dag_id=dag_id)
-        set_outlet_extra(self, context, manifest_extra(self._manifest_summary))
-        return self._manifest_summary
+        result = summary.as_dict()
+        if key_range is not None:
+            result["key_range"] = key_range.as_dict()
+        self._manifest_summary = result
+        emit_manifest_metrics(result, dag_id=dag_id)
+        set_outlet_extra(self, context, manifest_extra(result))
+        return result
 
     def get_openlineage_facets_on_complete(self, task_instance) -> OperatorLineage:
         """OpenLineage (with the openlineage provider): input the source prefix, output the manifest."""
@@ -934,3 +992,174 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
             raise AirflowFailException(report.format())
         self.log.info("%s", report.format())
         return report.as_dict()
+
+
+class PlanKeyRangesOperator(AwsBaseOperator[S3Hook]):
+    """
+    Cut a listing into key ranges, one per mapped :class:`BuildKeyManifestOperator` task.
+
+    Lists the first page of ``s3://source_bucket/source_prefix`` as the source account (the same
+    connection arguments as :class:`BuildKeyManifestOperator`) and picks ``listing_tasks - 1`` cut
+    keys (:func:`xacct_map.core.listing.plan_cuts`: by count when the prefix fits in one page, else
+    where the key space's first keys and its end, found with ``MaxKeys=1`` probes, say it splits
+    evenly). The ranges ``("", c1], (c1, c2], ..., (cN, end]`` hold every key exactly once whatever
+    the cuts are; the cuts only decide the balance. Fewer ranges come back when a prefix has fewer
+    keys than tasks. ``listing_tasks=1`` or ``source_inventory`` set: one range, no AWS call.
+
+    Use: ``BuildKeyManifestOperator.partial(...).expand(key_range=plan.output)``, then
+    :class:`CombineManifestsOperator` over the mapped task's output.
+
+    :param source_bucket: bucket to list (in the source account).
+    :param source_prefix: only keys starting with this prefix.
+    :param listing_tasks: how many ranges (mapped listing tasks) to plan, 1 to 1,000.
+    :param source_aws_conn_id: AWS connection for the source account (``role_arn`` extra).
+    :param source_role_arn: role in the source account to assume with ``aws_conn_id``'s credentials.
+    :param source_external_id: ExternalId for ``source_role_arn``'s trust policy.
+    :param source_account_id: account that must own ``source_bucket`` (``ExpectedBucketOwner``).
+    :param source_region: Region of ``source_bucket`` if it differs from the connection's.
+    :param source_inventory: an S3 Inventory source (read by one task: one range is planned).
+    :param request_payer: ``"requester"`` for a Requester Pays source (sent on the planning calls).
+    :param aws_conn_id: AWS connection of the pipeline account.
+    :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
+    :param verify: Whether or not to verify SSL certificates.
+    :param botocore_config: Configuration dictionary (key-values) for botocore client.
+    :return: the ranges, each ``{"index", "count", "start_after", "up_to"}`` (``up_to`` None: the end).
+    """
+
+    aws_hook_class = S3Hook
+    template_fields: Sequence[str] = aws_template_fields(
+        "source_bucket",
+        "source_prefix",
+        "listing_tasks",
+        "source_aws_conn_id",
+        "source_role_arn",
+        "source_external_id",
+        "source_account_id",
+        "source_region",
+        "source_inventory",
+        "request_payer",
+    )
+    ui_color = "#c7e9f1"
+
+    def __init__(
+        self,
+        *,
+        source_bucket: str,
+        source_prefix: str = "",
+        listing_tasks: int = 1,
+        source_aws_conn_id: str | None = None,
+        source_role_arn: str | None = None,
+        source_external_id: str | None = None,
+        source_account_id: str | None = None,
+        source_region: str | None = None,
+        source_inventory: str | None = None,
+        request_payer: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.source_bucket = source_bucket
+        self.source_prefix = source_prefix
+        self.listing_tasks = listing_tasks
+        self.request_payer = request_payer
+        self.source_aws_conn_id = source_aws_conn_id
+        self.source_role_arn = source_role_arn
+        self.source_external_id = source_external_id
+        self.source_account_id = source_account_id
+        self.source_region = source_region
+        self.source_inventory = source_inventory
+
+    def execute(self, context: Context) -> list[dict]:
+        tasks = require_native(self.listing_tasks, int, "listing_tasks")
+        if not 1 <= tasks <= MAX_RANGES:
+            raise AirflowFailException(f"listing_tasks must be from 1 to {MAX_RANGES}, not {tasks}.")
+        if tasks == 1 or self.source_inventory:
+            if tasks > 1:
+                self.log.info("source_inventory is read by one task: one key range, not %d", tasks)
+            return [r.as_dict() for r in key_ranges([])]
+        if not self.source_bucket:
+            raise AirflowFailException("source_bucket is empty: name the bucket to list in the source account.")
+        try:
+            owner = self.source_account_id or (account_of_role(self.source_role_arn) if self.source_role_arn else None)
+            source = source_s3(
+                self.hook,
+                source_aws_conn_id=self.source_aws_conn_id,
+                source_role_arn=self.source_role_arn,
+                source_external_id=self.source_external_id,
+                source_region=self.source_region,
+                session_name=role_session_name("xacct-map", context["dag"].dag_id),
+                source_bucket=self.source_bucket,
+                expected_bucket_owner=owner or None,
+            )
+            cuts = plan_cuts(
+                source.client,
+                self.source_bucket,
+                self.source_prefix,
+                tasks,
+                expected_bucket_owner=owner,
+                request_payer=self.request_payer or None,
+            )
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from err
+        except ClientError as err:
+            raise AirflowException(
+                f"Planning the listing of s3://{self.source_bucket}/{self.source_prefix} failed: {error_code(err)}: "
+                f"{err.response['Error'].get('Message')}. The build task would fail the same way: check the "
+                "source role's s3:ListBucket on the bucket (run the preflight)."
+            ) from err
+        ranges = key_ranges(cuts)
+        self.log.info(
+            "s3://%s/%s: %d key ranges for %d listing tasks, cut at %s",
+            self.source_bucket,
+            self.source_prefix,
+            len(ranges),
+            tasks,
+            cuts,
+        )
+        return [r.as_dict() for r in ranges]
+
+
+class CombineManifestsOperator(BaseOperator):
+    """
+    Join the range manifests of a listing spread over several tasks into one manifest in parts.
+
+    Takes the mapped :class:`BuildKeyManifestOperator`'s output (each summary with its ``key_range``),
+    checks that the ranges cover the key space exactly once, and returns one summary whose
+    ``parts`` are every range's non-empty parts in key order (:func:`xacct_map.core.ranges.combine_manifests`):
+    what :class:`StartDistributedMapOperator` takes as ``manifest``; one execution processes all the
+    parts. No AWS call.
+
+    :param manifests: the range manifests' summaries (``build_manifest.output`` of the mapped task).
+    :param on_empty: when no range holds an object: ``"skip"`` (default; this task and the ones
+        after it are skipped), ``"fail"``, or ``"run"`` (one empty part goes on).
+    :return: the combined manifest summary.
+    """
+
+    template_fields: Sequence[str] = ("manifests", "on_empty")
+    ui_color = "#c7e9f1"
+
+    def __init__(self, *, manifests: Any, on_empty: str = "skip", **kwargs):
+        super().__init__(**kwargs)
+        self.manifests = manifests
+        self.on_empty = on_empty
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        if self.on_empty not in ON_EMPTY:
+            raise AirflowFailException(f"on_empty must be one of {', '.join(ON_EMPTY)}, not {self.on_empty!r}.")
+        summaries = [m for m in (self.manifests or []) if m is not None]
+        try:
+            combined = combine_manifests(summaries, on_empty=self.on_empty)
+        except EmptySourceError as err:
+            if err.on_empty == "skip":
+                raise AirflowSkipException(f"{err} (on_empty='skip': no execution)") from err
+            raise AirflowFailException(f"{err} (on_empty='fail'; on_empty='run' would run it anyway)") from err
+        except (KeyError, ValueError) as err:
+            raise AirflowFailException(f"Cannot combine the range manifests: {err}.") from err
+        self.log.info(
+            "%d objects in %d batches from %d key ranges, %d manifest parts: %s",
+            combined["object_count"],
+            combined["batch_count"],
+            len(summaries),
+            combined["part_count"],
+            [(r["index"] + 1, r["objects"]) for r in combined["key_ranges"]],
+        )
+        return combined

@@ -73,7 +73,12 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
 
     aws_hook_class = DistributedMapHook
     template_fields: Sequence[str] = aws_template_fields(
-        "execution_arn", "max_failed_items", "max_failed_percentage", "stop_on_kill", "manifest"
+        "execution_arn",
+        "max_failed_items",
+        "max_failed_percentage",
+        "stop_on_kill",
+        "manifest",
+        "max_poke_interval",
     )
     ui_color = "#f9c915"
     operator_extra_links = (StateMachineExecutionsDetailsLink(), MapRunLink())

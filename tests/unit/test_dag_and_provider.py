@@ -141,3 +141,59 @@ def test_the_dag_declares_its_assets_and_the_example_downstream_dag_is_scheduled
     monkeypatch.delenv("AIRFLOW_VAR_XACCT_MAP_INVENTORY_BUCKET")
     unset = DagBag(dag_folder=str(dags_dir())).dags["xacct_distributed_map"]
     assert not unset.get_task("build_manifest").outlets  # no bucket known at parse time: no manifest Asset
+
+
+def test_the_ranges_dag_spreads_the_listing_over_mapped_tasks():
+    """xacct_distributed_map_ranges: plan_listing's ranges expand build_manifest, combine_manifest
+    joins them for the one start; manual unless XACCT_MAP_RANGES_SCHEDULE is set."""
+    from xacct_map.operators import BuildKeyManifestOperator
+    from xacct_map.version_compat import DagBag
+
+    bag = DagBag(dag_folder=str(dags_dir()))
+    dag = bag.dags["xacct_distributed_map_ranges"]
+    assert dag.get_task("preflight").downstream_task_ids == {"plan_listing"}
+    assert dag.get_task("plan_listing").downstream_task_ids == {"build_manifest"}
+    assert dag.get_task("build_manifest").downstream_task_ids == {"combine_manifest"}
+    assert dag.get_task("combine_manifest").downstream_task_ids == {
+        "start_map_run",
+        "wait_for_map_run",
+    }  # the sensor reads the manifest (Asset extra)
+    assert dag.get_task("start_map_run").downstream_task_ids == {"wait_for_map_run"}
+    build = dag.get_task("build_manifest")
+    assert getattr(build.operator_class, "__name__", build.operator_class) == BuildKeyManifestOperator.__name__
+    assert set(build.expand_input.value) == {"key_range"}
+    assert type(dag.timetable).__name__ == "NullTimetable"  # manual only: never scheduled beside the other DAG
+    # the same trigger form, plus listing_tasks
+    assert set(dag.params.keys()) == set(bag.dags["xacct_distributed_map"].params.keys()) | {"listing_tasks"}
+    dag.params.validate()
+
+
+def test_limit_params_are_bounded_like_the_cli():
+    """max_batch_bytes, manifest_part_bytes and max_poke_interval: the form refuses what the
+    operator (and ``xacct-map manifest``) would refuse."""
+    import pytest
+    from airflow.exceptions import ParamValidationError
+
+    from xacct_map.core.layouts import MAX_CHILD_INPUT_BYTES, MIN_MAX_BATCH_BYTES
+    from xacct_map.core.manifest import MAX_MANIFEST_PART_BYTES
+    from xacct_map.version_compat import DagBag
+
+    dag = DagBag(dag_folder=str(dags_dir())).dags["xacct_distributed_map"]
+    for name, good, bad in [
+        (
+            "max_batch_bytes",
+            [MIN_MAX_BATCH_BYTES, MAX_CHILD_INPUT_BYTES],
+            [MIN_MAX_BATCH_BYTES - 1, MAX_CHILD_INPUT_BYTES + 1],
+        ),
+        ("manifest_part_bytes", [1, MAX_MANIFEST_PART_BYTES], [0, MAX_MANIFEST_PART_BYTES + 1]),
+        ("max_poke_interval", [1, 600.5], [0, "600"]),
+    ]:
+        param = dag.params.get_param(name)
+        for value in good:
+            param.resolve(value)
+        for value in bad:
+            with pytest.raises(ParamValidationError):
+                param.resolve(value)
+    wait = dag.get_task("wait_for_map_run")
+    context = {"params": {**dag.params.dump(), "max_poke_interval": 120}}
+    assert wait.render_template(wait.max_poke_interval, context, dag.get_template_env()) == 120

@@ -5,7 +5,9 @@ The rest of the package uses only the names below (:mod:`xacct_map.core.listing`
 
 * :class:`Endpoint` - where and how to send ListObjectsV2 (taken from a boto3 client's own request);
 * :class:`WorkerPool` - the worker processes (``python -m xacct_map._engine.worker``);
-* :func:`list_ranges` - list the key ranges with the pool, objects out as pages arrive.
+* :func:`list_ranges` - list the key ranges with the pool, objects out as pages arrive;
+* :func:`plan_cuts` - where to cut a key space whose first keys are known (a listing planned
+  over several tasks).
 
 Inside: :mod:`.coordinator` (ranges, cuts, the pool; the caller's process), :mod:`.keyspace` (where to
 cut), :mod:`.worker` (one worker process), :mod:`.page` (one page's request and exact parse),
@@ -14,5 +16,6 @@ cut), :mod:`.worker` (one worker process), :mod:`.page` (one page's request and 
 """
 
 from xacct_map._engine.coordinator import Endpoint, WorkerPool, list_ranges
+from xacct_map._engine.keyspace import plan_cuts
 
-__all__ = ["Endpoint", "WorkerPool", "list_ranges"]
+__all__ = ["Endpoint", "WorkerPool", "list_ranges", "plan_cuts"]

@@ -214,6 +214,7 @@ def list_ranges(
     base_backoff: float = 0.05,
     max_backoff: float = 20.0,
     start_after: str = "",
+    up_to: str | None = None,
     initial_cuts: Sequence[str] = (),
     pool: WorkerPool | None = None,
     stats: dict | None = None,
@@ -223,6 +224,7 @@ def list_ranges(
     :param credentials: returns ``(access_key, secret_key, token)`` or None for unsigned
         requests; called again now and then so refreshed credentials reach the workers.
     :param make_error: builds the exception for an S3 error answer ``(status, code, message)``.
+    :param up_to: the last key to list (None: to the prefix's end): the range ``(start_after, up_to]``.
     :param initial_cuts: keys to split the key space at before listing (e.g. the common prefixes
         a delimiter listing found); ranges beyond ``parallelism`` wait their turn.
     :param pool: worker processes started earlier (``processes`` of them); closed at the end.
@@ -253,8 +255,8 @@ def list_ranges(
             make_order_error=make_order_error,
             counters=stats if stats is not None else {},
         )
-        bounds = [c for c in sorted(set(initial_cuts)) if c > start_after]
-        for lo, hi in zip([start_after, *bounds], [*bounds, None], strict=False):
+        bounds = [c for c in sorted(set(initial_cuts)) if start_after < c and (up_to is None or c < up_to)]
+        for lo, hi in zip([start_after, *bounds], [*bounds, up_to], strict=False):
             coordinator.add_chain(lo, hi)
         pool.configure(config, coordinator.creds)
     except BaseException:

@@ -106,6 +106,38 @@ class KeySpace:
         return out
 
 
+def plan_cuts(keys: list[str], parts: int, exists_after=None, probes: int = 48) -> list[str]:
+    """Up to ``parts - 1`` ascending keys cutting the key space from ``keys[0]`` on into similar parts.
+
+    Plans a listing spread over several tasks before any of it runs. ``keys`` are the first keys
+    of the listing (ascending). ``exists_after(key) -> bool`` (one ``MaxKeys=1`` request) lets the
+    end of the key space be found by bisection in at most ``probes`` calls; without it the cuts
+    divide all the space the learned alphabets can express. Only the balance depends on this.
+    """
+    if parts < 2 or not keys:
+        return []
+    space = KeySpace()
+    space.learn(keys)
+    end = _find_end(space, keys[-1], exists_after, probes) if exists_after is not None else None
+    return space.cuts(keys[0], keys[0], end, parts, min_pages=0, max_pages=0)
+
+
+def _find_end(space: KeySpace, last: str, exists_after, probes: int) -> str | None:
+    """About the last key of the space (a key at or past it), or None (past all learned values)."""
+    depth = min(MAX_DEPTH, len(last) + 2)
+    lo, hi = space.value(last, depth), space.value(None, depth)  # a key lies after lo, none after hi
+    for _ in range(probes):
+        if hi - lo <= 1:
+            break
+        mid = (lo + hi) // 2
+        if exists_after(space.key(mid, depth)):
+            lo = mid
+        else:
+            hi = mid
+    top = space.value(None, depth)
+    return space.key(hi, depth) if hi < top else None
+
+
 def _widen(seen: set[str]) -> str:
     """The sorted alphabet for one position: classes fill in (a seen digit means all digits)."""
     chars = set(seen)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from xacct_map.cli import options
 from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES, LAYOUTS, check_batch_budget
+from xacct_map.core.manifest import MAX_MANIFEST_PART_BYTES
 
 if TYPE_CHECKING:
     from xacct_map.core.build import ManifestRequest
@@ -105,7 +106,7 @@ def _shape_arguments(shape) -> None:
     )
     shape.add_argument(
         "--manifest-part-bytes",
-        type=int,
+        type=options.integer(1, MAX_MANIFEST_PART_BYTES),
         default=5 * 10**9,
         metavar="BYTES",
         help="batched layout: write the manifest in parts of about BYTES, one Map Run each "

@@ -65,6 +65,9 @@ class ManifestRequest:
     on_empty: str = "run"
     #: ``"requester"``: the source (and its inventory) is Requester Pays; sent on every source call.
     request_payer: str | None = None
+    #: one range ``(start_after, up_to]`` of a listing spread over several tasks (:mod:`xacct_map.core.ranges`)
+    start_after: str = ""
+    up_to: str | None = None
 
     def __post_init__(self) -> None:
         if self.on_empty not in ON_EMPTY:
@@ -101,6 +104,8 @@ def listed_source(
         verify=verify,
         parallelism=parallelism,
         stats=stats,
+        start_after=request.start_after,
+        up_to=request.up_to,
     )
     description = {
         "type": "listing",

@@ -159,11 +159,12 @@ def iter_objects(
     max_attempts: int = 10,
     page_size: int = 1000,
     stats: dict | None = None,
+    start_after: str = "",
+    up_to: str | None = None,
 ) -> Iterator[S3Object]:
     """Yield every object under ``prefix`` in ``bucket`` exactly once, with its key byte-exact.
 
-    Returns a lazy iterator: nothing is sent until the first object is asked for. Dropping the
-    iterator (or exhausting it) stops the parallel engine's worker processes.
+    Lazy: nothing is sent until the first object is asked for; dropping the iterator stops the workers.
 
     Keys come back exactly as stored: requests ask for ``EncodingType=url`` and keys are decoded
     from it, so keys with characters XML 1.0 cannot carry survive, as do keys ending in ``/``,
@@ -191,10 +192,9 @@ def iter_objects(
         each parses ~600k keys/s, more than this process can turn into objects).
     :param max_attempts: tries per page on throttling (503 SlowDown), 5xx and connection errors,
         with exponential backoff and full jitter; the same page is retried, never skipped.
-    :param page_size: keys per ListObjectsV2 page of the parallel engine (S3's maximum, 1000,
-        unless testing range splitting on small key sets).
-    :param stats: a dict filled with the parallel engine's counters (``engine``, ``requests``,
-        ``retries``, ``chains``, ...), for logs and benchmarks.
+    :param page_size: keys per page of the parallel engine (1000, S3's maximum, but in tests of range splitting).
+    :param stats: a dict filled with the engine's counters (``engine``, ``requests``, ``retries``, ...).
+    :param start_after: with ``up_to`` (None: the end), list only ``(start_after, up_to]`` (:func:`plan_cuts`).
     :raises ListingError: S3 refused the listing (a ``ClientError`` naming the bucket).
     :raises ListingOrderError: S3 returned keys out of order, twice, or outside the range asked.
     :raises ListingUnavailableError: a page could not be fetched within ``max_attempts``.
@@ -219,10 +219,10 @@ def iter_objects(
         max_attempts=max_attempts,
         page_size=page_size,
         stats=stats,
+        start_after=start_after,
+        up_to=up_to,
     )
-    # Nothing happens until the first object is asked for (errors surface where the caller
-    # consumes); objects are made and handed over page by page in C loops (chain) rather than
-    # one generator step per object.
+    # Lazy (errors surface where the caller consumes); objects go out page by page in C loops (chain).
     return chain.from_iterable(_object_pages(job))
 
 
@@ -257,6 +257,15 @@ class _Job:
     max_attempts: int
     page_size: int
     stats: dict | None
+    start_after: str = ""
+    up_to: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.start_after or self.up_to is not None) and is_directory_bucket(self.bucket):
+            raise ValueError(
+                f"{self.bucket!r} is a directory bucket: its listings are in no order and refuse StartAfter, so it "
+                "cannot be listed by key range: list it in one task (listing_tasks=1)"
+            )
 
     def cannot_run_parallel(self) -> str | None:
         """Why the parallel engine cannot run, as far as is known before the first request (or None)."""
@@ -304,23 +313,29 @@ def _object_pages(job: _Job) -> Iterator[Iterable[S3Object]]:
         if is_directory_bucket(job.bucket):
             yield _iter_unordered(job.s3_client, job.bucket, job.prefix, job.owner)
         else:
-            yield _iter_plain(job.s3_client, job.bucket, job.prefix, job.owner)
+            yield _iter_plain(
+                job.s3_client, job.bucket, job.prefix, job.owner, start_after=job.start_after, up_to=job.up_to
+            )
         return
-    first, request = _watched_list(job, MaxKeys=job.page_size)
+    after = {"StartAfter": job.start_after} if job.start_after else {}
+    first, request = _watched_list(job, MaxKeys=job.page_size, **after)
     endpoint, reason = _endpoint(job, *request) if request else (None, _IN_PROCESS)
     if endpoint is None and job.engine == "parallel":
         raise job.refuse(reason)
     if job.stats is not None and endpoint is not None:
         job.stats["engine"] = "parallel"
-    objects = list(_checked_objects(first.get("Contents", ()), job.bucket, job.prefix))
+    objects = list(_checked_objects(first.get("Contents", ()), job.bucket, job.prefix, job.start_after))
+    within = _up_to(objects, job.up_to)
     if job.stats is not None:
-        job.stats.update(first_page_keys=len(objects), workers=0)
-    yield objects
-    if not first.get("IsTruncated"):
+        job.stats.update(first_page_keys=len(within), workers=0)
+    yield within
+    if not first.get("IsTruncated") or len(within) < len(objects):
         return
     if endpoint is None:
         log.debug("listing s3://%s/%s with botocore's paginator: %s", job.bucket, job.prefix, reason)
-        yield _iter_plain(job.s3_client, job.bucket, job.prefix, job.owner, start_after=objects[-1].key)
+        yield _iter_plain(
+            job.s3_client, job.bucket, job.prefix, job.owner, start_after=objects[-1].key, up_to=job.up_to
+        )
         return
     yield from _parallel_pages(job, endpoint, start_after=objects[-1].key)
 
@@ -366,6 +381,7 @@ def _parallel_pages(job: _Job, endpoint, *, start_after: str) -> Iterator[Iterab
         page_size=job.page_size,
         initial_cuts=endpoint.cuts,
         start_after=start_after,
+        up_to=job.up_to,
         pool=pool,
         stats=job.stats,
     )
@@ -383,12 +399,23 @@ def _parallel_pages(job: _Job, endpoint, *, start_after: str) -> Iterator[Iterab
 PLAIN_PAGE_ATTEMPTS = 3  # tries of a page whose answer is not a ListObjectsV2 result (botocore retried the rest)
 
 
-def _iter_plain(s3_client, bucket: str, prefix: str, owner: dict, *, start_after: str = "") -> Iterator[S3Object]:
+def _up_to(objects: list[S3Object], up_to: str | None) -> list[S3Object]:
+    """The ascending ``objects`` whose key is at most ``up_to`` (all of them when None)."""
+    if up_to is None or not objects or objects[-1].key <= up_to:
+        return objects
+    return [obj for obj in objects if obj.key <= up_to]
+
+
+def _iter_plain(
+    s3_client, bucket: str, prefix: str, owner: dict, *, start_after: str = "", up_to: str | None = None
+) -> Iterator[S3Object]:
     previous = start_after
     params: dict = {"StartAfter": start_after} if start_after else {}
     while True:
         page = _plain_page(s3_client, bucket, prefix, owner, params)
         for obj in _checked_objects(page.get("Contents", ()), bucket, prefix, previous):
+            if up_to is not None and obj.key > up_to:
+                return  # the rest belongs to the next range
             previous = obj.key
             yield obj
         if not page["IsTruncated"]:
@@ -488,6 +515,70 @@ def _checked_objects(contents: Iterable[dict], bucket: str, prefix: str, previou
             )
         previous = key
         yield _object(item)
+
+
+# -- a listing planned over several tasks ----------------------------------------------------
+
+
+def plan_cuts(
+    s3_client,
+    bucket: str,
+    prefix: str,
+    parts: int,
+    *,
+    expected_bucket_owner: str | None = None,
+    request_payer: str | None = None,
+) -> list[str]:
+    """Up to ``parts - 1`` ascending keys that cut the listing of ``prefix`` into ranges of similar size.
+
+    The ranges ``("", c1], (c1, c2], ..., (cN, end of the prefix]`` hold every key exactly once
+    whatever the cuts are (:func:`iter_objects` with ``start_after``/``up_to`` lists one); the cuts
+    only decide how evenly the keys spread. A prefix that fits in the first page (1,000 keys) is cut
+    between its keys, by count; a larger one with at least ``parts`` "folders" (a ``Delimiter="/"``
+    listing, through lone folders as the listing does) between folders, by their count; else at
+    points :mod:`xacct_map._engine` picks from the first page's keys and the end of the key space,
+    found with ``MaxKeys=1`` probes (at most ~50 requests). A directory bucket (no order, no
+    ``StartAfter``) is not cut.
+
+    :raises ListingError: S3 refused the listing (a ``ClientError`` naming the bucket).
+    """
+    from xacct_map._engine import plan_cuts as engine_cuts
+
+    if parts < 1:
+        raise ValueError(f"parts must be at least 1, not {parts}")
+    owner = _call_params(bucket, prefix, expected_bucket_owner, request_payer)
+    if is_directory_bucket(bucket):
+        return []
+    first = _plain_page(s3_client, bucket, prefix, owner, {"MaxKeys": 1000})
+    keys = [obj.key for obj in _checked_objects(first.get("Contents", ()), bucket, prefix)]
+    if parts < 2 or len(keys) < 2:
+        return []
+    if not first["IsTruncated"]:  # every key is known: cut by count
+        step = len(keys) / parts
+        return sorted({keys[round(step * i) - 1] for i in range(1, parts) if round(step * i) >= 1})
+    folders = _all_folders(s3_client, bucket, prefix, owner)
+    if len(folders) >= parts:  # a folder's keys all sort after its name: cut at folder names
+        step = len(folders) / parts
+        return sorted({folders[round(step * i)] for i in range(1, parts)})
+
+    def exists_after(key: str) -> bool:
+        page = _plain_page(s3_client, bucket, prefix, owner, {"MaxKeys": 1, "StartAfter": key})
+        return bool(page.get("Contents"))
+
+    return engine_cuts(keys, parts, exists_after)
+
+
+def _all_folders(s3_client, bucket: str, prefix: str, owner: dict) -> list[str]:
+    """Every "folder" of the first level under ``prefix`` that has several (through lone ones, at
+    most :data:`DISCOVERY_DEPTH` levels down); [] when there are more than one page holds."""
+    level = prefix
+    for _ in range(DISCOVERY_DEPTH):
+        page = _plain_page(s3_client, bucket, level, owner, {"Delimiter": "/", "MaxKeys": 1000})
+        groups = [p["Prefix"] for p in page.get("CommonPrefixes", ())]
+        if not _lone_folder(page, groups):
+            return [] if page["IsTruncated"] else groups
+        level = groups[0]
+    return []
 
 
 # -- choosing and configuring the parallel engine -----------------------------------------------

@@ -459,6 +459,8 @@ class MultipartJsonArrayWriter(MultipartUploadWriter):
 DEFAULT_MAX_PART_BYTES = 5 * 10**9
 #: ... or this many items (ItemReader's ``MaxItems`` limit).
 MAX_PART_ITEMS = 100_000_000
+#: The largest part size one may set: a part may pass it by one batch, and ItemReader reads at most 10 GB.
+MAX_MANIFEST_PART_BYTES = 9 * 10**9
 
 
 def part_key(key: str, number: int) -> str:

@@ -105,7 +105,7 @@ def run_demo(*, objects: int = 1000, batch_keys: int = 100, dags_folder: Path | 
         return _summarise(aws, pipeline, run, timings, builtin=(deploy_options.get("processor") or _NONE).spec is None)
 
 
-def _run_dag(dags_folder: Path, conf: dict, timings: dict) -> dict:
+def _run_dag(dags_folder: Path, conf: dict, timings: dict, dag_id: str = DAG_ID) -> dict:
     from airflow.utils import db
 
     from xacct_map.version_compat import DagBag
@@ -114,11 +114,11 @@ def _run_dag(dags_folder: Path, conf: dict, timings: dict) -> dict:
     db.resetdb(skip_init=False)
     timings["airflow_db_s"] = time.monotonic() - t
     bag = DagBag(dag_folder=str(dags_folder))
-    if DAG_ID not in bag.dags:
-        raise RuntimeError(f"DAG {DAG_ID} not found in {dags_folder}: {bag.import_errors}")
+    if dag_id not in bag.dags:
+        raise RuntimeError(f"DAG {dag_id} not found in {dags_folder}: {bag.import_errors}")
     _activate_assets(bag)
     t = time.monotonic()
-    dag_run = bag.dags[DAG_ID].test(run_conf=conf)
+    dag_run = bag.dags[dag_id].test(run_conf=conf)
     timings["dag_run_s"] = time.monotonic() - t
     return {"state": str(dag_run.state), "run_id": dag_run.run_id, "tasks": _task_results(dag_run)}
 
@@ -154,10 +154,12 @@ def _task_results(dag_run) -> dict:
                     XComModel.dag_id == ti.dag_id,
                     XComModel.run_id == ti.run_id,
                     XComModel.task_id == ti.task_id,
+                    XComModel.map_index == ti.map_index,
                     XComModel.key == "return_value",
                 )
             ).first()
-            results[ti.task_id] = {
+            # a mapped task's instances as task[0], task[1], ... (a listing spread over tasks)
+            results[ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"] = {
                 "state": str(ti.state),
                 "seconds": round((end - start).total_seconds(), 2) if start and end else None,
                 "xcom": XComModel.deserialize_value(row) if row is not None else None,
