@@ -32,7 +32,10 @@ def test_a_prefix_that_is_not_a_folder_still_covers_what_starts_with_it():
 
 def test_one_bucket_read_two_ways_is_refused_naming_the_bucket_and_the_field():
     with pytest.raises(ValueError, match=r"bucket 'b' is given with different role_arn"):
-        collapse([SourceSpec("b", "x/", role_arn="arn:aws:iam::1:role/a"), SourceSpec("b", "y/")])
+        collapse([SourceSpec("b", "x/", role_arn="arn:aws:iam::1:role/a"), SourceSpec("b", "y/", role_arn="r")])
+    # A source that does not say is read as the bucket's other sources say.
+    kept = collapse([SourceSpec("b", "x/", region="eu-west-1"), SourceSpec("b", "y/")])
+    assert [s.region for s in kept] == ["eu-west-1", "eu-west-1"]
     with pytest.raises(ValueError, match="no source given"):
         collapse([])
 
@@ -106,7 +109,9 @@ def test_a_malformed_row_fails_with_its_line_number(tmp_path, name, text, messag
 
 
 def test_jsonl_and_text_lists_and_the_distinct_key_limit(tmp_path):
-    keys, _ = _keys(tmp_path, '{"key":"a","version_id":"v"}\n{"bucket":"c","key":"a"}\n', "l.ndjson", default_bucket="b")
+    keys, _ = _keys(
+        tmp_path, '{"key":"a","version_id":"v"}\n{"bucket":"c","key":"a"}\n', "l.ndjson", default_bucket="b"
+    )
     assert keys == [("b", "a", "v"), ("c", "a", None)]
     keys, stats = _keys(tmp_path, "\ufeffa b\r\nc%2F\n\na b\nlast", "keys.txt", default_bucket="b")
     assert [k for _, k, _ in keys] == ["a b", "c%2F", "last"] and stats["duplicates"] == 1  # text: no decoding

@@ -8,7 +8,7 @@ the run's defaults (``source_role_arn``...).
 Every key exactly once: per bucket, a prefix that starts with another listed prefix is dropped before
 anything is listed (``s3://b/data/`` covers ``s3://b/data/2026/``), so no key is listed twice. One
 bucket is read one way: two sources of the same bucket naming different roles, accounts or Regions
-are refused, which is also what lets a Map item find its source by its bucket alone: the execution
+are refused (a source that leaves one out takes the others'), which is also what lets a Map item find its source by its bucket alone: the execution
 input's ``source.sources`` table maps each bucket to its account (``ExpectedBucketOwner``) and Region.
 """
 
@@ -103,13 +103,16 @@ def collapse(specs: list[SourceSpec]) -> list[SourceSpec]:
         by_bucket.setdefault(spec.bucket, []).append(spec)
     kept: list[SourceSpec] = []
     for bucket, group in by_bucket.items():
+        agreed = {}
         for name in _PER_BUCKET:
-            values = {getattr(s, name) for s in group}
+            values = {getattr(s, name) for s in group} - {None}  # a source that does not say takes the others'
             if len(values) > 1:
                 raise ValueError(
-                    f"bucket {bucket!r} is given with different {name} values {sorted(map(str, values))}: one bucket "
+                    f"bucket {bucket!r} is given with different {name} values {sorted(values)}: one bucket "
                     f"is read one way in a run; give every source of {bucket!r} the same {name}"
                 )
+            agreed[name] = next(iter(values), None)
+        group = [replace(s, **agreed) for s in group]
         previous: str | None = None
         for spec in sorted(group, key=lambda s: s.prefix):
             if previous is not None and spec.prefix.startswith(previous):
