@@ -186,7 +186,7 @@ def listed_sources(
         {"type": "listing", "bucket": s.bucket, "prefix": s.prefix, "account_id": s.account_id, "region": s.region}
         for s in specs
     ]
-    description = {**entries[0], "type": "sources", "prefix": "" if len(specs) > 1 else specs[0].prefix}
+    description: dict = {**entries[0], "type": "sources", "prefix": "" if len(specs) > 1 else specs[0].prefix}
     description["sources"] = entries
 
     def groups() -> Iterator:

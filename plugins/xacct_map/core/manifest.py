@@ -722,7 +722,7 @@ def write_manifest(
     )
     if pin and layout != "batched":
         raise ValueError(f"on_changed (items pinned to a version or ETag) needs the batched layout, not {layout!r}")
-    groups = objects if grouped else [(source_bucket, objects)]
+    groups: Iterable[tuple[str, Iterable]] = objects if grouped else [(source_bucket, objects)]  # type: ignore[assignment]
     if object_filter is not None:
         groups = ((bucket, object_filter.apply(group)) for bucket, group in groups)
 

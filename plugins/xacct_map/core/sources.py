@@ -8,8 +8,9 @@ the run's defaults (``source_role_arn``...).
 Every key exactly once: per bucket, a prefix that starts with another listed prefix is dropped before
 anything is listed (``s3://b/data/`` covers ``s3://b/data/2026/``), so no key is listed twice. One
 bucket is read one way: two sources of the same bucket naming different roles, accounts or Regions
-are refused (a source that leaves one out takes the others'), which is also what lets a Map item find its source by its bucket alone: the execution
-input's ``source.sources`` table maps each bucket to its account (``ExpectedBucketOwner``) and Region.
+are refused (a source that leaves one out takes the others'). That is also what lets a Map item find
+its source by its bucket alone: the execution input's ``source.sources`` table maps each bucket to
+its account (``ExpectedBucketOwner``) and Region.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def collapse(specs: list[SourceSpec]) -> list[SourceSpec]:
         by_bucket.setdefault(spec.bucket, []).append(spec)
     kept: list[SourceSpec] = []
     for bucket, group in by_bucket.items():
-        agreed = {}
+        agreed: dict = {}
         for name in _PER_BUCKET:
             values = {getattr(s, name) for s in group} - {None}  # a source that does not say takes the others'
             if len(values) > 1:
@@ -124,7 +125,7 @@ def collapse(specs: list[SourceSpec]) -> list[SourceSpec]:
 
 def source_table(descriptions: list[dict]) -> list[dict]:
     """``[{"bucket", "account_id", "region"}]``, one per bucket: how the processor reads each bucket."""
-    table: dict[str, dict] = {}
+    table: dict = {}
     for description in descriptions:
         entry = {k: description.get(k) for k in ("bucket", "account_id", "region")}
         table.setdefault(entry["bucket"], entry)
