@@ -185,9 +185,13 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
             )
 
     def _finish(self, context: Context, snap: MapRunSnapshot) -> dict:
+        summary = snap.as_dict()
+        if (changes := self.hook.reported_changes(snap)) is not None:  # pinned items: changed/gone since listing
+            summary.update(changes)
+            self.log.info("Objects changed since the listing: %(changed)d; gone: %(gone)d", changes)
         # Pushed whatever the verdict, so failed runs keep their counts too (the map runs view reads it).
         if (ti := context.get("ti")) is not None:
-            ti.xcom_push(key=SUMMARY_XCOM_KEY, value=snap.as_dict())
+            ti.xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
         failure = verdict(
             snap,
             max_failed_items=require_native(self.max_failed_items, int, "max_failed_items"),
@@ -199,7 +203,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
             details = self.hook.failure_details(snap)
             raise AirflowFailException(failure + ("\n" + details if details else ""))
         self.log.info("Execution %s succeeded: %s", self.execution_arn, snap.item_counts)
-        return snap.as_dict()
+        return summary
 
     # --- stop on kill ------------------------------------------------------------------------------
 

@@ -75,6 +75,9 @@ def _row(ti, summary: dict | None) -> dict:
         "map_run_arn": (summary or {}).get("map_run_arn"),
         "execution_arn": (summary or {}).get("execution_arn"),
         "error": (summary or {}).get("error"),
+        # Pinned runs (on_changed): objects changed or deleted since the listing, as the sensor counted them.
+        "changed": (summary or {}).get("changed"),
+        "gone": (summary or {}).get("gone"),
     }
 
 
@@ -116,6 +119,8 @@ def render_page(rows: list[dict], dag_id: str | None) -> str:
         failed = "" if row["failed"] is None else str(row["failed"])
         seconds = row["duration_seconds"]
         status = row["status"] or "waiting"
+        if row.get("changed") is not None:
+            status += f" ({row['changed']} changed, {row.get('gone') or 0} gone since listing)"
         return (
             f"<tr class='{e(row['task_state'])}'><td>{e(row['dag_id'])}</td><td>{e(row['run_id'])}</td>"
             f"<td>{e(row['task_state'])}</td><td>{e(status)}</td><td class='n'>{e(done)}</td>"

@@ -13,6 +13,7 @@ from manifest_fixtures import manifest_operator
 from xacct_map.core.map_run import snapshot, verdict
 from xacct_map.local.emulator import SOURCE_ACCOUNT
 from xacct_map.operators import build_execution_input
+from xacct_map.sensors import DistributedMapSensor
 
 KEYS = [f"k{i}" for i in range(6)]
 OVERWRITTEN, DELETED = ["k1", "k4"], ["k2", "k5"]
@@ -66,7 +67,10 @@ def test_objects_changed_or_deleted_after_listing_are_reported(local_aws, run_co
     assert snap.status == "SUCCEEDED" and verdict(snap) is None and all(i.ok for i in invocations)
     changed = _short(k for i in invocations for k in i.result["changed"])
     gone = _short(k for i in invocations for k in i.result["gone"])
-    processed = {r["key"].rpartition("/")[2]: r["result"] for i in invocations for r in i.result["results"]}
+    entries = [r for i in invocations for r in i.result["results"]]
+    processed = {r["key"].rpartition("/")[2]: r["result"] for r in entries if "result" in r}
+    statuses = {r["key"].rpartition("/")[2]: r["status"] for r in entries if "status" in r}
+    assert statuses == {**dict.fromkeys(OVERWRITTEN, "changed"), **dict.fromkeys(DELETED, "gone")}
     assert (changed, gone) == (OVERWRITTEN, DELETED)
     if mode == "skip":  # only the unchanged objects were processed, at their listed content
         assert sorted(processed) == ["k0", "k3"]
@@ -76,3 +80,9 @@ def test_objects_changed_or_deleted_after_listing_are_reported(local_aws, run_co
         assert sum(i.result["skipped"] for i in invocations) == 2
         assert processed["k1"]["bytes"] == len(b"written after the listing")
     assert processed["k0"]["bytes"] == len(b"listed k0")
+    # The sensor's summary counts them (from the ResultWriter's files), as the Map runs page shows them.
+    sensor = DistributedMapSensor(
+        task_id="wait", execution_arn=snap.execution_arn, aws_conn_id="xacct_map_pipeline", deferrable=False
+    )
+    summary = sensor.execute(run_context(f"changed-{mode}"))
+    assert (summary["changed"], summary["gone"]) == (len(OVERWRITTEN), len(DELETED))

@@ -253,7 +253,11 @@ def _read(obj: S3Object) -> str:
 def test_pinned_keys_skip_reports_changed_and_gone_and_processes_the_rest(s3):
     batch, _ = _pinned_batch(s3, "skip")
     result = lambda_handler(_read)(batch)
-    assert result["results"] == [{"key": "keep", "result": "same"}]
+    assert result["results"] == [
+        {"key": "keep", "result": "same"},
+        {"key": "deleted", "status": "gone"},
+        {"key": "overwritten", "status": "changed"},
+    ]
     assert (result["changed"], result["gone"], result["skipped"], result["objects"]) == (
         ["overwritten"],
         ["deleted"],
@@ -265,7 +269,11 @@ def test_pinned_keys_skip_reports_changed_and_gone_and_processes_the_rest(s3):
 def test_pinned_keys_current_reads_the_current_object_and_reports_it(s3):
     batch, _ = _pinned_batch(s3, "current")
     result = lambda_handler(_read)(batch)
-    assert {r["key"]: r["result"] for r in result["results"]} == {"keep": "same", "overwritten": "changed since"}
+    assert result["results"] == [
+        {"key": "keep", "result": "same"},
+        {"key": "overwritten", "result": "changed since", "status": "changed"},
+        {"key": "deleted", "status": "gone"},
+    ]
     assert (result["changed"], result["gone"], result["skipped"]) == (["overwritten"], ["deleted"], 1)
 
 
@@ -290,7 +298,8 @@ def test_a_version_pin_reads_exactly_the_listed_version(s3):
     s3.delete_object(Bucket="versioned", Key="gone", VersionId=removed)
     batch = {"bucket": "versioned", "keys": [["k", listed], ["gone", removed]], "source": {"on_changed": "skip"}}
     result = lambda_handler(_read)(batch)
-    assert result["results"] == [{"key": "k", "result": "listed"}] and result["gone"] == ["gone"]
+    assert result["results"] == [{"key": "k", "result": "listed"}, {"key": "gone", "status": "gone"}]
+    assert result["gone"] == ["gone"]
     batch["source"]["on_changed"] = "current"
     assert lambda_handler(_read)(batch)["gone"] == ["gone"]
 

@@ -99,11 +99,19 @@ def _summary(outcome: _Outcome) -> dict:
     """What the batch did; ``changed``/``gone`` (pinned items only) name the objects changed or deleted since
     the listing (processed as current, or skipped: ``skipped`` counts those not processed)."""
     done = sorted(outcome.done, key=lambda pair: pair[0].key)
+    # A changed or gone object also has a ``results`` entry with its ``status``: the state machine passes
+    # ``results`` on to the ResultWriter, where the sensor counts them.
+    results = [
+        {"key": obj.key, "result": result, **({"status": obj.status} if obj.status else {})}
+        for obj, result in done
+        if result is not None or obj.status
+    ]
+    results += [{"key": obj.key, "status": obj.status} for obj in sorted(outcome.skipped, key=lambda o: o.key)]
     summary = {
         "objects": len(done),
         "bytes": sum(obj.size_if_known or 0 for obj, _ in done),
         "bytes_read": sum(obj.bytes_read for obj, _ in done),
-        "results": [{"key": obj.key, "result": result} for obj, result in done if result is not None],
+        "results": results,
     }
     reported = [obj for obj, _ in done if obj.status] + outcome.skipped
     if reported or any(obj.context.on_changed for obj, _ in done[:1]):
