@@ -30,21 +30,7 @@ def register(subparsers) -> None:
     parser.add_argument("--source-account", required=True, help="12-digit id of the account owning the bucket")
     parser.add_argument("--pipeline-account", required=True, help="12-digit id of the account running the pipeline")
     parser.add_argument("--prefix", default="", help="only keys under this prefix are listed and read")
-    parser.add_argument(
-        "--also-source",
-        action="append",
-        default=[],
-        type=options.s3_uri(),
-        metavar="S3URI",
-        help="another s3://bucket/prefix of the same source account read by the same lister role (repeat): "
-        "every policy covers it, and each other bucket gets its own source_bucket_policy:<bucket>",
-    )
-    parser.add_argument(
-        "--versions",
-        action="store_true",
-        help="the run reads versions (--versions, or a key list with versionIds): adds s3:ListBucketVersions "
-        "and s3:GetObjectVersion",
-    )
+    _sources_arguments(parser)
     parser.add_argument(
         "--lister-role",
         default="xacct-map-lister",
@@ -107,6 +93,24 @@ def register(subparsers) -> None:
         help="print only this document: " + ", ".join(sorted(policies.DOCUMENT_TARGETS)),
     )
     parser.set_defaults(func=run)
+
+
+def _sources_arguments(parser) -> None:
+    parser.add_argument(
+        "--also-source",
+        action="append",
+        default=[],
+        type=options.s3_uri(),
+        metavar="S3URI",
+        help="another s3://bucket/prefix of the same source account read by the same lister role (repeat): "
+        "every policy covers it, and each other bucket gets its own source_bucket_policy:<bucket>",
+    )
+    parser.add_argument(
+        "--versions",
+        action="store_true",
+        help="the run reads versions (--versions, or a key list with versionIds): adds s3:ListBucketVersions "
+        "and s3:GetObjectVersion",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
