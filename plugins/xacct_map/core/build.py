@@ -335,6 +335,10 @@ def _refuse_empty(objects: Iterable, request: ManifestRequest, source: Source) -
 def empty_source_reason(description: dict, counts: dict, filters: dict) -> str:
     """Why there is nothing to process: an empty source, or the filters that removed every object."""
     where = f"s3://{description['bucket']}/{description.get('prefix') or ''}"
+    if description.get("sources"):
+        where = " and ".join(f"s3://{s['bucket']}/{s.get('prefix') or ''}" for s in description["sources"])
+    elif description.get("type") == "key_list":
+        where = f"the key list {description.get('keys_from')}"
     if description.get("type") == "inventory":
         where += f" (inventory {description.get('inventory', {}).get('uri', '')})"
     if not counts["seen"]:
@@ -369,8 +373,9 @@ def explain_build_error(
     if operation.startswith("ListObjects") or operation == "HeadBucket":
         return explain_source_error(
             err,
-            bucket=request.source_bucket,
-            prefix=request.source_prefix,
+            # Several sources: the one whose listing failed (a ListingError names it).
+            bucket=getattr(err, "bucket", None) or request.source_bucket,
+            prefix=(getattr(err, "prefix", "") or "") if getattr(err, "bucket", None) else request.source_prefix,
             identity=identity,
             owner=request.source_account_id,
         )
