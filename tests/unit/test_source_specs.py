@@ -122,3 +122,24 @@ def test_jsonl_and_text_lists_and_the_distinct_key_limit(tmp_path):
 def test_a_missing_local_list_is_named(tmp_path):
     with pytest.raises(KeyListError, match="cannot open it"):
         open_key_list(str(tmp_path / "nope.csv"))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"on_changed": "skip", "layout": "flat"}, "only the batched layout"),
+        ({"on_changed": "sometimes"}, "on_changed must be one of fail, skip, current"),
+        ({"versions": "newest"}, "versions must be one of latest, all"),
+        ({"keys_from": "keys.txt", "source_inventory": "s3://inv/x/"}, "give one kind of source"),
+        ({"sources": (SourceSpec("b", "x/"), SourceSpec("c", "")), "keys_from": "k.csv"}, "give one kind of source"),
+        ({"keys_from": "k.csv", "min": 1}, r"a key list carries no sizes or dates: the filters \['min_size'\]"),
+    ],
+)
+def test_a_build_that_cannot_work_is_refused_before_anything_runs(arguments, message):
+    from xacct_map.core.build import ManifestRequest
+    from xacct_map.core.filters import ObjectFilter
+
+    if arguments.pop("min", None):
+        arguments["object_filter"] = ObjectFilter(min_size=1)
+    with pytest.raises(ValueError, match=message):
+        ManifestRequest(source_bucket="b", source_prefix="", manifest_bucket="m", manifest_key="k", **arguments)

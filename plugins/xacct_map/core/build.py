@@ -92,6 +92,11 @@ class ManifestRequest:
                 "give one kind of source: a listing (one or more sources), an inventory or a key list, not "
                 + " and ".join(chosen + (["several sources"] if len(self.sources) > 1 else []))
             )
+        if self.on_changed is not None and self.layout != "batched":
+            raise ValueError(
+                f"on_changed pins each key to its listed version or ETag, which only the batched layout carries "
+                f"to the processor, not the {self.layout!r} layout: use layout='batched' or leave on_changed unset"
+            )
         if len(self.sources) > 1 and self.object_filter.pattern_base == "relative":
             raise ValueError("pattern_base='relative' needs one source prefix: with several, match the whole key")
         if self.keys_from and _sized_filters(self.object_filter):
