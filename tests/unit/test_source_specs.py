@@ -115,6 +115,10 @@ def test_jsonl_and_text_lists_and_the_distinct_key_limit(tmp_path):
     assert keys == [("b", "a", "v"), ("c", "a", None)]
     keys, stats = _keys(tmp_path, "\ufeffa b\r\nc%2F\n\na b\nlast", "keys.txt", default_bucket="b")
     assert [k for _, k, _ in keys] == ["a b", "c%2F", "last"] and stats["duplicates"] == 1  # text: no decoding
+    unversioned = tmp_path / "v.csv"
+    unversioned.write_text("b,k,v1\nb,k,v2\n")
+    rows = iter_key_list(open_key_list(str(unversioned)), fmt="csv", default_bucket=None, versions=False)
+    assert [(k.key, k.version_id) for k in rows] == [("k", None)]  # one key, not two versions of it
     with pytest.raises(KeyListError, match=r"line 3: more than 2 distinct keys"):
         _keys(tmp_path, "a\nb\nc\n", "keys.txt", default_bucket="b", max_keys=2)
 
@@ -130,6 +134,7 @@ def test_a_missing_local_list_is_named(tmp_path):
         ({"on_changed": "skip", "layout": "flat"}, "only the batched layout"),
         ({"on_changed": "sometimes"}, "on_changed must be one of fail, skip, current"),
         ({"versions": "newest"}, "versions must be one of latest, all"),
+        ({"versions": "all"}, "versions='all' lists every version of a key"),
         ({"keys_from": "keys.txt", "source_inventory": "s3://inv/x/"}, "give one kind of source"),
         ({"sources": (SourceSpec("b", "x/"), SourceSpec("c", "")), "keys_from": "k.csv"}, "give one kind of source"),
         ({"keys_from": "k.csv", "min": 1}, r"a key list carries no sizes or dates: the filters \['min_size'\]"),

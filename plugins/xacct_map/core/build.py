@@ -92,6 +92,11 @@ class ManifestRequest:
                 "give one kind of source: a listing (one or more sources), an inventory or a key list, not "
                 + " and ".join(chosen + (["several sources"] if len(self.sources) > 1 else []))
             )
+        if self.versions == "all" and self.on_changed is None:
+            raise ValueError(
+                "versions='all' lists every version of a key, which the processor tells apart only by its VersionId: "
+                "give on_changed (e.g. 'fail') so each item is pinned to its version, or use versions='latest'"
+            )
         if self.on_changed is not None and self.layout != "batched":
             raise ValueError(
                 f"on_changed pins each key to its listed version or ETag, which only the batched layout carries "
@@ -241,7 +246,14 @@ def key_list_source(request: ManifestRequest, reader) -> Source:
         "key_list": stats,
     }
     stream = open_key_list(location, reader)
-    keys = iter_key_list(stream, fmt=fmt, default_bucket=request.source_bucket, location=location, stats=stats)
+    keys = iter_key_list(
+        stream,
+        fmt=fmt,
+        default_bucket=request.source_bucket,
+        location=location,
+        stats=stats,
+        versions=request.pinned,  # unpinned, two versions of a key would be the same key twice
+    )
     return Source(((bucket, group) for bucket, group in groupby(keys, attrgetter("bucket"))), description, grouped=True)
 
 

@@ -107,8 +107,12 @@ def iter_key_list(
     location: str = "key list",
     max_keys: int = DEFAULT_MAX_KEYS,
     stats: dict | None = None,
+    versions: bool = True,
 ) -> Iterator[ListedKey]:
     """Each distinct key of ``stream`` once, in list order; ``stats`` gets ``rows`` and ``duplicates``.
+
+    :param versions: keep the rows' versions (a key is then distinct per version); False drops them, so
+        a key listed with two versions is one key (read at its current version).
 
     :raises KeyListError: a malformed row (its line number), a key over 1,024 bytes, no bucket for a
         key, more than ``max_keys`` distinct keys, or bytes that are not UTF-8.
@@ -126,6 +130,7 @@ def iter_key_list(
             if not key or len(key.encode()) > _MAX_KEY_BYTES:
                 raise KeyListError(f"{where}: {'an empty key' if not key else 'a key over 1,024 bytes'}")
             stats["rows"] += 1
+            version = version if versions else None
             digest = hashlib.blake2b(f"{bucket}\0{key}\0{version or ''}".encode(), digest_size=16).digest()
             if digest in seen:
                 stats["duplicates"] += 1
