@@ -198,3 +198,27 @@ def test_operator_refuses_one_bucket_read_two_ways(local_aws, run_context):
     )
     with pytest.raises(AirflowFailException, match=f"bucket '{SECOND}' is given with different region"):
         operator.execute(run_context("conflict"))
+
+
+def test_a_key_lists_version_ids_pin_the_items_with_on_changed(local_aws, tmp_path):
+    aws, pipeline = local_aws
+    versions = aws.client("s3", SOURCE_ACCOUNT).list_object_versions(Bucket=VERSIONED, Prefix="v/k")["Versions"]
+    listing = tmp_path / "versions.csv"
+    listing.write_text("".join(f"{VERSIONED},v/k,{v['VersionId']}\n" for v in versions))
+    code, _, items, _ = _cli(
+        aws,
+        pipeline,
+        "csv-versions",
+        "--source",
+        f"s3://{VERSIONED}/",
+        "--keys-from",
+        str(listing),
+        "--on-changed",
+        "skip",
+    )
+    assert code == 0
+    assert sorted(tuple(e) for item in items for e in item["keys"]) == sorted(("v/k", v["VersionId"]) for v in versions)
+    code, _, items, _ = _cli(
+        aws, pipeline, "csv-unpinned", "--source", f"s3://{VERSIONED}/", "--keys-from", str(listing)
+    )
+    assert code == 0 and [key for item in items for key in item["keys"]] == ["v/k"]  # once, at its current version
