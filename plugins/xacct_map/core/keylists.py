@@ -41,7 +41,7 @@ class _BadRow(ValueError):
     """A malformed row; :func:`iter_key_list` adds the list's name."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a setattr call per field, per key
 class ListedKey:
     """One key of a key list: duck-typed like :class:`~xacct_map.core.listing.S3Object`, plus its bucket and
     version. ``size`` is 0 (not known), ``etag`` and ``last_modified`` empty."""
@@ -123,12 +123,15 @@ def iter_key_list(
     rows = {"csv": _csv_rows, "jsonl": _jsonl_rows, "text": _text_rows}[fmt]
     try:
         for line, bucket, key, version in rows(stream):
-            where = f"{location} line {line}"
             bucket = bucket or default_bucket
             if not bucket:
-                raise KeyListError(f"{where}: no bucket for key {key[:80]!r}: give the list's bucket as the source")
-            if not key or len(key.encode()) > _MAX_KEY_BYTES:
-                raise KeyListError(f"{where}: {'an empty key' if not key else 'a key over 1,024 bytes'}")
+                raise KeyListError(
+                    f"{location} line {line}: no bucket for key {key[:80]!r}: give the list's bucket as the source"
+                )
+            # At most 4 UTF-8 bytes a character: only a key of over 256 characters needs encoding to check.
+            if not key or (len(key) > _MAX_KEY_BYTES // 4 and len(key.encode()) > _MAX_KEY_BYTES):
+                problem = "an empty key" if not key else "a key over 1,024 bytes"
+                raise KeyListError(f"{location} line {line}: {problem}")
             stats["rows"] += 1
             version = version if versions else None
             digest = hashlib.blake2b(f"{bucket}\0{key}\0{version or ''}".encode(), digest_size=16).digest()
@@ -137,8 +140,8 @@ def iter_key_list(
                 continue
             if len(seen) >= max_keys:
                 raise KeyListError(
-                    f"{where}: more than {max_keys:,} distinct keys; split the list into several runs (each key "
-                    "is remembered to drop duplicates: about 100 bytes each)"
+                    f"{location} line {line}: more than {max_keys:,} distinct keys; split the list into several "
+                    "runs (each key is remembered to drop duplicates: about 100 bytes each)"
                 )
             seen.add(digest)
             yield ListedKey(key, bucket, version or None)
@@ -161,7 +164,10 @@ def _csv_rows(stream) -> Iterator[tuple[int, str, str, str | None]]:
                     f"line {reader.line_num}: {len(row)} fields {row[:4]!r}; a Batch Operations CSV row is "
                     "bucket,key[,versionId] with the key URL-encoded"
                 )
-            yield reader.line_num, row[0], unquote_plus(row[1]), (row[2] if len(row) == 3 else None)
+            key = row[1]
+            if "%" in key or "+" in key:  # most keys need no decoding: skip the call
+                key = unquote_plus(key)
+            yield reader.line_num, row[0], key, (row[2] if len(row) == 3 else None)
     except csv.Error as err:
         raise _BadRow(f"line {reader.line_num}: not CSV ({err})") from err
 
