@@ -12,6 +12,13 @@ GetObject/HeadObject to read them back. :meth:`SyntheticS3.count_keys` verifies 
 (batched JSON lines or a plain JSON array) *after* a run, so verification costs the measured client
 nothing.
 
+Sources as users have them: ``requester_pays`` buckets answer 403 AccessDenied to a request
+without a signed ``x-amz-request-payer: requester``; ``access_points`` serves an access point's host
+(``NAME-ACCOUNT.<endpoint host>``, as botocore addresses an access point ARN with a custom endpoint)
+and aliases (``NAME-xxxx-s3alias``, used like a bucket name) for a bucket; a directory bucket
+(``name--zone--x-s3``) answers CreateSession, lists in no order (a fixed shuffle) and refuses
+``start-after``, as S3 Express One Zone does.
+
 Faults and latency for realism: a fixed delay per request (real S3 answers a LIST in 20-100 ms)
 and ``throttle`` - a predicate that turns a ListObjectsV2 attempt into ``503 SlowDown``.
 
@@ -251,6 +258,10 @@ class Stats:
     list_requests: int = 0
     throttled: int = 0
     with_owner_header: int = 0
+    with_payer_header: int = 0
+    payer_refusals: int = 0
+    sessions: int = 0  # directory buckets' CreateSession calls
+    hosts: dict = field(default_factory=dict)  # Host header (without port) -> requests
     owner_mismatches: int = 0
     aborted_uploads: int = 0
     completed_uploads: int = 0
@@ -276,6 +287,8 @@ class SyntheticS3:
     :param chunked: send ListObjectsV2 answers with ``Transfer-Encoding: chunked`` (as S3 does)
         instead of a Content-Length.
     :param tls: ``(certfile, keyfile)``: serve HTTPS with this certificate.
+    :param requester_pays: buckets that refuse requests without a signed ``x-amz-request-payer``.
+    :param access_points: access point host label (``NAME-ACCOUNT``) or alias -> the bucket it serves.
     """
 
     def __init__(
@@ -292,6 +305,8 @@ class SyntheticS3:
         tls: tuple[str, str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        requester_pays: Iterable[str] = (),
+        access_points: dict[str, str] | None = None,
     ):
         self.buckets: dict[str, KeySet] = dict(buckets or {})
         self.writable = set(writable)
@@ -300,6 +315,8 @@ class SyntheticS3:
         self.fault = fault
         self.owner = owner
         self.record_params = record_params
+        self.requester_pays = set(requester_pays)
+        self.access_points = dict(access_points or {})
         self.stats = Stats()
         self._lock = threading.Lock()
         self._active = 0
@@ -487,6 +504,46 @@ def list_objects_v2(ks: KeySet, bucket: str, q: dict[str, str]) -> bytes:
     return "".join(itertools.chain(head, contents, prefixes, ["</ListBucketResult>"])).encode()
 
 
+_DIRECTORY_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]*--[a-z0-9-]+--x-s3$")
+_SESSION = (
+    f'<?xml version="1.0" encoding="UTF-8"?>\n<CreateSessionResult xmlns="{S3_NS}"><Credentials>'
+    "<SessionToken>synthetic-session</SessionToken><SecretAccessKey>synthetic-session-secret</SecretAccessKey>"
+    "<AccessKeyId>ASIASYNTHETIC</AccessKeyId><Expiration>2099-01-01T00:00:00Z</Expiration>"
+    "</Credentials></CreateSessionResult>"
+).encode()
+
+
+def is_directory_bucket(bucket: str) -> bool:
+    return bool(_DIRECTORY_BUCKET.match(bucket))
+
+
+def list_unordered(ks: KeySet, bucket: str, q: dict[str, str]) -> bytes:
+    """A directory bucket's ListObjectsV2 page: the prefix's keys in a fixed shuffled order (not
+    lexicographic), the continuation token an offset into it."""
+    import random
+
+    prefix = q.get("prefix", "")
+    max_keys = max(1, min(int(q.get("max-keys", "1000")), 1000))
+    url = q.get("encoding-type") == "url"
+    enc = _url if url else escape
+    start, end = ks.lower_bound(prefix), ks.end_of_prefix(prefix) if prefix else len(ks)
+    order = list(range(start, end))
+    random.Random(len(order)).shuffle(order)
+    offset = int(q.get("continuation-token") or 0)
+    page = order[offset : offset + max_keys]
+    truncated = offset + max_keys < len(order)
+    head = [
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="{S3_NS}">',
+        f"<Name>{escape(bucket)}</Name><Prefix>{enc(prefix)}</Prefix>",
+        f"<KeyCount>{len(page)}</KeyCount><MaxKeys>{max_keys}</MaxKeys>",
+        "<EncodingType>url</EncodingType>" if url else "",
+        f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>",
+        f"<NextContinuationToken>{offset + max_keys}</NextContinuationToken>" if truncated else "",
+    ]
+    contents = [_CONTENTS % (enc(ks.key(i)), LAST_MODIFIED, i, ks.size(i)) for i in page]
+    return "".join(itertools.chain(head, contents, ["</ListBucketResult>"])).encode()
+
+
 def _decode_aws_chunked(body: bytes) -> bytes:
     out = bytearray()
     pos = 0
@@ -602,8 +659,30 @@ def _make_handler(server: SyntheticS3):
             parts = urlsplit(self.path)
             q = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
             path = parts.path[1:]
+            host = self.headers.get("host", "").rpartition(":")[0] or self.headers.get("host", "")
+            with server._lock:
+                server.stats.hosts[host] = server.stats.hosts.get(host, 0) + 1
+            label = host.split(".", 1)[0]
+            if "." in host and label in server.access_points:  # an access point's own host: the path is the key
+                return server.access_points[label], unquote(path), q
             bucket, _, key = path.partition("/")
-            return unquote(bucket), unquote(key), q
+            bucket = unquote(bucket)
+            return server.access_points.get(bucket, bucket), unquote(key), q
+
+        def _payer_refused(self, bucket: str) -> bool:
+            """A Requester Pays bucket asked without a signed ``x-amz-request-payer: requester``."""
+            payer = self.headers.get("x-amz-request-payer")
+            signed = re.search(r"SignedHeaders=([^,]*)", self.headers.get("Authorization", ""))
+            if payer is not None:
+                with server._lock:
+                    server.stats.with_payer_header += 1
+            if bucket not in server.requester_pays:
+                return False
+            if payer == "requester" and signed is not None and "x-amz-request-payer" in signed.group(1).split(";"):
+                return False
+            with server._lock:
+                server.stats.payer_refusals += 1
+            return True
 
         def _handle(self) -> None:
             with server._lock:
@@ -634,6 +713,10 @@ def _make_handler(server: SyntheticS3):
                     self._body() if self.command in ("PUT", "POST") else None
                     self._error(403, "AccessDenied", "Access Denied")
                     return
+                if self._payer_refused(bucket):
+                    self._body() if self.command in ("PUT", "POST") else None
+                    self._error(403, "AccessDenied", "Access Denied")
+                    return
                 getattr(self, f"_{self.command.lower()}")(bucket, key, q)
             finally:
                 with server._lock:
@@ -643,6 +726,11 @@ def _make_handler(server: SyntheticS3):
 
         # -- operations --
         def _get(self, bucket: str, key: str, q: dict[str, str]) -> None:
+            if not key and "session" in q and is_directory_bucket(bucket):
+                with server._lock:
+                    server.stats.sessions += 1
+                self._reply(200, _SESSION)
+                return
             if not key:
                 if q.get("list-type") != "2":
                     self._error(501, "NotImplemented", "only ListObjectsV2 is served")
@@ -661,7 +749,13 @@ def _make_handler(server: SyntheticS3):
                 if failure is not None:
                     self._error(failure[0], failure[1], f"injected {failure[1]}")
                     return
-                body = list_objects_v2(self._keyset(bucket), bucket, q)
+                if is_directory_bucket(bucket):
+                    if "start-after" in q or "delimiter" in q:
+                        self._error(400, "InvalidArgument", "directory buckets do not support this parameter here")
+                        return
+                    body = list_unordered(self._keyset(bucket), bucket, q)
+                else:
+                    body = list_objects_v2(self._keyset(bucket), bucket, q)
                 if server.chunked:
                     self._reply_chunked(body)
                 else:

@@ -7,9 +7,11 @@ manual runs only: param ``preflight``); param ``dry_run`` builds the manifest an
 
 Configure with DAG params (the trigger form) or, for scheduled runs, Airflow Variables
 (``xacct_map_source_bucket``, ``xacct_map_source_prefix``, ``xacct_map_source_account_id``,
-``xacct_map_inventory_bucket``, ``xacct_map_state_machine_arn``); a param left empty falls back to
-its Variable. The Variable ``xacct_map_pipeline_account_id``, when set, must own the inventory
-bucket (ExpectedBucketOwner on the manifest writes). Connections: ``xacct_map_pipeline`` (pipeline
+``xacct_map_inventory_bucket``, ``xacct_map_state_machine_arn``, ``xacct_map_request_payer``); a param
+left empty falls back to its Variable. The source bucket may be an access point (ARN or alias); a
+Requester Pays source needs ``request_payer`` = ``requester``. The Variable
+``xacct_map_pipeline_account_id``, when set, must own the inventory bucket (ExpectedBucketOwner on
+the manifest writes). Connections: ``xacct_map_pipeline`` (pipeline
 account) and ``xacct_map_source`` (an AWS connection whose ``role_arn`` extra assumes the lister role
 in the source account).
 
@@ -46,6 +48,11 @@ from xacct_map.sensors import DistributedMapSensor
 
 # Trigger-form checks: a bucket name (or empty), an ISO-8601 date-time with a time zone (or empty).
 _BUCKET = "^([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])?$"
+# a bucket (or an access point alias, or a directory bucket), or a regional access point's ARN
+_SOURCE = (
+    "^([a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+    "|arn:aws(-cn|-us-gov)?:s3:[a-z0-9-]+:[0-9]{12}:accesspoint/[a-z0-9][a-z0-9-]{1,48}[a-z0-9])?$"
+)
 _AWARE_ISO = "^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?(Z|[+-][0-9]{2}:?[0-9]{2}))?$"
 
 
@@ -77,8 +84,17 @@ with DAG(
             None,
             type=["null", "string"],
             title="Source bucket",
-            pattern=_BUCKET,
-            description="Bucket in the source account to list. Empty: Variable xacct_map_source_bucket.",
+            pattern=_SOURCE,
+            description="Bucket in the source account to list, or an access point (ARN or alias) of it. "
+            "Empty: Variable xacct_map_source_bucket.",
+        ),
+        "request_payer": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, "requester"],
+            title="Request payer",
+            description="requester: the source is Requester Pays and this pipeline pays for the requests "
+            "and transfer. Empty: Variable xacct_map_request_payer.",
         ),
         "source_prefix": Param(
             None,
@@ -292,6 +308,7 @@ with DAG(
         source_prefix=_setting("source_prefix"),
         source_account_id=_setting("source_account_id"),
         manifest_bucket=_setting("inventory_bucket"),
+        request_payer=_setting("request_payer"),
     )
     preflight = PreflightOperator(
         task_id="preflight",

@@ -48,4 +48,19 @@ def get_provider_info() -> dict:
         "triggers": _modules("triggers"),
         "extra-links": ["xacct_map.links.MapRunLink", "xacct_map.links.ManifestObjectLink"],
         "plugins": [{"name": "xacct_map", "plugin-class": "xacct_map.ui.XacctMapPlugin"}],
+        "config": {
+            "xacct_map": {
+                "description": "xacct-map's settings.",
+                "options": {
+                    "map_runs_refresh_seconds": {
+                        "description": "How often the Map runs page refreshes, and how long the API server "
+                        "reuses one look at a running execution (at most one AWS look per run per interval).",
+                        "version_added": "0.2.0",
+                        "type": "float",
+                        "example": "30",
+                        "default": "10",
+                    }
+                },
+            }
+        },
     }

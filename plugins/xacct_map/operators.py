@@ -44,6 +44,7 @@ from xacct_map.core.listing import LISTING_ENGINES, ListingEngineError, ListingU
 from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, ManifestSummary, abort_open_uploads
 from xacct_map.core.map_run import REDRIVABLE
 from xacct_map.core.naming import execution_arn, execution_name, manifest_key
+from xacct_map.core.s3uri import check_source_bucket
 from xacct_map.core.sources import SourceSpec, parse_source, source_table
 from xacct_map.hooks import DistributedMapHook, source_s3
 from xacct_map.links import ManifestObjectLink
@@ -120,7 +121,10 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     ``render_template_as_native_obj=True``, as the bundled DAG does.
 
     :param source_bucket: bucket to list (in the source account); with ``source_inventory`` it may be
-        empty (taken from the inventory) and must otherwise match the inventory's source bucket.
+        empty (taken from the inventory) and must otherwise match the inventory's source bucket. An S3
+        access point ARN (``arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME``) or alias lists (and the
+        processor reads) through the access point; a directory bucket (``name--usw2-az1--x-s3``) is
+        listed with botocore's paginator (its listings are unordered).
     :param source_prefix: only keys starting with this prefix.
     :param manifest_bucket: inventory bucket of the pipeline account that receives the manifest.
     :param manifest_key: key of the manifest; default derived from dag_id and run_id, so retries of a
@@ -129,7 +133,11 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     :param source_role_arn: role in the source account to assume with ``aws_conn_id``'s credentials.
     :param source_external_id: ExternalId for ``source_role_arn``'s trust policy, if it requires one.
     :param source_account_id: account that must own ``source_bucket``, sent as ``ExpectedBucketOwner``;
-        defaults to the account of ``source_role_arn``.
+        defaults to the account of ``source_role_arn``. Through an access point: the account that owns
+        the *bucket* (which may differ from the access point's).
+    :param request_payer: ``"requester"`` for a Requester Pays source: sent on every source call
+        (listing, inventory reads, and, through the execution input, the processor's reads); this
+        (the reading) account pays for requests and transfer.
     :param source_region: Region of ``source_bucket`` if it differs from the connection's.
     :param manifest_bucket_owner: account that must own ``manifest_bucket`` (``ExpectedBucketOwner``).
     :param max_keys_per_batch: most keys in one batch (one child execution's work; batched layout).
@@ -221,6 +229,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         "keys_format",
         "on_changed",
         "versions",
+        "request_payer",
     )
     template_fields_renderers = {"object_filter": "json", "sources": "json"}
     ui_color = "#c7e9f1"
@@ -258,6 +267,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         keys_format: str = "auto",
         on_changed: str | None = None,
         versions: str | None = None,
+        request_payer: str | None = None,
         **kwargs,
     ):
         deprecated = {name: kwargs.pop(name) for name in FILTER_ARGUMENTS if name in kwargs}
@@ -300,11 +310,9 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.listing_parallelism = listing_parallelism
         self.listing_engine = listing_engine
         self.on_empty = on_empty
-        self.sources = sources
-        self.keys_from = keys_from
-        self.keys_format = keys_format
-        self.on_changed = on_changed
-        self.versions = versions
+        self.sources, self.keys_from, self.keys_format = sources, keys_from, keys_format
+        self.on_changed, self.versions = on_changed, versions
+        self.request_payer = request_payer
 
     def _validate(self) -> None:
         if not self.source_bucket and not self.source_inventory and not self.sources:
@@ -336,9 +344,13 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             raise AirflowFailException(
                 f"listing_engine must be one of {', '.join(LISTING_ENGINES)}, not {self.listing_engine!r}."
             )
+        if self.request_payer not in (None, "", "requester"):
+            raise AirflowFailException(f"request_payer must be 'requester' or None, not {self.request_payer!r}.")
         try:
             check_layout(self.layout, self.manifest_format)
             check_batch_budget(self.max_batch_bytes)
+            if self.source_bucket:
+                check_source_bucket(self.source_bucket, what="source_bucket")
         except ValueError as err:
             raise AirflowFailException(f"{err}.") from err
         if self.source_role_arn:
@@ -480,6 +492,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             manifest_bucket_owner=self.manifest_bucket_owner,
             write_metadata=self.write_metadata,
             on_empty=self.on_empty,
+            request_payer=self.request_payer or None,
         )
 
     def on_kill(self) -> None:
@@ -606,7 +619,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         conn_id = self.inventory_aws_conn_id or self.aws_conn_id
         reader = self.hook.conn if conn_id == self.aws_conn_id else S3Hook(aws_conn_id=conn_id).get_conn()
         try:
-            report = open_inventory(reader, uri)
+            report = open_inventory(reader, uri, request_payer=request.request_payer)
             source = inventory_source(request, reader, report)
         except InventoryError as err:
             raise AirflowFailException(str(err)) from err
@@ -686,6 +699,7 @@ def build_execution_input(
             manifest.get("source_prefix", ""),
             source_account_id or recorded.get("account_id"),
             source_region or recorded.get("region"),
+            recorded.get("request_payer"),  # a Requester Pays source: the processor's reads send it
             sources=source_table(recorded["sources"]) if recorded.get("sources") else None,
             on_changed=recorded.get("on_changed"),
         ),
@@ -912,6 +926,7 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         state machine's account; its trust normally names Lambda alone, then that check is skipped).
     :param state_machine_role: the role (name or ARN) the state machine must run as.
     :param source_region: the source bucket's Region (default: discovered).
+    :param request_payer: ``"requester"`` for a Requester Pays source (sent on the source checks).
     :param run_when: ``"manual"`` (default: manual runs only, so a scheduled run costs no extra
         calls), ``"always"`` or ``"never"``.
     :param aws_conn_id: AWS connection of the pipeline account.
@@ -936,6 +951,7 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         "state_machine_role",
         "source_region",
         "run_when",
+        "request_payer",
     )
     ui_color = "#d5f5e3"
 
@@ -954,9 +970,11 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         state_machine_role: str = "xacct-map-state-machine",
         source_region: str | None = None,
         run_when: str = "manual",
+        request_payer: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.request_payer = request_payer
         self.source_bucket = source_bucket
         self.source_account_id = source_account_id
         self.manifest_bucket = manifest_bucket
@@ -1002,6 +1020,7 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
             processor_role_arn=self.processor_role_arn,
             state_machine_role=self.state_machine_role,
             source_region=self.source_region or None,
+            request_payer=self.request_payer or None,
         )
         report = run_preflight_with_hook(self.hook, config)  # the pipeline Region: the state machine ARN's
         if not report.ok:

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from xacct_map.core.map_run import RUNNING, MapRunSnapshot, verdict
 from xacct_map.core.polling import is_throttling, next_interval, throttle_delay, throttling_code
+from xacct_map.core.progress import add_point, point
 from xacct_map.hooks import DistributedMapHook
 from xacct_map.links import MapRunLink
 from xacct_map.operators import require_native
@@ -23,6 +24,8 @@ from xacct_map.version_compat import AirflowException, AirflowFailException, con
 
 #: XCom key of the execution's final snapshot (status, item counts, Map Run), pushed on success and failure.
 SUMMARY_XCOM_KEY = "map_run_summary"
+#: XCom key of the looks' item counts over time (:func:`xacct_map.core.progress.point`), for the Map runs page.
+PROGRESS_XCOM_KEY = "map_run_progress"
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -91,6 +94,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
         self.stop_on_kill = stop_on_kill
         self.deferrable = deferrable
         self._stop_cause = ""
+        self._progress: list = []  # this process's looks; the trigger's come with its event
 
     # --- the three waiting modes share one look and one verdict ---------------------------------
 
@@ -138,6 +142,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
                 f"Waiting for {self.execution_arn} ended without a result: {validated.get('message', validated)}"
             )
         snap = MapRunSnapshot.from_dict(validated["snapshot"])
+        self._progress = validated.get("progress") or self._progress
         self._persist_map_run_link(context, snap)
         return self._finish(context, snap)
 
@@ -164,6 +169,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
         self._throttled = 0
         self._next_interval = next_interval(snap, self.poke_interval, self.max_poke_interval)
         self.log.info("%s", snap.progress_line())
+        self._progress = add_point(self._progress, point(snap))
         self._persist_map_run_link(context, snap)
         return snap
 
@@ -192,6 +198,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
         # Pushed whatever the verdict, so failed runs keep their counts too (the map runs view reads it).
         if (ti := context.get("ti")) is not None:
             ti.xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
+            ti.xcom_push(key=PROGRESS_XCOM_KEY, value=self._progress)
         failure = verdict(
             snap,
             max_failed_items=require_native(self.max_failed_items, int, "max_failed_items"),

@@ -1,6 +1,7 @@
 """Deferrable waiting: the triggerer polls the execution and its Map Run, no worker slot held.
 
-The trigger fires one event, in the amazon provider's shape: ``{"status": "success", "snapshot": ...}``
+The trigger fires one event, in the amazon provider's shape: ``{"status": "success", "snapshot": ...,
+"progress": ...}`` (``progress``: the item counts of every poll, for the Map runs page's chart)
 once the execution left RUNNING (whatever its verdict: :class:`~xacct_map.sensors.DistributedMapSensor`
 judges the snapshot), or ``{"status": "error", "message": ...}`` when it could not be watched.
 """
@@ -16,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from xacct_map.core.map_run import RUNNING
 from xacct_map.core.polling import is_throttling, next_interval, throttle_delay, throttling_code
+from xacct_map.core.progress import add_point, point
 from xacct_map.hooks import DistributedMapHook
 
 
@@ -100,6 +102,7 @@ class DistributedMapTrigger(BaseTrigger):
         await asyncio.sleep(max(self.poll_interval, self.first_look_delay))
         hook = self.hook()
         throttled = 0
+        progress: list = []
         async with await hook.get_async_conn() as client:
             while True:
                 try:
@@ -123,8 +126,9 @@ class DistributedMapTrigger(BaseTrigger):
                     continue
                 throttled = 0
                 self.log.info("%s", snap.progress_line())
+                progress = add_point(progress, point(snap))
                 if snap.status != RUNNING:
-                    yield TriggerEvent({"status": "success", "snapshot": snap.as_dict()})
+                    yield TriggerEvent({"status": "success", "snapshot": snap.as_dict(), "progress": progress})
                     return
                 await asyncio.sleep(next_interval(snap, self.poll_interval, self.max_poll_interval))
 

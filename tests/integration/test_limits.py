@@ -388,6 +388,8 @@ def test_trigger_waits_longer_when_throttled_and_fires_the_verdict(local_aws, mo
 
     event = asyncio.run(asyncio.wait_for(first_event(), timeout=60))
     assert event.payload["status"] == "success" and event.payload["snapshot"]["status"] == "SUCCEEDED"
+    counts = event.payload["snapshot"]["item_counts"]
+    assert event.payload["progress"][-1][1:] == [counts["succeeded"], 0, 0, 0, counts["total"]]  # the polls' counts
     assert slept[1] >= 1.5 and slept[2] >= 1.5  # the waits after throttling: at least 1 s longer than poll_interval
     assert all(0.5 <= s <= 0.55 for s in slept[3:])  # then the normal interval (a short run: no growth)
 

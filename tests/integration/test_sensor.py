@@ -116,6 +116,8 @@ def test_every_other_terminal_status_fails_with_error_and_cause(status):
     # The final snapshot is kept in XCom even though the task fails (the Map runs page shows it).
     summary = ti.pushed["map_run_summary"]
     assert summary["status"] == status and summary["failed_items"] == 1 and summary["map_run_arn"] == MAP_RUN
+    # So are the counts of its looks, for the page's chart: [when, succeeded, failed, running, pending, total].
+    assert ti.pushed["map_run_progress"][-1][1:] == [3, 1, 0, 0, 4]
 
 
 def test_succeeded_with_failed_items_beyond_tolerance_fails():

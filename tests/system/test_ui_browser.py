@@ -4,9 +4,12 @@ One local Airflow (api-server, scheduler, dag-processor, triggerer) is started f
 subprocess, exactly as a developer starts it. The tests then:
 
 * sign in through the SimpleAuthManager login page with the documented local login;
-* trigger ``xacct_distributed_map`` from the trigger form with params typed into the form, wait in
-  the UI for the run to succeed, read the sensor's Map Run progress lines in the task log view, and
-  find the run with its item counts on the plugin's "Map runs" page;
+* trigger ``xacct_distributed_map`` from the trigger form with params typed into the form; watch the
+  run on the plugin's live "Map runs" page while it is in flight (the processor sleeps
+  ``SECONDS_PER_OBJECT`` per object, ``--seconds-per-object``, so the run lasts ~30 s): its bar moves
+  part-way and reaches the end without a page reload, its console links are the sensor's and the build
+  task's extra links, its detail view charts items done over time; then read the sensor's Map Run
+  progress lines in the task log view;
 * check that the scheduler created and finished a scheduled run on its own (the schedule is
   overridden through ``XACCT_MAP_SCHEDULE``, ``--schedule``);
 * fail a run (a source bucket that does not exist) and read the preflight's report in the log view;
@@ -37,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 DAG_ID = "xacct_distributed_map"
 OBJECTS = 60
-KEYS_PER_BATCH = 10
+KEYS_PER_BATCH = 1  # one object per Map item: the bar moves in small steps
+SECONDS_PER_OBJECT = 2  # 60 items on 4 local Lambda workers: ~30 s in flight
 SCHEDULE = "* * * * *"  # every minute: the run after seeding covers the seeded objects
 RUN_ID = f"ui_browser_test_{int(time.time())}"
 CHROMIUM = os.environ.get("XACCT_MAP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -125,6 +129,8 @@ def server(tmp_path_factory):
         SCHEDULE,
         "--poke-interval",
         "2",
+        "--seconds-per-object",
+        str(SECONDS_PER_OBJECT),
         "--home",
         str(work / "home"),
         "--ready-file",
@@ -248,8 +254,10 @@ def test_manual_run_from_the_trigger_form(server, page):
         _explain_blocked_form(form)
     trigger.click()
     page.wait_for_url(f"**/dags/{DAG_ID}/runs/{RUN_ID}")
+    _watch_the_run_on_the_map_runs_page(server, page)
 
-    # Wait in the UI: the run page's header badge next to the run id (the page refreshes itself).
+    # The run page in the UI: its header badge next to the run id (the page refreshes itself).
+    page.goto(f"{server.url}/dags/{DAG_ID}/runs/{RUN_ID}")
     header = page.get_by_role("heading", name=RUN_ID).locator("xpath=..")
 
     def finished() -> str | None:
@@ -257,7 +265,7 @@ def test_manual_run_from_the_trigger_form(server, page):
         return next((state for state in ("Success", "Failed") if state in text), None)
 
     state = _wait(finished, 150, f"run {RUN_ID} to finish in the UI", interval=1.0)
-    page.screenshot(path=SCREENSHOTS / "03-manual-run.png")
+    page.screenshot(path=SCREENSHOTS / "06-manual-run.png")
     assert state == "Success", f"the UI shows run {RUN_ID} {state}:\n{server.log_tail()}"
     run = server.api(f"/dags/{DAG_ID}/dagRuns/{RUN_ID}")
     assert run["state"] == "success" and run["run_type"] == "manual"
@@ -273,30 +281,80 @@ def test_manual_run_from_the_trigger_form(server, page):
     progress = page.get_by_text("succeeded,").filter(has_text="items")
     progress.first.wait_for()
     lines = progress.all_inner_texts()
-    page.screenshot(path=SCREENSHOTS / "04-sensor-log.png")
+    page.screenshot(path=SCREENSHOTS / "07-sensor-log.png")
     assert any(
         f"{manifest['batch_count']} succeeded," in line and f"of {manifest['batch_count']} items" in line
         for line in lines
     ), lines
 
-    # The plugin's "Map runs" page, in the UI (Browse > Map runs, an iframe): this run, all items done.
+    # The plugin's JSON needs a signed-in user: the API's bearer token works, no credentials get 401.
     batches = manifest["batch_count"]
-    page.goto(f"{server.url}/plugin/xacct-map-runs")
-    row = page.frame_locator("iframe").locator("#map-runs tbody tr", has_text=RUN_ID)
-    row.wait_for()
-    text = row.inner_text()
-    page.screenshot(path=SCREENSHOTS / "05-map-runs.png")
-    assert "SUCCEEDED" in text and f"{batches} / {batches} (100.0%)" in text, text
-    # Its data needs a signed-in user: the API's bearer token works, no credentials get 401.
     assert requests.get(f"{server.url}/xacct-map/runs.json", timeout=15).status_code == 401
-    rows = requests.get(
+    detail = f"{server.url}/xacct-map/dags/{DAG_ID}/runs/{RUN_ID}/json"
+    assert requests.get(detail, timeout=15).status_code == 401
+    data = requests.get(
         f"{server.url}/xacct-map/runs.json",
         params={"dag_id": DAG_ID},
         timeout=15,
         headers={"Authorization": f"Bearer {server.token()}"},
     ).json()
-    (mine,) = [r for r in rows if r["run_id"] == RUN_ID]
+    (mine,) = [r for r in data["runs"] if r["run_id"] == RUN_ID]
     assert (mine["status"], mine["succeeded"], mine["failed"], mine["total"]) == ("SUCCEEDED", batches, 0, batches)
+    assert mine["source"] == "final" and len(mine["history"]) >= 2  # the trigger's polls, recorded
+
+
+def _watch_the_run_on_the_map_runs_page(server, page) -> None:
+    """Browse > Map runs (the plugin's page in an iframe) while the run is in flight: the bar moves
+    part-way and to the end without a reload; the links are the extra links; the detail view charts it."""
+    page.goto(f"{server.url}/plugin/xacct-map-runs")
+    frame = page.frame_locator("iframe")
+    row = frame.locator(f'#map-runs tbody tr[data-run-id="{RUN_ID}"]')
+    bar = row.locator(".bar[data-total]")
+    bar.wait_for(timeout=150_000)  # the sensor is waiting and its Map Run exists
+    plugin = next(f for f in page.frames if "/xacct-map/" in f.url)
+    plugin.evaluate("window.xacctMapNotReloaded = true")  # a reload would drop it
+    seen: list[tuple[int, int]] = []
+
+    def done_of_total() -> tuple[int, int]:
+        done, total = int(bar.get_attribute("data-done") or 0), int(bar.get_attribute("data-total") or 0)
+        seen.append((done, total))
+        return done, total
+
+    # Part-way, of all the manifest's items (the total is known before the Map Run has counted them all).
+    _wait(lambda: 0 < done_of_total()[0] < seen[-1][1] == OBJECTS, 120, "the bar part-way", interval=0.5)
+    page.screenshot(path=SCREENSHOTS / "03-map-runs-part-way.png")
+    text = row.inner_text()
+    assert "items/s" in text and "ETA" in text and "running" in text, text
+
+    def finished() -> bool:  # and the sensor's own summary arrived (source "final", its links persisted)
+        done, total = done_of_total()
+        return (
+            row.get_attribute("data-status") == "SUCCEEDED"
+            and done == total == OBJECTS
+            and row.get_attribute("data-source") == "final"
+        )
+
+    _wait(finished, 150, f"run {RUN_ID} to reach the end of its bar", interval=0.5)
+    page.screenshot(path=SCREENSHOTS / "04-map-runs-done.png")
+    assert plugin.evaluate("window.xacctMapNotReloaded === true"), "the page reloaded instead of updating"
+    assert len({done for done, _ in seen}) >= 3, seen  # moved in steps, not only start and end
+    # The console links: the very URLs of the sensor's and the build task's extra links.
+    links = {a.get_attribute("class"): a.get_attribute("href") for a in row.locator(".links a").all()}
+    base = f"/dags/{DAG_ID}/dagRuns/{RUN_ID}/taskInstances"
+    sensor_links = server.api(f"{base}/wait_for_map_run/links")["extra_links"]
+    build_links = server.api(f"{base}/build_manifest/links")["extra_links"]
+    assert links == {
+        "link-execution": sensor_links["State Machine Executions Details"],
+        "link-map_run": sensor_links["Map Run"],
+        "link-manifest": build_links["Manifest (S3)"],
+    }
+    assert links["link-map_run"].startswith("https://console.aws.amazon.com/states/home?region=us-east-1#/v2/map-run/")
+    # The detail view: items done over time, drawn from the recorded snapshots.
+    row.get_by_role("link", name=RUN_ID).click()
+    chart = frame.locator("#chart svg polyline.done")
+    chart.wait_for()
+    assert len((chart.get_attribute("points") or "").split()) >= 3
+    page.screenshot(path=SCREENSHOTS / "05-map-run-detail.png")
 
 
 def _task_state(server, run_id: str, task_id: str) -> str:
@@ -348,7 +406,7 @@ def test_scheduled_runs_process_every_seeded_object_once(server, page):
     # The runs list in the UI shows them as scheduled runs.
     page.goto(f"{server.url}/dags/{DAG_ID}/runs")
     page.get_by_text(next(iter(counts))).first.wait_for()
-    page.screenshot(path=SCREENSHOTS / "06-runs.png")
+    page.screenshot(path=SCREENSHOTS / "08-runs.png")
 
 
 def test_a_failed_run_shows_the_actionable_error_in_the_task_log(server, page):
@@ -376,7 +434,7 @@ def test_a_failed_run_shows_the_actionable_error_in_the_task_log(server, page):
     report = page.get_by_text("list_source").filter(has_text="FAILED")
     report.first.wait_for()
     log = page.locator("body").inner_text()
-    page.screenshot(path=SCREENSHOTS / "07-failed-run-log.png")
+    page.screenshot(path=SCREENSHOTS / "09-failed-run-log.png")
     # What failed, why (the AWS error code) and what fixes it, in the UI's log view.
     assert "xacct-map-no-such-bucket" in log and "NoSuchBucket" in log, log[-3000:]
 

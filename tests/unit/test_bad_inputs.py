@@ -133,6 +133,8 @@ def test_a_bad_command_line_value_stops_with_one_line_naming_it(capsys, argument
 PARAMS = [
     ("account id", "source_account_id", "12345"),
     ("bucket", "source_bucket", "My_Bucket"),
+    ("multi-region access point", "source_bucket", "arn:aws:s3::111111111111:accesspoint/mfzwi23gnjvgw.mrap"),
+    ("request payer", "request_payer", "owner"),
     ("inventory bucket", "inventory_bucket", "s3://inventory"),
     ("state machine", "state_machine_arn", "my-state-machine"),
     ("keys per batch", "max_keys_per_batch", 0),

@@ -62,13 +62,24 @@ def test_throttling_codes():
     assert not is_throttling(error("ExecutionDoesNotExist")) and not is_throttling(ValueError("x"))
 
 
-def test_the_ui_page_never_calls_step_functions():
-    """The Map runs page reads the sensors' XComs only: no client, no hook, no DescribeMapRun per view."""
+def test_the_ui_page_calls_step_functions_only_through_its_cache():
+    """The Map runs page looks at AWS (through the sensor's own hook) only inside ``cache.get``'s look,
+    so each run costs at most one look per refresh interval however many browsers poll it
+    (the behaviour: tests/unit/test_ui.py::test_the_page_makes_one_aws_look_per_run_per_interval...)."""
     source = (Path(__file__).resolve().parents[2] / "plugins/xacct_map/ui.py").read_text()
     tree = ast.parse(source)
     imported = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not {"boto3", "botocore", "aiobotocore"} & {m.split(".")[0] for m in modules | imported if m}
-    assert not {"DistributedMapHook", "snapshot", "snapshot_async"} & imported
     called = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     assert not {"describe_map_run", "list_map_runs", "describe_execution", "client"} & called
+    in_cache_looks = {
+        id(inner)
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "get"
+        for arg in call.args
+        if isinstance(arg, ast.Lambda)
+        for inner in ast.walk(arg)
+    }
+    hook_calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "_hook"]
+    assert hook_calls and all(id(n) in in_cache_looks for n in hook_calls)

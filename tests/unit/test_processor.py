@@ -151,6 +151,34 @@ def test_every_get_sends_expected_bucket_owner():
             )
 
 
+def test_a_requester_pays_source_read_through_an_access_point_sends_request_payer():
+    # The execution input's source block says who pays; the item names the access point ARN as its bucket.
+    arn = "arn:aws:s3:us-east-1:222222222222:accesspoint/shared"
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    with Stubber(client) as stub:
+        stub.add_response(
+            "get_object",
+            {"Body": io.BytesIO(b"data"), "ContentLength": 4, "ETag": '"e"'},
+            expected_params={
+                "Bucket": arn,
+                "Key": "k",
+                "ExpectedBucketOwner": "111111111111",
+                "RequestPayer": "requester",
+            },
+        )
+        result = processor.process_batch(
+            lambda obj: {"body": obj.read().decode(), "args": obj.read_args},
+            {"bucket": arn, "keys": ["k"], "source": {"account_id": "111111111111", "request_payer": "requester"}},
+            client=client,
+        )
+    assert result["results"] == [
+        {
+            "key": "k",
+            "result": {"body": "data", "args": {"ExpectedBucketOwner": "111111111111", "RequestPayer": "requester"}},
+        }
+    ]
+
+
 def test_a_raising_object_fails_the_batch_naming_it_and_the_others_still_run(s3, capsys):
     done = []
 

@@ -55,8 +55,9 @@ def _where_arguments(where) -> None:
         type=options.source_or_file(),
         metavar="S3URI",
         help="s3://bucket/prefix to list (with --inventory: the bucket and prefix to keep; with --keys-from: "
-        "the bucket of keys the list names without one). Repeat for several sources (overlapping prefixes "
-        "are listed once), or give file://sources.json: a JSON list of "
+        "the bucket of keys the list names without one); the bucket may be an access point ARN "
+        "(s3://arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME/prefix) or alias. Repeat for several sources "
+        "(overlapping prefixes are listed once), or give file://sources.json: a JSON list of "
         '{"uri", "role_arn", "account_id", "region", "external_id"}, each field but uri optional',
     )
     where.add_argument(
@@ -223,7 +224,14 @@ def _aws_arguments(aws) -> None:
         type=options.account_id,
         default=None,
         metavar="ACCOUNT",
-        help="account that must own the source bucket (sent as ExpectedBucketOwner)",
+        help="account that must own the source bucket (sent as ExpectedBucketOwner; through an access point, "
+        "the bucket's owner)",
+    )
+    aws.add_argument(
+        "--request-payer",
+        choices=("requester",),
+        default=None,
+        help="the source is Requester Pays: send RequestPayer=requester on every source call (this account pays)",
     )
     aws.add_argument(
         "--dest-bucket-owner",
@@ -393,6 +401,7 @@ def _request(args: argparse.Namespace) -> ManifestRequest:
         max_part_bytes=args.manifest_part_bytes,
         manifest_bucket_owner=args.dest_bucket_owner,
         on_empty=args.on_empty,
+        request_payer=args.request_payer,
     )
 
 
@@ -467,7 +476,8 @@ def _build(args: argparse.Namespace, request: ManifestRequest, progress: Progres
             )
             if request.source_inventory:
                 state["reading_inventory"] = True
-                source = inventory_source(request, pipeline, open_inventory(pipeline, request.source_inventory))
+                report = open_inventory(pipeline, request.source_inventory, request_payer=request.request_payer)
+                source = inventory_source(request, pipeline, report)
                 state["reading_inventory"] = False
             elif request.keys_from:
                 source = key_list_source(request, pipeline)

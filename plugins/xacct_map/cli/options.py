@@ -188,14 +188,14 @@ _BUCKET_SHAPE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 def s3_uri(*, key_required: bool = False) -> Check:
     """``s3://bucket/prefix`` (or ``s3://bucket/key`` with ``key_required``), returned as given."""
-    from xacct_map.core.s3uri import split_s3_uri
+    from xacct_map.core.s3uri import access_point, split_s3_uri
 
     def check(text: str) -> str:
         try:
             bucket, _ = split_s3_uri(text, what="", key_required=key_required)
         except ValueError as err:
             raise argparse.ArgumentTypeError(str(err).strip()) from None
-        if not _BUCKET_SHAPE.match(bucket):
+        if not _BUCKET_SHAPE.match(bucket) and access_point(bucket) is None:
             raise argparse.ArgumentTypeError(
                 f"{text!r}: {bucket!r} is not an S3 bucket name (3-63 lowercase letters, digits, dots or hyphens)"
             )

@@ -14,6 +14,11 @@ import sys
 from xacct_map.cli import options
 from xacct_map.setup import policies
 
+_ACCESS_POINT_HELP = (
+    "the source is read through this access point (its ARN, also for an alias; it may belong to another account): "
+    "prints its policy and the bucket's delegation statements"
+)
+
 
 def register(subparsers) -> None:
     """Add the ``policy`` subcommand to the ``xacct-map`` parser."""
@@ -47,6 +52,7 @@ def register(subparsers) -> None:
         help="the role of Airflow's AWS connection, pipeline account (default: %(default)s)",
     )
     parser.add_argument("--kms-key", default=None, help="ARN of the source bucket's SSE-KMS key, if any")
+    parser.add_argument("--access-point", default=None, metavar="ARN", help=_ACCESS_POINT_HELP)
     parser.add_argument("--region", default="us-east-1", help="the pipeline Region (default: %(default)s)")
     parser.add_argument("--source-region", default=None, help="the source bucket's Region (default: --region)")
     parser.add_argument(
@@ -135,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             result_writer=args.result_writer,
             state_machine_role=args.state_machine_role,
             processor_arn=args.processor_arn,
+            access_point=args.access_point,
         )
     except policies.PolicyInputError as err:
         print(f"xacct-map policy: {err}", file=sys.stderr)
@@ -146,11 +153,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.only:
         if args.only not in documents:
-            reason = (
-                "it needs --kms-key"
-                if args.only == "source_kms_key_policy"
-                else "the Airflow role lists the bucket itself, so there is no lister role"
-            )
+            reason = {
+                "source_kms_key_policy": "it needs --kms-key",
+                "source_access_point_policy": "it needs --access-point",
+            }.get(args.only, "the Airflow role lists the bucket itself, so there is no lister role")
             print(f"xacct-map policy: no {args.only} document for these options: {reason}", file=sys.stderr)
             return 2
         print(policies.render(documents[args.only]))

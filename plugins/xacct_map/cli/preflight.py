@@ -59,6 +59,12 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--kms-key", default=None, type=options.kms_key_arn, help="the source bucket's SSE-KMS key ARN (for the fixes)"
     )
+    parser.add_argument(
+        "--request-payer",
+        choices=("requester",),
+        default=None,
+        help="the source is Requester Pays: send RequestPayer=requester on the source checks",
+    )
     parser.add_argument("--profile", default=None, help="AWS profile of the pipeline account")
     parser.add_argument(
         "--region", default=None, type=options.region, help="pipeline Region (default: the state machine ARN's)"
@@ -90,6 +96,7 @@ def _command(args: argparse.Namespace) -> int:
         state_machine_role=args.state_machine_role,
         source_region=args.source_region,
         kms_key=args.kms_key,
+        request_payer=args.request_payer,
         region=args.region,
         endpoint_url=args.endpoint_url,
     )

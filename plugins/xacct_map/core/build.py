@@ -28,7 +28,7 @@ from xacct_map.core.keylists import iter_key_list, key_list_format, open_key_lis
 from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES
 from xacct_map.core.listing import iter_objects
 from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, ManifestSummary, write_manifest
-from xacct_map.core.s3uri import split_s3_uri
+from xacct_map.core.s3uri import access_point, is_access_point_alias, split_s3_uri
 from xacct_map.core.sources import SourceSpec, collapse
 from xacct_map.core.versions import VERSIONS, iter_object_versions
 
@@ -73,6 +73,8 @@ class ManifestRequest:
     manifest_bucket_owner: str | None = None
     write_metadata: bool = True
     on_empty: str = "run"
+    #: ``"requester"``: the source (and its inventory) is Requester Pays; sent on every source call.
+    request_payer: str | None = None
     sources: tuple[SourceSpec, ...] = ()
     keys_from: str | None = None
     keys_format: str = "auto"
@@ -150,6 +152,7 @@ def listed_source(
             request.source_prefix,
             versions=request.versions,
             expected_bucket_owner=request.source_account_id,
+            request_payer=request.request_payer,
         )
         stats.update(engine="ListObjectVersions", versions=request.versions)
     objects = (
@@ -160,6 +163,7 @@ def listed_source(
             request.source_bucket,
             request.source_prefix,
             expected_bucket_owner=request.source_account_id,
+            request_payer=request.request_payer,
             listing_engine=listing_engine,
             credentials=credentials,  # the client's own credentials, refreshed for an assumed role
             verify=verify,
@@ -174,6 +178,7 @@ def listed_source(
         "account_id": request.source_account_id,
         "region": getattr(getattr(client, "meta", None), "region_name", None),
         "listing": stats,
+        **_payer(request),
     }
     return Source(_timed(objects, stats), description)
 
@@ -197,7 +202,7 @@ def listed_sources(
         for s in specs
     ]
     description: dict = {**entries[0], "type": "sources", "prefix": "" if len(specs) > 1 else specs[0].prefix}
-    description["sources"] = entries
+    description.update(sources=entries, **_payer(request))
 
     def groups() -> Iterator:
         for spec, entry in zip(specs, entries, strict=True):
@@ -244,6 +249,7 @@ def key_list_source(request: ManifestRequest, reader) -> Source:
         "format": fmt,
         "sizes": "unknown",
         "key_list": stats,
+        **_payer(request),  # the processor's reads of the listed keys
     }
     stream = open_key_list(location, reader)
     keys = iter_key_list(
@@ -255,6 +261,11 @@ def key_list_source(request: ManifestRequest, reader) -> Source:
         versions=request.pinned,  # unpinned, two versions of a key would be the same key twice
     )
     return Source(((bucket, group) for bucket, group in groupby(keys, attrgetter("bucket"))), description, grouped=True)
+
+
+def _payer(request: ManifestRequest) -> dict:
+    """``{"request_payer": "requester"}`` for a Requester Pays source: the processor's reads send it too."""
+    return {"request_payer": request.request_payer} if request.request_payer else {}
 
 
 def _timed(objects: Iterable, stats: dict) -> Iterator:
@@ -270,14 +281,23 @@ def inventory_source(request: ManifestRequest, reader, report: InventoryManifest
     :raises InventoryError: the report describes another bucket than ``source_bucket``.
     """
     bucket = request.source_bucket or report.source_bucket
-    if request.source_bucket and report.source_bucket and report.source_bucket != request.source_bucket:
+    # A report names the bucket, never an access point in front of it (which is read through).
+    through_access_point = access_point(request.source_bucket) or is_access_point_alias(request.source_bucket)
+    if (
+        request.source_bucket
+        and report.source_bucket
+        and report.source_bucket != request.source_bucket
+        and not through_access_point
+    ):
         raise InventoryError(
             f"inventory {report.uri} is a report of bucket {report.source_bucket!r}, not of the source bucket "
             f"{request.source_bucket!r}: point the inventory at {request.source_bucket!r}'s inventory "
             "configuration, or the source at the bucket it describes."
         )
     counts: dict = {}  # filled while the manifest is written, recorded in its metadata
-    objects = iter_inventory_objects(reader, report, prefix=request.source_prefix, stats=counts)
+    objects = iter_inventory_objects(
+        reader, report, prefix=request.source_prefix, request_payer=request.request_payer, stats=counts
+    )
     description = {
         "type": "inventory",
         "bucket": bucket,
@@ -285,6 +305,7 @@ def inventory_source(request: ManifestRequest, reader, report: InventoryManifest
         "account_id": request.source_account_id,
         "region": request.source_region,
         "inventory": {**report.as_dict(), "counts": counts},
+        **_payer(request),
     }
     return Source(objects, description)
 
@@ -386,7 +407,9 @@ def explain_build_error(
         return explain_assume_role_error(err, role_arn=role_arn or identity)
     if request.source_inventory and (reading_inventory or operation in ("GetObject", "HeadObject")):
         bucket, prefix = split_s3_uri(request.source_inventory)
-        return explain_inventory_error(err, bucket=bucket, key=prefix, identity=identity)
+        return explain_inventory_error(
+            err, bucket=bucket, key=prefix, identity=identity, request_payer=request.request_payer
+        )
     if operation.startswith("ListObjects") or operation == "HeadBucket":
         return explain_source_error(
             err,
@@ -395,6 +418,7 @@ def explain_build_error(
             prefix=(getattr(err, "prefix", "") or "") if getattr(err, "bucket", None) else request.source_prefix,
             identity=identity,
             owner=request.source_account_id,
+            request_payer=request.request_payer,
         )
     return _explain_write_error(err, request, operation)
 

@@ -14,6 +14,7 @@ from botocore.credentials import DeferredRefreshableCredentials
 from botocore.session import get_session
 
 from xacct_map.core.arns import ROLE_ARN
+from xacct_map.core.s3uri import access_point
 
 _SESSION_NAME_UNSAFE = re.compile(r"[^\w+=,.@-]")
 
@@ -76,12 +77,17 @@ def bucket_region(s3_client, bucket: str, *, expected_bucket_owner: str | None =
     so a lister whose role only has ``s3:ListBucket`` under a prefix still learns the Region. A 404
     (no such bucket) has no header: then None, and the listing itself reports the missing bucket.
 
+    An access point ARN's Region is the ARN's (no request); an alias is asked like a bucket.
+
     :param s3_client: any S3 client that can reach the bucket's partition.
     :param expected_bucket_owner: sent as ``ExpectedBucketOwner``: the bucket of another account
         than the expected one answers 403 (still with its Region), never a 200.
     """
     from botocore.exceptions import ClientError
 
+    point = access_point(bucket)
+    if point is not None:  # an access point ARN names its Region
+        return point.region
     owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
     try:
         response = s3_client.head_bucket(Bucket=bucket, **owner)

@@ -29,8 +29,20 @@ def error_code(err: ClientError) -> str:
     )
 
 
-def explain_source_error(err: ClientError, *, bucket: str, prefix: str, identity: str, owner: str | None) -> str:
-    """Explain a failed ListObjectsV2 on the source bucket."""
+def requester_pays_hint(request_payer: str | None, option: str = "request_payer='requester'") -> str:
+    """What a 403 on a source may also mean: a Requester Pays bucket read without saying who pays."""
+    if request_payer:
+        return ""
+    return (
+        " If the bucket is Requester Pays (shared and partner data sets often are), every request must say "
+        f"the reader pays: set {option} (CLI: --request-payer requester)."
+    )
+
+
+def explain_source_error(
+    err: ClientError, *, bucket: str, prefix: str, identity: str, owner: str | None, request_payer: str | None = None
+) -> str:
+    """Explain a failed ListObjectsV2 on the source bucket (a bucket, an access point ARN or alias)."""
     code = error_code(err)
     where = f"s3://{bucket}/{prefix}"
     if code in ("NoSuchBucket", "404"):
@@ -45,11 +57,17 @@ def explain_source_error(err: ClientError, *, bucket: str, prefix: str, identity
             if owner
             else ""
         )
+        resource = bucket if bucket.startswith("arn:") else f"arn:aws:s3:::{bucket}"
+        via = (
+            " (an access point: its policy, and the bucket's policy delegating to access points)"
+            if bucket.startswith("arn:") or bucket.endswith("-s3alias")
+            else ""
+        )
         return (
-            f"Access denied listing {where} as {identity} ({code}). The source account's bucket policy "
-            f"(or the assumed role's policy) must allow s3:ListBucket on arn:aws:s3:::{bucket}"
+            f"Access denied listing {where} as {identity} ({code}). The source account's bucket policy{via} "
+            f"(or the assumed role's policy) must allow s3:ListBucket on {resource}"
             f"{' with an s3:prefix condition matching ' + repr(prefix) if prefix else ''}; "
-            f"`xacct-map policy` prints the exact statements.{hint}"
+            f"`xacct-map policy` prints the exact statements.{hint}{requester_pays_hint(request_payer)}"
         )
     if code == "PermanentRedirect" or code == "AuthorizationHeaderMalformed":
         return (

@@ -14,7 +14,13 @@ dated, easy to update; shipped in the wheel). The model, per run of the shipped 
   request plus its duration (rounded up to 100 ms) x 64 MB;
 * Lambda: requests, plus duration (seconds per batch x memory) when ``seconds_per_batch`` is given.
 
-Data transfer (cross-Region reads), CloudWatch Logs and KMS requests are not included.
+A Requester Pays source (``request_payer="requester"``) bills the reading account for what the
+bucket owner would otherwise pay: the source's requests (one GetObject per object, the listing's
+ListObjectsV2 pages) and the data transfer out of the bucket (free to the same Region, the
+inter-Region price per GB from another): ``cost_requester_pays``, None for other sources.
+
+Other data transfer (cross-Region reads of a bucket you do not pay for), CloudWatch Logs and KMS
+requests are not included.
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ class Estimate:
     region: str
     prices_region: str
     prices_as_of: str
+    cost_requester_pays: float | None = None  # the source's requests and transfer, billed to the reader
+    cost_requester_pays_transfer: float = 0.0  # the transfer part (the requests are in cost_s3_requests)
+    requester_pays_transfer_gb: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -74,8 +83,14 @@ def estimate(
     lambda_memory_mb: int = 1024,
     seconds_per_batch: float | None = None,
     prices: dict | None = None,
+    request_payer: str | None = None,
+    source_region: str | None = None,
 ) -> Estimate:
-    """The counts and list-price costs of processing ``objects`` objects in ``batches`` batches."""
+    """The counts and list-price costs of processing ``objects`` objects in ``batches`` batches.
+
+    :param request_payer: ``"requester"``: add the Requester Pays charges (see the module docstring).
+    :param source_region: the source bucket's Region (transfer from another Region is charged).
+    """
     prices = prices or load_prices()
     prices_region = region if region in prices["regions"] else prices["default_region"]
     p, a = prices["regions"][prices_region], prices["assumptions"]
@@ -89,6 +104,14 @@ def estimate(
     duration = None
     if seconds_per_batch is not None:
         duration = children * seconds_per_batch * lambda_memory_mb / 1024 * p["lambda_per_gb_second"]
+    requester_pays, transfer_gb, transfer = None, 0.0, 0.0
+    if request_payer == "requester":
+        transfer_gb = total_bytes / 1024**3
+        cross_region = bool(source_region) and source_region != region
+        transfer = (
+            transfer_gb * p["s3_transfer_inter_region_per_gb" if cross_region else "s3_transfer_same_region_per_gb"]
+        )
+        requester_pays = objects * p["s3_get_per_request"] + lists * p["s3_list_per_request"] + transfer
     return Estimate(
         objects=objects,
         bytes=total_bytes,
@@ -105,6 +128,9 @@ def estimate(
         region=region,
         prices_region=prices_region,
         prices_as_of=str(prices["as_of"]),
+        cost_requester_pays=requester_pays,
+        cost_requester_pays_transfer=transfer,
+        requester_pays_transfer_gb=transfer_gb,
     )
 
 
@@ -128,6 +154,15 @@ def format_estimate(e: Estimate, seconds_per_batch: float | None = None) -> str:
             f"state transitions) | EXPRESS children {_usd(e.cost_express)}",
             f"  Lambda          requests {_usd(e.cost_lambda_requests)}{duration}",
             f"  S3              requests {_usd(e.cost_s3_requests)}",
+            *(
+                [
+                    f"  Requester Pays  {_usd(e.cost_requester_pays)} billed to the reading account: the source's "
+                    f"requests (in S3 above) and transfer {_usd(e.cost_requester_pays_transfer)} "
+                    f"({e.requester_pays_transfer_gb:,.2f} GB; free within the bucket's Region)"
+                ]
+                if e.cost_requester_pays is not None
+                else []
+            ),
             f"  list prices of {where}, price table as of {e.prices_as_of} (xacct_map/core/data/prices.json); "
             "data transfer, logs and KMS not included",
         ]
@@ -140,8 +175,10 @@ def estimate_manifest(
     """The estimate of a built manifest (the manifest task's XCom, ``ManifestSummary.as_dict()``).
 
     The flat and keys layouts record no batches: ItemBatcher makes them at run time, by
-    ``max_items_per_batch`` (the deploy's ``--max-items-per-batch``, default 100).
+    ``max_items_per_batch`` (the deploy's ``--max-items-per-batch``, default 100). A Requester Pays
+    source (``source.request_payer``) adds its charges, from the source's recorded Region.
     """
+    source = manifest.get("source") or {}
     return estimate(
         objects=int(manifest.get("object_count") or 0),
         total_bytes=int(manifest.get("total_bytes") or 0),
@@ -150,4 +187,6 @@ def estimate_manifest(
         max_items_per_batch=max_items_per_batch,
         region=region or "us-east-1",
         seconds_per_batch=seconds_per_batch,
+        request_payer=source.get("request_payer"),
+        source_region=source.get("region"),
     )

@@ -37,6 +37,7 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
+from xacct_map.core.errors import requester_pays_hint
 from xacct_map.core.listing import S3Object
 from xacct_map.core.s3uri import split_s3_uri
 from xacct_map.core.timestamps import s3_timestamp
@@ -87,11 +88,15 @@ class InventoryManifest:
         }
 
 
-def _owner(expected_bucket_owner: str | None) -> dict:
-    return {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+def _owner(expected_bucket_owner: str | None, request_payer: str | None = None) -> dict:
+    """The parameters every read sends: ExpectedBucketOwner, and RequestPayer for a Requester Pays bucket."""
+    params = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+    return params | ({"RequestPayer": request_payer} if request_payer else {})
 
 
-def explain_inventory_error(err: ClientError, *, bucket: str, key: str, identity: str = "") -> str:
+def explain_inventory_error(
+    err: ClientError, *, bucket: str, key: str, identity: str = "", request_payer: str | None = None
+) -> str:
     """A ClientError while reading an inventory, as a message naming the object and what to do."""
     code = err.response.get("Error", {}).get("Code", "")
     who = f" as {identity}" if identity else ""
@@ -103,13 +108,15 @@ def explain_inventory_error(err: ClientError, *, bucket: str, key: str, identity
         return (
             f"Access denied reading inventory s3://{bucket}/{key}{who} ({code}): the reader needs "
             f"s3:ListBucket on arn:aws:s3:::{bucket} and s3:GetObject on the report's objects "
-            "(and kms:Decrypt if the inventory is encrypted with SSE-KMS)."
+            f"(and kms:Decrypt if the inventory is encrypted with SSE-KMS).{requester_pays_hint(request_payer)}"
         )
     message = err.response.get("Error", {}).get("Message", err)
     return f"Reading inventory s3://{bucket}/{key}{who} failed: {code}: {message}"
 
 
-def find_latest_manifest(s3_client, bucket: str, prefix: str, *, expected_bucket_owner: str | None = None) -> str:
+def find_latest_manifest(
+    s3_client, bucket: str, prefix: str, *, expected_bucket_owner: str | None = None, request_payer: str | None = None
+) -> str:
     """The key of the inventory ``manifest.json`` that ``s3://bucket/prefix`` designates.
 
     ``prefix`` is the configuration's folder (the newest ``YYYY-MM-DDTHH-MMZ/`` under it that holds a
@@ -124,7 +131,7 @@ def find_latest_manifest(s3_client, bucket: str, prefix: str, *, expected_bucket
     folder = f"{prefix}/" if prefix else ""
     stamps: list[str] = []
     pages = s3_client.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=folder, Delimiter="/", **_owner(expected_bucket_owner)
+        Bucket=bucket, Prefix=folder, Delimiter="/", **_owner(expected_bucket_owner, request_payer)
     )
     for page in pages:
         for common in page.get("CommonPrefixes", ()):
@@ -134,7 +141,7 @@ def find_latest_manifest(s3_client, bucket: str, prefix: str, *, expected_bucket
     for stamp in sorted(stamps, reverse=True):  # the stamp format sorts chronologically
         key = f"{folder}{stamp}/manifest.json"
         try:
-            s3_client.head_object(Bucket=bucket, Key=key, **_owner(expected_bucket_owner))
+            s3_client.head_object(Bucket=bucket, Key=key, **_owner(expected_bucket_owner, request_payer))
             return key
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
@@ -148,10 +155,10 @@ def find_latest_manifest(s3_client, bucket: str, prefix: str, *, expected_bucket
 
 
 def read_inventory_manifest(
-    s3_client, bucket: str, key: str, *, expected_bucket_owner: str | None = None
+    s3_client, bucket: str, key: str, *, expected_bucket_owner: str | None = None, request_payer: str | None = None
 ) -> InventoryManifest:
     """Read and check one ``manifest.json``."""
-    body = s3_client.get_object(Bucket=bucket, Key=key, **_owner(expected_bucket_owner))["Body"].read()
+    body = s3_client.get_object(Bucket=bucket, Key=key, **_owner(expected_bucket_owner, request_payer))["Body"].read()
     try:
         doc = json.loads(body)
         files = tuple(doc["files"])
@@ -190,11 +197,17 @@ def read_inventory_manifest(
     )
 
 
-def open_inventory(s3_client, uri: str, *, expected_bucket_owner: str | None = None) -> InventoryManifest:
-    """The inventory report ``uri`` designates (see :func:`find_latest_manifest`)."""
+def open_inventory(
+    s3_client, uri: str, *, expected_bucket_owner: str | None = None, request_payer: str | None = None
+) -> InventoryManifest:
+    """The inventory report ``uri`` designates (see :func:`find_latest_manifest`).
+
+    :param request_payer: ``"requester"`` when the inventory's bucket is Requester Pays.
+    """
     bucket, prefix = split_s3_uri(uri, what="inventory location")
-    key = find_latest_manifest(s3_client, bucket, prefix, expected_bucket_owner=expected_bucket_owner)
-    manifest = read_inventory_manifest(s3_client, bucket, key, expected_bucket_owner=expected_bucket_owner)
+    reads = {"expected_bucket_owner": expected_bucket_owner, "request_payer": request_payer}
+    key = find_latest_manifest(s3_client, bucket, prefix, **reads)
+    manifest = read_inventory_manifest(s3_client, bucket, key, **reads)
     if manifest.bucket != bucket:
         # Data files live in the destination bucket the manifest names; we read from where we found it.
         manifest = InventoryManifest(**{**manifest.__dict__, "bucket": bucket})
@@ -342,6 +355,7 @@ def iter_inventory_objects(
     *,
     prefix: str = "",
     expected_bucket_owner: str | None = None,
+    request_payer: str | None = None,
     stats: dict | None = None,
 ) -> Iterator[S3Object]:
     """Yield every current object of the report whose key starts with ``prefix``.
@@ -356,7 +370,7 @@ def iter_inventory_objects(
     stats = stats if stats is not None else {}
     for name in ("files", "rows", "not_current", "outside_prefix", "objects"):
         stats.setdefault(name, 0)
-    owner = _owner(expected_bucket_owner)
+    owner = _owner(expected_bucket_owner, request_payer)
     reader = _iter_csv_file if manifest.file_format == "CSV" else _iter_parquet_file
     for entry in manifest.files:
         stats["files"] += 1

@@ -82,12 +82,14 @@ def source_block(
     prefix: str = "",
     account_id: str | None = None,
     region: str | None = None,
+    request_payer: str | None = None,
     *,
     sources: list[dict] | None = None,
     on_changed: str | None = None,
 ) -> dict:
     """The ``source`` block of the execution input, which the batched ASL's ``ItemSelector`` adds to
-    every child's input (see ``build_execution_input`` in :mod:`xacct_map.operators`).
+    every child's input (see ``build_execution_input`` in :mod:`xacct_map.operators`); a Requester
+    Pays source adds ``request_payer`` (the processor sends it on its reads).
 
     :param sources: several sources: ``[{"bucket", "account_id", "region"}]``, one per bucket
         (:func:`xacct_map.core.sources.source_table`): the processor reads each item's bucket as its entry says.
@@ -95,6 +97,8 @@ def source_block(
         object changed or deleted since the listing (``fail``, ``skip``, ``current``).
     """
     block: dict = {"bucket": bucket, "prefix": prefix, "account_id": account_id, "region": region}
+    if request_payer:
+        block["request_payer"] = request_payer
     if sources:
         block["sources"] = [dict(entry) for entry in sources]
     if on_changed:
@@ -107,6 +111,7 @@ def source_block_bytes(
     prefix: str = "",
     account_id: str | None = None,
     region: str | None = None,
+    request_payer: str | None = None,
     *,
     sources: list[dict] | None = None,
     on_changed: str | None = None,
@@ -126,6 +131,7 @@ def source_block_bytes(
         prefix,
         account_id or _ACCOUNT_PLACEHOLDER,
         region or _REGION_PLACEHOLDER,
+        request_payer,
         sources=table,
         on_changed=on_changed,
     )

@@ -21,6 +21,12 @@ Two engines behind one function, :func:`iter_objects`, chosen by ``listing_engin
   (botocore's Stubber, moto's ``mock_aws``), a signature other than SigV4. ``"parallel"`` raises
   :class:`ListingEngineError` then.
 
+Sources: a bucket name, an access point alias (used like a name) or an access point ARN (botocore
+sends to the access point's endpoint, ``NAME-ACCOUNT.s3-accesspoint.REGION.amazonaws.com``; the
+parallel engine lists through the same host). A directory bucket (S3 Express One Zone) lists in no
+order and refuses ``StartAfter``: it is always listed with the paginator (botocore does its
+CreateSession authentication), every key checked against those already listed.
+
 Order: the plain engine yields keys in S3's order (UTF-8 binary). The parallel engine yields
 each range in ascending order with ranges interleaved, so its output is **not globally sorted**
 (a manifest does not need it to be). Either way every key is yielded exactly once, or the
@@ -43,6 +49,7 @@ from urllib.parse import urlsplit
 import urllib3
 from botocore.exceptions import ClientError
 
+from xacct_map.core.s3uri import access_point, check_source_bucket, is_access_point_alias, is_directory_bucket
 from xacct_map.core.timestamps import s3_timestamp
 
 log = logging.getLogger(__name__)
@@ -143,6 +150,7 @@ def iter_objects(
     prefix: str = "",
     *,
     expected_bucket_owner: str | None = None,
+    request_payer: str | None = None,
     listing_engine: str = "auto",
     credentials=None,
     verify: bool | str | None = None,
@@ -165,7 +173,8 @@ def iter_objects(
     :param s3_client: a boto3 S3 client with credentials that may list ``bucket``; its endpoint,
         Region, addressing style and timeout settings are used by the parallel engine too.
     :param expected_bucket_owner: account id the bucket must belong to (sent as
-        ``ExpectedBucketOwner`` on every request; S3 answers 403 if another account owns it).
+        ``ExpectedBucketOwner`` on every request; S3 answers 403 if another account owns it; through an
+        access point, the bucket's owner). ``request_payer="requester"``: sent on every request.
     :param listing_engine: ``"auto"`` (default): the parallel engine when it can run (see the
         module docstring), else botocore's paginator; ``"parallel"``: the parallel engine or
         :class:`ListingEngineError`; ``"paginator"``: no worker processes.
@@ -201,7 +210,7 @@ def iter_objects(
         s3_client,
         bucket,
         prefix,
-        owner={"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {},
+        owner=_call_params(bucket, prefix, expected_bucket_owner, request_payer),
         engine=listing_engine,
         credentials=_credential_source(credentials),
         verify=verify,
@@ -217,6 +226,21 @@ def iter_objects(
     return chain.from_iterable(_object_pages(job))
 
 
+def _call_params(bucket: str, prefix: str, expected_bucket_owner: str | None, request_payer: str | None) -> dict:
+    """What every ListObjectsV2 of the listing sends besides the bucket and prefix (checked)."""
+    if request_payer not in (None, "requester"):
+        raise ValueError(f"request_payer must be 'requester' or None, not {request_payer!r}")
+    check_source_bucket(bucket, what="bucket")  # Multi-Region, Object Lambda access points: refused by name
+    if is_directory_bucket(bucket) and prefix and not prefix.endswith("/"):
+        raise ValueError(
+            f"s3://{bucket}/{prefix}: {bucket!r} is a directory bucket, whose listings take only prefixes "
+            f"that end in '/': use {prefix.rpartition('/')[0] + '/' if '/' in prefix else ''!r} as the prefix "
+            "and a filter (patterns) for the rest."
+        )
+    params = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+    return params | {"RequestPayer": request_payer} if request_payer else params
+
+
 @dataclass(frozen=True)
 class _Job:
     """One listing's arguments, as :func:`iter_objects` checked them."""
@@ -224,7 +248,7 @@ class _Job:
     s3_client: Any
     bucket: str
     prefix: str
-    owner: dict  # {"ExpectedBucketOwner": ...} or {}
+    owner: dict  # sent on every call: ExpectedBucketOwner and RequestPayer when given
     engine: str
     credentials: Any  # has get_frozen_credentials(), or None
     verify: bool | str | None
@@ -241,6 +265,11 @@ class _Job:
             return "listing_engine='paginator'"
         if self.engine == "auto" and self.parallelism == 1:
             return "parallelism=1"
+        if is_directory_bucket(self.bucket):
+            return (
+                f"{self.bucket!r} is a directory bucket: its listings are in no order and refuse StartAfter, "
+                "which the key ranges need"
+            )
         if config.proxies:
             return "the client sends through a proxy, which the parallel engine does not"
         if urlsplit(self.s3_client.meta.endpoint_url or "").scheme not in ("http", "https"):
@@ -272,7 +301,10 @@ def _object_pages(job: _Job) -> Iterator[Iterable[S3Object]]:
         if job.engine == "parallel":
             raise job.refuse(reason)
         log.debug("listing s3://%s/%s with botocore's paginator: %s", job.bucket, job.prefix, reason)
-        yield _iter_plain(job.s3_client, job.bucket, job.prefix, job.owner)
+        if is_directory_bucket(job.bucket):
+            yield _iter_unordered(job.s3_client, job.bucket, job.prefix, job.owner)
+        else:
+            yield _iter_plain(job.s3_client, job.bucket, job.prefix, job.owner)
         return
     first, request = _watched_list(job, MaxKeys=job.page_size)
     endpoint, reason = _endpoint(job, *request) if request else (None, _IN_PROCESS)
@@ -307,8 +339,10 @@ def _parallel_pages(job: _Job, endpoint, *, start_after: str) -> Iterator[Iterab
     except BaseException:
         pool.close()
         raise
-    if job.owner:
+    if "ExpectedBucketOwner" in job.owner:
         endpoint.headers["x-amz-expected-bucket-owner"] = job.owner["ExpectedBucketOwner"]
+    if "RequestPayer" in job.owner:  # signed with the rest: S3 checks it is part of the signature
+        endpoint.headers["x-amz-request-payer"] = job.owner["RequestPayer"]
     if endpoint.descend:
         threading.Thread(
             target=_discover,
@@ -389,13 +423,54 @@ def _plain_page(s3_client, bucket: str, prefix: str, owner: dict, params: dict) 
                 f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 could not get a page ({err})"
             ) from err
         else:
-            if isinstance(page.get("IsTruncated"), bool) and page.get("Name", bucket) == bucket:
+            if isinstance(page.get("IsTruncated"), bool) and _names_bucket(page, bucket):
                 return page
             problem = f"not a ListObjectsV2 result: {sorted(k for k in page if k != 'ResponseMetadata')}"
         log.warning("listing s3://%s/%s: page try %d of %d: %s", bucket, prefix, attempt, PLAIN_PAGE_ATTEMPTS, problem)
     raise ListingUnavailableError(
         f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 answered no valid page in {PLAIN_PAGE_ATTEMPTS} "
         f"tries ({problem})"
+    )
+
+
+def _names_bucket(page: dict, bucket: str) -> bool:
+    """The page is of ``bucket`` (through an access point, S3 may name the bucket behind it)."""
+    return page.get("Name", bucket) == bucket or access_point(bucket) is not None or is_access_point_alias(bucket)
+
+
+def _iter_unordered(s3_client, bucket: str, prefix: str, owner: dict) -> Iterator[S3Object]:
+    """A directory bucket's listing: pages in no particular order, so every key is checked against
+    the keys already listed instead of against the one before (memory: the listed keys)."""
+    seen: set[str] = set()
+    params: dict = {}
+    while True:
+        page = _plain_page(s3_client, bucket, prefix, owner, params)
+        for item in page.get("Contents", ()):
+            key = item["Key"]
+            if key in seen:
+                raise ListingOrderError(
+                    f"ListObjectsV2 on directory bucket s3://{bucket}/{prefix} listed {key!r} twice; refusing to "
+                    "build a manifest that could repeat objects. Nothing was written: retry the task."
+                )
+            seen.add(key)
+            yield _object(item)
+        if not page["IsTruncated"]:
+            return
+        if not page.get("NextContinuationToken"):
+            raise ListingUnavailableError(
+                f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 answered a truncated page without "
+                "NextContinuationToken; the rest cannot be listed. Retry the task."
+            )
+        params = {"ContinuationToken": page["NextContinuationToken"]}
+
+
+def _object(item: dict) -> S3Object:
+    return S3Object(
+        key=item["Key"],
+        size=item["Size"],
+        etag=item.get("ETag", ""),
+        last_modified=s3_timestamp(item.get("LastModified", "")),
+        storage_class=item.get("StorageClass", "STANDARD"),
     )
 
 
@@ -412,13 +487,7 @@ def _checked_objects(contents: Iterable[dict], bucket: str, prefix: str, previou
                 "(or a proxy before it) does not list as S3 does."
             )
         previous = key
-        yield S3Object(
-            key=key,
-            size=item["Size"],
-            etag=item.get("ETag", ""),
-            last_modified=s3_timestamp(item.get("LastModified", "")),
-            storage_class=item.get("StorageClass", "STANDARD"),
-        )
+        yield _object(item)
 
 
 # -- choosing and configuring the parallel engine -----------------------------------------------
@@ -445,9 +514,15 @@ def _watched_list(job: _Job, **params) -> tuple[dict, tuple[str, dict] | None]:
     client, bucket, prefix = job.s3_client, job.bucket, job.prefix
     seen: list[tuple[str, dict]] = []
 
+    # where botocore sends this bucket's requests: virtual-host or path style, or an access point's host
+    point = access_point(bucket)
+    host_label = point.host_prefix + "." if point else bucket + "."
+    path_head = None if point else "/" + bucket
+
     def watch(request, **_) -> None:
         url = urlsplit(request.url)
-        if "list-type=2" in url.query and (url.netloc.startswith(bucket + ".") or url.path.startswith("/" + bucket)):
+        ours = url.netloc.startswith(host_label) or (path_head is not None and url.path.startswith(path_head))
+        if "list-type=2" in url.query and ours:
             seen.append(
                 (request.url, {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()})
             )

@@ -757,6 +757,7 @@ def _source_bytes(source_bucket: str, source_prefix: str, described: dict) -> in
         source_prefix,
         described.get("account_id"),
         described.get("region"),
+        described.get("request_payer"),
         sources=source_table(described["sources"]) if described.get("sources") else None,
         on_changed=described.get("on_changed"),
     )

@@ -8,7 +8,7 @@ reschedule and deferrable modes, which keep no state between looks.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 
 from xacct_map.core.timestamps import iso_or_none
@@ -100,8 +100,10 @@ class MapRunSnapshot:
 
     @classmethod
     def from_dict(cls, data: dict) -> MapRunSnapshot:
-        derived = ("failed_items", "duration_seconds")
-        return cls(**{k: v for k, v in data.items() if k not in derived})
+        """The snapshot of :meth:`as_dict` (or of the sensor's summary, whose added keys, such as the
+        ``changed``/``gone`` counts, are not the snapshot's and are left out)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _result_writer(execution: dict) -> dict | None:
@@ -207,12 +209,9 @@ def failure_details(sfn_client, snap: MapRunSnapshot, *, s3_client=None, sample:
     lines: list[str] = []
     if snap.map_run_arn:
         try:
-            children = sfn_client.list_executions(mapRunArn=snap.map_run_arn, statusFilter="FAILED", maxResults=sample)
-            for child in children.get("executions", [])[:sample]:
-                detail = sfn_client.describe_execution(executionArn=child["executionArn"])
+            for child in failed_children(sfn_client, snap.map_run_arn, sample=sample):
                 lines.append(
-                    f"  failed child {child['executionArn']}: error={detail.get('error')!r} "
-                    f"cause={(detail.get('cause') or '')[:500]!r}"
+                    f"  failed child {child['execution_arn']}: error={child['error']!r} cause={child['cause']!r}"
                 )
         except Exception as err:  # noqa: BLE001 - enrichment only
             lines.append(f"  (could not list failed child executions: {str(err)[:300]})")
@@ -224,6 +223,40 @@ def failure_details(sfn_client, snap: MapRunSnapshot, *, s3_client=None, sample:
             owner = snap.execution_arn.split(":")[4] if snap.execution_arn.count(":") >= 5 else None
             lines += _failed_results_sample(s3_client, bucket, key, sample, owner)
     return "\n".join(lines)
+
+
+def failed_children(sfn_client, map_run_arn: str, *, sample: int = 3, keys: int = 5) -> list[dict]:
+    """The Map Run's first ``sample`` FAILED child executions: ARN, error, cause (cut to 500
+    characters) and the first ``keys`` object keys of the item each was given (its input)."""
+    children = sfn_client.list_executions(mapRunArn=map_run_arn, statusFilter="FAILED", maxResults=sample)
+    out = []
+    for child in children.get("executions", [])[:sample]:
+        detail = sfn_client.describe_execution(executionArn=child["executionArn"])
+        out.append(
+            {
+                "execution_arn": child["executionArn"],
+                "error": detail.get("error"),
+                "cause": (detail.get("cause") or "")[:500],
+                "keys": item_keys(detail.get("input"), keys),
+            }
+        )
+    return out
+
+
+def item_keys(item_json: str | None, limit: int = 5) -> list[str]:
+    """The object keys a Map item names, whatever the layout: a batch's ``keys``, ItemBatcher's
+    ``Items``, or one object (``key`` / ``Key``); ``[]`` for anything else."""
+    try:
+        item = json.loads(item_json or "null")
+    except ValueError:
+        return []
+    if not isinstance(item, dict):
+        return []
+    found = item.get("keys", item.get("Items"))
+    if not isinstance(found, list):
+        found = [item]
+    names = (i.get("key", i.get("Key")) if isinstance(i, dict) else i for i in found)
+    return [k for k in names if isinstance(k, str)][:limit]
 
 
 def _failed_results_sample(s3_client, bucket: str, key: str, sample: int, owner: str | None) -> list[str]:

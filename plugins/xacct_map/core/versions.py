@@ -18,7 +18,13 @@ VERSIONS = ("latest", "all")
 
 
 def iter_object_versions(
-    client, bucket: str, prefix: str = "", *, versions: str = "latest", expected_bucket_owner: str | None = None
+    client,
+    bucket: str,
+    prefix: str = "",
+    *,
+    versions: str = "latest",
+    expected_bucket_owner: str | None = None,
+    request_payer: str | None = None,
 ) -> Iterator[ListedKey]:
     """Every version (``all``) or current version (``latest``) under ``prefix``, with its VersionId.
 
@@ -28,6 +34,8 @@ def iter_object_versions(
     if versions not in VERSIONS:
         raise ValueError(f"versions must be one of {', '.join(VERSIONS)}, not {versions!r}")
     owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
+    if request_payer:
+        owner["RequestPayer"] = request_payer
     pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix, **owner)
     for page in pages:
         for version in page.get("Versions", ()):

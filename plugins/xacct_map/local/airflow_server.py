@@ -166,6 +166,8 @@ def airflow_environment(
         # Notice edits in dags/ within half a minute.
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="30",
         XACCT_MAP_POKE_INTERVAL=str(poke_interval),
+        # The Map runs page polls (and looks at a run in flight) as often as the sensor does.
+        AIRFLOW__XACCT_MAP__MAP_RUNS_REFRESH_SECONDS=str(max(1.0, poke_interval)),
     )
     if schedule:
         env["XACCT_MAP_SCHEDULE"] = schedule
@@ -406,7 +408,7 @@ def _command(args) -> int:
         return _serve(args, home)
     except (KeyboardInterrupt, _Stop):
         return 0
-    except RuntimeError as err:
+    except (RuntimeError, ValueError) as err:  # ValueError: a workload option (--processor-env, ...)
         print(f"xacct-map airflow: {err}", file=sys.stderr, flush=True)
         return 1
     finally:

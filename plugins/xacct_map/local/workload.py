@@ -5,6 +5,8 @@ Imports nothing heavy: the command modules register their options when ``xacct-m
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from xacct_map.cli import options
 
 
@@ -46,6 +48,13 @@ def add_workload_arguments(parser) -> None:
         help="an environment variable of the processor function (repeatable)",
     )
     parser.add_argument(
+        "--seconds-per-object",
+        type=options.number(0),
+        default=0.0,
+        help="slow the processor down: it sleeps this long after each object (a batch's objects still run "
+        "8 at a time), to watch a run's progress, e.g. on the Map runs page (default 0: full speed)",
+    )
+    parser.add_argument(
         "--child-execution-type",
         choices=("STANDARD", "EXPRESS"),
         default="STANDARD",
@@ -57,14 +66,20 @@ def workload_kwargs(args) -> dict:
     """:meth:`~xacct_map.local.emulator.LocalAws.deploy` keyword arguments from :func:`add_workload_arguments`."""
     from xacct_map.setup.deploy import ProcessorOptions, parse_environment
 
+    spec, environment = args.processor, parse_environment(args.processor_env)
+    if getattr(args, "seconds_per_object", 0):
+        if spec:
+            raise ValueError("--seconds-per-object slows the built-in processor: leave out --processor")
+        spec = f"{Path(__file__).with_name('slow_processor.py')}:process"
+        environment = {**environment, "XACCT_MAP_SECONDS_PER_OBJECT": str(args.seconds_per_object)}
     return {
         "objects": args.objects,
         "object_size": args.object_size,
         "source_dir": args.source_dir,
         "processor": ProcessorOptions(
-            spec=args.processor,
+            spec=spec,
             requirements=args.processor_requirements,
-            environment=parse_environment(args.processor_env),
+            environment=environment,
         ),
         "child_execution_type": args.child_execution_type,
     }

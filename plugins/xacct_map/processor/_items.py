@@ -15,6 +15,8 @@ class RunContext:
     :ivar source_account: the account that must own the source bucket (sent as ``ExpectedBucketOwner``);
         from the event's ``source.account_id``, else the ``SOURCE_ACCOUNT_ID`` environment variable.
     :ivar source_region: the source bucket's Region (the S3 client is made there).
+    :ivar request_payer: ``"requester"`` for a Requester Pays source (the event's
+        ``source.request_payer``, else the ``REQUEST_PAYER`` environment variable): sent on every read.
     :ivar execution: the parent execution's ARN (the shipped state machines pass ``$$.Execution.Id``;
         its name is derived from the DAG id and run id, :func:`xacct_map.core.naming.execution_name`).
     :ivar dag_id: the Airflow DAG, when the batch carries ``run`` (a state machine of your own can
@@ -31,6 +33,7 @@ class RunContext:
     source_bucket: str | None = None
     source_account: str | None = None
     source_region: str | None = None
+    request_payer: str | None = None
     execution: str | None = None
     dag_id: str | None = None
     run_id: str | None = None
@@ -82,6 +85,7 @@ def _context(batch_input: dict) -> RunContext:
         source_bucket=source.get("bucket"),
         source_account=source.get("account_id") or os.environ.get("SOURCE_ACCOUNT_ID") or None,
         source_region=source.get("region"),
+        request_payer=source.get("request_payer") or os.environ.get("REQUEST_PAYER") or None,
         execution=batch_input.get("execution"),
         dag_id=run.get("dag_id"),
         run_id=run.get("run_id"),

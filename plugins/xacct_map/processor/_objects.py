@@ -80,7 +80,9 @@ class S3Object:
     ``size``, ``etag`` and ``last_modified`` come from the manifest when it carries them (the flat
     layout), from the GetObject response once :meth:`open` was called, and otherwise from one
     HeadObject on first use. Every request sends ``ExpectedBucketOwner`` (the source account), so a
-    bucket name taken over by another account fails instead of being read.
+    bucket name taken over by another account fails instead of being read, and ``RequestPayer`` for
+    a Requester Pays source (:attr:`read_args`). ``bucket`` may be an access point ARN or alias:
+    boto3 reads through it.
 
     A pinned item (``on_changed`` set when the manifest was built) names the listed ``version_id`` or
     ETag: GetObject and HeadObject send ``VersionId``, or ``IfMatch`` with the ETag, so exactly what was
@@ -114,7 +116,7 @@ class S3Object:
     def _pinned_call(self, call, **args):
         """``call`` with the pin; a changed or gone object per ``on_changed`` (see the class)."""
         try:
-            return call(Bucket=self.bucket, Key=self.key, **self.owner, **self.pin, **args)
+            return call(Bucket=self.bucket, Key=self.key, **self.read_args, **self.pin, **args)
         except Exception as err:  # a botocore ClientError: told apart by its code, not its class
             outcome = _outcome_of(err) if self.pin else None
             if outcome is None:
@@ -127,7 +129,7 @@ class S3Object:
         self.version_id = self._if_match = None  # "current": read what is there now
         self.status = "changed"
         try:
-            return call(Bucket=self.bucket, Key=self.key, **self.owner, **args)
+            return call(Bucket=self.bucket, Key=self.key, **self.read_args, **args)
         except Exception as err:
             if _outcome_of(err) != "gone":
                 raise
@@ -152,6 +154,13 @@ class S3Object:
         """``{"ExpectedBucketOwner": account}`` for calls on the source bucket (empty when unknown)."""
         account = self.context.account_of(self.bucket)
         return {"ExpectedBucketOwner": account} if account else {}
+
+    @property
+    def read_args(self) -> dict:
+        """:attr:`owner` plus ``{"RequestPayer": "requester"}`` for a Requester Pays source: pass them to
+        your own calls reading the source (HeadObject, GetObject, CopyObject)."""
+        payer = self.context.request_payer
+        return self.owner | {"RequestPayer": payer} if payer else self.owner
 
     @property
     def size(self) -> int:

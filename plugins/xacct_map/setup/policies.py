@@ -14,6 +14,17 @@ Source account (the one owning the data):
   the bucket (``sts:ExternalId`` required when ``external_id`` is given). Left out when the
   Airflow role is the lister itself and lists with the bucket policy's grant alone.
 
+Sources other than a plain bucket:
+
+* ``access_point`` (an access point ARN, possibly of another account than the bucket's): the lister
+  and processor are granted on the access point (``source_access_point_policy``, its own policy;
+  the roles' policies name the access point ARN), and ``source_bucket_policy`` becomes the
+  bucket's delegation statements (``s3:DataAccessPointAccount``: requests through the access
+  points of that account only).
+* a directory bucket (``name--usw2-az1--x-s3``): every request is authorised by
+  ``s3express:CreateSession`` (read-only sessions) on the bucket; there is no prefix scoping.
+* Requester Pays needs no other permission: the reading account pays.
+
 Pipeline account (the one running Step Functions):
 
 * ``state_machine_role_trust_policy`` / ``state_machine_role_policy``: ItemReader on the manifests,
@@ -39,6 +50,8 @@ import re
 from dataclasses import dataclass
 
 from xacct_map.core.arns import ROLE_ARN
+from xacct_map.core.s3uri import access_point as parse_access_point
+from xacct_map.core.s3uri import is_directory_bucket
 
 POLICY_VERSION = "2012-10-17"
 
@@ -162,6 +175,8 @@ class PolicyInputs:
         of ``function`` (``xacct-map deploy --processor-arn``): the state machine role may invoke it.
     :param state_machine_role: the state machine's execution role (pipeline account); named here so
         ``xacct-map deploy`` creates it and ``xacct-map preflight`` checks the state machine uses it.
+    :param access_point: the ARN of the access point the source is read through (its alias cannot
+        appear in a policy: give the ARN); it may belong to another account than ``source_account``.
     """
 
     source_bucket: str
@@ -182,9 +197,11 @@ class PolicyInputs:
     result_writer: bool = False
     state_machine_role: str = "xacct-map-state-machine"
     processor_arn: str | None = None
+    access_point: str | None = None
 
     def __post_init__(self) -> None:
-        check_bucket("source_bucket", self.source_bucket)
+        directory = is_directory_bucket(self.source_bucket)
+        check_bucket("source_bucket", self.source_bucket.split("--")[0] if directory else self.source_bucket)
         check_bucket("inventory_bucket", self.inventory_bucket)
         check_account("source_account", self.source_account)
         check_account("pipeline_account", self.pipeline_account)
@@ -248,6 +265,8 @@ class PolicyInputs:
             )
         if self.kms_key is not None:
             self._check_kms_key()
+        if self.access_point is not None:
+            self._check_access_point(directory)
 
     # -- derived values ------------------------------------------------------------------------
 
@@ -325,6 +344,33 @@ class PolicyInputs:
     def bucket_arn(self, bucket: str) -> str:
         return f"arn:{self.partition}:s3:::{bucket}"
 
+    @property
+    def directory_bucket(self) -> bool:
+        """``source_bucket`` is a directory bucket (S3 Express One Zone)."""
+        return is_directory_bucket(self.source_bucket)
+
+    @property
+    def express_bucket_arn(self) -> str:
+        """A directory bucket's ARN (service ``s3express``), what CreateSession is authorised on."""
+        return f"arn:{self.partition}:s3express:{self.bucket_region}:{self.source_account}:bucket/{self.source_bucket}"
+
+    @property
+    def access_point_account(self) -> str | None:
+        point = parse_access_point(self.access_point or "")
+        return point.account if point else None
+
+    @property
+    def source_list_arn(self) -> str:
+        """What s3:ListBucket is granted on: the access point, else the bucket."""
+        return self.access_point or self.bucket_arn(self.source_bucket)
+
+    @property
+    def source_objects_arn(self) -> str:
+        """What s3:GetObject is granted on: the access point's ``object/prefix*``, else the bucket's."""
+        if self.access_point:
+            return f"{self.access_point}/object/{self.prefix}*"
+        return self.objects_arn(self.source_bucket, self.prefix)
+
     def objects_arn(self, bucket: str, prefix: str) -> str:
         return f"arn:{self.partition}:s3:::{bucket}/{prefix}*"
 
@@ -358,6 +404,24 @@ class PolicyInputs:
         if not match:  # unreachable after _role_arn; keeps the error explicit
             raise PolicyInputError(f"{field} {role_arn!r} is not a role ARN")
         return match["account"]
+
+    def _check_access_point(self, directory: bool) -> None:
+        point = parse_access_point(self.access_point or "")
+        if point is None or point.arn != self.access_point:
+            raise PolicyInputError(
+                f"access_point {self.access_point!r} is not an access point ARN "
+                "(arn:<partition>:s3:<region>:<account>:accesspoint/<name>; give the ARN, not the alias)"
+            )
+        if point.partition != self.partition or point.region != self.bucket_region:
+            raise PolicyInputError(
+                f"access_point {self.access_point!r} is not in {self.partition}/{self.bucket_region}, the bucket's "
+                "Region: an access point is in its bucket's Region"
+            )
+        if directory:
+            raise PolicyInputError(
+                f"access_point is given for directory bucket {self.source_bucket!r}: give the bucket or a regional "
+                "access point of a general purpose bucket"
+            )
 
     def _check_kms_key(self) -> None:
         key = self.kms_key
@@ -425,11 +489,74 @@ def _via_s3_condition(inputs: PolicyInputs) -> dict:
     }
 
 
+def _express_session(sid: str, inputs: PolicyInputs, principal: str | None = None) -> dict:
+    # Directory buckets authorise each session, not each request: read-only sessions list and read.
+    return _statement(
+        sid,
+        ["s3express:CreateSession"],
+        inputs.express_bucket_arn,
+        principal={"AWS": principal} if principal else None,
+        condition={"StringEquals": {"s3express:SessionMode": "ReadOnly"}},
+    )
+
+
+def _delegation_policy(inputs: PolicyInputs) -> dict:
+    """The bucket policy of a bucket read through an access point: the same grants, delegated to the
+    access points of the access point's account (``s3:DataAccessPointAccount``); the access point's
+    own policy says who may do what."""
+    through = {"StringEquals": {"s3:DataAccessPointAccount": inputs.access_point_account}}
+    return _document(
+        _statement(
+            "XacctMapDelegateListToAccessPoint",
+            ["s3:ListBucket"],
+            inputs.bucket_arn(inputs.source_bucket),
+            principal={"AWS": inputs.lister_role_arn},
+            condition=through,
+        ),
+        _statement(
+            "XacctMapDelegateReadToAccessPoint",
+            ["s3:GetObject"],
+            inputs.objects_arn(inputs.source_bucket, inputs.prefix),
+            principal={"AWS": inputs.processor_role_arn},
+            condition=through,
+        ),
+    )
+
+
+def source_access_point_policy(inputs: PolicyInputs) -> dict:
+    """The access point's policy (``aws s3control put-access-point-policy``, in the access point's account)."""
+    secure_transport = {"Bool": {"aws:SecureTransport": "true"}}
+    return _document(
+        _statement(
+            "XacctMapListSourceKeys",
+            ["s3:ListBucket"],
+            inputs.source_list_arn,
+            principal={"AWS": inputs.lister_role_arn},
+            condition={**secure_transport, **_list_condition(inputs)},
+        ),
+        _statement(
+            "XacctMapReadSourceObjects",
+            ["s3:GetObject"],
+            inputs.source_objects_arn,
+            principal={"AWS": inputs.processor_role_arn},
+            condition=secure_transport,
+        ),
+    )
+
+
 def source_bucket_policy(inputs: PolicyInputs) -> dict:
     """Statements for ``source_bucket``'s bucket policy (source account).
 
     ``put-bucket-policy`` replaces the whole policy: merge these statements into the existing one.
+    Through an access point: the delegation statements; a directory bucket: read-only sessions.
     """
+    if inputs.access_point:
+        return _delegation_policy(inputs)
+    if inputs.directory_bucket:
+        return _document(
+            _express_session("XacctMapListSourceKeys", inputs, inputs.lister_role_arn),
+            _express_session("XacctMapReadSourceObjects", inputs, inputs.processor_role_arn),
+        )
     secure_transport = {"Bool": {"aws:SecureTransport": "true"}}
     list_statement = _statement(
         "XacctMapListSourceKeys",
@@ -482,7 +609,9 @@ def lister_role_trust_policy(inputs: PolicyInputs) -> dict:
 
 def lister_role_policy(inputs: PolicyInputs) -> dict:
     """Permissions of the lister role: list ``source_bucket`` (under ``prefix``) and nothing else."""
-    statement = _statement("XacctMapListSourceKeys", ["s3:ListBucket"], inputs.bucket_arn(inputs.source_bucket))
+    if inputs.directory_bucket:
+        return _document(_express_session("XacctMapListSourceKeys", inputs))
+    statement = _statement("XacctMapListSourceKeys", ["s3:ListBucket"], inputs.source_list_arn)
     if condition := _list_condition(inputs):
         statement["Condition"] = condition
     return _document(statement)
@@ -561,11 +690,9 @@ def processor_role_policy(inputs: PolicyInputs) -> dict:
     SSE-KMS, the key policy statement).
     """
     statements = [
-        _statement(
-            "XacctMapReadSourceObjects",
-            ["s3:GetObject"],
-            inputs.objects_arn(inputs.source_bucket, inputs.prefix),
-        ),
+        _express_session("XacctMapReadSourceObjects", inputs)
+        if inputs.directory_bucket
+        else _statement("XacctMapReadSourceObjects", ["s3:GetObject"], inputs.source_objects_arn)
     ]
     if inputs.kms_key:
         statements.append(
@@ -658,6 +785,10 @@ def find_statement(document: dict, sid: str) -> dict:
 DOCUMENT_TARGETS: dict[str, tuple[str, str]] = {
     "source_bucket_policy": ("source", "merge into the bucket policy (aws s3api put-bucket-policy replaces it)"),
     "source_kms_key_policy": ("source", "merge into the KMS key policy (aws kms put-key-policy replaces it)"),
+    "source_access_point_policy": (
+        "access point",
+        "the access point's policy, in the access point's account (aws s3control put-access-point-policy)",
+    ),
     "lister_role_trust_policy": ("source", "the lister role's trust policy (aws iam update-assume-role-policy)"),
     "lister_role_policy": ("source", "inline policy of the lister role (aws iam put-role-policy)"),
     "state_machine_role_trust_policy": ("pipeline", "the state machine role's trust policy"),
@@ -675,6 +806,8 @@ def all_documents(inputs: PolicyInputs) -> dict[str, dict]:
     documents only when the lister is a role of its own (not the Airflow role listing directly).
     """
     documents = {"source_bucket_policy": source_bucket_policy(inputs)}
+    if inputs.access_point:
+        documents["source_access_point_policy"] = source_access_point_policy(inputs)
     if not inputs.lists_directly:
         documents["lister_role_trust_policy"] = lister_role_trust_policy(inputs)
         documents["lister_role_policy"] = lister_role_policy(inputs)

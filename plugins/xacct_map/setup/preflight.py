@@ -59,6 +59,7 @@ class PreflightConfig:
     :param region: the pipeline Region (default: the state machine ARN's).
     :param endpoint_url: send every call there (a local emulator).
     :param kms_key: the source bucket's SSE-KMS key ARN, if any (for the fix statements).
+    :param request_payer: ``"requester"`` for a Requester Pays source: sent on the source checks.
     """
 
     source_bucket: str
@@ -76,6 +77,13 @@ class PreflightConfig:
     region: str | None = None
     endpoint_url: str | None = None
     kms_key: str | None = None
+    request_payer: str | None = None
+
+    @property
+    def source_args(self) -> dict:
+        """What every call on the source sends: ExpectedBucketOwner, and RequestPayer when given."""
+        payer = {"RequestPayer": self.request_payer} if self.request_payer else {}
+        return {"ExpectedBucketOwner": self.source_account} | payer
 
 
 @dataclass(frozen=True)
@@ -237,11 +245,11 @@ class _Preflight:
                 )
             s3 = self.client("lister-s3", self.lister_session, "s3", self.bucket_region)
             page = s3.list_objects_v2(
-                Bucket=config.source_bucket, Prefix=config.prefix, MaxKeys=1, ExpectedBucketOwner=config.source_account
+                Bucket=config.source_bucket, Prefix=config.prefix, MaxKeys=1, **config.source_args
             )
         except Exception as err:  # noqa: BLE001
             fixes = _fixes_list(self.inputs, self.documents)
-            return _failure("list_source", summary, err, fixes, bucket=config.source_bucket)
+            return _failure("list_source", summary, err, fixes, bucket=config.source_bucket, payer=config.request_payer)
         contents = page.get("Contents") or []
         self.first_key = contents[0]["Key"] if contents else None
         details = {"bucket_region": self.bucket_region, "first_key": self.first_key, "empty": self.first_key is None}
@@ -267,10 +275,12 @@ class _Preflight:
             return self._processor_not_assumable(processor_role, summary, err)
         try:
             s3 = self.client("processor-s3", processor_session, "s3", self.bucket_region)
-            s3.head_object(Bucket=config.source_bucket, Key=self.first_key, ExpectedBucketOwner=config.source_account)
+            s3.head_object(Bucket=config.source_bucket, Key=self.first_key, **config.source_args)
         except Exception as err:  # noqa: BLE001
             fixes = _fixes_read(self.inputs, self.documents)
-            return _failure("read_source_object", summary, err, fixes, bucket=config.source_bucket)
+            return _failure(
+                "read_source_object", summary, err, fixes, bucket=config.source_bucket, payer=config.request_payer
+            )
         return CheckResult("read_source_object", OK, summary)
 
     def _processor_not_assumable(self, processor_role: str, summary: str, err: Exception) -> CheckResult:
@@ -522,12 +532,21 @@ _REASONS = {
 
 
 def _failure(
-    name: str, summary: str, err: Exception, fixes: tuple[Fix, ...], *, bucket: str | None = None
+    name: str,
+    summary: str,
+    err: Exception,
+    fixes: tuple[Fix, ...],
+    *,
+    bucket: str | None = None,
+    payer: str | None = None,
 ) -> CheckResult:
+    from xacct_map.core.errors import requester_pays_hint
+
     code = _code(err)
     reason = _REASONS.get(code, _message(err))
     if code in ("403", "AccessDenied") and bucket:
-        reason += f" (S3 answers 403 too when {bucket} is owned by another account than expected)"
+        reason += f" (S3 answers 403 too when {bucket} is owned by another account than expected)."
+        reason += requester_pays_hint(payer, "request_payer='requester' on the operators")
     if code in (
         "NoSuchBucket",
         "404",
