@@ -27,6 +27,12 @@ params too (passed together as the build task's ``object_filter``); the manifest
 
 Templates render native objects (``render_template_as_native_obj=True``): the operators get the
 params' ints, bools and lists, never their text.
+
+Assets (:mod:`xacct_map.assets`): ``build_manifest`` updates ``s3://<inventory bucket>/xacct-map/manifests/
+xacct_distributed_map`` (when ``XACCT_MAP_INVENTORY_BUCKET`` or ``AIRFLOW_VAR_XACCT_MAP_INVENTORY_BUCKET``
+is set where the DAG is parsed) and, when the Map Run succeeded, ``wait_for_map_run`` updates
+``xacct-map://processed/xacct_distributed_map`` with the source bucket, prefix and counts in the
+event's extra: ``dags/xacct_processed_downstream.py`` is scheduled on it.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Param
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from xacct_map.assets import manifest_asset, processed_asset
 from xacct_map.core.filters import STORAGE_CLASSES
 from xacct_map.operators import BuildKeyManifestOperator, PreflightOperator, StartDistributedMapOperator
 from xacct_map.sensors import DistributedMapSensor
@@ -66,8 +73,12 @@ def _setting(name: str) -> str:
     return _text(f"params.{name} or var.value.get('xacct_map_{name}', '')")
 
 
+DAG_ID = "xacct_distributed_map"
+# Fixed at parse time (Asset URIs cannot be templated): see xacct_map.assets.
+MANIFESTS = manifest_asset(DAG_ID)
+
 with DAG(
-    dag_id="xacct_distributed_map",
+    dag_id=DAG_ID,
     description="List a bucket of another AWS account and process every object with a Distributed Map",
     # Data intervals that span the period (Airflow 3's cron default, CronTriggerTimetable, gives each
     # run a zero-length interval, and an incremental listing of it would take nothing).
@@ -342,6 +353,7 @@ with DAG(
         sources="{{ params.more_sources }}",
         keys_from=_text("params.keys_from or ''"),
         on_changed=_text("params.on_changed or ''"),
+        outlets=[MANIFESTS] if MANIFESTS else [],
     )
     start_map_run = StartDistributedMapOperator(
         task_id="start_map_run",
@@ -360,5 +372,7 @@ with DAG(
         poke_interval=float(os.environ.get("XACCT_MAP_POKE_INTERVAL", "30")),
         timeout=timedelta(hours=int(os.environ.get("XACCT_MAP_TIMEOUT_HOURS", "24"))).total_seconds(),
         deferrable=True,  # the triggerer waits; no worker slot is held while the Map Run works
+        manifest=build_manifest.output,  # the processed Asset event's extra: source bucket and prefix
+        outlets=[processed_asset(DAG_ID)],  # an event only when the Map Run succeeded
     )
     preflight >> build_manifest >> start_map_run >> wait_for_map_run

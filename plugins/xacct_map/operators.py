@@ -22,6 +22,7 @@ from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from botocore.exceptions import BotoCoreError, ClientError
 
+from xacct_map.assets import manifest_extra, set_outlet_extra
 from xacct_map.core.build import (
     ON_EMPTY,
     EmptySourceError,
@@ -48,6 +49,7 @@ from xacct_map.core.s3uri import check_source_bucket
 from xacct_map.core.sources import SourceSpec, parse_source, source_table
 from xacct_map.hooks import DistributedMapHook, source_s3
 from xacct_map.links import ManifestObjectLink
+from xacct_map.metrics import emit_manifest_metrics
 from xacct_map.version_compat import (
     AirflowException,
     AirflowFailException,
@@ -56,6 +58,7 @@ from xacct_map.version_compat import (
 )
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
 _NATIVE_HINT = (
@@ -313,6 +316,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.sources, self.keys_from, self.keys_format = sources, keys_from, keys_format
         self.on_changed, self.versions = on_changed, versions
         self.request_payer = request_payer
+        self._manifest_summary: dict[str, Any] | None = None  # what execute wrote, for OpenLineage
 
     def _validate(self) -> None:
         if not self.source_bucket and not self.source_inventory and not self.sources:
@@ -458,7 +462,18 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             key=summary.key,
         )
         self._log_summary(summary)
-        return summary.as_dict()
+        self._manifest_summary = summary.as_dict()
+        emit_manifest_metrics(self._manifest_summary, dag_id=dag_id)
+        set_outlet_extra(self, context, manifest_extra(self._manifest_summary))
+        return self._manifest_summary
+
+    def get_openlineage_facets_on_complete(self, task_instance) -> OperatorLineage:
+        """OpenLineage (with the openlineage provider): input the source prefix, output the manifest."""
+        from xacct_map.lineage import manifest_lineage
+
+        return manifest_lineage(
+            source_bucket=self.source_bucket, source_prefix=self.source_prefix, manifest=self._manifest_summary
+        )
 
     def _request(self, context: Context, *, key: str) -> ManifestRequest:
         specs = self._source_specs() or [SourceSpec("", self.source_prefix)]  # an inventory may name the bucket
@@ -780,6 +795,7 @@ class StartDistributedMapOperator(AwsBaseOperator[DistributedMapHook]):
         self.execution_input = execution_input
         self.name = name
         self.on_existing = on_existing
+        self._execution_arn: str | None = None  # the execution started or attached to, for OpenLineage
 
     def execute(self, context: Context) -> str:
         if self.on_existing not in self.ON_EXISTING:
@@ -852,7 +868,19 @@ class StartDistributedMapOperator(AwsBaseOperator[DistributedMapHook]):
             aws_partition=self.hook.conn_partition,
             execution_arn=arn,
         )
+        self._execution_arn = arn
         return arn
+
+    def get_openlineage_facets_on_complete(self, task_instance) -> OperatorLineage:
+        """OpenLineage (with the openlineage provider): input the manifest; the state machine as a job
+        facet (``xacctMap_stateMachine``), the execution ARN as the run's ``externalQuery`` facet."""
+        from xacct_map.lineage import start_lineage
+
+        return start_lineage(
+            manifest=self.manifest if isinstance(self.manifest, dict) else None,
+            state_machine_arn=self.state_machine_arn,
+            execution_arn=self._execution_arn,
+        )
 
     def _log_estimate(self) -> None:
         """Dry run (issue 13): what the run would do and cost at the pipeline Region's list prices."""

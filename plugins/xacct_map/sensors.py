@@ -13,11 +13,13 @@ from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.sdk import PokeReturnValue
 from botocore.exceptions import ClientError
 
+from xacct_map.assets import processed_extra, set_outlet_extra
 from xacct_map.core.map_run import RUNNING, MapRunSnapshot, verdict
 from xacct_map.core.polling import is_throttling, next_interval, throttle_delay, throttling_code
 from xacct_map.core.progress import add_point, point
 from xacct_map.hooks import DistributedMapHook
 from xacct_map.links import MapRunLink
+from xacct_map.metrics import emit_map_run_metrics
 from xacct_map.operators import require_native
 from xacct_map.triggers import DistributedMapTrigger
 from xacct_map.version_compat import AirflowException, AirflowFailException, conf
@@ -59,6 +61,9 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
     :param max_poke_interval: the longest wait between two looks, in seconds (default 600, never
         below ``poke_interval``); the wait grows towards it while much of the run remains.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
+    :param manifest: the manifest summary pushed by :class:`~xacct_map.operators.BuildKeyManifestOperator`
+        (optional): on success, the events of the sensor's Asset outlets carry its source bucket and
+        prefix with the run's counts (:func:`xacct_map.assets.processed_extra`).
     :param aws_conn_id: AWS connection of the pipeline account.
     :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
     :param verify: Whether or not to verify SSL certificates.
@@ -68,7 +73,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
 
     aws_hook_class = DistributedMapHook
     template_fields: Sequence[str] = aws_template_fields(
-        "execution_arn", "max_failed_items", "max_failed_percentage", "stop_on_kill"
+        "execution_arn", "max_failed_items", "max_failed_percentage", "stop_on_kill", "manifest"
     )
     ui_color = "#f9c915"
     operator_extra_links = (StateMachineExecutionsDetailsLink(), MapRunLink())
@@ -82,6 +87,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
         stop_on_kill: bool = True,
         max_poke_interval: float | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        manifest: dict | Any = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -93,6 +99,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
         self.max_failed_percentage = max_failed_percentage
         self.stop_on_kill = stop_on_kill
         self.deferrable = deferrable
+        self.manifest = manifest
         self._stop_cause = ""
         self._progress: list = []  # this process's looks; the trigger's come with its event
 
@@ -199,6 +206,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
         if (ti := context.get("ti")) is not None:
             ti.xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
             ti.xcom_push(key=PROGRESS_XCOM_KEY, value=self._progress)
+        emit_map_run_metrics(snap.as_dict(), dag_id=getattr(context.get("dag"), "dag_id", ""))
         failure = verdict(
             snap,
             max_failed_items=require_native(self.max_failed_items, int, "max_failed_items"),
@@ -210,6 +218,8 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
             details = self.hook.failure_details(snap)
             raise AirflowFailException(failure + ("\n" + details if details else ""))
         self.log.info("Execution %s succeeded: %s", self.execution_arn, snap.item_counts)
+        manifest = self.manifest if isinstance(self.manifest, dict) else None
+        set_outlet_extra(self, context, processed_extra(snap.as_dict(), manifest))
         return summary
 
     # --- stop on kill ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "plugins" / "xacct_map"
-SHELLS = {"operators", "sensors", "triggers", "links", "hooks", "ui", "version_compat"}
+SHELLS = {"operators", "sensors", "triggers", "links", "hooks", "ui", "version_compat", "lineage", "assets", "metrics"}
 _MODULE_NAME = re.compile(r"xacct_map(\.\w+)+")
 
 

@@ -15,7 +15,8 @@ def test_dag_imports_without_errors_and_is_wired_in_order():
     dag = bag.dags["xacct_distributed_map"]
     assert set(dag.task_ids) == {"preflight", "build_manifest", "start_map_run", "wait_for_map_run"}
     assert dag.get_task("preflight").downstream_task_ids == {"build_manifest"}
-    assert dag.get_task("build_manifest").downstream_task_ids == {"start_map_run"}
+    # and the sensor reads the manifest summary (the processed Asset event's source bucket and prefix)
+    assert dag.get_task("build_manifest").downstream_task_ids == {"start_map_run", "wait_for_map_run"}
     assert dag.get_task("start_map_run").downstream_task_ids == {"wait_for_map_run"}
     assert {
         "source_bucket",
@@ -116,3 +117,27 @@ def test_templates_render_native_values_and_keep_text_as_text():
     assert start.render_template(start.dry_run, context, env) is True
     assert start.render_template(start.source_account_id, context, env) == "111111111111"
     assert wait.render_template(wait.max_failed_items, context, env) == 0
+
+
+def test_the_dag_declares_its_assets_and_the_example_downstream_dag_is_scheduled_on_the_processed_one(monkeypatch):
+    """Asset URIs are fixed at parse time: the manifests' bucket from the environment, "processed" per DAG."""
+    from xacct_map.version_compat import DagBag
+
+    monkeypatch.setenv("AIRFLOW_VAR_XACCT_MAP_INVENTORY_BUCKET", "my-inventory")
+    monkeypatch.delenv("XACCT_MAP_INVENTORY_BUCKET", raising=False)
+    bag = DagBag(dag_folder=str(dags_dir()))
+    assert bag.import_errors == {}
+    dag = bag.dags["xacct_distributed_map"]
+    assert [a.uri for a in dag.get_task("build_manifest").outlets] == [
+        "s3://my-inventory/xacct-map/manifests/xacct_distributed_map"
+    ]
+    assert [a.uri for a in dag.get_task("wait_for_map_run").outlets] == ["xacct-map://processed/xacct_distributed_map"]
+    assert not dag.get_task("start_map_run").outlets
+    downstream = bag.dags["xacct_processed_downstream"]
+    assert [a.uri for a in downstream.timetable.asset_condition.objects] == [
+        "xacct-map://processed/xacct_distributed_map"
+    ]
+
+    monkeypatch.delenv("AIRFLOW_VAR_XACCT_MAP_INVENTORY_BUCKET")
+    unset = DagBag(dag_folder=str(dags_dir())).dags["xacct_distributed_map"]
+    assert not unset.get_task("build_manifest").outlets  # no bucket known at parse time: no manifest Asset

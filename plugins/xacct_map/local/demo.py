@@ -116,10 +116,24 @@ def _run_dag(dags_folder: Path, conf: dict, timings: dict) -> dict:
     bag = DagBag(dag_folder=str(dags_folder))
     if DAG_ID not in bag.dags:
         raise RuntimeError(f"DAG {DAG_ID} not found in {dags_folder}: {bag.import_errors}")
+    _activate_assets(bag)
     t = time.monotonic()
     dag_run = bag.dags[DAG_ID].test(run_conf=conf)
     timings["dag_run_s"] = time.monotonic() - t
     return {"state": str(dag_run.state), "run_id": dag_run.run_id, "tasks": _task_results(dag_run)}
+
+
+def _activate_assets(bag) -> None:
+    """Airflow 3.0's ``dag.test()`` does not write the DAGs to the database, so their Assets stay
+    inactive and a task with an Asset outlet fails before it starts; 3.1's does. Write them first."""
+    from xacct_map.version_compat import AIRFLOW_V_3_1_PLUS
+
+    if AIRFLOW_V_3_1_PLUS:
+        return
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+    DagBundlesManager().sync_bundles_to_db()
+    bag.sync_to_db("dags-folder", None)
 
 
 def _task_results(dag_run) -> dict:
