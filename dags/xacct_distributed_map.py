@@ -247,6 +247,30 @@ PARAMS = {
         "read the newest S3 Inventory report instead of listing the bucket. "
         "Empty: list the bucket.",
     ),
+    "more_sources": Param(
+        [],
+        type="array",
+        items={"type": "string", "pattern": "^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.*$"},
+        title="More sources",
+        description="More s3://bucket/prefix to list into the same manifest, read with the same "
+        "connection (overlapping prefixes are listed once). Empty: only the source bucket and prefix.",
+    ),
+    "keys_from": Param(
+        None,
+        type=["null", "string"],
+        title="Key list",
+        description="Process exactly the keys of this list instead of listing: s3://bucket/key (read with "
+        "the pipeline connection) of an S3 Batch Operations CSV, JSON Lines or text (one key per line). "
+        "Empty: list the bucket.",
+    ),
+    "on_changed": Param(
+        None,
+        type=["null", "string"],
+        enum=[None, "fail", "skip", "current"],
+        title="Objects changed since the listing",
+        description="Pin each key to its listed ETag (or VersionId): fail: fail its batch; skip: do not "
+        "process it; current: process the current object. Each reported as changed/gone. Empty: not pinned.",
+    ),
     "preflight": Param(
         "manual",
         type="string",
@@ -357,6 +381,9 @@ BUILD_ARGUMENTS = dict(
     manifest_format="{{ params.manifest_format }}",
     source_inventory=_text("params.source_inventory or ''"),
     on_empty="{{ params.on_empty }}",
+    sources="{{ params.more_sources }}",
+    keys_from=_text("params.keys_from or ''"),
+    on_changed=_text("params.on_changed or ''"),
 )
 
 
@@ -441,7 +468,8 @@ with _dag(
     plan_listing = PlanKeyRangesOperator(
         task_id="plan_listing",
         **{k: v for k, v in SOURCE_AND_INVENTORY.items() if k != "manifest_bucket"},
-        listing_tasks="{{ params.listing_tasks }}",
+        # several sources or a key list: one range (a split needs one listed prefix)
+        listing_tasks="{{ 1 if params.more_sources or params.keys_from else params.listing_tasks }}",
         source_inventory=_text("params.source_inventory or ''"),
     )
     # Expanded over the plan's ranges: build_manifest[0..N-1], each its own range and manifest.

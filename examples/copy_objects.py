@@ -48,10 +48,14 @@ def process(obj: S3Object) -> dict:
     """Copy ``obj`` to ``DEST_BUCKET/DEST_PREFIX<key>``; return where it went and its ETag."""
     bucket, prefix, account = _destination()
     target = s3_client(os.environ.get("AWS_REGION"))  # the destination is in the Lambda's Region
-    source = {"Bucket": obj.bucket, "Key": obj.key}
+    # A pinned item (on_changed) copies exactly the listed version, or the listed ETag's content.
+    pin = obj.pin
+    source = {"Bucket": obj.bucket, "Key": obj.key, **({"VersionId": pin["VersionId"]} if "VersionId" in pin else {})}
     owners = {"ExpectedBucketOwner": account}
-    if obj.context.source_account:
-        owners["ExpectedSourceBucketOwner"] = obj.context.source_account
+    if "IfMatch" in pin:
+        owners["CopySourceIfMatch"] = pin["IfMatch"]
+    if obj.context.account_of(obj.bucket):  # several sources: each bucket's own account
+        owners["ExpectedSourceBucketOwner"] = obj.context.account_of(obj.bucket)
     key = prefix + obj.key
     if obj.size <= MAX_SINGLE_COPY:
         etag = target.copy_object(Bucket=bucket, Key=key, CopySource=source, **owners)["CopyObjectResult"]["ETag"]

@@ -15,6 +15,7 @@ Two ways into the source account, both standard:
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import boto3
@@ -30,6 +31,7 @@ from xacct_map.core.map_run import (
     build_snapshot,
     failure_details,
     merge_map_runs,
+    reported_changes,
     snapshot_async,
 )
 from xacct_map.core.naming import execution_arn as derive_execution_arn
@@ -131,6 +133,17 @@ class DistributedMapHook(StepFunctionHook):
         :param snap: the execution's final snapshot.
         """
         return failure_details(self.conn, snap, s3_client=self.pipeline_s3())
+
+    def reported_changes(self, snap: MapRunSnapshot) -> dict | None:
+        """Objects changed or gone since the listing, when the execution's items were pinned (its input's
+        ``source.on_changed``): :func:`xacct_map.core.map_run.reported_changes`. Best effort: None on any error."""
+        try:
+            execution = self.conn.describe_execution(executionArn=snap.execution_arn)
+            pinned = (json.loads(execution.get("input") or "{}").get("source") or {}).get("on_changed")
+            return reported_changes(self.pipeline_s3(), snap) if pinned else None
+        except Exception as err:  # noqa: BLE001 - a count for the summary, never a reason to fail
+            self.log.warning("Could not count the objects changed since the listing: %s", err)
+            return None
 
     def pipeline_s3(self):
         """An S3 client of the same connection (pipeline account)."""

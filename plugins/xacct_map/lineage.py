@@ -36,6 +36,9 @@ def manifest_lineage(*, source_bucket: str, source_prefix: str, manifest: dict |
         source_bucket = manifest.get("source_bucket") or source_bucket
         source_prefix = manifest.get("source_prefix", source_prefix)
     inputs = [s3_dataset(source_bucket, source_prefix)] if source_bucket else []
+    several = ((manifest or {}).get("source") or {}).get("sources")
+    if several:  # several sources: each listed prefix is an input
+        inputs = [s3_dataset(entry["bucket"], entry.get("prefix") or "") for entry in several]
     return OperatorLineage(inputs=inputs, outputs=manifest_datasets(manifest) if manifest else [])
 
 

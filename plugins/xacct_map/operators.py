@@ -33,12 +33,15 @@ from xacct_map.core.build import (
     build_manifest,
     explain_build_error,
     inventory_source,
+    key_list_source,
     listed_source,
+    listed_sources,
 )
 from xacct_map.core.cross_account import account_of_role, role_session_name
 from xacct_map.core.errors import TRANSIENT, error_code
 from xacct_map.core.filters import FILTER_ARGUMENTS, ObjectFilter, resolve_listing_mode
 from xacct_map.core.inventory import InventoryError, open_inventory
+from xacct_map.core.keylists import KeyListError
 from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES, check_batch_budget, check_layout, source_block
 from xacct_map.core.listing import LISTING_ENGINES, ListingEngineError, ListingUnavailableError, plan_cuts
 from xacct_map.core.manifest import (
@@ -51,6 +54,7 @@ from xacct_map.core.map_run import REDRIVABLE
 from xacct_map.core.naming import execution_arn, execution_name, manifest_key
 from xacct_map.core.ranges import MAX_RANGES, KeyRange, combine_manifests, key_ranges, range_manifest_key
 from xacct_map.core.s3uri import check_source_bucket, is_directory_bucket
+from xacct_map.core.sources import SourceSpec, parse_source, source_table
 from xacct_map.hooks import DistributedMapHook, source_s3
 from xacct_map.links import ManifestObjectLink
 from xacct_map.metrics import emit_manifest_metrics
@@ -185,6 +189,24 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         An empty range writes an empty manifest; :class:`CombineManifestsOperator` applies
         ``on_empty`` to the whole run. Batched layout, listed sources only. Not templated (keys
         may hold ``{{``). Default None: the whole prefix, as before.
+    :param sources: several sources in one manifest: ``s3://bucket/prefix`` strings or dicts
+        ``{"uri", "role_arn", "account_id", "region", "external_id"}`` (each field but ``uri`` optional,
+        defaulting to the ``source_*`` arguments; a source's own ``role_arn`` gives its ``account_id``).
+        ``source_bucket``/``source_prefix``, when given, are one more source. Overlapping prefixes are
+        listed once; one bucket must be read one way (the same role, account and Region). Every item
+        names its bucket, and the execution input's ``source.sources`` gives each bucket's account and Region.
+    :param keys_from: process exactly the keys of this list instead of listing: ``s3://bucket/key`` (read
+        with ``aws_conn_id``) or a local file; an S3 Batch Operations CSV (``bucket,key[,versionId]``, keys
+        URL-encoded), JSON Lines (``{"bucket", "key", "version_id"}``) or text (one key per line, in
+        ``source_bucket``). Streamed; duplicates dropped; a bad row fails naming its line. Sizes are
+        unknown (0): batches close by key count and the child-input budget.
+    :param keys_format: ``"auto"`` (from the suffix), ``"csv"``, ``"jsonl"`` or ``"text"``.
+    :param on_changed: pin every key to the listed version or ETag (batched layout): the processor reads
+        exactly that (``VersionId``, or ``IfMatch``) and reports objects changed or deleted since as
+        ``changed``/``gone``, then ``"fail"``s their batch, ``"skip"``s them or reads the ``"current"``
+        object. Default None: not pinned (bare keys, whatever is current is read, nothing reported).
+    :param versions: ``"latest"`` or ``"all"``: list a versioned bucket with ListObjectVersions, each
+        object with its VersionId (every version of each key with ``"all"``).
     :param aws_conn_id: AWS connection of the pipeline account (writes the manifest).
     :param region_name: AWS region_name. If not specified then the default boto3 behaviour is used.
     :param verify: Whether or not to verify SSL certificates.
@@ -220,17 +242,22 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         "listing_parallelism",
         "listing_engine",
         "on_empty",
+        "sources",
+        "keys_from",
+        "keys_format",
+        "on_changed",
+        "versions",
         "request_payer",
     )
-    template_fields_renderers = {"object_filter": "json"}
+    template_fields_renderers = {"object_filter": "json", "sources": "json"}
     ui_color = "#c7e9f1"
     operator_extra_links = (ManifestObjectLink(),)
 
     def __init__(
         self,
         *,
-        source_bucket: str,
         manifest_bucket: str,
+        source_bucket: str = "",
         source_prefix: str = "",
         manifest_key: str | None = None,
         source_aws_conn_id: str | None = None,
@@ -253,6 +280,11 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         listing_parallelism: int = 32,
         listing_engine: str = "auto",
         on_empty: str = "skip",
+        sources: list[str | dict] | None = None,
+        keys_from: str | None = None,
+        keys_format: str = "auto",
+        on_changed: str | None = None,
+        versions: str | None = None,
         request_payer: str | None = None,
         key_range: dict | None = None,
         **kwargs,
@@ -297,13 +329,17 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.listing_parallelism = listing_parallelism
         self.listing_engine = listing_engine
         self.on_empty = on_empty
+        self.sources, self.keys_from, self.keys_format = sources, keys_from, keys_format
+        self.on_changed, self.versions = on_changed, versions
         self.request_payer = request_payer
         self._manifest_summary: dict[str, Any] | None = None  # what execute wrote, for OpenLineage
         self.key_range = key_range
 
     def _validate(self) -> None:
-        if not self.source_bucket and not self.source_inventory:
-            raise AirflowFailException("source_bucket is empty: name the bucket to list in the source account.")
+        if not self.source_bucket and not self.source_inventory and not self.sources:
+            raise AirflowFailException(
+                "source_bucket is empty: name the bucket to list in the source account (or give sources=[...])."
+            )
         if not self.manifest_bucket:
             raise AirflowFailException(
                 "manifest_bucket is empty: name the pipeline account's inventory bucket that receives the manifest."
@@ -349,6 +385,28 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             except ValueError as err:
                 raise AirflowFailException(str(err)) from err
             self.source_account_id = self.source_account_id or role_account
+
+    def _source_specs(self) -> list[SourceSpec]:
+        """``source_bucket``/``source_prefix`` (if given) and ``sources``, the operator's role, account and
+        Region filling what a source leaves out (a source's own role gives its account by default)."""
+        given: list[Any] = [f"s3://{self.source_bucket}/{self.source_prefix}"] if self.source_bucket else []
+        given += require_native(self.sources, list, "sources", optional=True) or []
+        defaults = {
+            "role_arn": self.source_role_arn,
+            "account_id": self.source_account_id,
+            "region": self.source_region,
+            "external_id": self.source_external_id,
+        }
+        try:
+            specs = [parse_source(value, what=f"sources[{i}]") for i, value in enumerate(given)]
+            return [
+                spec.with_defaults(account_id=account_of_role(spec.role_arn) if spec.role_arn else None).with_defaults(
+                    **defaults
+                )
+                for spec in specs
+            ]
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from err
 
     def _filter_arguments(self) -> dict[str, Any]:
         """The rendered ``object_filter`` as ObjectFilter's arguments (a fresh filter per run: it counts)."""
@@ -403,13 +461,18 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         except ValueError as err:
             raise AirflowFailException(f"key_range: {err}: pass an entry of PlanKeyRangesOperator's list.") from err
         if not key_range.whole and (
-            self.layout != "batched" or self.source_inventory or is_directory_bucket(self.source_bucket or "")
+            self.layout != "batched"
+            or self.source_inventory
+            or is_directory_bucket(self.source_bucket or "")
+            or self.sources
+            or self.keys_from
+            or self.versions
         ):
             raise AirflowFailException(
                 f"key_range {key_range.index + 1} of {key_range.count}: a listing spread over several tasks "
-                "needs layout='batched' and a listed source (not source_inventory, not a directory bucket, "
-                "which lists in no order): the flat and keys state machines read one manifest object. Plan one "
-                "range (listing_tasks=1) instead."
+                "needs layout='batched' and one listed source (not source_inventory, sources, keys_from or "
+                "versions; not a directory bucket, which lists in no order): the flat and keys state machines "
+                "read one manifest object. Plan one range (listing_tasks=1) instead."
             )
         return key_range
 
@@ -440,6 +503,12 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         if request.source_inventory:
             identity = f"connection {self.inventory_aws_conn_id or self.aws_conn_id!r}"
             source = self._inventory_source(request, identity)
+        elif request.keys_from:
+            identity = f"connection {self.aws_conn_id!r}"
+            source = self._key_list_source(request)
+        elif request.sources:
+            identity = f"the roles of {len(request.sources)} sources"
+            source = self._listed_sources(request, dag_id)
         else:
             identity = self.source_role_arn or f"connection {self.source_aws_conn_id or self.aws_conn_id!r}"
             source = self._listed_source(request, identity, dag_id)
@@ -470,14 +539,27 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         )
 
     def _request(self, context: Context, *, key: str) -> ManifestRequest:
+        specs = self._source_specs() or [SourceSpec("", self.source_prefix)]  # an inventory may name the bucket
+        try:
+            return self._request_for(context, key, specs)
+        except ValueError as err:
+            raise AirflowFailException(f"{err}.") from err
+
+    def _request_for(self, context: Context, key: str, specs: list[SourceSpec]) -> ManifestRequest:
+        first = specs[0]
         return ManifestRequest(
-            source_bucket=self.source_bucket,
-            source_prefix=self.source_prefix,
+            sources=tuple(specs) if len(specs) > 1 else (),
+            keys_from=self.keys_from or None,
+            keys_format=self.keys_format,
+            on_changed=self.on_changed or None,
+            versions=self.versions or None,
+            source_bucket=first.bucket,
+            source_prefix=first.prefix,
             manifest_bucket=self.manifest_bucket,
             manifest_key=key,
             object_filter=self._object_filter(context),
-            source_account_id=self.source_account_id or None,
-            source_region=self.source_region or None,
+            source_account_id=first.account_id or self.source_account_id or None,
+            source_region=first.region or self.source_region or None,
             source_inventory=self.source_inventory or None,
             layout=self.layout,
             manifest_format=self.manifest_format,
@@ -505,7 +587,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
                 self.log.info("Skipped: %s (on_empty='skip'; no manifest, no execution).", err)
                 raise AirflowSkipException(f"{err} (on_empty='skip': no manifest written, no execution)") from err
             raise AirflowFailException(f"{err} (on_empty='fail'; on_empty='run' would run it anyway)") from err
-        except (InventoryError, ListingEngineError) as err:
+        except (InventoryError, ListingEngineError, KeyListError) as err:
             raise AirflowFailException(str(err)) from err
         except ClientError as err:
             raise AirflowException(self._explain(err, request, identity)) from err
@@ -567,6 +649,48 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
             listing_engine=self.listing_engine,
             parallelism=self.listing_parallelism,
         )
+
+    def _listed_sources(self, request: ManifestRequest, dag_id: str) -> Source:
+        """Every source, each with its own role, account and Region (overlapping prefixes listed once)."""
+
+        def open_source(spec: SourceSpec) -> tuple:
+            try:
+                source = source_s3(
+                    self.hook,
+                    source_aws_conn_id=None if spec.role_arn else self.source_aws_conn_id,
+                    source_role_arn=spec.role_arn,
+                    source_external_id=spec.external_id,
+                    source_region=spec.region,
+                    session_name=role_session_name("xacct-map", dag_id),
+                    source_bucket=spec.bucket,
+                    expected_bucket_owner=spec.account_id,
+                )
+            except ValueError as err:
+                raise AirflowFailException(f"{spec.uri}: {err}") from err
+            self.log.info("Listing %s as %s", spec.uri, spec.role_arn or "the source connection")
+            return source.client, source.credentials, source.verify
+
+        try:
+            return listed_sources(
+                request, open_source, listing_engine=self.listing_engine, parallelism=self.listing_parallelism
+            )
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from err
+
+    def _key_list_source(self, request: ManifestRequest) -> Source:
+        """The key list ``keys_from``: an S3 object read with the pipeline connection, or a local file."""
+        try:
+            source = key_list_source(request, self.hook.conn)
+        except KeyListError as err:
+            raise AirflowFailException(str(err)) from err
+        self.log.info(
+            "Reading the key list %s (%s) into s3://%s/%s",
+            request.keys_from,
+            source.description["format"],
+            request.manifest_bucket,
+            request.manifest_key,
+        )
+        return source
 
     def _inventory_source(self, request: ManifestRequest, identity: str) -> Source:
         uri = cast(str, request.source_inventory)  # called only when it is set
@@ -654,6 +778,8 @@ def build_execution_input(
             source_account_id or recorded.get("account_id"),
             source_region or recorded.get("region"),
             recorded.get("request_payer"),  # a Requester Pays source: the processor's reads send it
+            sources=source_table(recorded["sources"]) if recorded.get("sources") else None,
+            on_changed=recorded.get("on_changed"),
         ),
     )
     if run:

@@ -203,9 +203,13 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
             )
 
     def _finish(self, context: Context, snap: MapRunSnapshot) -> dict:
+        summary = snap.as_dict()
+        if (changes := self.hook.reported_changes(snap)) is not None:  # pinned items: changed/gone since listing
+            summary.update(changes)
+            self.log.info("Objects changed since the listing: %(changed)d; gone: %(gone)d", changes)
         # Pushed whatever the verdict, so failed runs keep their counts too (the map runs view reads it).
         if (ti := context.get("ti")) is not None:
-            ti.xcom_push(key=SUMMARY_XCOM_KEY, value=snap.as_dict())
+            ti.xcom_push(key=SUMMARY_XCOM_KEY, value=summary)
             ti.xcom_push(key=PROGRESS_XCOM_KEY, value=self._progress)
         emit_map_run_metrics(snap.as_dict(), dag_id=getattr(context.get("dag"), "dag_id", ""))
         failure = verdict(
@@ -221,7 +225,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
         self.log.info("Execution %s succeeded: %s", self.execution_arn, snap.item_counts)
         manifest = self.manifest if isinstance(self.manifest, dict) else None
         set_outlet_extra(self, context, processed_extra(snap.as_dict(), manifest))
-        return snap.as_dict()
+        return summary
 
     # --- stop on kill ------------------------------------------------------------------------------
 

@@ -108,7 +108,7 @@ def run_row(ti, xcoms: dict, *, live: Entry | None = None, failures: Entry | Non
     :param live: the cache's last look at a run in flight.
     :param failures: the cache's look at a failed run's first failed child executions.
     """
-    from xacct_map.sensors import PROGRESS_XCOM_KEY
+    from xacct_map.sensors import PROGRESS_XCOM_KEY, SUMMARY_XCOM_KEY
 
     now = now or datetime.now(timezone.utc)
     snap, source = _snapshot(xcoms, live)
@@ -133,6 +133,9 @@ def run_row(ti, xcoms: dict, *, live: Entry | None = None, failures: Entry | Non
         **(progress(snap, now, _manifest_items(xcoms)) if snap else {}),
     }
     row["history"] = xcoms.get(PROGRESS_XCOM_KEY) or (live.history if live is not None else [])
+    summary = xcoms.get(SUMMARY_XCOM_KEY)
+    if isinstance(summary, dict) and "changed" in summary:  # pinned items (on_changed): the sensor's counts
+        row["changed"], row["gone"] = summary.get("changed"), summary.get("gone")
     return row
 
 

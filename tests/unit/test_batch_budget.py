@@ -73,3 +73,49 @@ def test_budget_limits_are_explained():
             check_batch_budget(bad)
     with pytest.raises(ValueError, match="source block"):
         check_batch_budget(4096, 100)
+
+
+def test_pinned_entries_are_sized_exactly_and_batches_close_on_them():
+    """Keys pinned to their ETags (``[key, etag]``): each child input, with a several-sources block and
+    ``on_changed``, is the size predicted and within the budget."""
+    from xacct_map.core.manifest import pinned_entry
+
+    rng = random.Random(7)
+    table = [
+        {"bucket": "src", "account_id": None, "region": None},
+        {"bucket": "other", "account_id": "1", "region": "r"},
+    ]
+    source = source_block("src", "p/", None, None, sources=table, on_changed="skip")
+    source_bytes = source_block_bytes("src", "p/", sources=table, on_changed="skip")
+    objects = [
+        S3Object(
+            rng.choice(AWKWARD) + "/" + "k" * rng.randint(1, 300),
+            10,
+            f'"{rng.getrandbits(128):032x}-{rng.randint(1, 9999)}"',
+        )
+        for _ in range(3000)
+    ]
+    budget = 16 * 1024
+    batches = list(
+        iter_sized_batches(
+            objects,
+            max_keys=1000,
+            max_bytes=10**12,
+            max_input_bytes=budget,
+            sizer=BatchSizer("src", source_bytes),
+            entry=pinned_entry,
+        )
+    )
+    filled = source_block(
+        "src",
+        "p/",
+        "0" * 12,
+        "x" * 32,
+        sources=[{**e, "account_id": e["account_id"] or "0" * 12, "region": e["region"] or "x" * 32} for e in table],
+        on_changed="skip",
+    )
+    for entries, size, predicted in batches:
+        assert predicted == _child_input("src", entries, size, filled) <= budget
+        assert _child_input("src", entries, size, source) <= predicted
+    assert [e[0] for entries, _, _ in batches for e in entries] == [o.key for o in objects]
+    assert len(batches) > 1

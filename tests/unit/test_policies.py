@@ -788,3 +788,46 @@ def test_processor_arn_is_the_function_the_state_machine_may_invoke(capsys):
     assert statements["XacctMapInvokeProcessor"]["Resource"] == [arn, f"{arn}:*"]
     assert cli.main(argv[:-1] + [f"{arn}:7"]) == 2
     assert "is not an unqualified Lambda function ARN" in capsys.readouterr().err
+
+
+def test_several_sources_and_versions_are_covered_and_nothing_more():
+    from xacct_map.setup.policies import PolicyInputs, find_statement
+    from xacct_map.setup.source_policies import source_documents
+
+    inputs = PolicyInputs(
+        source_bucket="src-bucket",
+        source_account="111111111111",
+        pipeline_account="123456789012",
+        inventory_bucket="inv-bucket",
+        prefix="data/",
+    )
+    docs = source_documents(
+        inputs, [("src-bucket", "data/2026/"), ("src-bucket", "logs/"), ("other-bucket", "")], versions=True
+    )
+    own = docs["source_bucket_policy"]
+    listing = find_statement(own, "XacctMapListSourceKeys")
+    assert listing["Condition"]["StringLike"]["s3:prefix"] == ["data/*", "logs/*"]  # data/2026/ is inside data/
+    assert listing["Action"] == ["s3:ListBucket", "s3:ListBucketVersions"]
+    reading = find_statement(own, "XacctMapReadSourceObjects")
+    assert reading["Resource"] == ["arn:aws:s3:::src-bucket/data/*", "arn:aws:s3:::src-bucket/logs/*"]
+    assert reading["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
+    other = docs["source_bucket_policy:other-bucket"]
+    assert (
+        "Condition" not in find_statement(other, "XacctMapListSourceKeys")
+        or "StringLike" not in (find_statement(other, "XacctMapListSourceKeys")["Condition"])
+    )
+    assert find_statement(other, "XacctMapReadSourceObjects")["Resource"] == "arn:aws:s3:::other-bucket/*"
+    lister = docs["lister_role_policy"]["Statement"]
+    assert [(s["Sid"], s["Resource"]) for s in lister] == [
+        ("XacctMapListSourceKeys", "arn:aws:s3:::src-bucket"),
+        ("XacctMapListSourceKeys2", "arn:aws:s3:::other-bucket"),
+    ]
+    processor_reads = find_statement(docs["processor_role_policy"], "XacctMapReadSourceObjects")
+    assert processor_reads["Resource"] == [
+        "arn:aws:s3:::src-bucket/data/*",
+        "arn:aws:s3:::src-bucket/logs/*",
+        "arn:aws:s3:::other-bucket/*",
+    ]
+    # Without versions, nothing beyond GetObject/ListBucket.
+    plain = source_documents(inputs, [("other-bucket", "x/")])
+    assert "s3:GetObjectVersion" not in json.dumps(plain) and "s3:ListBucketVersions" not in json.dumps(plain)

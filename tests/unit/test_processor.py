@@ -255,3 +255,102 @@ def test_lambda_handler_keeps_the_functions_name():
 def test_unknown_shapes_are_rejected_naming_them(builtin, event, message):
     with pytest.raises(ValueError, match=message):
         builtin.handler(event)
+
+
+def _pinned_batch(s3, on_changed: str | None) -> tuple[dict, dict]:
+    """A batch pinned to the listed ETags of three objects; then one is overwritten and one deleted."""
+    s3.put_object(Bucket="src", Key="keep", Body=b"same")
+    s3.put_object(Bucket="src", Key="overwritten", Body=b"listed")
+    s3.put_object(Bucket="src", Key="deleted", Body=b"listed")
+    etags = {key: s3.head_object(Bucket="src", Key=key)["ETag"] for key in ("keep", "overwritten", "deleted")}
+    batch = {
+        "bucket": "src",
+        "keys": [[key, etag] for key, etag in etags.items()],
+        "bytes": 0,
+        "source": {"bucket": "src", "on_changed": on_changed},
+    }
+    s3.put_object(Bucket="src", Key="overwritten", Body=b"changed since")
+    s3.delete_object(Bucket="src", Key="deleted")
+    return batch, etags
+
+
+def _read(obj: S3Object) -> str:
+    return obj.read().decode()
+
+
+def test_pinned_keys_skip_reports_changed_and_gone_and_processes_the_rest(s3):
+    batch, _ = _pinned_batch(s3, "skip")
+    result = lambda_handler(_read)(batch)
+    assert result["results"] == [
+        {"key": "keep", "result": "same"},
+        {"key": "deleted", "status": "gone"},
+        {"key": "overwritten", "status": "changed"},
+    ]
+    assert (result["changed"], result["gone"], result["skipped"], result["objects"]) == (
+        ["overwritten"],
+        ["deleted"],
+        2,
+        1,
+    )
+
+
+def test_pinned_keys_current_reads_the_current_object_and_reports_it(s3):
+    batch, _ = _pinned_batch(s3, "current")
+    result = lambda_handler(_read)(batch)
+    assert result["results"] == [
+        {"key": "keep", "result": "same"},
+        {"key": "overwritten", "result": "changed since", "status": "changed"},
+        {"key": "deleted", "status": "gone"},
+    ]
+    assert (result["changed"], result["gone"], result["skipped"]) == (["overwritten"], ["deleted"], 1)
+
+
+def test_pinned_keys_fail_fails_the_batch_naming_changed_and_gone(s3):
+    batch, _ = _pinned_batch(s3, "fail")
+    with pytest.raises(ObjectsFailed, match=r"2 of 3 objects failed.*deleted: ObjectGone.*overwritten: ObjectChanged"):
+        lambda_handler(_read)(batch)
+
+
+def test_metadata_of_a_pinned_key_is_checked_too(s3):
+    batch, _ = _pinned_batch(s3, "skip")
+    result = lambda_handler(lambda obj: obj.size)(batch)  # HeadObject with IfMatch
+    assert result["changed"] == ["overwritten"] and result["gone"] == ["deleted"]
+
+
+def test_a_version_pin_reads_exactly_the_listed_version(s3):
+    s3.create_bucket(Bucket="versioned")
+    s3.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
+    listed = s3.put_object(Bucket="versioned", Key="k", Body=b"listed")["VersionId"]
+    removed = s3.put_object(Bucket="versioned", Key="gone", Body=b"x")["VersionId"]
+    s3.put_object(Bucket="versioned", Key="k", Body=b"newer")
+    s3.delete_object(Bucket="versioned", Key="gone", VersionId=removed)
+    batch = {"bucket": "versioned", "keys": [["k", listed], ["gone", removed]], "source": {"on_changed": "skip"}}
+    result = lambda_handler(_read)(batch)
+    assert result["results"] == [{"key": "k", "result": "listed"}, {"key": "gone", "status": "gone"}]
+    assert result["gone"] == ["gone"]
+    batch["source"]["on_changed"] = "current"
+    assert lambda_handler(_read)(batch)["gone"] == ["gone"]
+
+
+def test_unpinned_batches_report_nothing_new(s3):
+    result = lambda_handler(lambda obj: None)({"bucket": "src", "keys": ["empty"], "source": {"bucket": "src"}})
+    assert set(result) == {"objects", "bytes", "bytes_read", "results"}
+
+
+def test_several_sources_each_bucket_read_with_its_own_account_and_region(s3):
+    seen = []
+
+    def process(obj: S3Object):
+        seen.append((obj.bucket, obj.owner, obj.context.region_of(obj.bucket)))
+
+    source = {
+        "bucket": "src",
+        "account_id": "123456789012",
+        "region": "us-east-1",
+        "sources": [
+            {"bucket": "src", "account_id": "123456789012", "region": "us-east-1"},
+            {"bucket": "other", "account_id": "222222222222", "region": "eu-west-1"},
+        ],
+    }
+    processor.process_batch(process, {"bucket": "other", "keys": ["x"], "source": source}, client=s3)
+    assert seen == [("other", {"ExpectedBucketOwner": "222222222222"}, "eu-west-1")]

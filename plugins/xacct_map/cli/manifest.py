@@ -3,7 +3,8 @@
     xacct-map manifest --source s3://their-bucket/exports/ --dest s3://my-inventory/xacct-map/manifests/x.json \\
         --role-arn arn:aws:iam::111111111111:role/xacct-map-lister --suffix .parquet --json
 
-Lists ``--source`` (or reads the S3 Inventory given with ``--inventory``) as the source account
+Lists ``--source`` (repeatable: several sources, overlapping prefixes listed once; or reads the S3
+Inventory given with ``--inventory``, or the key list ``--keys-from``) as the source account
 (``--role-arn``, assumed with the ``--profile``/environment credentials; without it, those
 credentials list directly), applies the filters, streams the manifest to ``--dest`` with the
 pipeline credentials (``--profile``/environment) and writes ``<dest>.meta.json``. On a terminal a
@@ -51,10 +52,29 @@ def _where_arguments(where) -> None:
     where.add_argument(
         "--source",
         required=True,
-        type=options.s3_uri(),
+        action="append",
+        type=options.source_or_file(),
         metavar="S3URI",
-        help="s3://bucket/prefix to list (with --inventory: the bucket and prefix to keep); the bucket may be "
-        "an access point ARN (s3://arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME/prefix) or alias",
+        help="s3://bucket/prefix to list (with --inventory: the bucket and prefix to keep; with --keys-from: "
+        "the bucket of keys the list names without one); the bucket may be an access point ARN "
+        "(s3://arn:aws:s3:REGION:ACCOUNT:accesspoint/NAME/prefix) or alias. Repeat for several sources "
+        "(overlapping prefixes are listed once), or give file://sources.json: a JSON list of "
+        '{"uri", "role_arn", "account_id", "region", "external_id"}, each field but uri optional',
+    )
+    where.add_argument(
+        "--keys-from",
+        default=None,
+        type=options.key_list_location,
+        metavar="LIST",
+        help="process exactly the keys of this list instead of listing: s3://bucket/key or a local file; an S3 "
+        "Batch Operations CSV (bucket,key[,versionId], keys URL-encoded), JSON Lines "
+        '({"bucket", "key", "version_id"}) or text (one key per line)',
+    )
+    where.add_argument(
+        "--keys-format",
+        default="auto",
+        choices=("auto", "csv", "jsonl", "text"),
+        help="format of --keys-from (default: auto, from the suffix: .csv, .jsonl/.ndjson, else text)",
     )
     where.add_argument(
         "--dest",
@@ -103,6 +123,21 @@ def _shape_arguments(shape) -> None:
         metavar="BYTES",
         help="most UTF-8 bytes of one child execution's input, batch plus source block "
         "(default: %(default)s = 240 KiB; at most 262144, Step Functions' limit)",
+    )
+    shape.add_argument(
+        "--on-changed",
+        default=None,
+        choices=("fail", "skip", "current"),
+        help="pin each key to the listed version or ETag; the processor reports objects changed or deleted "
+        "since and fails its batch (fail), skips them (skip) or reads the current object (current). "
+        "Default: not pinned (bare keys; whatever is current is read)",
+    )
+    shape.add_argument(
+        "--versions",
+        default=None,
+        choices=("latest", "all"),
+        help="list a versioned bucket with ListObjectVersions: the current version (latest) or every "
+        "version (all) of each key, each with its VersionId (read exactly with --on-changed)",
     )
     shape.add_argument(
         "--manifest-part-bytes",
@@ -279,34 +314,52 @@ class Progress:
 
 
 def _clients(args):
-    """``(pipeline s3, source s3, source session, identity text)``; the source client in the bucket's Region."""
+    """``(pipeline s3, base session)``: the pipeline credentials (``--profile``/environment)."""
     import boto3
-
-    from xacct_map.core.cross_account import assumed_role_session, bucket_region, role_session_name
-    from xacct_map.core.s3uri import split_s3_uri
 
     session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
     endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
-    pipeline = session.client("s3", **endpoint)
+    return session.client("s3", **endpoint), session
+
+
+def _source_client(args, session, spec, *, discover_region: bool = True):
+    """``(source s3, source session, identity text)`` for one source: its role (or ``--role-arn``), in its
+    bucket's Region (its own, ``--source-region``, or found with one HeadBucket)."""
+    from xacct_map.core.cross_account import assumed_role_session, bucket_region, role_session_name
+
+    endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
     identity = f"profile {args.profile!r}" if args.profile else "the default credentials"
     source_session = session
-    if args.role_arn:
+    if spec.role_arn:
         source_session = assumed_role_session(
             session.client("sts", **endpoint),
-            args.role_arn,
+            spec.role_arn,
             session_name=role_session_name("xacct-map-cli"),
-            external_id=args.external_id,
-            region_name=args.source_region or session.region_name,
+            external_id=spec.external_id,
+            region_name=spec.region or session.region_name,
         )
-        identity = args.role_arn
-    source = source_session.client("s3", region_name=args.source_region or session.region_name, **endpoint)
-    if not args.inventory and not args.source_region:
+        identity = spec.role_arn
+    source = source_session.client("s3", region_name=spec.region or session.region_name, **endpoint)
+    if discover_region and not spec.region:
         # One HeadBucket finds the bucket's Region (cross-Region sources).
-        source_bucket, _ = split_s3_uri(args.source, what="--source")
-        region = bucket_region(source, source_bucket, expected_bucket_owner=args.expected_bucket_owner)
+        region = bucket_region(source, spec.bucket, expected_bucket_owner=spec.account_id)
         if region and region != source.meta.region_name:
             source = source_session.client("s3", region_name=region, **endpoint)
-    return pipeline, source, source_session, identity
+    return source, source_session, identity
+
+
+def _sources(args: argparse.Namespace) -> list:
+    """Every ``--source`` as a :class:`~xacct_map.core.sources.SourceSpec`, the run-wide options filling
+    what a source leaves out (ValueError naming the source if one is bad)."""
+    from xacct_map.core.sources import read_sources_argument
+
+    defaults = {
+        "role_arn": args.role_arn,
+        "account_id": args.expected_bucket_owner,
+        "region": args.source_region,
+        "external_id": args.external_id,
+    }
+    return [spec.with_defaults(**defaults) for text in args.source for spec in read_sources_argument(text)]
 
 
 def _request(args: argparse.Namespace) -> ManifestRequest:
@@ -315,7 +368,11 @@ def _request(args: argparse.Namespace) -> ManifestRequest:
     from xacct_map.core.layouts import check_layout
     from xacct_map.core.s3uri import split_s3_uri
 
-    source_bucket, source_prefix = split_s3_uri(args.source, what="--source")
+    specs = _sources(args)
+    if len(specs) > 1 and (args.inventory or args.keys_from):
+        raise ValueError("--inventory and --keys-from take one --source (the bucket they describe), not several")
+    first = specs[0]
+    source_bucket, source_prefix = first.bucket, first.prefix
     dest_bucket, dest_key = split_s3_uri(args.dest, what="--dest", key_required=True)
     check_layout(args.layout, args.manifest_format)
     check_batch_budget(args.max_batch_bytes)
@@ -329,9 +386,14 @@ def _request(args: argparse.Namespace) -> ManifestRequest:
         manifest_bucket=dest_bucket,
         manifest_key=dest_key,
         object_filter=_object_filter(args, source_prefix),
-        source_account_id=args.expected_bucket_owner,
-        source_region=args.source_region,
+        source_account_id=first.account_id,
+        source_region=first.region,
         source_inventory=args.inventory,
+        sources=tuple(specs) if len(specs) > 1 else (),
+        keys_from=args.keys_from,
+        keys_format=args.keys_format,
+        on_changed=args.on_changed,
+        versions=args.versions,
         layout=args.layout,
         manifest_format=args.manifest_format,
         max_keys_per_batch=args.max_keys_per_batch,
@@ -359,6 +421,7 @@ def run(args: argparse.Namespace) -> int:
 
     from xacct_map.core.build import EmptySourceError, explain_build_error
     from xacct_map.core.inventory import InventoryError
+    from xacct_map.core.keylists import KeyListError
     from xacct_map.core.listing import ListingOrderError
 
     try:
@@ -373,10 +436,10 @@ def run(args: argparse.Namespace) -> int:
         if err.on_empty == "skip":
             return _fail(f"skipped, {err}; no manifest written (--on-empty run writes an empty one)", EXIT_SKIPPED)
         return _fail(f"{err}; no manifest written (--on-empty run writes an empty one)")
-    except (InventoryError, ListingOrderError) as err:
+    except (InventoryError, ListingOrderError, KeyListError) as err:
         return _fail(str(err))
     except ClientError as err:
-        return _fail(explain_build_error(err, request, role_arn=args.role_arn, **state))
+        return _fail(explain_build_error(err, request, role_arn=state.pop("role_arn", args.role_arn), **state))
     except NoCredentialsError:
         return _fail("no AWS credentials found: pass --profile, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")
     except (BotoCoreError, ConnectionError) as err:
@@ -391,24 +454,42 @@ def run(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace, request: ManifestRequest, progress: Progress, state: dict):
     """Open the source, then write the manifest; ``state`` says how far it got, for the error message."""
-    from xacct_map.core.build import build_manifest, inventory_source, listed_source
+    from xacct_map.core.build import build_manifest, inventory_source, key_list_source, listed_source, listed_sources
     from xacct_map.core.inventory import open_inventory
 
     try:
-        pipeline, source_client, source_session, state["identity"] = _clients(args)
-        if request.source_inventory:
-            state["reading_inventory"] = True
-            report = open_inventory(pipeline, request.source_inventory, request_payer=request.request_payer)
-            source = inventory_source(request, pipeline, report)
-            state["reading_inventory"] = False
-        else:
-            source = listed_source(
-                request,
-                source_client,
-                credentials=source_session,
-                listing_engine=args.listing_engine,
-                parallelism=args.parallelism,
+        pipeline, session = _clients(args)
+        if request.sources:
+
+            def open_source(spec):
+                client, credentials, state["identity"] = _source_client(args, session, spec)
+                state["role_arn"] = spec.role_arn
+                return client, credentials, None
+
+            source = listed_sources(
+                request, open_source, listing_engine=args.listing_engine, parallelism=args.parallelism
             )
+        else:
+            first = _sources(args)[0]
+            discover = not (request.source_inventory or request.keys_from)
+            source_client, source_session, state["identity"] = _source_client(
+                args, session, first, discover_region=discover
+            )
+            if request.source_inventory:
+                state["reading_inventory"] = True
+                report = open_inventory(pipeline, request.source_inventory, request_payer=request.request_payer)
+                source = inventory_source(request, pipeline, report)
+                state["reading_inventory"] = False
+            elif request.keys_from:
+                source = key_list_source(request, pipeline)
+            else:
+                source = listed_source(
+                    request,
+                    source_client,
+                    credentials=source_session,
+                    listing_engine=args.listing_engine,
+                    parallelism=args.parallelism,
+                )
         return build_manifest(request, source, pipeline, observe=progress.wrap)
     finally:
         progress.finish()  # ends the progress line before any message

@@ -204,6 +204,29 @@ def s3_uri(*, key_required: bool = False) -> Check:
     return _named("S3 URI", check)
 
 
+def source_or_file() -> Check:
+    """``s3://bucket/prefix`` (as :func:`s3_uri` checks it), or ``file://sources.json`` (read by the command)."""
+    uri = s3_uri()
+
+    def check(text: str) -> str:
+        if text.startswith("file://"):
+            if not Path(text[len("file://") :]).is_file():
+                raise argparse.ArgumentTypeError(f"{text!r}: no such file (a JSON list of sources)")
+            return text
+        return uri(text)
+
+    return _named("source", check)
+
+
+def key_list_location(text: str) -> str:
+    """``s3://bucket/key`` of a key list, or a local file that exists."""
+    if text.startswith("s3://"):
+        return s3_uri(key_required=True)(text)
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text!r}: no such file (give s3://bucket/key or a local file)")
+    return text
+
+
 # CloudWatch Logs accepts these retention periods only.
 LOG_RETENTION_DAYS = frozenset(
     (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from xacct_map.cli import options
 from xacct_map.setup import policies
 
 _ACCESS_POINT_HELP = (
@@ -34,6 +35,7 @@ def register(subparsers) -> None:
     parser.add_argument("--source-account", required=True, help="12-digit id of the account owning the bucket")
     parser.add_argument("--pipeline-account", required=True, help="12-digit id of the account running the pipeline")
     parser.add_argument("--prefix", default="", help="only keys under this prefix are listed and read")
+    _sources_arguments(parser)
     parser.add_argument(
         "--lister-role",
         default="xacct-map-lister",
@@ -99,6 +101,24 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _sources_arguments(parser) -> None:
+    parser.add_argument(
+        "--also-source",
+        action="append",
+        default=[],
+        type=options.s3_uri(),
+        metavar="S3URI",
+        help="another s3://bucket/prefix of the same source account read by the same lister role (repeat): "
+        "every policy covers it, and each other bucket gets its own source_bucket_policy:<bucket>",
+    )
+    parser.add_argument(
+        "--versions",
+        action="store_true",
+        help="the run reads versions (--versions, or a key list with versionIds): adds s3:ListBucketVersions "
+        "and s3:GetObjectVersion",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the documents; exit code 2 (with the reason on stderr) for an invalid value."""
     try:
@@ -126,7 +146,11 @@ def run(args: argparse.Namespace) -> int:
     except policies.PolicyInputError as err:
         print(f"xacct-map policy: {err}", file=sys.stderr)
         return 2
-    documents = policies.all_documents(inputs)
+    try:
+        documents = _documents(inputs, args)
+    except policies.PolicyInputError as err:
+        print(f"xacct-map policy: {err}", file=sys.stderr)
+        return 2
     if args.only:
         if args.only not in documents:
             reason = {
@@ -139,3 +163,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(policies.render(documents))
     return 0
+
+
+def _documents(inputs, args: argparse.Namespace) -> dict:
+    """Every document; with ``--also-source``/``--versions``, widened to cover them."""
+    if not args.also_source and not args.versions:
+        return policies.all_documents(inputs)
+    from xacct_map.core.s3uri import split_s3_uri
+    from xacct_map.setup.source_policies import source_documents
+
+    sources = [split_s3_uri(uri, what="--also-source") for uri in args.also_source]
+    return source_documents(inputs, sources, versions=args.versions)

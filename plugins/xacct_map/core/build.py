@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import groupby
+from operator import attrgetter
+from typing import cast
 
 from botocore.exceptions import ClientError
 
@@ -21,16 +24,23 @@ from xacct_map.core.inventory import (
     explain_inventory_error,
     iter_inventory_objects,
 )
+from xacct_map.core.keylists import iter_key_list, key_list_format, open_key_list
 from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES
 from xacct_map.core.listing import iter_objects
 from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, ManifestSummary, write_manifest
 from xacct_map.core.s3uri import access_point, is_access_point_alias, split_s3_uri
+from xacct_map.core.sources import SourceSpec, collapse
+from xacct_map.core.versions import VERSIONS, iter_object_versions
 
 _UPLOAD_CALLS = ("CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
 
 #: What a build does when the source (after the filters) holds no object: ``skip`` (no manifest; the
 #: caller skips what follows), ``fail``, or ``run`` (an empty manifest, as any other).
 ON_EMPTY = ("skip", "fail", "run")
+#: What the processor does with an object changed (another ETag or version) or gone since it was listed:
+#: ``fail`` its batch, ``skip`` it (reported), or process the ``current`` object (reported). None: the
+#: items are not pinned (bare keys, as before; the processor reads whatever is current, reports nothing).
+ON_CHANGED = ("fail", "skip", "current")
 
 
 class EmptySourceError(ValueError):
@@ -68,18 +78,63 @@ class ManifestRequest:
     #: one range ``(start_after, up_to]`` of a listing spread over several tasks (:mod:`xacct_map.core.ranges`)
     start_after: str = ""
     up_to: str | None = None
+    sources: tuple[SourceSpec, ...] = ()
+    keys_from: str | None = None
+    keys_format: str = "auto"
+    on_changed: str | None = None
+    versions: str | None = None
 
     def __post_init__(self) -> None:
         if self.on_empty not in ON_EMPTY:
             raise ValueError(f"on_empty must be one of {', '.join(ON_EMPTY)}, not {self.on_empty!r}")
+        if self.on_changed is not None and self.on_changed not in ON_CHANGED:
+            raise ValueError(f"on_changed must be one of {', '.join(ON_CHANGED)} (or None), not {self.on_changed!r}")
+        if self.versions is not None and self.versions not in VERSIONS:
+            raise ValueError(f"versions must be one of {', '.join(VERSIONS)} (or None), not {self.versions!r}")
+        chosen = [name for name in ("source_inventory", "keys_from") if getattr(self, name)]
+        if len(chosen) > 1 or (chosen and len(self.sources) > 1):
+            raise ValueError(
+                "give one kind of source: a listing (one or more sources), an inventory or a key list, not "
+                + " and ".join(chosen + (["several sources"] if len(self.sources) > 1 else []))
+            )
+        if self.versions == "all" and self.on_changed is None:
+            raise ValueError(
+                "versions='all' lists every version of a key, which the processor tells apart only by its VersionId: "
+                "give on_changed (e.g. 'fail') so each item is pinned to its version, or use versions='latest'"
+            )
+        if self.on_changed is not None and self.layout != "batched":
+            raise ValueError(
+                f"on_changed pins each key to its listed version or ETag, which only the batched layout carries "
+                f"to the processor, not the {self.layout!r} layout: use layout='batched' or leave on_changed unset"
+            )
+        if len(self.sources) > 1 and self.object_filter.pattern_base == "relative":
+            raise ValueError("pattern_base='relative' needs one source prefix: with several, match the whole key")
+        if self.keys_from and _sized_filters(self.object_filter):
+            raise ValueError(
+                f"a key list carries no sizes or dates: the filters {_sized_filters(self.object_filter)} cannot "
+                "apply to keys_from; filter the list itself, or list the bucket instead"
+            )
+
+    @property
+    def pinned(self) -> bool:
+        """Items carry the listed version or ETag (``on_changed`` set)."""
+        return self.on_changed is not None
+
+
+def _sized_filters(object_filter: ObjectFilter) -> list[str]:
+    names = ("min_size", "max_size", "modified_after", "modified_before")
+    return [name for name in names if getattr(object_filter, name, None) is not None]
 
 
 @dataclass(frozen=True)
 class Source:
-    """The objects to write (lazy) and the ``source`` block the manifest's metadata records."""
+    """The objects to write (lazy) and the ``source`` block the manifest's metadata records.
+
+    ``grouped``: ``objects`` is ``(bucket, objects)`` pairs (several sources, a key list)."""
 
     objects: Iterable
     description: dict
+    grouped: bool = False
 
 
 def listed_source(
@@ -93,19 +148,33 @@ def listed_source(
 ) -> Source:
     """The source as a listing of ``s3://source_bucket/source_prefix`` with ``client`` (the source account's)."""
     stats: dict = {}  # filled while listing: recorded in the metadata (engine, requests, seconds)
-    objects = iter_objects(
-        client,
-        request.source_bucket,
-        request.source_prefix,
-        expected_bucket_owner=request.source_account_id,
-        request_payer=request.request_payer,
-        listing_engine=listing_engine,
-        credentials=credentials,  # the client's own credentials, refreshed for an assumed role
-        verify=verify,
-        parallelism=parallelism,
-        stats=stats,
-        start_after=request.start_after,
-        up_to=request.up_to,
+    if request.versions:
+        versioned = iter_object_versions(
+            client,
+            request.source_bucket,
+            request.source_prefix,
+            versions=request.versions,
+            expected_bucket_owner=request.source_account_id,
+            request_payer=request.request_payer,
+        )
+        stats.update(engine="ListObjectVersions", versions=request.versions)
+    objects = (
+        versioned
+        if request.versions
+        else iter_objects(
+            client,
+            request.source_bucket,
+            request.source_prefix,
+            expected_bucket_owner=request.source_account_id,
+            request_payer=request.request_payer,
+            listing_engine=listing_engine,
+            credentials=credentials,  # the client's own credentials, refreshed for an assumed role
+            verify=verify,
+            parallelism=parallelism,
+            stats=stats,
+            start_after=request.start_after,
+            up_to=request.up_to,
+        )
     )
     description = {
         "type": "listing",
@@ -117,6 +186,86 @@ def listed_source(
         **_payer(request),
     }
     return Source(_timed(objects, stats), description)
+
+
+def listed_sources(
+    request: ManifestRequest,
+    open_source: Callable[[SourceSpec], tuple],
+    *,
+    listing_engine: str = "auto",
+    parallelism: int = 32,
+) -> Source:
+    """The listing of every source of ``request.sources`` (overlaps collapsed: each key once), one after another.
+
+    :param open_source: ``spec -> (client, credentials, verify)``: the client reads ``spec``'s bucket (its
+        role, in its Region); called when that source's turn comes.
+    :raises ValueError: one bucket given with different roles, accounts or Regions.
+    """
+    specs = collapse(list(request.sources))
+    entries = [
+        {"type": "listing", "bucket": s.bucket, "prefix": s.prefix, "account_id": s.account_id, "region": s.region}
+        for s in specs
+    ]
+    description: dict = {**entries[0], "type": "sources", "prefix": "" if len(specs) > 1 else specs[0].prefix}
+    description.update(sources=entries, **_payer(request))
+
+    def groups() -> Iterator:
+        for spec, entry in zip(specs, entries, strict=True):
+            client, credentials, verify = open_source(spec)
+            one = replace(
+                request,
+                source_bucket=spec.bucket,
+                source_prefix=spec.prefix,
+                source_account_id=spec.account_id,
+                source_region=spec.region,
+                sources=(),
+            )
+            listed = listed_source(
+                one,
+                client,
+                credentials=credentials,
+                verify=verify,
+                listing_engine=listing_engine,
+                parallelism=parallelism,
+            )
+            entry.update(listed.description, type="listing")
+            yield spec.bucket, listed.objects
+        description.update(region=entries[0]["region"], account_id=entries[0]["account_id"])
+
+    return Source(groups(), description, grouped=True)
+
+
+def key_list_source(request: ManifestRequest, reader) -> Source:
+    """The keys of ``request.keys_from`` (S3 Batch Operations CSV, JSON Lines or text; an S3 object read
+    with ``reader``, or a local file), each once, in list order; a text list's bucket is the source bucket.
+
+    :raises KeyListError: the list cannot be opened (raised while the manifest is written: a bad row).
+    """
+    location = cast(str, request.keys_from)
+    fmt = key_list_format(location, request.keys_format)
+    stats: dict = {}
+    description = {
+        "type": "key_list",
+        "bucket": request.source_bucket,
+        "prefix": request.source_prefix,
+        "account_id": request.source_account_id,
+        "region": request.source_region,
+        "keys_from": location,
+        "format": fmt,
+        "sizes": "unknown",
+        "key_list": stats,
+        **_payer(request),  # the processor's reads of the listed keys
+    }
+    stream = open_key_list(location, reader)
+    keys = iter_key_list(
+        stream,
+        fmt=fmt,
+        default_bucket=request.source_bucket,
+        location=location,
+        stats=stats,
+        versions=request.pinned,  # unpinned, two versions of a key would be the same key twice
+    )
+    return Source(((bucket, group) for bucket, group in groupby(keys, attrgetter("bucket"))), description, grouped=True)
 
 
 def _payer(request: ManifestRequest) -> dict:
@@ -180,9 +329,15 @@ def build_manifest(
     :raises EmptySourceError: nothing passed the filters and ``on_empty`` is not ``run``; the upload
         was aborted, no manifest exists.
     """
-    objects = observe(source.objects) if observe else source.objects
+    objects = source.objects
+    if source.grouped and observe:
+        objects = ((bucket, observe(group)) for bucket, group in objects)
+    elif observe:
+        objects = observe(objects)
     if request.on_empty != "run":
         objects = _refuse_empty(objects, request, source)
+    if request.pinned:
+        source.description["on_changed"] = request.on_changed
     return write_manifest(
         objects,
         pipeline_client,
@@ -200,6 +355,8 @@ def build_manifest(
         object_filter=request.object_filter,
         source=source.description,
         write_metadata=request.write_metadata,
+        grouped=source.grouped,
+        pin=request.pinned,
     )
 
 
@@ -221,6 +378,10 @@ def _refuse_empty(objects: Iterable, request: ManifestRequest, source: Source) -
 def empty_source_reason(description: dict, counts: dict, filters: dict) -> str:
     """Why there is nothing to process: an empty source, or the filters that removed every object."""
     where = f"s3://{description['bucket']}/{description.get('prefix') or ''}"
+    if description.get("sources"):
+        where = " and ".join(f"s3://{s['bucket']}/{s.get('prefix') or ''}" for s in description["sources"])
+    elif description.get("type") == "key_list":
+        where = f"the key list {description.get('keys_from')}"
     if description.get("type") == "inventory":
         where += f" (inventory {description.get('inventory', {}).get('uri', '')})"
     if not counts["seen"]:
@@ -257,8 +418,9 @@ def explain_build_error(
     if operation.startswith("ListObjects") or operation == "HeadBucket":
         return explain_source_error(
             err,
-            bucket=request.source_bucket,
-            prefix=request.source_prefix,
+            # Several sources: the one whose listing failed (a ListingError names it).
+            bucket=getattr(err, "bucket", None) or request.source_bucket,
+            prefix=(getattr(err, "prefix", "") or "") if getattr(err, "bucket", None) else request.source_prefix,
             identity=identity,
             owner=request.source_account_id,
             request_payer=request.request_payer,

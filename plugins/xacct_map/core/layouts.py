@@ -83,12 +83,27 @@ def source_block(
     account_id: str | None = None,
     region: str | None = None,
     request_payer: str | None = None,
+    *,
+    sources: list[dict] | None = None,
+    on_changed: str | None = None,
 ) -> dict:
     """The ``source`` block of the execution input, which the batched ASL's ``ItemSelector`` adds to
     every child's input (see ``build_execution_input`` in :mod:`xacct_map.operators`); a Requester
-    Pays source adds ``request_payer`` (the processor sends it on its reads)."""
-    block = {"bucket": bucket, "prefix": prefix, "account_id": account_id, "region": region}
-    return block | {"request_payer": request_payer} if request_payer else block
+    Pays source adds ``request_payer`` (the processor sends it on its reads).
+
+    :param sources: several sources: ``[{"bucket", "account_id", "region"}]``, one per bucket
+        (:func:`xacct_map.core.sources.source_table`): the processor reads each item's bucket as its entry says.
+    :param on_changed: the items are pinned (a version or ETag per key): what the processor does with an
+        object changed or deleted since the listing (``fail``, ``skip``, ``current``).
+    """
+    block: dict = {"bucket": bucket, "prefix": prefix, "account_id": account_id, "region": region}
+    if request_payer:
+        block["request_payer"] = request_payer
+    if sources:
+        block["sources"] = [dict(entry) for entry in sources]
+    if on_changed:
+        block["on_changed"] = on_changed
+    return block
 
 
 def source_block_bytes(
@@ -97,11 +112,28 @@ def source_block_bytes(
     account_id: str | None = None,
     region: str | None = None,
     request_payer: str | None = None,
+    *,
+    sources: list[dict] | None = None,
+    on_changed: str | None = None,
 ) -> int:
     """Bytes the ``source`` block adds to a child's input (``,"source":{...}``), reserving room for an
-    account id or Region still unknown (the start operator may add them)."""
+    account id or Region still unknown (the start operator may add them, or a source not listed yet)."""
+    table = [
+        {
+            **entry,
+            "account_id": entry.get("account_id") or _ACCOUNT_PLACEHOLDER,
+            "region": entry.get("region") or _REGION_PLACEHOLDER,
+        }
+        for entry in sources or ()
+    ]
     block = source_block(
-        bucket, prefix, account_id or _ACCOUNT_PLACEHOLDER, region or _REGION_PLACEHOLDER, request_payer
+        bucket,
+        prefix,
+        account_id or _ACCOUNT_PLACEHOLDER,
+        region or _REGION_PLACEHOLDER,
+        request_payer,
+        sources=table,
+        on_changed=on_changed,
     )
     return len(b',"source":') + json_bytes(block)
 
@@ -265,8 +297,8 @@ def read_items(data: bytes, fmt: str) -> list:
 def keys_of(items: Iterable, layout: str) -> Iterator[str]:
     """Every key a manifest's items name, in manifest order."""
     for item in items:
-        if layout == "batched":
-            yield from item["keys"]
+        if layout == "batched":  # a pinned key is [key, version or ETag]
+            yield from (key if isinstance(key, str) else key[0] for key in item["keys"])
         elif layout == "flat":
             yield item["Key"]
         else:

@@ -45,9 +45,11 @@ from xacct_map.core.layouts import (
     check_layout,
     encoder_for,
     flat_item,
+    json_bytes,
     source_block_bytes,
 )
 from xacct_map.core.listing import S3Object
+from xacct_map.core.sources import source_table
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum for every part but the last
 MAX_PARTS = 10_000
@@ -136,7 +138,8 @@ def iter_sized_batches(
     max_bytes: int,
     max_input_bytes: int | None = None,
     sizer: BatchSizer | None = None,
-) -> Iterator[tuple[list[str], int, int]]:
+    entry=None,
+) -> Iterator[tuple[list, int, int]]:
     """Group objects into ``(keys, object bytes, child input bytes)`` batches.
 
     A batch closes before it would hold more than ``max_keys`` keys, more than ``max_bytes`` bytes of
@@ -146,8 +149,13 @@ def iter_sized_batches(
     Step Functions' 256 KiB (impossible for an S3 key of at most 1,024 bytes unless the source block
     is huge).
 
+    :param entry: what the ``keys`` array holds for an object (default its key); e.g. a pinned
+        ``[key, version or ETag]`` (:func:`pinned_entry`), sized exactly as JSON.
     :raises ValueError: a limit below 1, or one key that cannot fit a child's input at all.
     """
+    if entry is not None:
+        yield from _iter_entry_batches(objects, max_keys, max_bytes, max_input_bytes, sizer or BatchSizer(""), entry)
+        return
     if max_keys < 1 or max_bytes < 1:
         raise ValueError(f"max_keys ({max_keys}) and max_bytes ({max_bytes}) must both be at least 1")
     sizer = sizer or BatchSizer("")
@@ -183,6 +191,40 @@ def iter_sized_batches(
             )
     if keys:
         yield keys, size, sizer.size(len(keys), key_bytes, size)
+
+
+def pinned_entry(obj) -> str | list[str]:
+    """``[key, pin]``: the listed VersionId (a key list's or a versioned listing's) or else the ETag (always in
+    double quotes, as S3 sends it, which is how the processor tells them apart); the bare key when neither
+    is known (a key list without versions)."""
+    pin = getattr(obj, "version_id", None) or obj.etag
+    return [obj.key, pin] if pin else obj.key
+
+
+def _iter_entry_batches(
+    objects: Iterable, max_keys: int, max_bytes: int, max_input_bytes: int | None, sizer: BatchSizer, entry
+) -> Iterator[tuple[list, int, int]]:
+    """:func:`iter_sized_batches` for entries other than bare keys: each entry's JSON size, exactly."""
+    budget = max_input_bytes if max_input_bytes is not None else sys.maxsize
+    entries: list = []
+    size = entry_bytes = 0
+    for obj in objects:
+        value = entry(obj)
+        one = json_bytes(value)
+        if entries and (
+            len(entries) >= max_keys
+            or size + obj.size > max_bytes
+            or sizer.size(len(entries) + 1, entry_bytes + one, size + obj.size) > budget
+        ):
+            yield entries, size, sizer.size(len(entries), entry_bytes, size)
+            entries, size, entry_bytes = [], 0, 0
+        entries.append(value)
+        size += obj.size
+        entry_bytes += one
+        if len(entries) == 1 and sizer.size(1, one, size) > MAX_CHILD_INPUT_BYTES:
+            raise ValueError(f"key {obj.key[:80]!r}... alone makes a child input over {MAX_CHILD_INPUT_BYTES} bytes")
+    if entries:
+        yield entries, size, sizer.size(len(entries), entry_bytes, size)
 
 
 class MultipartUploadWriter:
@@ -648,6 +690,8 @@ def write_manifest(
     part_size: int = MIN_PART_SIZE,
     max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
     max_part_items: int = MAX_PART_ITEMS,
+    grouped: bool = False,
+    pin: bool = False,
 ) -> ManifestSummary:
     """Write ``objects`` as a manifest in any layout/format, then its metadata sidecar.
 
@@ -670,25 +714,25 @@ def write_manifest(
     :param object_filter: applied to ``objects`` on the way; its settings and skip counts are recorded.
     :param source: where the objects came from (``{"type": "listing", "bucket", "prefix",
         "account_id", "region"}`` or ``{"type": "inventory", ...}``), recorded as is.
+    :param grouped: ``objects`` is ``(bucket, objects)`` pairs; a batch never mixes buckets.
+    :param pin: batched layout: keys as ``[key, version or ETag]`` (:func:`pinned_entry`).
     :raises ValueError: an unknown layout, format or batch limit, before anything is written.
     """
-    recorded = source or {}
-    source_bytes = source_block_bytes(
-        source_bucket, source_prefix, recorded.get("account_id"), recorded.get("region"), recorded.get("request_payer")
-    )
+    source_bytes = _source_bytes(source_bucket, source_prefix, source or {})
     batching = _check_batching(
         layout, manifest_format, max_keys_per_batch, max_bytes_per_batch, max_batch_bytes, source_bytes
     )
-    stream = object_filter.apply(objects) if object_filter is not None else objects
+    if pin and layout != "batched":
+        raise ValueError(f"on_changed (items pinned to a version or ETag) needs the batched layout, not {layout!r}")
+    groups: Iterable[tuple[str, Iterable]] = objects if grouped else [(source_bucket, objects)]  # type: ignore[assignment]
+    if object_filter is not None:
+        groups = ((bucket, object_filter.apply(group)) for bucket, group in groups)
 
     single = layout != "batched"  # only the batched state machine iterates parts
-    with PartedManifestWriter(
-        _part_opener(s3_client, bucket, manifest_format, part_size, expected_bucket_owner),
-        key,
-        max_part_bytes=sys.maxsize if single else max_part_bytes,
-        max_part_items=MAX_PART_ITEMS if single else max_part_items,
-    ) as writer:
-        written = _write_items(writer, stream, layout, source_bucket, batching, source_bytes)
+    opener = _part_opener(s3_client, bucket, manifest_format, part_size, expected_bucket_owner)
+    limits = (sys.maxsize, MAX_PART_ITEMS) if single else (max_part_bytes, max_part_items)
+    with PartedManifestWriter(opener, key, max_part_bytes=limits[0], max_part_items=limits[1]) as writer:
+        written = _write_items(writer, groups, layout, batching, source_bytes, pin=pin)
     summary = _summary(
         writer,
         written,
@@ -706,6 +750,19 @@ def write_manifest(
     if write_metadata:
         _write_sidecar(s3_client, summary, expected_bucket_owner)
     return summary
+
+
+def _source_bytes(source_bucket: str, source_prefix: str, described: dict) -> int:
+    """What the execution input's ``source`` block adds to each child input (several sources: their table)."""
+    return source_block_bytes(
+        source_bucket,
+        source_prefix,
+        described.get("account_id"),
+        described.get("region"),
+        described.get("request_payer"),
+        sources=source_table(described["sources"]) if described.get("sources") else None,
+        on_changed=described.get("on_changed"),
+    )
 
 
 def _write_sidecar(s3_client, summary: ManifestSummary, expected_bucket_owner: str | None) -> None:
@@ -818,34 +875,56 @@ def _delete_quietly(s3_client, bucket: str, keys: list[str], expected_bucket_own
 
 def _write_items(
     writer: PartedManifestWriter,
-    objects: Iterable[S3Object],
+    groups: Iterable[tuple[str, Iterable[S3Object]]],
     layout: str,
-    source_bucket: str,
     batching: dict | None,
     source_bytes: int,
+    *,
+    pin: bool = False,
 ) -> _Written:
-    """Write ``objects`` as items of ``layout``; what was written."""
+    """Write each group's objects as items of ``layout`` naming the group's bucket; what was written."""
     written = _Written()
-    if batching is not None:
-        sizer = BatchSizer(source_bucket, source_bytes)
-        for keys, size, input_bytes in iter_sized_batches(
-            objects,
-            max_keys=batching["max_keys_per_batch"],
-            max_bytes=batching["max_bytes_per_batch"],
-            max_input_bytes=batching["max_batch_bytes"],
-            sizer=sizer,
-        ):
-            writer.write_item({"bucket": source_bucket, "keys": keys, "bytes": size})
-            written.objects += len(keys)
-            written.batches += 1
-            written.object_bytes += size
-            written.largest_item_bytes = max(written.largest_item_bytes or 0, input_bytes)
-    else:
+    first_bucket = None
+    for source_bucket, objects in groups:
+        if layout == "keys" and first_bucket not in (None, source_bucket):
+            raise ValueError(
+                f"the keys layout names no bucket, and the sources hold {first_bucket!r} and {source_bucket!r}: "
+                "use the batched or flat layout for several buckets"
+            )
+        first_bucket = first_bucket or source_bucket
+        if batching is not None:
+            _write_batches(writer, objects, source_bucket, batching, source_bytes, written, pin)
+            continue
         for obj in objects:
             writer.write_item(flat_item(source_bucket, obj) if layout == "flat" else obj.key)
             written.objects += 1
             written.object_bytes += obj.size
     return written
+
+
+def _write_batches(
+    writer: PartedManifestWriter,
+    objects: Iterable[S3Object],
+    source_bucket: str,
+    batching: dict,
+    source_bytes: int,
+    written: _Written,
+    pin: bool,
+) -> None:
+    sizer = BatchSizer(source_bucket, source_bytes)
+    for keys, size, input_bytes in iter_sized_batches(
+        objects,
+        max_keys=batching["max_keys_per_batch"],
+        max_bytes=batching["max_bytes_per_batch"],
+        max_input_bytes=batching["max_batch_bytes"],
+        sizer=sizer,
+        entry=pinned_entry if pin else None,
+    ):
+        writer.write_item({"bucket": source_bucket, "keys": keys, "bytes": size})
+        written.objects += len(keys)
+        written.batches += 1
+        written.object_bytes += size
+        written.largest_item_bytes = max(written.largest_item_bytes or 0, input_bytes)
 
 
 def _put_metadata(s3_client, summary: ManifestSummary, expected_bucket_owner: str | None) -> None:

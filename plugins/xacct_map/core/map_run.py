@@ -8,7 +8,7 @@ reschedule and deferrable modes, which keep no state between looks.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 
 from xacct_map.core.timestamps import iso_or_none
@@ -100,8 +100,10 @@ class MapRunSnapshot:
 
     @classmethod
     def from_dict(cls, data: dict) -> MapRunSnapshot:
-        derived = ("failed_items", "duration_seconds")
-        return cls(**{k: v for k, v in data.items() if k not in derived})
+        """The snapshot of :meth:`as_dict` (or of the sensor's summary, whose added keys, such as the
+        ``changed``/``gone`` counts, are not the snapshot's and are left out)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _result_writer(execution: dict) -> dict | None:
@@ -280,3 +282,33 @@ def _failed_results_sample(s3_client, bucket: str, key: str, sample: int, owner:
         return lines
     except Exception as err:  # noqa: BLE001 - enrichment only
         return [f"  (could not read the ResultWriter manifest: {str(err)[:200]})"]
+
+
+#: The most bytes of ResultWriter files :func:`reported_changes` reads: past it, the counts are not given.
+MAX_RESULT_BYTES = 256 * 1024 * 1024
+
+
+def reported_changes(s3_client, snap: MapRunSnapshot, *, max_bytes: int = MAX_RESULT_BYTES) -> dict | None:
+    """``{"changed": n, "gone": n}``: objects the processor found changed or deleted since the listing
+    (pinned manifests, ``on_changed``), counted from the ``status`` of the ``results`` entries in the
+    ResultWriter's SUCCEEDED files; None without a ResultWriter, or over ``max_bytes`` of results.
+    """
+    if not snap.result_writer or not snap.result_writer.get("bucket"):
+        return None
+    owner = snap.execution_arn.split(":")[4] if snap.execution_arn.count(":") >= 5 else None
+    extra = {"ExpectedBucketOwner": owner} if owner else {}
+    bucket, key = snap.result_writer["bucket"], snap.result_writer["key"]
+    manifest = json.loads(s3_client.get_object(Bucket=bucket, Key=key, **extra)["Body"].read())
+    files = manifest.get("ResultFiles", {}).get("SUCCEEDED", [])
+    if sum(int(f.get("Size", 0)) for f in files) > max_bytes:
+        return None
+    counts = {"changed": 0, "gone": 0}
+    for file in files:
+        body = s3_client.get_object(Bucket=manifest.get("DestinationBucket", bucket), Key=file["Key"], **extra)
+        for entry in json.loads(body["Body"].read()):
+            output = json.loads(entry.get("Output") or "null")
+            for result in (output or {}).get("results") or () if isinstance(output, dict) else ():
+                status = result.get("status") if isinstance(result, dict) else None
+                if status in counts:
+                    counts[status] += 1
+    return counts

@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import requests
 
-from xacct_map.local import limits
+from xacct_map.local import limits, result_writer
 from xacct_map.local.lambda_runtime import LocalLambdaRuntime
 from xacct_map.local.ports import free_port
 from xacct_map.setup import deploy
@@ -210,6 +210,7 @@ class LocalAws:
         _run_express_children_as_standard()
         _apply_ephemeral_storage_updates()
         limits.install()  # fail where AWS would: child inputs > 256 KiB, ItemReader size and Region
+        result_writer.install()  # the SUCCEEDED result files AWS writes (moto writes none)
         return self
 
     def __exit__(self, *exc) -> None:

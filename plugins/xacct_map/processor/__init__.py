@@ -18,7 +18,10 @@ accepts every item shape the manifests produce (a batch ``{"bucket", "keys"}``, 
 few threads, stops taking new objects before the Lambda deadline, and returns
 ``{"objects", "bytes", "bytes_read", "results"}``. An object whose function raises fails the batch
 with :class:`ObjectsFailed`, whose message names the failed keys and exceptions (the first few) and
-counts what the other objects did.
+counts what the other objects did. A manifest built with ``on_changed`` pins each key to the listed
+version or ETag: the SDK reads exactly that (``VersionId`` or ``IfMatch``) and reports objects changed
+or deleted since the listing as ``changed``/``gone`` in the result (:class:`ObjectChanged`,
+:class:`ObjectGone`; ``on_changed`` says whether that fails the batch, skips them or reads the current one).
 
 This package imports only the standard library and boto3 (both in the Lambda Python runtime); it
 knows nothing of Airflow or of the rest of xacct-map, so it runs inside the Lambda zip as is.
@@ -35,11 +38,13 @@ from xacct_map.processor._handler import (
     process_batch,
 )
 from xacct_map.processor._items import RunContext, parse_event
-from xacct_map.processor._objects import S3Object, s3_client
+from xacct_map.processor._objects import ObjectChanged, ObjectGone, S3Object, s3_client
 
 __all__ = [
     "BatchFailed",
     "DeadlineReached",
+    "ObjectChanged",
+    "ObjectGone",
     "ObjectsFailed",
     "ResultTooLarge",
     "RunContext",

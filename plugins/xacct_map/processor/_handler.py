@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xacct_map.processor._items import parse_event
-from xacct_map.processor._objects import S3Object
+from xacct_map.processor._objects import ObjectChanged, ObjectGone, S3Object
 
 ProcessFunction = Callable[[S3Object], Any]
 # Step Functions' limit on a state's output is 256 KiB; leave room for the envelope.
@@ -40,6 +40,7 @@ class _Outcome:
     done: list = field(default_factory=list)  # (S3Object, result)
     failed: list = field(default_factory=list)  # (S3Object, exception)
     not_started: list = field(default_factory=list)  # S3Object
+    skipped: list = field(default_factory=list)  # S3Object, changed or gone since the listing (not processed)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -69,6 +70,15 @@ def _run(process: ProcessFunction, objects: list[S3Object], context, concurrency
                 obj = queue.pop()
             try:
                 result = process(obj)
+            except (ObjectChanged, ObjectGone) as err:
+                if obj.context.on_changed == "fail":
+                    with outcome.lock:
+                        outcome.failed.append((obj, err))
+                else:  # skip, or current and gone: reported, not a failure
+                    obj.status = obj.status or ("gone" if isinstance(err, ObjectGone) else "changed")
+                    with outcome.lock:
+                        outcome.skipped.append(obj)
+                continue
             except Exception as err:  # reported per object; the batch fails after the others finished
                 traceback.print_exc()
                 with outcome.lock:
@@ -86,13 +96,29 @@ def _run(process: ProcessFunction, objects: list[S3Object], context, concurrency
 
 
 def _summary(outcome: _Outcome) -> dict:
+    """What the batch did; ``changed``/``gone`` (pinned items only) name the objects changed or deleted since
+    the listing (processed as current, or skipped: ``skipped`` counts those not processed)."""
     done = sorted(outcome.done, key=lambda pair: pair[0].key)
-    return {
+    # A changed or gone object also has a ``results`` entry with its ``status``: the state machine passes
+    # ``results`` on to the ResultWriter, where the sensor counts them.
+    results = [
+        {"key": obj.key, "result": result, **({"status": obj.status} if obj.status else {})}
+        for obj, result in done
+        if result is not None or obj.status
+    ]
+    results += [{"key": obj.key, "status": obj.status} for obj in sorted(outcome.skipped, key=lambda o: o.key)]
+    summary = {
         "objects": len(done),
         "bytes": sum(obj.size_if_known or 0 for obj, _ in done),
         "bytes_read": sum(obj.bytes_read for obj, _ in done),
-        "results": [{"key": obj.key, "result": result} for obj, result in done if result is not None],
+        "results": results,
     }
+    reported = [obj for obj, _ in done if obj.status] + outcome.skipped
+    if reported or any(obj.context.on_changed for obj, _ in done[:1]):
+        summary["changed"] = sorted(obj.key for obj in reported if obj.status == "changed")
+        summary["gone"] = sorted(obj.key for obj in reported if obj.status == "gone")
+        summary["skipped"] = len(outcome.skipped)
+    return summary
 
 
 def _describe(obj: S3Object, err: BaseException | None = None) -> str:
@@ -155,6 +181,7 @@ def process_batch(
                 "xacct_map": "batch",
                 **{k: summary[k] for k in ("objects", "bytes", "bytes_read")},
                 "failed": [obj.key for obj, _ in outcome.failed],
+                **{k: summary[k] for k in ("changed", "gone", "skipped") if k in summary},
                 "not_started": len(outcome.not_started),
                 "seconds": round(time.monotonic() - started, 3),
             }

@@ -24,6 +24,10 @@ class RunContext:
         started without ``run`` still work).
     :ivar run_id: the Airflow DAG run, likewise.
     :ivar extra: the rest of the batch's context (``source``, ``BatchInput``), as given.
+    :ivar on_changed: the items are pinned to the listed version or ETag; what to do with an object changed
+        or deleted since: ``fail`` (the batch fails naming it), ``skip`` (reported, not processed) or
+        ``current`` (the current object is processed, reported as changed). None: not pinned.
+    :ivar buckets: several sources: each bucket's ``(account, Region)`` (``source.sources``).
     """
 
     source_bucket: str | None = None
@@ -34,6 +38,16 @@ class RunContext:
     dag_id: str | None = None
     run_id: str | None = None
     extra: dict = field(default_factory=dict)
+    on_changed: str | None = None
+    buckets: dict = field(default_factory=dict)
+
+    def account_of(self, bucket: str) -> str | None:
+        """The account that must own ``bucket`` (its source's, else the run's)."""
+        return (self.buckets.get(bucket) or {}).get("account_id") or self.source_account
+
+    def region_of(self, bucket: str) -> str | None:
+        """``bucket``'s Region (its source's, else the run's)."""
+        return (self.buckets.get(bucket) or {}).get("region") or self.source_region
 
 
 @dataclass(frozen=True)
@@ -45,12 +59,29 @@ class ObjectRef:
     size: int | None = None
     etag: str | None = None
     last_modified: str | None = None
+    version_id: str | None = None
+    if_match: str | None = None
+
+
+def _pinned(bucket: str, entry: Any) -> ObjectRef:
+    """A batch's key: a string, or ``[key, pin]`` where the pin is an ETag (in double quotes, as S3 sends
+    it) or else a VersionId."""
+    if isinstance(entry, str):
+        return ObjectRef(bucket, entry)
+    if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(v, str) for v in entry)):
+        raise ValueError(f"unrecognised key entry {entry!r}: expected a key or [key, version or ETag]")
+    key, pin = entry
+    if pin.startswith('"'):
+        return ObjectRef(bucket, key, etag=pin, if_match=pin)
+    return ObjectRef(bucket, key, version_id=pin)
 
 
 def _context(batch_input: dict) -> RunContext:
     source = batch_input.get("source") or {}
     run = batch_input.get("run") or {}
     return RunContext(
+        on_changed=source.get("on_changed"),
+        buckets={entry.get("bucket"): entry for entry in source.get("sources") or () if isinstance(entry, dict)},
         source_bucket=source.get("bucket"),
         source_account=source.get("account_id") or os.environ.get("SOURCE_ACCOUNT_ID") or None,
         source_region=source.get("region"),
@@ -74,7 +105,7 @@ def _refs(item: Any, default_bucket: str | None) -> list[ObjectRef]:
         raise ValueError(f"unrecognised manifest item {item!r}: expected a batch, a flat object or a key")
     if "keys" in item:
         bucket = item.get("bucket") or default_bucket
-        return [ObjectRef(_bucket(bucket, key), key) for key in item["keys"]]
+        return [_pinned(_bucket(bucket, str(key)), key) for key in item["keys"]]
     key = item.get("Key", item.get("key"))
     if key is None:
         raise ValueError(f"unrecognised manifest item with fields {sorted(item)}: expected 'keys', 'Key' or 'key'")
@@ -85,6 +116,7 @@ def _refs(item: Any, default_bucket: str | None) -> list[ObjectRef]:
             size=_size(item.get("Size", item.get("size"))),
             etag=item.get("ETag", item.get("etag")),
             last_modified=item.get("LastModified", item.get("last_modified")),
+            version_id=item.get("VersionId", item.get("version_id")) or None,
         )
     ]
 

@@ -27,6 +27,30 @@ def s3_client(region: str | None = None):
         return _clients[region]
 
 
+class ObjectChanged(Exception):
+    """The object is no longer what was listed: another ETag (overwritten since the listing)."""
+
+
+class ObjectGone(Exception):
+    """The object (or the listed version of it) no longer exists: deleted since the listing."""
+
+
+_GONE = ("NoSuchKey", "NoSuchVersion", "404", "NotFound")
+_CHANGED = ("PreconditionFailed", "412")
+
+
+def _outcome_of(err: Exception) -> str | None:
+    """``changed``, ``gone`` or None (another error) for a failed GetObject/HeadObject."""
+    response = getattr(err, "response", None) or {}
+    code = str((response.get("Error") or {}).get("Code", ""))
+    status = str((response.get("ResponseMetadata") or {}).get("HTTPStatusCode", ""))
+    if code in _CHANGED or status == "412":
+        return "changed"
+    if code in _GONE or status == "404":
+        return "gone"
+    return None
+
+
 class _CountingRaw(io.RawIOBase):
     """A raw, read-only stream over a botocore ``StreamingBody`` that counts the bytes read."""
 
@@ -59,16 +83,61 @@ class S3Object:
     bucket name taken over by another account fails instead of being read, and ``RequestPayer`` for
     a Requester Pays source (:attr:`read_args`). ``bucket`` may be an access point ARN or alias:
     boto3 reads through it.
+
+    A pinned item (``on_changed`` set when the manifest was built) names the listed ``version_id`` or
+    ETag: GetObject and HeadObject send ``VersionId``, or ``IfMatch`` with the ETag, so exactly what was
+    listed is read. An object changed since raises :class:`ObjectChanged`, a deleted one
+    :class:`ObjectGone` (reported per object, as ``on_changed`` says); with ``on_changed="current"`` the
+    current object is read instead and ``status`` says ``"changed"``. Your own calls on the object can
+    pass :attr:`pin` (e.g. ``CopySourceIfMatch`` from it).
     """
 
     def __init__(self, ref: ObjectRef, context: RunContext, client=None):
         self.bucket = ref.bucket
         self.key = ref.key
         self.context = context
+        self.version_id = ref.version_id
+        self._if_match = ref.if_match
         self._meta: dict[str, Any] = {"size": ref.size, "etag": ref.etag, "last_modified": ref.last_modified}
         self._client = client
         self.bytes_read = 0
         self._lock = threading.Lock()
+        #: ``"changed"`` or ``"gone"`` once a read found the object changed or deleted since the listing.
+        self.status: str | None = None
+
+    @property
+    def pin(self) -> dict:
+        """``{"VersionId": ...}`` or ``{"IfMatch": etag}`` (what was listed), empty when not pinned or
+        once ``on_changed="current"`` moved on to the current object."""
+        if self.version_id:
+            return {"VersionId": self.version_id}
+        return {"IfMatch": self._if_match} if self._if_match else {}
+
+    def _pinned_call(self, call, **args):
+        """``call`` with the pin; a changed or gone object per ``on_changed`` (see the class)."""
+        try:
+            return call(Bucket=self.bucket, Key=self.key, **self.read_args, **self.pin, **args)
+        except Exception as err:  # a botocore ClientError: told apart by its code, not its class
+            outcome = _outcome_of(err) if self.pin else None
+            if outcome is None:
+                raise
+            self.status = outcome
+            if self.context.on_changed != "current":
+                raise (ObjectChanged if outcome == "changed" else ObjectGone)(
+                    f"s3://{self.bucket}/{self.key} {outcome} since the listing ({self._pin_text()})"
+                ) from err
+        self.version_id = self._if_match = None  # "current": read what is there now
+        self.status = "changed"
+        try:
+            return call(Bucket=self.bucket, Key=self.key, **self.read_args, **args)
+        except Exception as err:
+            if _outcome_of(err) != "gone":
+                raise
+            self.status = "gone"
+            raise ObjectGone(f"s3://{self.bucket}/{self.key} gone since the listing") from err
+
+    def _pin_text(self) -> str:
+        return f"version {self.version_id}" if self.version_id else f"listed ETag {self._if_match}"
 
     def __repr__(self) -> str:
         return f"S3Object(s3://{self.bucket}/{self.key})"
@@ -77,13 +146,13 @@ class S3Object:
     def client(self):
         """The S3 client in the source Region (see :func:`s3_client`)."""
         if self._client is None:
-            self._client = s3_client(self.context.source_region)
+            self._client = s3_client(self.context.region_of(self.bucket))
         return self._client
 
     @property
     def owner(self) -> dict:
         """``{"ExpectedBucketOwner": account}`` for calls on the source bucket (empty when unknown)."""
-        account = self.context.source_account
+        account = self.context.account_of(self.bucket)
         return {"ExpectedBucketOwner": account} if account else {}
 
     @property
@@ -112,7 +181,7 @@ class S3Object:
 
     def _metadata(self, name: str):
         if self._meta[name] is None:
-            head = self.client.head_object(Bucket=self.bucket, Key=self.key, **self.read_args)
+            head = self._pinned_call(self.client.head_object)
             self._remember(head)
         return self._meta[name]
 
@@ -135,7 +204,7 @@ class S3Object:
         ``read()`` without a size holds the whole object in memory. Use it as a context manager.
         ``get_object_args`` go to GetObject (e.g. ``Range="bytes=0-1023"``).
         """
-        response = self.client.get_object(Bucket=self.bucket, Key=self.key, **self.read_args, **get_object_args)
+        response = self._pinned_call(self.client.get_object, **get_object_args)
         if "Range" not in get_object_args:
             self._remember(response)
         return io.BufferedReader(_CountingRaw(response["Body"], self._count), buffer_size=buffer_size)

@@ -83,6 +83,11 @@
     return `${config.base}/dags/${encodeURIComponent(run.dag_id)}/runs/${encodeURIComponent(run.run_id)}`;
   }
 
+  // Pinned runs (on_changed): objects changed or deleted since the listing, as the sensor counted them.
+  function changes(run) {
+    return run.changed === undefined || run.changed === null ? "" : `${run.changed} changed, ${run.gone || 0} gone since listing`;
+  }
+
   function listView(data) {
     const head = el("tr", {}, ...["DAG run", "State", "Progress", "Speed", "Duration", "Links"].map((h) => el("th", {}, h)));
     const body = el("tbody");
@@ -90,7 +95,7 @@
       const progressCell = el("td", { class: "progress" }, bar(run), el("div", { class: "counts" }, counts(run)), problem(run));
       body.appendChild(el("tr", { class: run.task_state, "data-run-id": run.run_id, "data-status": run.status || "", "data-source": run.source || "" },
         el("td", {}, el("a", { href: detailUrl(run) }, run.run_id), el("div", { class: "muted" }, run.dag_id)),
-        el("td", {}, el("span", { class: "badge" }, run.status || run.task_state), el("div", { class: "muted" }, run.source === "live" ? "live" : "")),
+        el("td", {}, el("span", { class: "badge" }, run.status || run.task_state), el("div", { class: "muted" }, run.source === "live" ? "live" : ""), el("div", { class: "muted changed" }, changes(run))),
         progressCell,
         el("td", { class: "speed" }, speed(run)),
         el("td", { class: "n duration" }, seconds(run.duration_seconds)),
@@ -108,6 +113,7 @@
     const add = (k, v) => { facts.appendChild(el("dt", {}, k)); facts.appendChild(el("dd", {}, v || "–")); };
     add("State", `${run.status || "–"} (task ${run.task_state})`);
     add("Items", counts(run));
+    if (run.changed !== undefined) add("Changed since listing", changes(run));
     add("Speed", speed(run));
     add("Duration", seconds(run.duration_seconds));
     add("Execution", run.execution_arn);
