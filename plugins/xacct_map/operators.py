@@ -97,6 +97,26 @@ def require_native(value: Any, kind: type | tuple[type, ...], name: str, *, opti
     return value
 
 
+def _filter_argument(object_filter: ObjectFilter | dict[str, Any] | None, kwargs: dict) -> Any:
+    """``object_filter``, or the deprecated filter arguments popped from ``kwargs`` (with a warning)."""
+    deprecated = {name: kwargs.pop(name) for name in FILTER_ARGUMENTS if name in kwargs}
+    if deprecated:
+        if object_filter is not None:
+            raise ValueError(
+                f"Give the filters in object_filter only, not also as {sorted(deprecated)}: "
+                f"move them into object_filter."
+            )
+        warnings.warn(
+            f"The filter arguments {', '.join(f'{k}=' for k in deprecated)} of BuildKeyManifestOperator are "
+            f"deprecated: pass object_filter={{{', '.join(f'{k!r}: ...' for k in deprecated)}}} "
+            "(or object_filter=ObjectFilter(...)) instead.",
+            AirflowProviderDeprecationWarning,
+            stacklevel=3,  # the operator's caller
+        )
+        object_filter = deprecated
+    return object_filter
+
+
 class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     """
     List a bucket of another account (or Region) and write a Distributed Map manifest of its keys.
@@ -289,21 +309,7 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         key_range: dict | None = None,
         **kwargs,
     ):
-        deprecated = {name: kwargs.pop(name) for name in FILTER_ARGUMENTS if name in kwargs}
-        if deprecated:
-            if object_filter is not None:
-                raise ValueError(
-                    f"Give the filters in object_filter only, not also as {sorted(deprecated)}: "
-                    f"move them into object_filter."
-                )
-            warnings.warn(
-                f"The filter arguments {', '.join(f'{k}=' for k in deprecated)} of BuildKeyManifestOperator are "
-                f"deprecated: pass object_filter={{{', '.join(f'{k!r}: ...' for k in deprecated)}}} "
-                "(or object_filter=ObjectFilter(...)) instead.",
-                AirflowProviderDeprecationWarning,
-                stacklevel=2,
-            )
-            object_filter = deprecated
+        object_filter = _filter_argument(object_filter, kwargs)
         super().__init__(**kwargs)
         self.source_bucket = source_bucket
         self.source_prefix = source_prefix
