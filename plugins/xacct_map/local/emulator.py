@@ -198,6 +198,9 @@ class LocalAws:
         os.environ["MOTO_PORT"] = str(self.port)
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()
+        # moto's backends live in this process, not in the server: a fresh LocalAws starts empty, not
+        # with the buckets and executions of one that ran before it in the same process.
+        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
         response = requests.post(
             f"{self.endpoint_url}/moto-api/config",
             json={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}},
