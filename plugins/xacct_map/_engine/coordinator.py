@@ -99,8 +99,9 @@ PageLists = tuple[list, list, list, list, list]
 class WorkerPool:
     """The worker processes, their pipes, and one reader thread per worker.
 
-    Start it early (the processes import while the caller does other work, e.g. probes the
-    bucket), :meth:`configure` it once the endpoint is known, :meth:`close` it in any case.
+    Start it early (the processes import while the caller does other work, e.g. sends the first
+    request), :meth:`configure` it once the endpoint is known, :meth:`close` it in any case (or
+    :meth:`discard` it, unconfigured, when the listing turned out to need no worker).
     """
 
     def __init__(self, processes: int) -> None:
@@ -114,7 +115,9 @@ class WorkerPool:
             for _ in range(processes):
                 self.procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "xacct_map._engine.worker"],
+                        # -S: a worker needs the standard library and this package only (PYTHONPATH),
+                        # and skipping site (.pth files, setuptools' hook) halves its start-up CPU
+                        [sys.executable, "-S", "-m", "xacct_map._engine.worker"],
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         env=env,
@@ -166,6 +169,20 @@ class WorkerPool:
             except OSError:
                 pass
         return peaks
+
+    def discard(self) -> None:
+        """Stop workers that were never given work, at once: a listing that fitted in its first page
+        does not wait for them to finish importing."""
+        if self._closed:
+            return
+        self._closed = True
+        for proc in self.procs:
+            proc.kill()  # only our own worker, by its handle
+        for proc in self.procs:
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream:
+                    stream.close()
 
     def close(self) -> None:
         if self._closed:

@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -214,7 +215,7 @@ def iter_objects(
     # Nothing happens until the first object is asked for (errors surface where the caller
     # consumes); objects are made and handed over page by page in C loops (chain) rather than
     # one generator step per object.
-    return chain.from_iterable(_object_pages(job))
+    return chain.from_iterable(_recorded_pages(job))
 
 
 @dataclass(frozen=True)
@@ -260,62 +261,89 @@ class _Job:
         )
 
 
-def _object_pages(job: _Job) -> Iterator[Iterable[S3Object]]:
+def _recorded_pages(job: _Job) -> Iterator[Iterable[S3Object]]:
+    """:func:`_object_pages`, with the listing's totals in ``job.stats``: keys, seconds from the first
+    request to the last page, keys per second, and requests and retries of both engines."""
+    stats = job.stats
+    if stats is None:
+        yield from _object_pages(job)
+        return
+    stats.update(engine="plain", keys=0, requests=0, retries=0)
+    started = time.monotonic()
+    for page in _object_pages(job):
+        stats["keys"] += len(page)
+        yield page
+    seconds = time.monotonic() - started
+    engine = stats.pop("engine_counters", {})
+    stats["requests"] += engine.get("requests", 0)
+    stats["retries"] += engine.get("retries", 0)
+    stats.update({k: v for k, v in engine.items() if k not in ("requests", "retries")})
+    stats.update(listing_seconds=round(seconds, 3), keys_per_second=round(stats["keys"] / max(seconds, 1e-6)))
+
+
+def _object_pages(job: _Job) -> Iterator[list[S3Object]]:
     """The first page from botocore; the rest, if any, from the parallel engine (else the paginator).
 
-    A prefix that fits in one page costs one request and starts no worker process.
+    A prefix that fits in one page costs one request and starts no worker process. When the
+    parallel engine may run, its worker processes start as the first request goes out (they
+    import during its round trip) and are killed unused if the first page is the only one.
     """
-    if job.stats is not None:
-        job.stats["engine"] = "plain"
     reason = job.cannot_run_parallel()
     if reason is not None:
         if job.engine == "parallel":
             raise job.refuse(reason)
         log.debug("listing s3://%s/%s with botocore's paginator: %s", job.bucket, job.prefix, reason)
-        yield _iter_plain(job.s3_client, job.bucket, job.prefix, job.owner)
+        yield from _plain_pages(job)
         return
-    first, request = _watched_list(job, MaxKeys=job.page_size)
-    endpoint, reason = _endpoint(job, *request) if request else (None, _IN_PROCESS)
-    if endpoint is None and job.engine == "parallel":
-        raise job.refuse(reason)
-    if job.stats is not None and endpoint is not None:
-        job.stats["engine"] = "parallel"
-    objects = list(_checked_objects(first.get("Contents", ()), job.bucket, job.prefix))
-    if job.stats is not None:
-        job.stats.update(first_page_keys=len(objects), workers=0)
-    yield objects
-    if not first.get("IsTruncated"):
-        return
-    if endpoint is None:
-        log.debug("listing s3://%s/%s with botocore's paginator: %s", job.bucket, job.prefix, reason)
-        yield _iter_plain(job.s3_client, job.bucket, job.prefix, job.owner, start_after=objects[-1].key)
-        return
-    yield from _parallel_pages(job, endpoint, start_after=objects[-1].key)
+    pool = _start_pool(job)
+    try:
+        first, request = _watched_list(job, MaxKeys=job.page_size)
+        endpoint, reason = _endpoint(job, *request) if request else (None, _IN_PROCESS)
+        if endpoint is None and job.engine == "parallel":
+            raise job.refuse(reason)
+        more = bool(first.get("IsTruncated"))
+        if endpoint is None or not more:
+            pool.discard()
+        objects = list(_checked_objects(first.get("Contents", ()), job.bucket, job.prefix))
+        if job.stats is not None:
+            job.stats.update(first_page_keys=len(objects), workers=0)
+            if endpoint is not None:
+                job.stats["engine"] = "parallel"
+        yield objects
+        if not more:
+            return
+        if endpoint is None:
+            log.debug("listing s3://%s/%s with botocore's paginator: %s", job.bucket, job.prefix, reason)
+            yield from _plain_pages(job, start_after=objects[-1].key)
+            return
+        owned, pool = pool, None
+        yield from _parallel_pages(job, endpoint, owned, start_after=objects[-1].key)
+    finally:
+        if pool is not None:
+            pool.discard()
 
 
-def _parallel_pages(job: _Job, endpoint, *, start_after: str) -> Iterator[Iterable[S3Object]]:
-    """Everything after ``start_after``: worker processes, key ranges cut at the "folders" found."""
-    from xacct_map._engine import WorkerPool, list_ranges
+def _start_pool(job: _Job):
+    """The worker processes, started now so they import while the first request is on its way."""
+    from xacct_map._engine import WorkerPool
+
+    # Past ~3 parsers this process (making the objects) is the limit, so more would only idle.
+    return WorkerPool(max(1, min(job.processes or min(os.cpu_count() or 1, 3), job.parallelism)))
+
+
+def _parallel_pages(job: _Job, endpoint, pool, *, start_after: str) -> Iterator[list[S3Object]]:
+    """Everything after ``start_after`` with the worker processes in ``pool``; the "folders" found
+    meanwhile (a ``Delimiter="/"`` listing, in the background) become range boundaries."""
+    from xacct_map._engine import list_ranges
 
     bucket, prefix = job.bucket, job.prefix
-    # Past ~3 parsers this process (making the objects) is the limit, so more would only idle.
-    pool = WorkerPool(max(1, min(job.processes or min(os.cpu_count() or 1, 3), job.parallelism)))
+    engine: dict = {}
     if job.stats is not None:
         job.stats["workers"] = len(pool.procs)
-    try:  # the workers import while the folders are looked for
-        endpoint.cuts, endpoint.descend = _folders(job)
-    except BaseException:
-        pool.close()
-        raise
+        job.stats["engine_counters"] = engine
     if job.owner:
         endpoint.headers["x-amz-expected-bucket-owner"] = job.owner["ExpectedBucketOwner"]
-    if endpoint.descend:
-        threading.Thread(
-            target=_discover,
-            args=(job.s3_client, bucket, endpoint.descend, job.owner, pool.add_cuts),
-            name="xacct-map-discovery",
-            daemon=True,
-        ).start()
+    threading.Thread(target=_find_folders, args=(job, pool.add_cuts), name="xacct-map-discovery", daemon=True).start()
     pages = list_ranges(
         endpoint,
         prefix=prefix,
@@ -330,10 +358,9 @@ def _parallel_pages(job: _Job, endpoint, *, start_after: str) -> Iterator[Iterab
         processes=len(pool.procs),
         max_attempts=job.max_attempts,
         page_size=job.page_size,
-        initial_cuts=endpoint.cuts,
         start_after=start_after,
         pool=pool,
-        stats=job.stats,
+        stats=engine,
     )
     try:
         for keys, sizes, etags, modified, classes in pages:
@@ -349,14 +376,16 @@ def _parallel_pages(job: _Job, endpoint, *, start_after: str) -> Iterator[Iterab
 PLAIN_PAGE_ATTEMPTS = 3  # tries of a page whose answer is not a ListObjectsV2 result (botocore retried the rest)
 
 
-def _iter_plain(s3_client, bucket: str, prefix: str, owner: dict, *, start_after: str = "") -> Iterator[S3Object]:
+def _plain_pages(job: _Job, *, start_after: str = "") -> Iterator[list[S3Object]]:
+    bucket, prefix = job.bucket, job.prefix
     previous = start_after
     params: dict = {"StartAfter": start_after} if start_after else {}
     while True:
-        page = _plain_page(s3_client, bucket, prefix, owner, params)
-        for obj in _checked_objects(page.get("Contents", ()), bucket, prefix, previous):
-            previous = obj.key
-            yield obj
+        page = _plain_page(job.s3_client, bucket, prefix, job.owner, params, job.stats)
+        objects = list(_checked_objects(page.get("Contents", ()), bucket, prefix, previous))
+        if objects:
+            previous = objects[-1].key
+            yield objects
         if not page["IsTruncated"]:
             return
         if not page.get("NextContinuationToken"):
@@ -367,7 +396,7 @@ def _iter_plain(s3_client, bucket: str, prefix: str, owner: dict, *, start_after
         params = {"ContinuationToken": page["NextContinuationToken"]}
 
 
-def _plain_page(s3_client, bucket: str, prefix: str, owner: dict, params: dict) -> dict:
+def _plain_page(s3_client, bucket: str, prefix: str, owner: dict, params: dict, stats: dict | None = None) -> dict:
     """One ListObjectsV2 page (botocore asks for EncodingType=url and decodes the keys itself).
 
     An answer that is not a ListObjectsV2 result (no ``IsTruncated``: an HTML error page, which
@@ -378,6 +407,9 @@ def _plain_page(s3_client, bucket: str, prefix: str, owner: dict, params: dict) 
     from botocore.parsers import ResponseParserError
 
     for attempt in range(1, PLAIN_PAGE_ATTEMPTS + 1):
+        if stats is not None:  # botocore's own retries are counted from the answer
+            stats["requests"] += 1
+            stats["retries"] += attempt > 1
         try:
             page = s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix, **owner, **params)
         except ClientError as err:
@@ -389,6 +421,10 @@ def _plain_page(s3_client, bucket: str, prefix: str, owner: dict, params: dict) 
                 f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 could not get a page ({err})"
             ) from err
         else:
+            if stats is not None:
+                retried = page.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+                stats["requests"] += retried
+                stats["retries"] += retried
             if isinstance(page.get("IsTruncated"), bool) and page.get("Name", bucket) == bucket:
                 return page
             problem = f"not a ListObjectsV2 result: {sorted(k for k in page if k != 'ResponseMetadata')}"
@@ -465,7 +501,7 @@ def _watched_list(job: _Job, **params) -> tuple[dict, tuple[str, dict] | None]:
     for event, handler in hooks:  # unique ids are unique across events
         client.meta.events.register(event, handler, unique_id=f"{unique_id}-{event}")
     try:
-        response = _plain_page(client, bucket, prefix, job.owner, params)
+        response = _plain_page(client, bucket, prefix, job.owner, params, job.stats)
     finally:
         for event, _ in hooks:
             client.meta.events.unregister(event, unique_id=f"{unique_id}-{event}")
@@ -473,15 +509,23 @@ def _watched_list(job: _Job, **params) -> tuple[dict, tuple[str, dict] | None]:
     return response, (seen[-1] if over_http else None)  # the last attempt worked (after any redirect)
 
 
-def _folders(job: _Job) -> tuple[list[str], str | None]:
-    """``(cuts, descend)``: the prefix's "folders" (a ``Delimiter="/"`` listing) as range boundaries,
-    so a partitioned layout is listed one partition per range; or a lone folder to look into."""
-    response, _ = _watched_list(job, Delimiter="/", MaxKeys=DISCOVERY_ENTRIES)
+def _find_folders(job: _Job, found) -> None:
+    """Call ``found(cuts)`` with the prefix's "folders" (a ``Delimiter="/"`` listing; looking inside a
+    lone folder, down to :data:`DISCOVERY_DEPTH`), so a partitioned layout is listed one partition
+    per range. Runs in the background while the listing has begun (no round trip waited for before
+    the first range starts); only an optimisation: errors end it, the listing reports real ones."""
+    try:
+        response = job.s3_client.list_objects_v2(
+            Bucket=job.bucket, Prefix=job.prefix, Delimiter="/", MaxKeys=DISCOVERY_ENTRIES, **job.owner
+        )
+    except Exception as err:
+        log.debug("folder discovery under %r stopped: %s", job.prefix, err)
+        return
     groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
-    # A lone "folder" says nothing about where keys are: look further down, in the background.
     if _lone_folder(response, groups):
-        return [], groups[0]
-    return groups[1:], None
+        _discover(job.s3_client, job.bucket, groups[0], job.owner, found)
+    elif len(groups) > 1:
+        found(groups[1:])
 
 
 def _endpoint(job: _Job, url: str, headers: dict):

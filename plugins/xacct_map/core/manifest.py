@@ -29,6 +29,8 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from itertools import islice
+from operator import attrgetter
 from datetime import datetime, timezone
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -152,37 +154,87 @@ def iter_sized_batches(
         raise ValueError(f"max_keys ({max_keys}) and max_bytes ({max_bytes}) must both be at least 1")
     sizer = sizer or BatchSizer("")
     budget = max_input_bytes if max_input_bytes is not None else sys.maxsize
-    keys: list[str] = []
-    size = key_bytes = 0
-    # Per key, the common case stays in C calls: a plain key is len + 2 bytes, and the exact size is
-    # only worked out once a batch comes within 40 bytes (commas and digits) of the budget.
-    near = budget - sizer.fixed - 40
-    for obj in objects:
-        key = obj.key
-        if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
-            one = len(key) + 2
-        else:
+    batch = _Batch(sizer, max_keys, max_bytes, budget)
+    objects = iter(objects)
+    while chunk := list(islice(objects, max_keys - len(batch.keys))):
+        # The common case in C calls: the chunk that would fill the batch is taken whole when the
+        # whole of it fits (then every key added one by one would have fitted too: the greedy
+        # batches are the same); else key by key (at most until the batch closes).
+        if not batch.take_whole(chunk):
+            yield from batch.add_each(chunk)
+        elif len(batch.keys) >= max_keys:
+            yield batch.close()
+    if batch.keys:
+        yield batch.close()
+
+
+_KEY = attrgetter("key")
+_SIZE = attrgetter("size")
+
+
+class _Batch:
+    """The batch :func:`iter_sized_batches` is filling: its keys, object bytes and key bytes."""
+
+    def __init__(self, sizer: BatchSizer, max_keys: int, max_bytes: int, budget: int) -> None:
+        self.sizer, self.max_keys, self.max_bytes = sizer, max_keys, max_bytes
+        self.budget = budget
+        # a plain key is len + 2 bytes; the exact size is only worked out once a batch comes within
+        # 40 bytes (commas and digits) of the budget
+        self.near = budget - sizer.fixed - 40
+        self.keys: list[str] = []
+        self.size = self.key_bytes = 0
+
+    def close(self) -> tuple[list[str], int, int]:
+        done = (self.keys, self.size, self.sizer.size(len(self.keys), self.key_bytes, self.size))
+        self.keys, self.size, self.key_bytes = [], 0, 0
+        return done
+
+    def take_whole(self, chunk: list) -> bool:
+        """Add all of ``chunk`` if all of it fits (its keys plain: printable ASCII without escapes)."""
+        keys = list(map(_KEY, chunk))
+        joined = "".join(keys)
+        if not (joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined):
+            return False
+        size = self.size + sum(map(_SIZE, chunk))
+        key_bytes = self.key_bytes + len(joined) + 2 * len(keys)
+        count = len(self.keys) + len(keys)
+        if (size > self.max_bytes and count > 1) or key_bytes + count - 1 > self.near:
+            return False
+        if not self.keys:
+            self._check_alone(keys[0], len(keys[0]) + 2, chunk[0].size)
+        self.keys += keys
+        self.size, self.key_bytes = size, key_bytes
+        return True
+
+    def add_each(self, chunk: list) -> Iterator[tuple[list[str], int, int]]:
+        sizer = self.sizer
+        for obj in chunk:
+            key = obj.key
             one = sizer.key_bytes(key)
-        if keys and (
-            len(keys) >= max_keys
-            or size + obj.size > max_bytes
-            or (
-                key_bytes + one + len(keys) > near
-                and sizer.size(len(keys) + 1, key_bytes + one, size + obj.size) > budget
-            )
-        ):
-            yield keys, size, sizer.size(len(keys), key_bytes, size)
-            keys, size, key_bytes = [], 0, 0
-        keys.append(obj.key)
-        size += obj.size
-        key_bytes += one
-        if len(keys) == 1 and sizer.size(1, one, size) > MAX_CHILD_INPUT_BYTES:
+            count = len(self.keys)
+            if count and (
+                count >= self.max_keys
+                or self.size + obj.size > self.max_bytes
+                or (
+                    self.key_bytes + one + count > self.near
+                    and sizer.size(count + 1, self.key_bytes + one, self.size + obj.size) > self.budget
+                )
+            ):
+                yield self.close()
+            if not self.keys:
+                self._check_alone(key, one, obj.size)
+            self.keys.append(key)
+            self.size += obj.size
+            self.key_bytes += one
+        if len(self.keys) >= self.max_keys:
+            yield self.close()
+
+    def _check_alone(self, key: str, one: int, size: int) -> None:
+        if self.sizer.size(1, one, size) > MAX_CHILD_INPUT_BYTES:
             raise ValueError(
-                f"key {obj.key[:80]!r}... alone makes a child input of {sizer.size(1, one, size)} bytes, more "
+                f"key {key[:80]!r}... alone makes a child input of {self.sizer.size(1, one, size)} bytes, more "
                 f"than Step Functions' {MAX_CHILD_INPUT_BYTES}: shorten the source prefix"
             )
-    if keys:
-        yield keys, size, sizer.size(len(keys), key_bytes, size)
 
 
 class MultipartUploadWriter:
