@@ -5,7 +5,8 @@ The rest of the package uses only the names below (:mod:`xacct_map.core.listing`
 
 * :class:`Endpoint` - where and how to send ListObjectsV2 (taken from a boto3 client's own request);
 * :class:`WorkerPool` - the worker processes (``python -m xacct_map._engine.worker``);
-* :func:`list_ranges` - list the key ranges with the pool, objects out as pages arrive.
+* :func:`list_ranges` - list the key ranges with the pool, objects out as pages arrive;
+* :func:`parse_list_page` - the exact page parser (the caller's first page, answered to botocore).
 
 Inside: :mod:`.coordinator` (ranges, cuts, the pool; the caller's process), :mod:`.keyspace` (where to
 cut), :mod:`.worker` (one worker process), :mod:`.page` (one page's request and exact parse),
@@ -14,5 +15,6 @@ cut), :mod:`.worker` (one worker process), :mod:`.page` (one page's request and 
 """
 
 from xacct_map._engine.coordinator import Endpoint, WorkerPool, list_ranges
+from xacct_map._engine.page import PageFormatError, parse_list_page
 
-__all__ = ["Endpoint", "WorkerPool", "list_ranges"]
+__all__ = ["Endpoint", "PageFormatError", "WorkerPool", "list_ranges", "parse_list_page"]
