@@ -22,7 +22,7 @@ from xacct_map.core.inventory import (
 )
 from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES
 from xacct_map.core.listing import iter_objects
-from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, ManifestSummary, write_manifest
+from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, ManifestSummary, SidecarWriteError, write_manifest
 from xacct_map.core.s3uri import split_s3_uri
 
 _UPLOAD_CALLS = ("CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
@@ -243,6 +243,8 @@ def _explain_write_error(err: ClientError, request: ManifestRequest, operation: 
         hint = f" S3 answered {code} on every retry (throttling or a failure of its own)."
     if operation in _UPLOAD_CALLS:
         outcome = " Nothing was left behind (the upload was aborted)"
+    elif operation == "PutObject" and not isinstance(err, SidecarWriteError):
+        outcome = " Nothing was left behind (the manifest is written whole or not at all)"
     elif operation == "PutObject":
         outcome = (
             f" The metadata sidecar {key}.meta.json could not be written, so the completed manifest was deleted "

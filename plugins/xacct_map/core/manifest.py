@@ -29,9 +29,9 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from itertools import islice
 from operator import attrgetter
-from datetime import datetime, timezone
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -59,6 +59,10 @@ PARTS_PER_STEP = 1_000
 #: User metadata every manifest upload carries: a token of the upload, so that after a
 #: CompleteMultipartUpload whose answer was lost, the object at the key can be told to be this upload's.
 UPLOAD_TOKEN = "xacct-map-upload"
+# A manifest (part) smaller than one upload part is written with one PutObject when complete
+# rather than a multipart upload (three round trips fewer, and no look for open uploads):
+# it is just as atomic. False: always a multipart upload (the fault tests exercise it on small data).
+SMALL_OBJECT_PUT = True
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +251,8 @@ class MultipartUploadWriter:
     A full part is uploaded by a background thread while the next one fills, so the caller (and
     the listing feeding it) does not stop for every part's round trip; at most one part is in
     flight, parts stay in order, and an upload's error is raised by the next write or on exit.
+    The multipart upload is opened when the first part is full: an object smaller than one part is
+    written with one PutObject on exit instead (:data:`SMALL_OBJECT_PUT`).
 
     :param part_size: bytes of the first :data:`PARTS_PER_STEP` parts (S3's minimum, 5 MiB, by
         default); every further :data:`PARTS_PER_STEP` parts are ``part_size`` larger. Memory
@@ -282,6 +288,7 @@ class MultipartUploadWriter:
         self._upload_id: str | None = None
         self._token = secrets.token_hex(16)
         self._killed = False
+        self._multipart = False  # a multipart upload was opened (else one PutObject at the end)
         self._sha = hashlib.sha256()
         self.items = 0
         self.bytes_written = 0
@@ -292,6 +299,17 @@ class MultipartUploadWriter:
         return self._sha.hexdigest()
 
     def __enter__(self):
+        self._multipart = not SMALL_OBJECT_PUT
+        if self._multipart:
+            self._create()
+        _open_writers.add(self)
+        if self._encoder is not None:
+            self.write(self._encoder.header())
+        return self
+
+    def _create(self) -> None:
+        """Open the multipart upload: on entry, or (:data:`SMALL_OBJECT_PUT`) once a first part is full."""
+        self._multipart = True
         response = self._s3.create_multipart_upload(
             Bucket=self.bucket,
             Key=self.key,
@@ -300,10 +318,6 @@ class MultipartUploadWriter:
             **self._owner,
         )
         self._upload_id = response["UploadId"]
-        _open_writers.add(self)
-        if self._encoder is not None:
-            self.write(self._encoder.header())
-        return self
 
     def write(self, data: bytes) -> None:
         """Append ``data``; a full part is uploaded as soon as the buffer reaches the part size."""
@@ -353,14 +367,24 @@ class MultipartUploadWriter:
         if self._killed:
             raise RuntimeError(f"the upload of s3://{self.bucket}/{self.key} was aborted: the task is being terminated")
         self._wait_for_part()
-        if not self._parts and not self._buffer:
-            # An empty body (an empty JSONL manifest): a multipart upload needs at least one part.
-            self._abort()
+        if not self._parts and (not self._multipart or not self._buffer):
+            # All of it fits one part (or nothing at all, which a multipart upload cannot hold): one
+            # PutObject, as whole as a completed upload. No open upload to look for either: only a
+            # manifest of more than a part opens one, and its retry completes (and cleans up) as such.
+            if self._multipart:
+                self._abort()
             response = self._s3.put_object(
-                Bucket=self.bucket, Key=self.key, Body=b"", ContentType=self._content_type, **self._owner
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=bytes(self._buffer),
+                ContentType=self._content_type,
+                Metadata={UPLOAD_TOKEN: self._token},
+                **self._owner,
             )
+            self._buffer = bytearray()
             self.etag = response.get("ETag", "")
-            self._abort_orphans()
+            if self._multipart:
+                self._abort_orphans()
             return
         self._flush_part()
         self._wait_for_part()
@@ -435,6 +459,8 @@ class MultipartUploadWriter:
             raise RuntimeError(
                 f"manifest s3://{self.bucket}/{self.key} needs more than {MAX_PARTS} parts; raise part_size"
             )
+        if not self._multipart:
+            self._create()
         body, self._buffer = self._buffer, bytearray()  # handed over, not copied: a part less at peak
         self._part_size = self._base_part_size * (1 + number // PARTS_PER_STEP)
         if self._uploader is None:
@@ -757,14 +783,21 @@ def write_manifest(
     return summary
 
 
+class SidecarWriteError(ClientError):
+    """S3 refused the metadata sidecar (a PutObject, like a small manifest's own): the completed
+    manifest was deleted again. The same ``response`` and ``operation_name`` as S3's answer."""
+
+
 def _write_sidecar(s3_client, summary: ManifestSummary, expected_bucket_owner: str | None) -> None:
     """The metadata sidecar, or (if it cannot be written) no manifest either."""
     try:
         _put_metadata(s3_client, summary, expected_bucket_owner)
-    except BaseException:
+    except BaseException as err:
         # No manifest without its sidecar: the run's key holds both or neither (every part of it).
         written = [part["key"] for part in summary.parts or ()] or [summary.key]
         _delete_quietly(s3_client, summary.bucket, [*written, metadata_key(summary.key)], expected_bucket_owner)
+        if isinstance(err, ClientError):
+            raise SidecarWriteError(err.response, err.operation_name) from err
         raise
 
 
