@@ -108,6 +108,7 @@ class WorkerPool:
         self.results: queue.Queue = queue.Queue()
         self.procs: list[subprocess.Popen] = []
         self.inflight: list[int] = []
+        self.started_cpu = 0.0  # the caller's note (children's CPU seconds when the pool started)
         self._closed = False
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
