@@ -273,12 +273,10 @@ def _clients(args):
     """``(pipeline s3, source s3, source session, identity text)``; the source client in the bucket's Region."""
     import boto3
 
-    from xacct_map.core.cross_account import assumed_role_session, bucket_region, role_session_name
-    from xacct_map.core.s3uri import split_s3_uri
+    from xacct_map.core.cross_account import assumed_role_session, role_session_name
 
     session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
     endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
-    pipeline = session.client("s3", **endpoint)
     identity = f"profile {args.profile!r}" if args.profile else "the default credentials"
     source_session = session
     if args.role_arn:
@@ -291,13 +289,43 @@ def _clients(args):
         )
         identity = args.role_arn
     source = source_session.client("s3", region_name=args.source_region or session.region_name, **endpoint)
-    if not args.inventory and not args.source_region:
-        # One HeadBucket finds the bucket's Region (cross-Region sources).
-        source_bucket, _ = split_s3_uri(args.source, what="--source")
-        region = bucket_region(source, source_bucket, expected_bucket_owner=args.expected_bucket_owner)
-        if region and region != source.meta.region_name:
-            source = source_session.client("s3", region_name=region, **endpoint)
+    region = _RegionLookup(args, source)  # its HeadBucket's round trip overlaps the pipeline client's making
+    pipeline = session.client("s3", **endpoint)
+    found = region.result()
+    if found and found != source.meta.region_name:
+        source = source_session.client("s3", region_name=found, **endpoint)
     return pipeline, source, source_session, identity
+
+
+class _RegionLookup:
+    """One HeadBucket finds the source bucket's Region (cross-Region sources), in a thread of its own."""
+
+    def __init__(self, args, source) -> None:
+        import threading
+
+        self._region: str | None = None
+        self._error: BaseException | None = None
+        self._thread = None
+        if not args.inventory and not args.source_region:
+            self._thread = threading.Thread(target=self._look, args=(args, source), daemon=True)
+            self._thread.start()
+
+    def _look(self, args, source) -> None:
+        from xacct_map.core.cross_account import bucket_region
+        from xacct_map.core.s3uri import split_s3_uri
+
+        try:
+            source_bucket, _ = split_s3_uri(args.source, what="--source")
+            self._region = bucket_region(source, source_bucket, expected_bucket_owner=args.expected_bucket_owner)
+        except BaseException as err:  # raised in the caller's thread
+            self._error = err
+
+    def result(self) -> str | None:
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._region
 
 
 def _request(args: argparse.Namespace) -> ManifestRequest:
