@@ -38,6 +38,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from itertools import chain, islice, repeat
 from typing import Any
 from urllib.parse import urlsplit
@@ -270,6 +271,7 @@ def _recorded_pages(job: _Job) -> Iterator[Iterable[S3Object]]:
         yield from _object_pages(job)
         return
     stats.update(engine="plain", keys=0, requests=0, retries=0)
+    stats["started_at"] = s3_timestamp(datetime.now(timezone.utc))  # the first request's time, for pipeline timings
     started = time.monotonic()
     for page in _object_pages(job):
         stats["keys"] += len(page)
