@@ -278,7 +278,8 @@ def _recorded_pages(job: _Job) -> Iterator[Iterable[S3Object]]:
         yield page
     seconds = time.monotonic() - started
     engine = stats.pop("engine_counters", {})
-    stats["requests"] += engine.get("requests", 0)
+    # requests: every one sent, retries included (the engine counts its retries apart)
+    stats["requests"] += engine.get("requests", 0) + engine.get("retries", 0)
     stats["retries"] += engine.get("retries", 0)
     stats.update({k: v for k, v in engine.items() if k not in ("requests", "retries")})
     stats.update(listing_seconds=round(seconds, 3), keys_per_second=round(stats["keys"] / max(seconds, 1e-6)))
@@ -587,17 +588,29 @@ def _find_folders(job: _Job, found) -> None:
     per range. Runs in the background while the listing has begun (no round trip waited for before
     the first range starts); only an optimisation: errors end it, the listing reports real ones."""
     try:
-        response = job.s3_client.list_objects_v2(
-            Bucket=job.bucket, Prefix=job.prefix, Delimiter="/", MaxKeys=DISCOVERY_ENTRIES, **job.owner
-        )
+        response = _folder_page(job, job.prefix)
     except Exception as err:
         log.debug("folder discovery under %r stopped: %s", job.prefix, err)
         return
     groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
     if _lone_folder(response, groups):
-        _discover(job.s3_client, job.bucket, groups[0], job.owner, found)
+        _discover(job, groups[0], found)
     elif len(groups) > 1:
         found(groups[1:])
+
+
+def _folder_page(job: _Job, level: str) -> dict:
+    """One ``Delimiter="/"`` page of ``level`` (botocore), counted in the stats with its retries."""
+    if job.stats is not None:
+        job.stats["requests"] += 1
+    response = job.s3_client.list_objects_v2(
+        Bucket=job.bucket, Prefix=level, Delimiter="/", MaxKeys=DISCOVERY_ENTRIES, **job.owner
+    )
+    retried = response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+    if job.stats is not None and retried:
+        job.stats["requests"] += retried
+        job.stats["retries"] += retried
+    return response
 
 
 def _endpoint(job: _Job, url: str, headers: dict):
@@ -655,7 +668,7 @@ def _lone_folder(response: dict, groups: list[str]) -> bool:
     return len(groups) == 1 and not response.get("Contents") and not response.get("IsTruncated")
 
 
-def _discover(s3_client, bucket: str, level: str, owner: dict, found) -> None:
+def _discover(job: _Job, level: str, found) -> None:
     """Descend through lone "folders" from ``level``; call ``found(cuts)`` with the first set of
     several (but the first of them, whose range the listing already runs).
 
@@ -664,9 +677,7 @@ def _discover(s3_client, bucket: str, level: str, owner: dict, found) -> None:
     """
     try:
         for _ in range(DISCOVERY_DEPTH):
-            response = s3_client.list_objects_v2(
-                Bucket=bucket, Prefix=level, Delimiter="/", MaxKeys=DISCOVERY_ENTRIES, **owner
-            )
+            response = _folder_page(job, level)
             groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
             if _lone_folder(response, groups):
                 level = groups[0]
