@@ -280,7 +280,9 @@ def test_throttling_that_never_ends_fails_naming_the_bucket(synthetic_s3):
     assert err.value.response["Error"]["Code"] == "SlowDown"
     assert err.value.operation_name == "ListObjectsV2"
     assert "src" in str(err.value)
-    assert synthetic_s3.stats.throttled == 3
+    # max_attempts tries of the page that failed; the other range's page (cut from the first page
+    # at once) was on its way too, never tried more often
+    assert 3 <= synthetic_s3.stats.throttled <= 6
 
 
 def test_access_denied_mid_listing_is_a_client_error(synthetic_s3):

@@ -233,6 +233,7 @@ def list_ranges(
     max_backoff: float = 20.0,
     start_after: str = "",
     initial_cuts: Sequence[str] = (),
+    first_keys: Sequence[str] = (),
     pool: WorkerPool | None = None,
     stats: dict | None = None,
 ) -> Generator[PageLists, None, None]:
@@ -243,6 +244,9 @@ def list_ranges(
     :param make_error: builds the exception for an S3 error answer ``(status, code, message)``.
     :param initial_cuts: keys to split the key space at before listing (e.g. the common prefixes
         a delimiter listing found); ranges beyond ``parallelism`` wait their turn.
+    :param first_keys: the keys of the page the caller listed up to ``start_after`` (its last key):
+        the range after it is cut at once, as if that page had been the engine's own, so the
+        first round of requests already runs several ranges (one round trip less to ramp up).
     :param pool: worker processes started earlier (``processes`` of them); closed at the end.
     :param stats: if given, filled with counters (requests, retries, chains, cuts, keys parsed).
     """
@@ -271,9 +275,7 @@ def list_ranges(
             make_order_error=make_order_error,
             counters=stats if stats is not None else {},
         )
-        bounds = [c for c in sorted(set(initial_cuts)) if c > start_after]
-        for lo, hi in zip([start_after, *bounds], [*bounds, None], strict=False):
-            coordinator.add_chain(lo, hi)
+        coordinator.start_chains(start_after, initial_cuts, first_keys)
         pool.configure(config, coordinator.creds)
     except BaseException:
         pool.close()
@@ -350,6 +352,15 @@ class _Coordinator:
             self.out.put(err)
 
     # -- chains --
+    def start_chains(self, start_after: str, cuts: Sequence[str], first_keys: Sequence[str]) -> None:
+        """The first ranges: after ``start_after``, split at ``cuts``, the first one cut further as
+        if ``first_keys`` (a page ending at ``start_after``) had just arrived."""
+        bounds = [c for c in sorted(set(cuts)) if c > start_after]
+        for lo, hi in zip([start_after, *bounds], [*bounds, None], strict=False):
+            self.add_chain(lo, hi)
+        if first_keys and first_keys[-1] == start_after:
+            self.cut(self.chains[0], list(first_keys))
+
     def add_chain(self, after: str, hi: str | None) -> None:
         tid = self.counters["chains"]
         self.counters["chains"] += 1
@@ -366,7 +377,7 @@ class _Coordinator:
                     self.counters["late_cuts"] = self.counters.get("late_cuts", 0) + 1
                     break
 
-    def _cut(self, chain: _Chain, keys: list[str]) -> None:
+    def cut(self, chain: _Chain, keys: list[str]) -> None:
         """Cut ``chain`` (a page of it just arrived) while fewer ranges run than ``parallelism``."""
         deficit = self.parallelism - len(self.chains)
         if deficit <= 0 or len(keys) < 2:
@@ -425,7 +436,7 @@ class _Coordinator:
         chain.pages += 1
         if more:
             chain.after, chain.token = page.after, page.token
-            self._cut(chain, lists[0])
+            self.cut(chain, lists[0])
             self.ready.appendleft(page.tid)  # keep going where a page just came from
         else:
             del self.chains[page.tid]

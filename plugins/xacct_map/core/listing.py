@@ -322,7 +322,7 @@ def _object_pages(job: _Job) -> Iterator[list[S3Object]]:
             yield from _plain_pages(job, start_after=objects[-1].key)
             return
         owned, pool = pool, None
-        yield from _parallel_pages(job, endpoint, owned, start_after=objects[-1].key)
+        yield from _parallel_pages(job, endpoint, owned, first_keys=[o.key for o in objects])
     finally:
         if pool is not None:
             pool.discard()
@@ -349,9 +349,10 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _parallel_pages(job: _Job, endpoint, pool, *, start_after: str) -> Iterator[list[S3Object]]:
-    """Everything after ``start_after`` with the worker processes in ``pool``; the "folders" found
-    meanwhile (a ``Delimiter="/"`` listing, in the background) become range boundaries."""
+def _parallel_pages(job: _Job, endpoint, pool, *, first_keys: list[str]) -> Iterator[list[S3Object]]:
+    """Everything after the first page (``first_keys``) with the worker processes in ``pool``; the
+    "folders" found meanwhile (a ``Delimiter="/"`` listing, in the background) become range
+    boundaries."""
     from xacct_map._engine import list_ranges
 
     bucket, prefix = job.bucket, job.prefix
@@ -376,7 +377,8 @@ def _parallel_pages(job: _Job, endpoint, pool, *, start_after: str) -> Iterator[
         processes=len(pool.procs),
         max_attempts=job.max_attempts,
         page_size=job.page_size,
-        start_after=start_after,
+        start_after=first_keys[-1],
+        first_keys=first_keys,
         pool=pool,
         stats=engine,
     )
