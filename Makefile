@@ -20,6 +20,7 @@ $(UV):
 # tools) and this package in editable mode, compiled to bytecode once (not on every first run).
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --all-extras --compile-bytecode --python $(PYTHON)
+	$(VENV)/bin/python -m compileall -q plugins  # the editable package too (uv compiles site-packages only)
 	touch $@
 
 demo: setup

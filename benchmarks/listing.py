@@ -1,23 +1,29 @@
-"""Listing benchmark: S3Hook.list_keys vs a boto3 paginator vs xacct-map's manifest builder.
+"""Listing benchmark at every bucket size: the seed's paginator vs ``xacct-map manifest``, whole processes.
 
-One command, one synthetic S3 server on loopback (:mod:`benchmarks.synthetic_s3`), each client in
-a fresh subprocess (so imports, caches and peak RSS are its own)::
+One synthetic S3 server (:mod:`benchmarks.synthetic_s3`) on loopback per latency and render mode,
+holding one bucket per size; every client runs as a fresh process, timed from its start to its exit
+(interpreter, imports and client included: what a task pays)::
 
-    .venv/bin/python -m benchmarks.listing --keys 1000000 --latency-ms 0 50
-    .venv/bin/python -m benchmarks.listing --scale-keys 10000000     # (c) only, 10M keys
+    python -m benchmarks.listing --targets --markdown           # the issue's targets, ~10 min on 2 CPUs
+    python -m benchmarks.listing --keys 0 1000 10000 50000 --latency-ms 50 --render on-request prerendered
+    python -m benchmarks.listing --quick                         # a smoke run of every part (seconds)
 
 Clients:
 
-(a) ``airflow``  - ``S3Hook.list_keys`` (what ``S3ListOperator`` runs): builds the list of keys.
-(b) ``boto3``    - a ``list_objects_v2`` paginator loop collecting the keys, then one PutObject of
-    the JSON array of keys (the project's first, "seed" manifest writer).
-(c) ``xacct``    - ``xacct_map.core.listing.iter_objects`` streamed into
-    ``xacct_map.core.manifest.write_batched_manifest`` (multipart upload).
+* ``paginator`` - the seed's approach: boto3's ``list_objects_v2`` paginator, the keys in a list,
+  one PutObject of the JSON array of keys.
+* ``xacct`` - ``xacct-map manifest --source s3://bucket/ --dest s3://manifests/key --json``
+  (``xacct_map.cli.main``, as the console script runs it), repeated ``--repeat`` times, median shown.
+* ``client`` - ``import boto3; boto3.client("s3")``: the fixed cost's yardstick.
 
-Reported per client: keys/s over the listing (and the write, for b and c), the ratio to (b) at the
-same latency, and peak RSS (``ru_maxrss``) of the client process and of its own children (the
-listing workers of c). Manifests written by (b) and (c) are counted and checksummed by the server
-afterwards, so verification costs the measured client nothing.
+Render modes: ``on-request`` (the server builds each page's XML when asked, spending CPU on the
+same box, the harder test) and ``prerendered`` (pages built before the clients run, as a real S3
+costs the client's box nothing). Reported per case: seconds, the ratio, requests each made,
+client and worker CPU per key (microseconds; the client's above its own empty-prefix run), the
+peak memory of the whole process tree (the client's VmHWM plus each worker's) and whether the
+manifest holds exactly the generated keys (checked by the server afterwards, at no cost to the
+clients). The fixed cost: ``xacct-map manifest`` of an empty and of a one-page prefix against
+creating a boto3 S3 client, in the same server run.
 """
 
 from __future__ import annotations
@@ -26,291 +32,313 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from benchmarks.synthetic_s3 import GeneratedKeys, SyntheticS3, key_checksum
-
-SOURCE = "source-bucket"
+SOURCE = "source-{n}"
 MANIFESTS = "manifests"
-PRERENDER_MAX_KEYS = 2_000_000  # the server renders its pages ahead up to this many keys
-CLIENTS = {
-    "airflow": "(a) S3Hook.list_keys",
-    "boto3": "(b) boto3 paginator + JSON array",
-    "xacct": "(c) xacct-map manifest",
+ONE_PAGE = 1000
+RENDERS = ("on-request", "prerendered")
+# The issue's targets: (keys, latency ms, render) -> ratio xacct-map / paginator at least
+TARGETS = {
+    (10_000, 50.0, "on-request"): 2.5,
+    (50_000, 50.0, "on-request"): 8.0,
+    (300_000, 50.0, "on-request"): 25.0,
+    (500_000, 0.0, "on-request"): 20.0,
+    (1_000_000, 0.0, "prerendered"): 30.0,
+    (1_000_000, 50.0, "prerendered"): 40.0,
 }
+FIXED_COST_TARGET_S = 0.15  # an empty or one-page prefix: at most this much more than a boto3 client
+MEMORY_TARGET_MIB = 150
+_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIDBENCHMARK", "AWS_SECRET_ACCESS_KEY": "benchmark-secret"}
 
 
-# -- the clients, each run in its own process -----------------------------------------------------
-_CREDENTIALS = ("AKIDBENCHMARK", "benchmark-secret")
-
-
-def _client(endpoint: str):
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=_CREDENTIALS[0],
-        aws_secret_access_key=_CREDENTIALS[1],
-    )
-
-
+# -- the clients, each in a process of its own ------------------------------------------------------
 def run_child(args) -> None:
+    """One client (``--child``); prints one JSON line: CPU, peak memory, the listing's stats."""
     result: dict = {}
-    if args.child == "airflow":
-        os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-bench-"))
-        os.environ["AWS_ENDPOINT_URL_S3"] = args.endpoint
-        os.environ["AWS_ACCESS_KEY_ID"] = "AKIDBENCHMARK"
-        os.environ["AWS_SECRET_ACCESS_KEY"] = "benchmark-secret"
-        os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    if args.child == "client":
+        import boto3
 
-        hook = S3Hook(aws_conn_id=None)
-        hook.get_conn()
-        start = time.perf_counter()
-        keys = hook.list_keys(bucket_name=SOURCE, prefix=args.prefix)
-        result["keys"] = len(keys)
-    elif args.child == "boto3":
-        client = _client(args.endpoint)
-        start = time.perf_counter()
+        boto3.client("s3")
+    elif args.child == "paginator":
+        import boto3
+
+        client = boto3.client("s3")
         keys = []
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=SOURCE, Prefix=args.prefix):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=args.bucket):
             keys.extend(item["Key"] for item in page.get("Contents", ()))
         client.put_object(Bucket=MANIFESTS, Key=args.manifest, Body=json.dumps(keys).encode())
         result["keys"] = len(keys)
     else:
-        from botocore.credentials import Credentials
+        from xacct_map.cli import main as xacct_map
 
-        from xacct_map.core.listing import iter_objects
-        from xacct_map.core.manifest import write_batched_manifest
-
-        client = _client(args.endpoint)
-        stats: dict = {}
-        start = time.perf_counter()
-        summary = write_batched_manifest(
-            iter_objects(
-                client,
-                SOURCE,
-                args.prefix,
-                credentials=Credentials(*_CREDENTIALS),  # what _client signs with
-                parallelism=args.parallelism,
-                processes=args.processes,
-                stats=stats,
-            ),
-            client,
-            bucket=MANIFESTS,
-            key=args.manifest,
-            source_bucket=SOURCE,
-            source_prefix=args.prefix,
-        )
-        result["keys"] = summary.object_count
-        result["listing"] = stats
-    result["seconds"] = time.perf_counter() - start
+        out = sys.stdout
+        sys.stdout = sys.stderr  # the command's own output; this process's result line goes last
+        argv = ["manifest", "--source", f"s3://{args.bucket}/", "--dest", f"s3://{MANIFESTS}/{args.manifest}"]
+        code = xacct_map([*argv, "--on-empty", args.on_empty, "--json"])
+        sys.stdout = out
+        if code and not (code == 3 and args.on_empty == "skip"):  # 3: nothing to process, nothing written
+            raise SystemExit(f"xacct-map manifest exited with {code}")
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    # ru_maxrss keeps the parent's RSS at fork time on Linux; VmHWM is this process's own peak
-    result["ru_maxrss_kib"] = me.ru_maxrss
-    result["rss_kib"] = _vm_hwm_kib("self") or me.ru_maxrss
-    result["children_rss_kib"] = max((result.get("listing") or {}).get("worker_peak_rss_kib", [0]) or [0])
-    result["cpu_s"] = me.ru_utime + me.ru_stime
-    result["children_cpu_s"] = kids.ru_utime + kids.ru_stime
+    result.update(
+        cpu_s=me.ru_utime + me.ru_stime,
+        workers_cpu_s=kids.ru_utime + kids.ru_stime,  # the listing's worker processes (all ended)
+        rss_kib=_vm_hwm_kib(),  # ru_maxrss would count the parent's RSS at spawn time
+    )
     print(json.dumps(result))
 
 
-def _vm_hwm_kib(pid: str) -> int:
+def _vm_hwm_kib() -> int:
     try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-# -- the driver -------------------------------------------------------------------------------
-def _spawn(client: str, endpoint: str, manifest: str, args) -> dict:
-    cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.listing",
-        "--child",
-        client,
-        "--endpoint",
-        endpoint,
-        "--manifest",
-        manifest,
-        "--prefix",
-        args.prefix,
-        "--parallelism",
-        str(args.parallelism),
-        "--processes",
-        str(args.processes or 0),
-    ]
+def _spawn(kind: str, endpoint: str, bucket: str = "", manifest: str = "", on_empty: str = "run") -> dict:
+    cmd = [sys.executable, "-m", "benchmarks.listing", "--child", kind, "--bucket", bucket, "--manifest", manifest]
+    cmd += ["--on-empty", on_empty]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_DEFAULT_REGION="us-east-1",
+        **_CREDENTIALS,
+    )
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
+        env.pop(name, None)
+    started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
+    seconds = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"{client} failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"{kind} on {bucket or '-'} failed:\n{done.stderr[-4000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["seconds"] = seconds
+    if kind == "xacct":  # the command's --json output: the manifest's metadata, listing block included
+        meta = _json_lines(done.stderr)
+        result["listing"] = (meta.get("source") or {}).get("listing") or {}
+    return result
 
 
-def _mib(kib: int) -> float:
-    return kib / 1024
+def _json_lines(text: str) -> dict:
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return {}
 
 
-def run(args) -> None:
-    rows = []
-    key_sets: dict[int, GeneratedKeys] = {}
-    expected: dict[int, int] = {}
+# -- the driver -------------------------------------------------------------------------------------
+def run(args) -> tuple[list[dict], list[tuple[str, dict]]]:
+    """The cases: ``(rows, fixed costs)``; one server per latency and render mode."""
+    from benchmarks.synthetic_s3 import GeneratedKeys, SyntheticS3
 
-    def bench(n: int, latency_ms: float, clients: list[str]) -> None:
-        if n not in key_sets:
-            key_sets[n] = GeneratedKeys(n, flat=args.layout == "flat")
-            if n <= PRERENDER_MAX_KEYS:  # the ratio runs; 10M would take ~2.4 GB
-                key_sets[n].prerender()
-        keys = key_sets[n]
-        with SyntheticS3({SOURCE: keys}, writable=[MANIFESTS], latency=latency_ms / 1000) as server:
-            base = None
-            for client in clients:
-                # (c) runs for seconds, so a burst of other load on the box moves one run a lot: it runs
-                # --repeat times and the median run is reported ((a) and (b) run for minutes).
-                runs = [
-                    measure(server, keys, n, latency_ms, client) for _ in range(args.repeat if client == "xacct" else 1)
-                ]
-                row = sorted(runs, key=lambda r: r["keys_per_s"])[len(runs) // 2]
-                row["runs_keys_per_s"] = [round(r["keys_per_s"]) for r in runs]
-                if client == "boto3":
-                    base = row["keys_per_s"]
-                row["vs_b"] = (row["keys_per_s"] / base) if base else None
-                rows.append(row)
-
-    def measure(server, keys, n: int, latency_ms: float, client: str) -> dict:
-        manifest = f"bench/{client}-{n}-{latency_ms}.json"
-        before = server.stats.requests
-        print(f"  {CLIENTS[client]}: {n:,} keys, {latency_ms:g} ms ...", end="", flush=True, file=sys.stderr)
-        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        res = _spawn(client, server.endpoint_url, manifest, args)
-        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        server_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
-        rate = res["keys"] / res["seconds"]
-        print(f" {rate:,.0f} keys/s", file=sys.stderr)
-        verified = ""
-        if client != "airflow":
-            if n not in expected:
-                expected[n] = key_checksum(keys.keys())
-            count, checksum = server.count_keys(MANIFESTS, manifest)
-            ok = count == n and checksum == expected[n]
-            verified = f"{count:,} keys, {'exact' if ok else 'MISMATCH'}"
-            if not ok:
-                print(
-                    f"  !! manifest {manifest}: {count} keys, "
-                    f"checksum {'ok' if checksum == expected[n] else 'differs'}",
-                    file=sys.stderr,
-                )
-        elif res["keys"] != n:
-            verified = f"listed {res['keys']:,} != {n:,}"
-        return {
-            "client": CLIENTS[client],
-            "keys": n,
-            "latency_ms": latency_ms,
-            "seconds": res["seconds"],
-            "keys_per_s": rate,
-            "vs_b": None,
-            "rss_mib": _mib(res["rss_kib"]),
-            "children_rss_mib": _mib(res["children_rss_kib"]),
-            "requests": server.stats.requests - before,
-            "verified": verified,
-            "cpu": (res["cpu_s"], res["children_cpu_s"], server_cpu),
-            "ru_maxrss_mib": _mib(res["ru_maxrss_kib"]),
-            "listing": res.get("listing"),
-        }
-
-    order = [c for c in ("boto3", "airflow", "xacct") if c in args.clients]
-    if not args.scale_only:
+    _compile_bytecode()
+    rows: list[dict] = []
+    fixed_costs: list[tuple[str, dict]] = []
+    key_sets: dict[tuple[int, str], GeneratedKeys] = {}
+    for render in args.render:
         for latency in args.latency_ms:
-            bench(args.keys, latency, order)
-    if args.scale_keys:
-        bench(args.scale_keys, args.scale_latency_ms, ["xacct"])
-    _report(rows, args)
+            sizes = [n for n in sorted(set(args.keys)) if _wanted(args, n, latency, render)]
+            if not sizes:
+                continue
+            for n in {*sizes, 0, ONE_PAGE}:
+                if (n, render) not in key_sets:
+                    key_sets[n, render] = GeneratedKeys(n)
+                    if render == "prerendered":
+                        key_sets[n, render].prerender()
+            buckets = {SOURCE.format(n=n): key_sets[n, render] for n in {*sizes, 0, ONE_PAGE}}
+            with SyntheticS3(buckets, writable=[MANIFESTS], latency=latency / 1000) as server:
+                fixed = _fixed_cost(server, args, latency, render) if args.fixed_cost else None
+                if fixed:
+                    fixed_costs.append((f"{latency:g} ms | {render}", fixed))
+                rows += [_case(server, key_sets[n, render], n, latency, render, args, fixed) for n in sizes]
+    return rows, fixed_costs
 
 
-def _report(rows: list[dict], args) -> None:
-    print(f"\ncommand: {' '.join([os.path.basename(sys.executable), '-m', 'benchmarks.listing', *sys.argv[1:]])}")
-    print(
-        f"layout: {args.layout}; machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; "
-        "server shares the CPUs\n"
+def _wanted(args, n: int, latency: float, render: str) -> bool:
+    return not args.targets or (n, latency, render) in TARGETS
+
+
+def _fixed_cost(server, args, latency: float, render: str) -> dict:
+    """Creating a boto3 client vs xacct-map manifest of an empty and of a one-page prefix (medians)."""
+    _say(f"fixed cost, {latency:g} ms, {render} ...")
+    client = [_spawn("client", server.endpoint_url)["seconds"] for _ in range(args.repeat)]
+    result = {"client_s": statistics.median(client)}
+    # the empty prefix as the command runs by default (--on-empty skip: nothing to write, exit code 3)
+    for name, n, on_empty in (("empty", 0, "skip"), ("one_page", ONE_PAGE, "run")):
+        runs = [_xacct(server, n, f"fixed-{name}-{i}", on_empty) for i in range(args.repeat)]
+        run = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+        result[name] = run
+    _say(
+        f"  client {result['client_s']:.2f} s, empty {result['empty']['seconds']:.2f} s, "
+        f"one page {result['one_page']['seconds']:.2f} s"
     )
-    head = (
-        "| client | keys | latency | seconds | keys/s | vs (b) | peak RSS | workers' peak RSS "
-        "| CPU s client/workers/server | requests | manifest |"
-    )
-    print(head)
-    print("|" + "---|" * 11)
+    return result
+
+
+def _xacct(server, n: int, manifest: str, on_empty: str = "run") -> dict:
+    before = server.stats.requests
+    res = _spawn("xacct", server.endpoint_url, SOURCE.format(n=n), manifest, on_empty)
+    res["requests"] = server.stats.requests - before
+    res["manifest"] = manifest
+    return res
+
+
+def _case(server, keys, n: int, latency: float, render: str, args, fixed: dict | None) -> dict:
+    from benchmarks.synthetic_s3 import key_checksum
+
+    expected = (n, key_checksum(keys.keys()))
+    row: dict = {"keys": n, "latency_ms": latency, "render": render, "target": TARGETS.get((n, latency, render))}
+    if "paginator" in args.clients:
+        _say(f"paginator: {n:,} keys, {latency:g} ms, {render} ...")
+        before = server.stats.requests
+        manifest = f"paginator-{n}-{latency:g}-{render}.json"
+        res = _spawn("paginator", server.endpoint_url, SOURCE.format(n=n), manifest)
+        res["requests"] = server.stats.requests - before
+        res["exact"] = server.count_keys(MANIFESTS, manifest) == expected
+        row["paginator"] = res
+        _say(f"  {res['seconds']:.2f} s")
+    if "xacct" in args.clients:
+        _say(f"xacct-map: {n:,} keys, {latency:g} ms, {render} ...")
+        runs = []
+        for i in range(args.repeat):
+            res = _xacct(server, n, f"xacct-{n}-{latency:g}-{render}-{i}.json")
+            res["exact"] = server.count_keys(MANIFESTS, res["manifest"]) == expected
+            runs.append(res)
+        row["xacct"] = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+        row["xacct_runs_s"] = [round(r["seconds"], 2) for r in runs]
+        row["empty_cpu_s"] = fixed["empty"]["cpu_s"] if fixed else None
+        _say(f"  {', '.join(f'{s:.2f}' for s in row['xacct_runs_s'])} s")
+    return row
+
+
+def _compile_bytecode() -> None:
+    """The package as bytecode, as an installed wheel has it (a run with PYTHONDONTWRITEBYTECODE set
+    would otherwise compile it in every client process, ~0.4 s)."""
+    import compileall
+
+    import xacct_map
+
+    compileall.compile_dir(os.path.dirname(xacct_map.__file__), quiet=1)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# -- the report -------------------------------------------------------------------------------------
+def _tree_mib(res: dict) -> float:
+    listing = res.get("listing") or {}
+    return (res["rss_kib"] + sum(listing.get("worker_peak_rss_kib") or ())) / 1024
+
+
+def _per_key_us(seconds: float | None, n: int) -> str:
+    return "-" if seconds is None or n == 0 else f"{max(seconds, 0.0) * 1e6 / n:.2f}"
+
+
+def report(rows: list[dict], fixed: list[tuple[str, dict]], args) -> str:
+    lines = [
+        f"`{' '.join(['python', '-m', 'benchmarks.listing', *args.argv])}`",
+        "",
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; the server shares the CPUs. "
+        "Seconds: each client process from start to exit. xacct-map: median of "
+        f"{args.repeat} runs. CPU per key in microseconds; the client's is above its own empty-prefix run.",
+        "",
+        "| keys | latency | render | paginator s | xacct-map s | ratio | target | requests paginator / xacct-map "
+        "| xacct-map CPU µs/key client / workers | peak MiB (process tree) paginator / xacct-map | manifests |",
+        "|" + "---|" * 11,
+    ]
     for r in rows:
-        vs = f"{r['vs_b']:.1f}x" if r["vs_b"] else "-"
-        kids = f"{r['children_rss_mib']:.0f} MiB" if r["children_rss_mib"] else "-"
-        print(
-            f"| {r['client']} | {r['keys']:,} | {r['latency_ms']:g} ms | {r['seconds']:.1f} | {r['keys_per_s']:,.0f} "
-            f"| {vs} | {r['rss_mib']:.0f} MiB | {kids} | {'/'.join(f'{c:.1f}' for c in r['cpu'])} "
-            f"| {r['requests']:,} | {r['verified'] or '-'} |"
+        p, x = r.get("paginator"), r.get("xacct")
+        ratio = f"**{p['seconds'] / x['seconds']:.1f}x**" if p and x else "-"
+        target = f"{r['target']:g}x" if r["target"] else "-"
+        requests = f"{p['requests'] if p else '-'} / {x['requests'] if x else '-'}"
+        if x:
+            listing = x.get("listing") or {}
+            workers = listing.get("worker_cpu_seconds", x["workers_cpu_s"])
+            above = x["cpu_s"] - r["empty_cpu_s"] if r.get("empty_cpu_s") is not None else None
+            cpu = f"{_per_key_us(above, r['keys'])} / {_per_key_us(workers if workers else None, r['keys'])}"
+        else:
+            cpu = "-"
+        memory = f"{_tree_mib(p) if p else 0:.0f} / {_tree_mib(x) if x else 0:.0f}"
+        exact = all(c["exact"] for c in (p, x) if c)
+        lines.append(
+            f"| {r['keys']:,} | {r['latency_ms']:g} ms | {r['render']} | {p['seconds'] if p else 0:.2f} "
+            f"| {x['seconds'] if x else 0:.2f} | {ratio} | {target} | {requests} | {cpu} | {memory} "
+            f"| {'exact' if exact else 'MISMATCH'} |"
         )
-    for r in rows:
-        if len(r.get("runs_keys_per_s") or ()) > 1:
-            print(
-                f"\n{r['client']} {r['keys']:,} @ {r['latency_ms']:g} ms, keys/s of each run (median reported): "
-                f"{', '.join(f'{k:,}' for k in r['runs_keys_per_s'])}"
+    if fixed:
+        lines += [
+            "",
+            "Fixed cost (medians; target: at most "
+            f"{FIXED_COST_TARGET_S:g} s more than creating a boto3 S3 client, same run):",
+            "",
+            "| latency | render | boto3 S3 client s | xacct-map, empty prefix (default: nothing written) s "
+            "| xacct-map, one page (1,000 keys) s "
+            "| requests empty / one page | client CPU s empty / one page |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for label, f in fixed:
+            base = f["client_s"]
+            e, o = f["empty"], f["one_page"]
+            lines.append(
+                f"| {label} | {base:.2f} | {e['seconds']:.2f} (+{e['seconds'] - base:.2f}) "
+                f"| {o['seconds']:.2f} (+{o['seconds'] - base:.2f}) | {e['requests']} / {o['requests']} "
+                f"| {e['cpu_s']:.2f} / {o['cpu_s']:.2f} |"
             )
-    for r in rows:
-        if r["listing"]:
-            print(f"\n{r['client']} {r['keys']:,} @ {r['latency_ms']:g} ms listing stats: {r['listing']}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=2)
+    return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> list[dict] | None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.listing", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--keys", type=int, default=1_000_000, help="keys in the source bucket (default %(default)s)")
     parser.add_argument(
-        "--latency-ms",
-        type=float,
-        nargs="+",
-        default=[0.0, 50.0],
-        help="per-request latency(ies) to run at (default %(default)s)",
+        "--keys", type=int, nargs="+", default=[10_000, 50_000, 300_000], help="bucket sizes (default %(default)s)"
     )
-    parser.add_argument("--clients", nargs="+", default=list(CLIENTS), choices=list(CLIENTS))
+    parser.add_argument("--latency-ms", type=float, nargs="+", default=[50.0], help="per-request latencies")
+    parser.add_argument("--render", nargs="+", choices=RENDERS, default=["on-request"], help="server render modes")
     parser.add_argument(
-        "--scale-keys", type=int, default=0, help="also run (c) alone over this many keys (e.g. 10000000)"
+        "--targets",
+        action="store_true",
+        help="the issue's target cases only (10k, 50k, 300k at 50 ms and 500k at 0 ms on request; 1M "
+        "prerendered at 0 and 50 ms) and the fixed cost at each latency and render: "
+        "sets --keys, --latency-ms and --render",
     )
-    parser.add_argument("--scale-latency-ms", type=float, default=0.0)
-    parser.add_argument("--scale-only", action="store_true", help="only the --scale-keys run")
-    parser.add_argument("--prefix", default="")
-    parser.add_argument(
-        "--layout",
-        choices=["hive", "flat"],
-        default="hive",
-        help="hive: warehouse/events/date=YYYY-MM-DD/part-N... (20,000 keys per date); "
-        "flat: warehouse/events/part-N... (no folders to discover)",
-    )
-    parser.add_argument("--parallelism", type=int, default=32, help="(c)'s iter_objects parallelism")
-    parser.add_argument("--processes", type=int, default=0, help="(c)'s worker processes (0: CPU count)")
-    parser.add_argument(
-        "--repeat", type=int, default=3, help="runs of (c) per setting, the median reported (default %(default)s)"
-    )
+    parser.add_argument("--clients", nargs="+", choices=["paginator", "xacct"], default=["paginator", "xacct"])
+    parser.add_argument("--repeat", type=int, default=3, help="xacct-map runs per case, median shown")
+    parser.add_argument("--no-fixed-cost", dest="fixed_cost", action="store_false", help="skip the fixed-cost runs")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, 0 ms, one run each")
+    parser.add_argument("--markdown", action="store_true", help="print the tables as markdown (for the README)")
     parser.add_argument("--json", help="also write the rows to this file")
-    parser.add_argument("--child", choices=list(CLIENTS), help=argparse.SUPPRESS)
-    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["client", "paginator", "xacct"], help=argparse.SUPPRESS)
+    parser.add_argument("--bucket", help=argparse.SUPPRESS)
     parser.add_argument("--manifest", help=argparse.SUPPRESS)
+    parser.add_argument("--on-empty", default="run", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.processes = args.processes or None
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.child:
         run_child(args)
-    else:
-        run(args)
+        return None
+    if args.targets:
+        args.keys = sorted({n for n, _, _ in TARGETS})
+        args.latency_ms = sorted({lat for _, lat, _ in TARGETS})
+        args.render = list(RENDERS)
+    if args.quick:
+        args.keys, args.latency_ms, args.repeat = [0, ONE_PAGE, 2500], [0.0], 1
+    rows, fixed = run(args)
+    text = report(rows, fixed, args)
+    print(text if args.markdown else text.replace("**", ""))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"cases": rows, "fixed_cost": dict(fixed)}, fh, indent=2)
+    return rows
 
 
 if __name__ == "__main__":

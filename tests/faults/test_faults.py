@@ -26,6 +26,7 @@ from fault_proxy import FaultProxy
 from manifest_fixtures import manifest_operator
 from xacct_map.core import build as core_build
 from xacct_map.core import listing
+from xacct_map.core import manifest as core_manifest
 from xacct_map.core.manifest import metadata_key
 from xacct_map.core.naming import execution_name, manifest_key
 from xacct_map.local.emulator import SOURCE_ACCOUNT, LocalAws
@@ -75,6 +76,9 @@ def shared_botocore_models():
         patch.setattr(botocore.session, "create_loader", create_loader)
         # The parallel engine's tries per page: 3 like botocore's here (10 by default, ~25 s of backoff).
         patch.setattr(core_build, "iter_objects", functools.partial(listing.iter_objects, max_attempts=3))
+        # These manifests are a few KB, which one PutObject writes: the multipart upload that a
+        # manifest of more than a part uses is what the uploading cases inject faults into.
+        patch.setattr(core_manifest, "SMALL_OBJECT_PUT", False)
         # botocore's backoff between tries, a tenth as long (up to 0.1 s, 0.2 s instead of 1 s, 2 s).
         delay = ExponentialBackoff.delay_amount
         patch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: delay(self, context) / 10)

@@ -299,6 +299,8 @@ def test_every_manifest_task_request_names_the_expected_owner(
 
     # 10-key pages: the 40 objects take the worker processes too, not only botocore's first page
     monkeypatch.setattr(build, "iter_objects", functools.partial(build.iter_objects, page_size=10))
+    # a few KB of manifest is one PutObject; the multipart calls must carry the owner too
+    monkeypatch.setattr("xacct_map.core.manifest.SMALL_OBJECT_PUT", False)
 
     aws, pipeline = local_aws
     pipeline_conn, source_conn = proxied_connections

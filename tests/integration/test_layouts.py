@@ -253,14 +253,17 @@ def test_failure_after_parts_were_sent_leaves_no_manifest_and_no_sidecar(local_a
     assert _nothing_left(aws, pipeline.inventory_bucket, key)
 
 
-def test_failure_while_completing_leaves_no_manifest_and_no_sidecar(local_aws):
+@pytest.mark.parametrize("call", ["CompleteMultipartUpload", "PutObject"])
+def test_failure_while_completing_leaves_no_manifest_and_no_sidecar(local_aws, monkeypatch, call):
     aws, pipeline = local_aws
     s3 = aws.client("s3")
+    # two keys: one PutObject, unless the multipart path is asked for
+    monkeypatch.setattr("xacct_map.core.manifest.SMALL_OBJECT_PUT", call == "PutObject")
 
     def refuse(**_):
         raise RuntimeError("complete refused")
 
-    s3.meta.events.register("before-call.s3.CompleteMultipartUpload", refuse)
+    s3.meta.events.register(f"before-call.s3.{call}", refuse)
     key = "xacct-map/manifests/abort-complete/manifest.csv"
     with pytest.raises(RuntimeError, match="complete refused"):
         write_manifest(

@@ -11,7 +11,7 @@ from moto import mock_aws
 
 from s3_server import TEST_CREDENTIALS, GeneratedKeys, client_for, synthetic_s3  # noqa: F401 - fixture
 from xacct_map.core.listing import ListingError, S3Object, iter_objects
-from xacct_map.core.manifest import MultipartJsonArrayWriter, iter_batches, write_batched_manifest
+from xacct_map.core.manifest import MultipartJsonArrayWriter, iter_batches, write_batched_manifest, write_manifest
 
 
 def _objects(n: int, size: int = 10, key_len: int = 20):
@@ -98,7 +98,8 @@ def test_parts_upload_in_the_background_in_order_and_a_failed_part_aborts_everyt
 
 
 @mock_aws
-def test_failure_while_completing_aborts_too():
+def test_failure_while_completing_aborts_too(monkeypatch):
+    monkeypatch.setattr("xacct_map.core.manifest.SMALL_OBJECT_PUT", False)  # 10 keys: multipart all the same
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="inv")
 
@@ -112,14 +113,43 @@ def test_failure_while_completing_aborts_too():
     assert s3.list_objects_v2(Bucket="inv").get("KeyCount") == 0
 
 
+@mock_aws
+def test_a_manifest_smaller_than_a_part_is_one_put_object_then_its_sidecar():
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="inv")
+    calls: list[str] = []
+    s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    objs = _objects(1000)
+    summary = write_manifest(iter(objs), s3, bucket="inv", key="small.json", source_bucket="src")
+    assert calls == ["PutObject", "PutObject"]  # the manifest, then its sidecar: no multipart upload
+    body = s3.get_object(Bucket="inv", Key="small.json")["Body"].read()
+    assert [k for b in json.loads(body) for k in b["keys"]] == [o.key for o in objs]
+    assert summary.sha256 == hashlib.sha256(body).hexdigest() and summary.object_count == 1000
+    assert s3.head_object(Bucket="inv", Key="small.json")["ContentLength"] == len(body)
+
+    def refuse(params, **_):
+        if params["Key"] == "failed.json":
+            raise RuntimeError("put refused")
+
+    s3.meta.events.register("provide-client-params.s3.PutObject", refuse)
+    with pytest.raises(RuntimeError, match="put refused"):
+        write_manifest(iter(objs), s3, bucket="inv", key="failed.json", source_bucket="src")
+    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket="inv")["Contents"]) == [
+        "small.json",
+        "small.json.meta.json",
+    ]
+
+
 def test_part_size_below_s3_minimum_is_refused():
     with pytest.raises(ValueError, match="part_size"):
         MultipartJsonArrayWriter(None, "b", "k", part_size=1024)
 
 
-def test_listing_error_mid_stream_leaves_no_manifest(synthetic_s3):
+@pytest.mark.parametrize("small_put", [True, False], ids=["one-put", "multipart"])
+def test_listing_error_mid_stream_leaves_no_manifest(synthetic_s3, monkeypatch, small_put):
     """End to end on the synthetic server: the parallel listing fails after some pages, the
-    manifest's multipart upload is aborted, and nothing is left behind."""
+    manifest's upload (its multipart upload, if one was opened) is aborted, nothing is left behind."""
+    monkeypatch.setattr("xacct_map.core.manifest.SMALL_OBJECT_PUT", small_put)
     source = GeneratedKeys(20_000)
     synthetic_s3.buckets["src"] = source
     pages = iter(range(10**6))
@@ -136,7 +166,7 @@ def test_listing_error_mid_stream_leaves_no_manifest(synthetic_s3):
             source_bucket="src",
         )
     assert err.value.response["Error"]["Code"] == "AccessDenied"
-    assert synthetic_s3.stats.aborted_uploads == 1 and synthetic_s3.pending_uploads() == 0
+    assert synthetic_s3.stats.aborted_uploads == (0 if small_put else 1) and synthetic_s3.pending_uploads() == 0
     assert not synthetic_s3.has_object("manifests", "m.json")
 
 

@@ -8,6 +8,7 @@ The rest of the package uses only the names below (:mod:`xacct_map.core.listing`
 * :func:`list_ranges` - list the key ranges with the pool, objects out as pages arrive;
 * :func:`plan_cuts` - where to cut a key space whose first keys are known (a listing planned
   over several tasks).
+* :func:`parse_list_page` - the exact page parser (the caller's first page, answered to botocore).
 
 Inside: :mod:`.coordinator` (ranges, cuts, the pool; the caller's process), :mod:`.keyspace` (where to
 cut), :mod:`.worker` (one worker process), :mod:`.page` (one page's request and exact parse),
@@ -17,5 +18,6 @@ cut), :mod:`.worker` (one worker process), :mod:`.page` (one page's request and 
 
 from xacct_map._engine.coordinator import Endpoint, WorkerPool, list_ranges
 from xacct_map._engine.keyspace import plan_cuts
+from xacct_map._engine.page import PageFormatError, parse_list_page
 
-__all__ = ["Endpoint", "WorkerPool", "list_ranges", "plan_cuts"]
+__all__ = ["Endpoint", "PageFormatError", "WorkerPool", "list_ranges", "parse_list_page", "plan_cuts"]

@@ -99,14 +99,16 @@ PageLists = tuple[list, list, list, list, list]
 class WorkerPool:
     """The worker processes, their pipes, and one reader thread per worker.
 
-    Start it early (the processes import while the caller does other work, e.g. probes the
-    bucket), :meth:`configure` it once the endpoint is known, :meth:`close` it in any case.
+    Start it early (the processes import while the caller does other work, e.g. sends the first
+    request), :meth:`configure` it once the endpoint is known, :meth:`close` it in any case (or
+    :meth:`discard` it, unconfigured, when the listing turned out to need no worker).
     """
 
     def __init__(self, processes: int) -> None:
         self.results: queue.Queue = queue.Queue()
         self.procs: list[subprocess.Popen] = []
         self.inflight: list[int] = []
+        self.started_cpu = 0.0  # the caller's note (children's CPU seconds when the pool started)
         self._closed = False
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
@@ -114,7 +116,9 @@ class WorkerPool:
             for _ in range(processes):
                 self.procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "xacct_map._engine.worker"],
+                        # -S: a worker needs the standard library and this package only (PYTHONPATH),
+                        # and skipping site (.pth files, setuptools' hook) halves its start-up CPU
+                        [sys.executable, "-S", "-m", "xacct_map._engine.worker"],
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         env=env,
@@ -167,6 +171,20 @@ class WorkerPool:
                 pass
         return peaks
 
+    def discard(self) -> None:
+        """Stop workers that were never given work, at once: a listing that fitted in its first page
+        does not wait for them to finish importing."""
+        if self._closed:
+            return
+        self._closed = True
+        for proc in self.procs:
+            proc.kill()  # only our own worker, by its handle
+        for proc in self.procs:
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream:
+                    stream.close()
+
     def close(self) -> None:
         if self._closed:
             return
@@ -216,6 +234,7 @@ def list_ranges(
     start_after: str = "",
     up_to: str | None = None,
     initial_cuts: Sequence[str] = (),
+    first_keys: Sequence[str] = (),
     pool: WorkerPool | None = None,
     stats: dict | None = None,
 ) -> Generator[PageLists, None, None]:
@@ -225,8 +244,9 @@ def list_ranges(
         requests; called again now and then so refreshed credentials reach the workers.
     :param make_error: builds the exception for an S3 error answer ``(status, code, message)``.
     :param up_to: the last key to list (None: to the prefix's end): the range ``(start_after, up_to]``.
-    :param initial_cuts: keys to split the key space at before listing (e.g. the common prefixes
-        a delimiter listing found); ranges beyond ``parallelism`` wait their turn.
+    :param initial_cuts: keys to split the key space at before listing; ranges beyond ``parallelism`` wait.
+    :param first_keys: the caller's page ending at ``start_after``: the range after it is cut at once,
+        as if the page were the engine's own (the first round of requests runs several ranges).
     :param pool: worker processes started earlier (``processes`` of them); closed at the end.
     :param stats: if given, filled with counters (requests, retries, chains, cuts, keys parsed).
     """
@@ -255,9 +275,7 @@ def list_ranges(
             make_order_error=make_order_error,
             counters=stats if stats is not None else {},
         )
-        bounds = [c for c in sorted(set(initial_cuts)) if start_after < c and (up_to is None or c < up_to)]
-        for lo, hi in zip([start_after, *bounds], [*bounds, up_to], strict=False):
-            coordinator.add_chain(lo, hi)
+        coordinator.start_chains(start_after, initial_cuts, first_keys, up_to)
         pool.configure(config, coordinator.creds)
     except BaseException:
         pool.close()
@@ -334,6 +352,17 @@ class _Coordinator:
             self.out.put(err)
 
     # -- chains --
+    def start_chains(
+        self, start_after: str, cuts: Sequence[str], first_keys: Sequence[str], up_to: str | None = None
+    ) -> None:
+        """The first ranges: ``(start_after, up_to]``, split at ``cuts``, the first one cut further as
+        if ``first_keys`` (a page ending at ``start_after``) had just arrived."""
+        bounds = [c for c in sorted(set(cuts)) if start_after < c and (up_to is None or c < up_to)]
+        for lo, hi in zip([start_after, *bounds], [*bounds, up_to], strict=False):
+            self.add_chain(lo, hi)
+        if first_keys and first_keys[-1] == start_after:
+            self.cut(self.chains[0], list(first_keys))
+
     def add_chain(self, after: str, hi: str | None) -> None:
         tid = self.counters["chains"]
         self.counters["chains"] += 1
@@ -350,7 +379,7 @@ class _Coordinator:
                     self.counters["late_cuts"] = self.counters.get("late_cuts", 0) + 1
                     break
 
-    def _cut(self, chain: _Chain, keys: list[str]) -> None:
+    def cut(self, chain: _Chain, keys: list[str]) -> None:
         """Cut ``chain`` (a page of it just arrived) while fewer ranges run than ``parallelism``."""
         deficit = self.parallelism - len(self.chains)
         if deficit <= 0 or len(keys) < 2:
@@ -409,7 +438,7 @@ class _Coordinator:
         chain.pages += 1
         if more:
             chain.after, chain.token = page.after, page.token
-            self._cut(chain, lists[0])
+            self.cut(chain, lists[0])
             self.ready.appendleft(page.tid)  # keep going where a page just came from
         else:
             del self.chains[page.tid]

@@ -27,7 +27,7 @@ from xacct_map.core.inventory import (
 from xacct_map.core.keylists import iter_key_list, key_list_format, open_key_list
 from xacct_map.core.layouts import DEFAULT_MAX_BATCH_BYTES
 from xacct_map.core.listing import iter_objects
-from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, ManifestSummary, write_manifest
+from xacct_map.core.manifest import DEFAULT_MAX_PART_BYTES, ManifestSummary, SidecarWriteError, write_manifest
 from xacct_map.core.s3uri import access_point, is_access_point_alias, split_s3_uri
 from xacct_map.core.sources import SourceSpec, collapse
 from xacct_map.core.versions import VERSIONS, iter_object_versions
@@ -159,7 +159,7 @@ def listed_source(
         )
         stats.update(engine="ListObjectVersions", versions=request.versions)
     objects = (
-        versioned
+        _timed(versioned, stats)  # iter_objects times itself
         if request.versions
         else iter_objects(
             client,
@@ -185,7 +185,7 @@ def listed_source(
         "listing": stats,
         **_payer(request),
     }
-    return Source(_timed(objects, stats), description)
+    return Source(objects, description)
 
 
 def listed_sources(
@@ -440,6 +440,8 @@ def _explain_write_error(err: ClientError, request: ManifestRequest, operation: 
         hint = f" S3 answered {code} on every retry (throttling or a failure of its own)."
     if operation in _UPLOAD_CALLS:
         outcome = " Nothing was left behind (the upload was aborted)"
+    elif operation == "PutObject" and not isinstance(err, SidecarWriteError):
+        outcome = " Nothing was left behind (the manifest is written whole or not at all)"
     elif operation == "PutObject":
         outcome = (
             f" The metadata sidecar {key}.meta.json could not be written, so the completed manifest was deleted "

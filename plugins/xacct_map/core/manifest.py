@@ -30,6 +30,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import islice
+from operator import attrgetter
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -59,6 +61,10 @@ PARTS_PER_STEP = 1_000
 #: User metadata every manifest upload carries: a token of the upload, so that after a
 #: CompleteMultipartUpload whose answer was lost, the object at the key can be told to be this upload's.
 UPLOAD_TOKEN = "xacct-map-upload"
+# A manifest (part) smaller than one upload part is written with one PutObject when complete
+# rather than a multipart upload (three round trips fewer, and no look for open uploads):
+# it is just as atomic. False: always a multipart upload (the fault tests exercise it on small data).
+SMALL_OBJECT_PUT = True
 
 log = logging.getLogger(__name__)
 
@@ -160,37 +166,89 @@ def iter_sized_batches(
         raise ValueError(f"max_keys ({max_keys}) and max_bytes ({max_bytes}) must both be at least 1")
     sizer = sizer or BatchSizer("")
     budget = max_input_bytes if max_input_bytes is not None else sys.maxsize
-    keys: list[str] = []
-    size = key_bytes = 0
-    # Per key, the common case stays in C calls: a plain key is len + 2 bytes, and the exact size is
-    # only worked out once a batch comes within 40 bytes (commas and digits) of the budget.
-    near = budget - sizer.fixed - 40
-    for obj in objects:
-        key = obj.key
-        if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
-            one = len(key) + 2
-        else:
+    batch = _Batch(sizer, max_keys, max_bytes, budget)
+    objects = iter(objects)
+    while chunk := list(islice(objects, max_keys - len(batch.keys))):
+        # The common case in C calls: the chunk that would fill the batch is taken whole when the
+        # whole of it fits (then every key added one by one would have fitted too: the greedy
+        # batches are the same); else key by key (at most until the batch closes).
+        if not batch.take_whole(chunk):
+            yield from batch.add_each(chunk)
+        elif len(batch.keys) >= max_keys:
+            yield batch.close()
+    if batch.keys:
+        yield batch.close()
+
+
+_KEY = attrgetter("key")
+_NOT_PLAIN = bytes(range(32)) + b'\x7f"\\'  # the ASCII that is not printable, or is escaped in JSON
+_SIZE = attrgetter("size")
+
+
+class _Batch:
+    """The batch :func:`iter_sized_batches` is filling: its keys, object bytes and key bytes."""
+
+    def __init__(self, sizer: BatchSizer, max_keys: int, max_bytes: int, budget: int) -> None:
+        self.sizer, self.max_keys, self.max_bytes = sizer, max_keys, max_bytes
+        self.budget = budget
+        # a plain key is len + 2 bytes; the exact size is only worked out once a batch comes within
+        # 40 bytes (commas and digits) of the budget
+        self.near = budget - sizer.fixed - 40
+        self.keys: list[str] = []
+        self.size = self.key_bytes = 0
+
+    def close(self) -> tuple[list[str], int, int]:
+        done = (self.keys, self.size, self.sizer.size(len(self.keys), self.key_bytes, self.size))
+        self.keys, self.size, self.key_bytes = [], 0, 0
+        return done
+
+    def take_whole(self, chunk: list) -> bool:
+        """Add all of ``chunk`` if all of it fits (its keys plain: printable ASCII without escapes)."""
+        keys = list(map(_KEY, chunk))
+        joined = "".join(keys)
+        # printable ASCII without '"' or '\\' (what BatchSizer.key_bytes counts as len + 2), in one C pass
+        if not (joined.isascii() and len(joined.encode("ascii").translate(None, _NOT_PLAIN)) == len(joined)):
+            return False
+        size = self.size + sum(map(_SIZE, chunk))
+        key_bytes = self.key_bytes + len(joined) + 2 * len(keys)
+        count = len(self.keys) + len(keys)
+        if (size > self.max_bytes and count > 1) or key_bytes + count - 1 > self.near:
+            return False
+        if not self.keys:
+            self._check_alone(keys[0], len(keys[0]) + 2, chunk[0].size)
+        self.keys += keys
+        self.size, self.key_bytes = size, key_bytes
+        return True
+
+    def add_each(self, chunk: list) -> Iterator[tuple[list[str], int, int]]:
+        sizer = self.sizer
+        for obj in chunk:
+            key = obj.key
             one = sizer.key_bytes(key)
-        if keys and (
-            len(keys) >= max_keys
-            or size + obj.size > max_bytes
-            or (
-                key_bytes + one + len(keys) > near
-                and sizer.size(len(keys) + 1, key_bytes + one, size + obj.size) > budget
-            )
-        ):
-            yield keys, size, sizer.size(len(keys), key_bytes, size)
-            keys, size, key_bytes = [], 0, 0
-        keys.append(obj.key)
-        size += obj.size
-        key_bytes += one
-        if len(keys) == 1 and sizer.size(1, one, size) > MAX_CHILD_INPUT_BYTES:
+            count = len(self.keys)
+            if count and (
+                count >= self.max_keys
+                or self.size + obj.size > self.max_bytes
+                or (
+                    self.key_bytes + one + count > self.near
+                    and sizer.size(count + 1, self.key_bytes + one, self.size + obj.size) > self.budget
+                )
+            ):
+                yield self.close()
+            if not self.keys:
+                self._check_alone(key, one, obj.size)
+            self.keys.append(key)
+            self.size += obj.size
+            self.key_bytes += one
+        if len(self.keys) >= self.max_keys:
+            yield self.close()
+
+    def _check_alone(self, key: str, one: int, size: int) -> None:
+        if self.sizer.size(1, one, size) > MAX_CHILD_INPUT_BYTES:
             raise ValueError(
-                f"key {obj.key[:80]!r}... alone makes a child input of {sizer.size(1, one, size)} bytes, more "
+                f"key {key[:80]!r}... alone makes a child input of {self.sizer.size(1, one, size)} bytes, more "
                 f"than Step Functions' {MAX_CHILD_INPUT_BYTES}: shorten the source prefix"
             )
-    if keys:
-        yield keys, size, sizer.size(len(keys), key_bytes, size)
 
 
 def pinned_entry(obj) -> str | list[str]:
@@ -237,6 +295,8 @@ class MultipartUploadWriter:
     A full part is uploaded by a background thread while the next one fills, so the caller (and
     the listing feeding it) does not stop for every part's round trip; at most one part is in
     flight, parts stay in order, and an upload's error is raised by the next write or on exit.
+    The multipart upload is opened when the first part is full: an object smaller than one part is
+    written with one PutObject on exit instead (:data:`SMALL_OBJECT_PUT`).
 
     :param part_size: bytes of the first :data:`PARTS_PER_STEP` parts (S3's minimum, 5 MiB, by
         default); every further :data:`PARTS_PER_STEP` parts are ``part_size`` larger. Memory
@@ -272,6 +332,7 @@ class MultipartUploadWriter:
         self._upload_id: str | None = None
         self._token = secrets.token_hex(16)
         self._killed = False
+        self._multipart = False  # a multipart upload was opened (else one PutObject at the end)
         self._sha = hashlib.sha256()
         self.items = 0
         self.bytes_written = 0
@@ -282,6 +343,17 @@ class MultipartUploadWriter:
         return self._sha.hexdigest()
 
     def __enter__(self):
+        self._multipart = not SMALL_OBJECT_PUT
+        if self._multipart:
+            self._create()
+        _open_writers.add(self)
+        if self._encoder is not None:
+            self.write(self._encoder.header())
+        return self
+
+    def _create(self) -> None:
+        """Open the multipart upload: on entry, or (:data:`SMALL_OBJECT_PUT`) once a first part is full."""
+        self._multipart = True
         response = self._s3.create_multipart_upload(
             Bucket=self.bucket,
             Key=self.key,
@@ -290,10 +362,6 @@ class MultipartUploadWriter:
             **self._owner,
         )
         self._upload_id = response["UploadId"]
-        _open_writers.add(self)
-        if self._encoder is not None:
-            self.write(self._encoder.header())
-        return self
 
     def write(self, data: bytes) -> None:
         """Append ``data``; a full part is uploaded as soon as the buffer reaches the part size."""
@@ -343,14 +411,24 @@ class MultipartUploadWriter:
         if self._killed:
             raise RuntimeError(f"the upload of s3://{self.bucket}/{self.key} was aborted: the task is being terminated")
         self._wait_for_part()
-        if not self._parts and not self._buffer:
-            # An empty body (an empty JSONL manifest): a multipart upload needs at least one part.
-            self._abort()
+        if not self._parts and (not self._multipart or not self._buffer):
+            # All of it fits one part (or nothing at all, which a multipart upload cannot hold): one
+            # PutObject, as whole as a completed upload. No open upload to look for either: only a
+            # manifest of more than a part opens one, and its retry completes (and cleans up) as such.
+            if self._multipart:
+                self._abort()
             response = self._s3.put_object(
-                Bucket=self.bucket, Key=self.key, Body=b"", ContentType=self._content_type, **self._owner
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=bytes(self._buffer),
+                ContentType=self._content_type,
+                Metadata={UPLOAD_TOKEN: self._token},
+                **self._owner,
             )
+            self._buffer = bytearray()
             self.etag = response.get("ETag", "")
-            self._abort_orphans()
+            if self._multipart:
+                self._abort_orphans()
             return
         self._flush_part()
         self._wait_for_part()
@@ -425,6 +503,8 @@ class MultipartUploadWriter:
             raise RuntimeError(
                 f"manifest s3://{self.bucket}/{self.key} needs more than {MAX_PARTS} parts; raise part_size"
             )
+        if not self._multipart:
+            self._create()
         body, self._buffer = self._buffer, bytearray()  # handed over, not copied: a part less at peak
         self._part_size = self._base_part_size * (1 + number // PARTS_PER_STEP)
         if self._uploader is None:
@@ -765,14 +845,21 @@ def _source_bytes(source_bucket: str, source_prefix: str, described: dict) -> in
     )
 
 
+class SidecarWriteError(ClientError):
+    """S3 refused the metadata sidecar (a PutObject, like a small manifest's own): the completed
+    manifest was deleted again. The same ``response`` and ``operation_name`` as S3's answer."""
+
+
 def _write_sidecar(s3_client, summary: ManifestSummary, expected_bucket_owner: str | None) -> None:
     """The metadata sidecar, or (if it cannot be written) no manifest either."""
     try:
         _put_metadata(s3_client, summary, expected_bucket_owner)
-    except BaseException:
+    except BaseException as err:
         # No manifest without its sidecar: the run's key holds both or neither (every part of it).
         written = [part["key"] for part in summary.parts or ()] or [summary.key]
         _delete_quietly(s3_client, summary.bucket, [*written, metadata_key(summary.key)], expected_bucket_owner)
+        if isinstance(err, ClientError):
+            raise SidecarWriteError(err.response, err.operation_name) from err
         raise
 
 
