@@ -96,6 +96,11 @@ class _Cuts(NamedTuple):
 PageLists = tuple[list, list, list, list, list]
 
 
+# -S: a worker needs the standard library and this package only (PYTHONPATH), and skipping site (.pth
+# files, setuptools' hook) halves its start-up CPU.
+WORKER_FLAGS: tuple[str, ...] = ("-S",)
+
+
 class WorkerPool:
     """The worker processes, their pipes, and one reader thread per worker.
 
@@ -116,9 +121,7 @@ class WorkerPool:
             for _ in range(processes):
                 self.procs.append(
                     subprocess.Popen(
-                        # -S: a worker needs the standard library and this package only (PYTHONPATH),
-                        # and skipping site (.pth files, setuptools' hook) halves its start-up CPU
-                        [sys.executable, "-S", "-m", "xacct_map._engine.worker"],
+                        [sys.executable, *WORKER_FLAGS, "-m", "xacct_map._engine.worker"],
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         env=env,
