@@ -121,7 +121,7 @@ def test_an_access_point_arn_and_alias_list_the_same_keys_as_the_bucket(server, 
     assert sorted(o.key for o in listed) == list(KEYS.keys())
     assert stats["engine"] == "parallel" and stats["requests"] > 1
     if source == ACCESS_POINT:  # through the access point's own host, as on AWS
-        assert server.stats.hosts.get("shared-222222222222.127.0.0.1", 0) == stats["requests"]  # the folder probes included
+        assert server.stats.hosts.get("shared-222222222222.127.0.0.1", 0) == stats["requests"]  # probes too
 
 
 def test_through_an_access_point_the_expected_owner_is_the_buckets(server, access_point_hosts):
