@@ -469,14 +469,10 @@ def _plain_pages(job: _Job, *, start_after: str = "") -> Iterator[list[S3Object]
             yield within
         if len(within) < len(objects):
             return  # the rest belongs to the next range
-        if not page["IsTruncated"]:
+        following = _next_page(page, bucket, prefix)
+        if following is None:
             return
-        if not page.get("NextContinuationToken"):
-            raise ListingUnavailableError(
-                f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 answered a truncated page without "
-                "NextContinuationToken; the rest cannot be listed. Retry the task."
-            )
-        params = {"ContinuationToken": page["NextContinuationToken"]}
+        params = following
 
 
 def _plain_page(s3_client, bucket: str, prefix: str, owner: dict, params: dict, stats: dict | None = None) -> dict:
@@ -540,14 +536,22 @@ def _unordered_pages(job: _Job) -> Iterator[list[S3Object]]:
                 )
             seen.add(obj.key)
         yield objects
-        if not page["IsTruncated"]:
+        following = _next_page(page, bucket, prefix)
+        if following is None:
             return
-        if not page.get("NextContinuationToken"):
-            raise ListingUnavailableError(
-                f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 answered a truncated page without "
-                "NextContinuationToken; the rest cannot be listed. Retry the task."
-            )
-        params = {"ContinuationToken": page["NextContinuationToken"]}
+        params = following
+
+
+def _next_page(page: dict, bucket: str, prefix: str) -> dict | None:
+    """The parameters of the page after ``page`` (None: it was the last)."""
+    if not page["IsTruncated"]:
+        return None
+    if not page.get("NextContinuationToken"):
+        raise ListingUnavailableError(
+            f"listing s3://{bucket}/{prefix} failed: ListObjectsV2 answered a truncated page without "
+            "NextContinuationToken; the rest cannot be listed. Retry the task."
+        )
+    return {"ContinuationToken": page["NextContinuationToken"]}
 
 
 def _object(item: dict) -> S3Object:
