@@ -5,8 +5,11 @@ One coordinator (this module, in the caller's process) and a few worker processe
 the prefix is split into disjoint ranges ``(after, hi]``; each range is a *chain* of pages listed
 with ``StartAfter`` = the last key seen, one request in flight per chain. The first ranges come
 from known boundaries (the common prefixes the caller discovered); whenever fewer chains are
-running than ``parallelism``, the chain whose page just arrived is cut (at points chosen by
-:class:`xacct_map._engine.keyspace.KeySpace`) and the new ranges start at once. Ranges never overlap and
+running than ``parallelism``, the range whose page just arrived (or, when a range ends, the
+furthest-reaching range that has listed keys) is cut a page apart (at points chosen by
+:class:`xacct_map._engine.keyspace.KeySpace` from the latest page's density) and the new ranges
+start at once: each range then lists one page and ends, so a small listing takes one round of
+requests after its first page and a large one keeps ``parallelism`` pages in flight. Ranges never overlap and
 together cover everything after the start, so each key is listed exactly once; the worker checks
 every page ascends inside its range and the coordinator re-checks the ends.
 
@@ -53,7 +56,6 @@ log = logging.getLogger(__name__)
 # workers run ``python -m xacct_map._engine.worker`` and must import this same package.
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CREDENTIAL_CHECK_SECONDS = 10.0
-MAX_FAN_OUT = 3  # new ranges per cut (more while few ranges run: see the schedule)
 # Pages ready for the caller. With the pages in flight (at most ``parallelism``) this bounds memory,
 # and it covers a pause of the caller (a manifest part upload) without stalling the requests.
 OUTPUT_PAGES = 8
@@ -246,6 +248,7 @@ def list_ranges(
     :param credentials: returns ``(access_key, secret_key, token)`` or None for unsigned
         requests; called again now and then so refreshed credentials reach the workers.
     :param make_error: builds the exception for an S3 error answer ``(status, code, message)``.
+    :param page_size: keys per page (``MaxKeys``); ranges are cut to hold about a page each.
     :param up_to: the last key to list (None: to the prefix's end): the range ``(start_after, up_to]``.
     :param initial_cuts: keys to split the key space at before listing; ranges beyond ``parallelism`` wait.
     :param first_keys: the caller's page ending at ``start_after``: the range after it is cut at once,
@@ -267,8 +270,7 @@ def list_ranges(
         max_backoff=max_backoff,
         connections=max(1, -(-parallelism // processes)),
     )
-    if pool is None:
-        pool = WorkerPool(processes)
+    pool = pool if pool is not None else WorkerPool(processes)
     try:
         coordinator = _Coordinator(
             pool,
@@ -277,14 +279,14 @@ def list_ranges(
             make_error=make_error,
             make_order_error=make_order_error,
             counters=stats if stats is not None else {},
+            page_size=page_size,
         )
         coordinator.start_chains(start_after, initial_cuts, first_keys, up_to)
         pool.configure(config, coordinator.creds)
     except BaseException:
         pool.close()
         raise
-    # The schedule runs in a thread of its own, so requests keep going out while the caller is
-    # busy with objects (say, uploading a manifest part); the bounded queue is the backpressure.
+    # The schedule's own thread: requests go on while the caller is busy (the bounded queue pushes back).
     thread = threading.Thread(target=coordinator.run, name="xacct-map-listing", daemon=True)
     thread.start()
     try:
@@ -306,6 +308,11 @@ def list_ranges(
 _DONE = object()  # the end of the output queue
 
 
+def _reach(chain: _Chain) -> tuple[bool, str]:
+    """How far a range reaches (an open end furthest), for ordering."""
+    return chain.hi is None, chain.hi or ""
+
+
 class _Coordinator:
     """The schedule: key ranges (chains), the requests in flight, cuts, credentials, the output.
 
@@ -322,8 +329,10 @@ class _Coordinator:
         make_error: Callable[[int, str, str], Exception],
         make_order_error: Callable[[str], Exception],
         counters: dict,
+        page_size: int = 1000,
     ) -> None:
         self.pool = pool
+        self.page_size = page_size
         self.parallelism = parallelism
         self.credentials = credentials
         self.make_error = make_error
@@ -333,6 +342,7 @@ class _Coordinator:
         self.creds = credentials()
         self.checked = time.monotonic()  # when the credentials were last read
         self.space = KeySpace()
+        self.sample: tuple[str, str, int] | None = None  # the latest page's (first key, last key, keys)
         self.chains: dict[int, _Chain] = {}
         self.ready: deque[int] = deque()  # chains waiting for a free request slot
         self.inflight = 0
@@ -383,20 +393,38 @@ class _Coordinator:
                     break
 
     def cut(self, chain: _Chain, keys: list[str]) -> None:
-        """Cut ``chain`` (a page of it just arrived) while fewer ranges run than ``parallelism``."""
+        """Cut ``chain`` (a page of it, ``keys``, just arrived) while fewer ranges run than ``parallelism``."""
+        if len(keys) >= 2:
+            self.space.learn((keys[0], keys[len(keys) // 2], keys[-1]))
+            self.sample = (keys[0], keys[-1], len(keys))
         deficit = self.parallelism - len(self.chains)
-        if deficit <= 0 or len(keys) < 2:
+        if deficit > 0:
+            self._split(chain, deficit)
+
+    def _fill(self) -> None:
+        """Request slots left free (a range ended) go to the furthest-reaching range that has listed keys
+        (its next page, or the one on its way, keeps a page of its range; the rest is cut a page apart).
+        A range that has listed nothing yet is not cut: past the end of the keys it would only make
+        empty ranges, and another round of requests to wait for."""
+        deficit = self.parallelism - len(self.chains)
+        if deficit <= 0 or self.sample is None:
             return
-        self.space.learn((keys[0], keys[len(keys) // 2], keys[-1]))
-        # a few parts at a time (each cut then uses what the last ones taught), more while far
-        # below parallelism, so a listing ramps up quickly
-        cuts = self.space.cuts(keys[0], keys[-1], chain.hi, min(deficit, max(MAX_FAN_OUT, deficit // 2)) + 1)
-        if cuts:
-            self.counters["cuts"] += 1
-            upper = [*cuts[1:], chain.hi]
-            chain.hi = cuts[0]
-            for lo, hi in zip(cuts, upper, strict=False):
-                self.add_chain(lo, hi)
+        proven = [c for c in self.chains.values() if c.pages]
+        if proven:
+            self._split(max(proven, key=_reach), deficit)
+
+    def _split(self, chain: _Chain, count: int) -> bool:
+        """Cut up to ``count`` new ranges off ``chain``, a page apart from where its next page starts."""
+        if self.sample is None:
+            return False
+        cuts = self.space.pages_ahead(self.sample, chain.after, chain.hi, count, self.page_size)
+        if not cuts:
+            return False
+        self.counters["cuts"] += 1
+        for lo, hi in zip(cuts, [*cuts[1:], chain.hi], strict=True):
+            self.add_chain(lo, hi)
+        chain.hi = cuts[0]
+        return True
 
     # -- requests and results --
     def _send_ready(self) -> None:
@@ -445,6 +473,7 @@ class _Coordinator:
             self.ready.appendleft(page.tid)  # keep going where a page just came from
         else:
             del self.chains[page.tid]
+        self._fill()
         if now - self.checked > CREDENTIAL_CHECK_SECONDS:
             self._refresh_credentials()
         if lists[0]:
@@ -458,9 +487,12 @@ class _Coordinator:
             return lists, page.more
         if keys[0] <= chain.after:
             raise self.make_order_error(f"page for range ({chain.after!r}, {chain.hi!r}] held {keys[0]!r}")
-        if chain.hi is not None and keys[-1] > chain.hi:
-            # the range was cut while this page was on its way: the rest is another's
+        if chain.hi is not None and keys[-1] >= chain.hi:
+            # the range ends in this page (it may have been cut while the page was on its way: the
+            # rest is another's)
             cut = bisect_right(keys, chain.hi)
+            if cut == len(keys):
+                return lists, False
             self.counters["trimmed_pages"] = self.counters.get("trimmed_pages", 0) + 1
             return (keys[:cut], page.sizes[:cut], page.etags[:cut], page.modified[:cut], page.classes[:cut]), False
         return lists, page.more

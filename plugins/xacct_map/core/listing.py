@@ -335,11 +335,6 @@ def _object_pages(job: _Job) -> Iterator[list[S3Object]]:
         if job.engine == "parallel":
             raise job.refuse(reason)
         log.debug("listing s3://%s/%s with botocore's paginator: %s", job.bucket, job.prefix, reason)
-    reason = job.cannot_run_parallel()
-    if reason is not None:
-        if job.engine == "parallel":
-            raise job.refuse(reason)
-        log.debug("listing s3://%s/%s with botocore's paginator: %s", job.bucket, job.prefix, reason)
         if is_directory_bucket(job.bucket):
             yield from _unordered_pages(job)
         else:
@@ -412,7 +407,10 @@ def _parallel_pages(job: _Job, endpoint, pool, *, first_keys: list[str]) -> Iter
         endpoint.headers["x-amz-expected-bucket-owner"] = job.owner["ExpectedBucketOwner"]
     if "RequestPayer" in job.owner:  # signed with the rest: S3 checks it is part of the signature
         endpoint.headers["x-amz-request-payer"] = job.owner["RequestPayer"]
-    threading.Thread(target=_find_folders, args=(job, pool.add_cuts), name="xacct-map-discovery", daemon=True).start()
+    listed = threading.Event()  # the discovery stops looking once the listing is over
+    finder = threading.Thread(target=_find_folders, args=(job, pool.add_cuts, listed), name="xacct-map-discovery")
+    finder.daemon = True
+    finder.start()
     pages = list_ranges(
         endpoint,
         prefix=prefix,
@@ -437,6 +435,7 @@ def _parallel_pages(job: _Job, endpoint, pool, *, first_keys: list[str]) -> Iter
         for keys, sizes, etags, modified, classes in pages:
             yield _make_objects(keys, sizes, etags, modified, classes)
     finally:
+        listed.set()
         pages.close()  # stops the workers as soon as the caller lets go of the iterator
         pool.close()  # in case the engine never got to run
         if job.stats is not None:
@@ -756,7 +755,7 @@ def _page_objects(page, bucket: str, prefix: str, previous: str = "") -> list[S3
     return _make_objects(keys, page.sizes, page.etags, page.last_modified, page.storage_classes)
 
 
-def _find_folders(job: _Job, found) -> None:
+def _find_folders(job: _Job, found, listed: threading.Event) -> None:
     """Call ``found(cuts)`` with the prefix's "folders" (a ``Delimiter="/"`` listing; looking inside a
     lone folder, down to :data:`DISCOVERY_DEPTH`), so a partitioned layout is listed one partition
     per range. Runs in the background while the listing has begun (no round trip waited for before
@@ -768,7 +767,7 @@ def _find_folders(job: _Job, found) -> None:
         return
     groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
     if _lone_folder(response, groups):
-        _discover(job, groups[0], found)
+        _discover(job, groups[0], found, listed)
     elif len(groups) > 1:
         found(groups[1:])
 
@@ -842,7 +841,7 @@ def _lone_folder(response: dict, groups: list[str]) -> bool:
     return len(groups) == 1 and not response.get("Contents") and not response.get("IsTruncated")
 
 
-def _discover(job: _Job, level: str, found) -> None:
+def _discover(job: _Job, level: str, found, listed: threading.Event) -> None:
     """Descend through lone "folders" from ``level``; call ``found(cuts)`` with the first set of
     several (but the first of them, whose range the listing already runs).
 
@@ -851,6 +850,8 @@ def _discover(job: _Job, level: str, found) -> None:
     """
     try:
         for _ in range(DISCOVERY_DEPTH):
+            if listed.is_set():
+                return
             response = _folder_page(job, level)
             groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
             if _lone_folder(response, groups):
