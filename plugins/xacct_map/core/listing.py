@@ -408,7 +408,9 @@ def _parallel_pages(job: _Job, endpoint, pool, *, first_keys: list[str]) -> Iter
     if "RequestPayer" in job.owner:  # signed with the rest: S3 checks it is part of the signature
         endpoint.headers["x-amz-request-payer"] = job.owner["RequestPayer"]
     listed = threading.Event()  # the discovery stops looking once the listing is over
-    finder = threading.Thread(target=_find_folders, args=(job, pool.add_cuts, listed), name="xacct-map-discovery")
+    finder = threading.Thread(
+        target=_find_folders, args=(job, pool.add_cuts, listed, first_keys), name="xacct-map-discovery"
+    )
     finder.daemon = True
     finder.start()
     pages = list_ranges(
@@ -755,21 +757,26 @@ def _page_objects(page, bucket: str, prefix: str, previous: str = "") -> list[S3
     return _make_objects(keys, page.sizes, page.etags, page.last_modified, page.storage_classes)
 
 
-def _find_folders(job: _Job, found, listed: threading.Event) -> None:
-    """Call ``found(cuts)`` with the prefix's "folders" (a ``Delimiter="/"`` listing; looking inside a
-    lone folder, down to :data:`DISCOVERY_DEPTH`), so a partitioned layout is listed one partition
-    per range. Runs in the background while the listing has begun (no round trip waited for before
-    the first range starts); only an optimisation: errors end it, the listing reports real ones."""
-    try:
-        response = _folder_page(job, job.prefix)
-    except Exception as err:
-        log.debug("folder discovery under %r stopped: %s", job.prefix, err)
-        return
-    groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
-    if _lone_folder(response, groups):
-        _discover(job, groups[0], found, listed)
-    elif len(groups) > 1:
-        found(groups[1:])
+def _find_folders(job: _Job, found, listed: threading.Event, first_keys: list[str]) -> None:
+    """Call ``found(cuts)`` with the "folders" beside the one the first page lies in (a ``Delimiter="/"``
+    listing there; looking inside a lone folder, down to :data:`DISCOVERY_DEPTH`), so a partitioned
+    layout is listed one partition per range. Runs in the background while the listing has begun (no
+    round trip waited for before the first range starts); only an optimisation: errors end it, the
+    listing reports real ones."""
+    _discover(job, discovery_level(job.prefix, first_keys[0], first_keys[-1]), found, listed)
+
+
+def discovery_level(prefix: str, first: str, last: str) -> str:
+    """Where to look for the partitions of a listing of ``prefix`` whose first page ran from ``first`` to
+    ``last``: the folder holding that page's sub-folders, else the one above the folder holding the page
+    (its siblings: the next dates of a date-partitioned layout), never above ``prefix``. One round trip
+    instead of descending through each lone folder from the top."""
+    common = os.path.commonprefix([first, last])
+    folder = common[: common.rfind("/") + 1]
+    if len(folder) <= len(prefix) or "/" in first[len(folder) :]:
+        return folder if len(folder) > len(prefix) else prefix
+    parent = folder[: folder.rfind("/", 0, len(folder) - 1) + 1]
+    return parent if len(parent) >= len(prefix) else prefix
 
 
 def _folder_page(job: _Job, level: str) -> dict:
