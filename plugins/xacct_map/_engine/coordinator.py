@@ -86,6 +86,7 @@ class _Chain:
     hi: str | None
     token: str | None = None
     pages: int = 0
+    rounds: int = 0  # requests in sequence before this range's next one (its own and the ranges it came from)
 
 
 class _Cuts(NamedTuple):
@@ -338,7 +339,7 @@ class _Coordinator:
         self.make_error = make_error
         self.make_order_error = make_order_error
         self.counters = counters
-        counters.update(requests=0, retries=0, chains=0, cuts=0, parsed_keys=0, yielded_keys=0)
+        counters.update(requests=0, retries=0, chains=0, cuts=0, parsed_keys=0, yielded_keys=0, rounds=0)
         self.creds = credentials()
         self.checked = time.monotonic()  # when the credentials were last read
         self.space = KeySpace()
@@ -371,15 +372,16 @@ class _Coordinator:
         """The first ranges: ``(start_after, up_to]``, split at ``cuts``, the first one cut further as
         if ``first_keys`` (a page ending at ``start_after``) had just arrived."""
         bounds = [c for c in sorted(set(cuts)) if start_after < c and (up_to is None or c < up_to)]
+        waited = 1 if first_keys else 0  # the caller's page came first
         for lo, hi in zip([start_after, *bounds], [*bounds, up_to], strict=False):
-            self.add_chain(lo, hi)
+            self.add_chain(lo, hi, waited)
         if first_keys and first_keys[-1] == start_after:
             self.cut(self.chains[0], list(first_keys))
 
-    def add_chain(self, after: str, hi: str | None) -> None:
+    def add_chain(self, after: str, hi: str | None, rounds: int) -> None:
         tid = self.counters["chains"]
         self.counters["chains"] += 1
-        self.chains[tid] = _Chain(after=after, hi=hi)
+        self.chains[tid] = _Chain(after=after, hi=hi, rounds=rounds)
         self.ready.append(tid)
 
     def _apply_cuts(self, cuts: list[str]) -> None:
@@ -387,7 +389,7 @@ class _Coordinator:
         for cut in sorted(set(cuts)):
             for chain in list(self.chains.values()):
                 if chain.after < cut and (chain.hi is None or cut < chain.hi):
-                    self.add_chain(cut, chain.hi)
+                    self.add_chain(cut, chain.hi, chain.rounds)
                     chain.hi = cut
                     self.counters["late_cuts"] = self.counters.get("late_cuts", 0) + 1
                     break
@@ -422,7 +424,7 @@ class _Coordinator:
             return False
         self.counters["cuts"] += 1
         for lo, hi in zip(cuts, [*cuts[1:], chain.hi], strict=True):
-            self.add_chain(lo, hi)
+            self.add_chain(lo, hi, chain.rounds)
         chain.hi = cuts[0]
         return True
 
@@ -467,12 +469,14 @@ class _Coordinator:
         self.counters["parsed_keys"] += page.parsed
         lists, more = self._in_range(chain, page)
         chain.pages += 1
+        chain.rounds += 1
         if more:
             chain.after, chain.token = page.after, page.token
             self.cut(chain, lists[0])
             self.ready.appendleft(page.tid)  # keep going where a page just came from
         else:
             del self.chains[page.tid]
+            self.counters["rounds"] = max(self.counters["rounds"], chain.rounds)
         self._fill()
         if now - self.checked > CREDENTIAL_CHECK_SECONDS:
             self._refresh_credentials()
