@@ -255,7 +255,7 @@ def list_ranges(
     :param first_keys: the caller's page ending at ``start_after``: the range after it is cut at once,
         as if the page were the engine's own (the first round of requests runs several ranges).
     :param pool: worker processes started earlier (``processes`` of them); closed at the end.
-    :param stats: if given, filled with counters (requests, retries, chains, cuts, keys parsed).
+    :param stats: if given, filled with counters (requests, retries, chains, cuts, keys parsed, rounds).
     """
     config = WorkerConfig(
         base_url=endpoint.base_url,
