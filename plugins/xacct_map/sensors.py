@@ -163,8 +163,11 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
             interval = self._next_interval or float(self.poke_interval)
             if snap is not None and snap.status != RUNNING:
                 return snap, polled_for
+            now = datetime.fromtimestamp(time.time(), timezone.utc)
             window = DistributedMapTrigger.no_event_window
-            if defer_now(snap, interval, window, polled_for=polled_for, poll_limit=limit, series=self._progress):
+            if defer_now(
+                snap, interval, window, polled_for=polled_for, poll_limit=limit, now=now, series=self._progress
+            ):
                 return snap, polled_for
             time.sleep(interval)
 

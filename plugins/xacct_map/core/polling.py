@@ -14,9 +14,10 @@ each, so 100 sensors polling every 30 s already ask for 3.3 DescribeMapRun per s
 The notice bound: a look comes at most ``poke_interval`` + :data:`MAX_FLOOR_JITTER` after the run's
 *predicted* end. A grown interval is a tenth of the remaining time, so it always ends before the
 predicted end (even with its 10 % jitter); once a tenth is below ``poke_interval`` the looks come
-every ``poke_interval`` (plus at most :data:`MAX_FLOOR_JITTER`). The ETA is the faster of the Map
-Run's average rate and its rate between the last two looks, so a run that speeds up (concurrency
-ramping up) shortens the waits instead of being overshot.
+every ``poke_interval`` (plus at most :data:`MAX_FLOOR_JITTER`). The prediction is guarded against
+a run that speeds up (concurrency ramping up): the ETA is the faster of the Map Run's average rate
+and its rate between the last two looks, and never more than the time the run has already run
+(:func:`trusted_remaining`).
 
 :func:`defer_now` tells a deferrable sensor when to hand over to the triggerer: only once the run is
 expected to outlast the window in which a trigger's event must not fire (see
@@ -50,8 +51,8 @@ JITTER_FRACTION = 0.1
 #: Jitter at the floor (``poke_interval``): up to 10 % of it, never more than this many seconds.
 MAX_FLOOR_JITTER = 0.5
 #: A deferrable sensor defers when the run is expected to last this many times longer than the window
-#: in which the trigger may not fire plus one interval (an early ETA may be off by half).
-DEFER_MARGIN = 2.0
+#: in which the trigger may not fire plus one interval.
+DEFER_MARGIN = 1.5
 
 
 def is_throttling(err: BaseException) -> bool:
@@ -94,6 +95,19 @@ def remaining_seconds(
     return (total - snap.done_items) / max(rates)
 
 
+def trusted_remaining(
+    snap: MapRunSnapshot | None, now: datetime | None = None, series: list | None = None
+) -> float | None:
+    """The remaining time an interval may rely on: the ETA (:func:`remaining_seconds`), never more
+    than the time the Map Run has already run. A rate seen for 10 s says little about the next
+    hour (concurrency still ramping up): the intervals grow with what was observed, too."""
+    remaining = remaining_seconds(snap, now, series)
+    elapsed = snap.elapsed_seconds(now) if snap is not None else None
+    if remaining is None or elapsed is None:
+        return None
+    return min(remaining, max(0.0, elapsed))
+
+
 def next_interval(
     snap: MapRunSnapshot | None,
     poke_interval: float,
@@ -103,21 +117,21 @@ def next_interval(
     series: list | None = None,
     rng: Callable[[], float] = random.random,
 ) -> float:
-    """Seconds until the next look: a tenth of the expected remaining time (:func:`remaining_seconds`),
+    """Seconds until the next look: a tenth of the expected remaining time (:func:`trusted_remaining`),
     between ``poke_interval`` and ``max_interval`` (:func:`max_interval_for`). Jitter: a grown
     interval up to 10 % longer (a look still before the predicted end); at ``poke_interval``, up to
     10 % of it but at most :data:`MAX_FLOOR_JITTER` s, so the look after the end comes within
     ``poke_interval`` plus half a second."""
     low, high = float(poke_interval), max_interval_for(poke_interval, max_interval)
-    remaining = remaining_seconds(snap, now, series)
-    base = low if remaining is None else min(high, max(low, remaining * ETA_FRACTION))
+    horizon = trusted_remaining(snap, now, series)
+    base = low if horizon is None else min(high, max(low, horizon * ETA_FRACTION))
     jitter = base * JITTER_FRACTION if base > low else min(low * JITTER_FRACTION, MAX_FLOOR_JITTER)
     return min(high, base + jitter * rng())
 
 
 def defer_now(
     snap: MapRunSnapshot | None,
-    poke_interval: float,
+    interval: float,
     no_event_window: float,
     *,
     polled_for: float,
@@ -126,14 +140,15 @@ def defer_now(
     series: list | None = None,
 ) -> bool:
     """Whether a deferrable sensor that has polled in its own process for ``polled_for`` seconds
-    should defer now: when the run is expected to outlast the trigger's ``no_event_window`` plus one
-    interval by :data:`DEFER_MARGIN` (so the trigger's event does not have to wait), or when one more
-    interval would pass ``poll_limit`` (the worker slot is not held longer). An unknown ETA (no
-    Map Run or no item done yet, throttled) keeps polling up to the limit."""
-    if polled_for + poke_interval > poll_limit:
+    should defer now: when the run is expected (:func:`trusted_remaining`) to outlast the trigger's
+    ``no_event_window`` plus one ``interval`` by :data:`DEFER_MARGIN` (so the trigger's event does
+    not have to wait), or when one more ``interval`` would pass ``poll_limit`` (the worker slot is
+    not held longer). An unknown ETA (no Map Run or no item done yet, throttled) keeps polling up
+    to the limit."""
+    if polled_for + interval > poll_limit:
         return True
-    remaining = remaining_seconds(snap, now, series)
-    return remaining is not None and remaining > DEFER_MARGIN * (no_event_window + poke_interval)
+    remaining = trusted_remaining(snap, now, series)
+    return remaining is not None and remaining > DEFER_MARGIN * (no_event_window + interval)
 
 
 def throttle_delay(
