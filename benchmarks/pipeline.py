@@ -10,9 +10,10 @@ went out, how long it took, when the manifest was complete) and the execution's 
 
 Phases: task start to first request (the build task's imports, connections, AssumeRole, Region),
 listing (first request to last page), manifest upload (last page to the sidecar), StartExecution
-(the start task), the map run (the execution's start to stop, in Step Functions' own history) and
-the sensor's delay (the execution's stop to the sensor task's end; it should be within one poll
-interval plus a second).
+(the start task), the map run (the execution's start to stop, in Step Functions' own history), the
+sensor noticing (the execution's stop to the sensor's look that saw it finished: the last point of
+its XCom ``map_run_progress``, taken by the sensor or its trigger; within one poll interval plus a
+second) and the sensor task's end (the same plus resuming a deferred task and the verdict).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ PHASES = (
     ("manifest_upload_s", "manifest upload"),
     ("start_execution_s", "StartExecution task"),
     ("map_run_s", "map run"),
-    ("sensor_delay_s", "run finished to sensor noticing"),
+    ("notice_s", "run finished to sensor noticing"),
+    ("sensor_delay_s", "run finished to sensor task end"),
 )
 
 
@@ -56,6 +58,7 @@ def run_child(objects: int, batch_keys: int) -> dict:
         os.environ.update(aws.airflow_environment(pipeline))
         run = demo._run_dag(demo.resources.dags_dir(), {"max_keys_per_batch": batch_keys}, timings)
         dates = _task_dates(run["run_id"])
+        looks = _sensor_looks(run["run_id"])
         tasks = run["tasks"]
         manifest = tasks["build_manifest"]["xcom"] or {}
         s3 = aws.client("s3")
@@ -78,6 +81,7 @@ def run_child(objects: int, batch_keys: int) -> dict:
         "manifest_upload_s": _time(sidecar["created_at"]) - listed,
         "start_execution_s": start_end - start_start,
         "map_run_s": _time(execution["stopDate"]) - _time(execution["startDate"]),
+        "notice_s": looks[-1][0] - _time(execution["stopDate"]),
         "sensor_delay_s": sensor_end - _time(execution["stopDate"]),
         "dag_run_s": timings.get("dag_run_s"),
         "requests": listing.get("requests"),
@@ -94,6 +98,23 @@ def _task_dates(run_id: str) -> dict[str, tuple[float, float]]:
     with create_session() as session:
         tis = session.scalars(select(TaskInstance).where(TaskInstance.run_id == run_id)).all()
         return {ti.task_id: (_time(ti.start_date), _time(ti.end_date)) for ti in tis if ti.start_date and ti.end_date}
+
+
+def _sensor_looks(run_id: str) -> list:
+    """The sensor's looks (XCom ``map_run_progress``: [time, succeeded, failed, ...] per look)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        row = session.scalars(
+            select(XComModel).where(
+                XComModel.run_id == run_id,
+                XComModel.task_id == "wait_for_map_run",
+                XComModel.key == "map_run_progress",
+            )
+        ).first()
+        return XComModel.deserialize_value(row) if row is not None else []
 
 
 def _spawn(objects: int, args) -> dict:
@@ -118,7 +139,7 @@ def report(rows: list[dict], args) -> str:
     lines = [
         f"`python -m benchmarks.pipeline {' '.join(args.argv)}`",
         "",
-        f"Sensor poll interval {args.poke_interval:g} s (its delay should be at most {args.poke_interval + 1:g} s). "
+        f"Sensor poll interval {args.poke_interval:g} s (it should notice within {args.poke_interval + 1:g} s). "
         "Seconds.",
         "",
         head,

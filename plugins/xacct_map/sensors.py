@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.links.step_function import StateMachineExecutionsDetailsLink
@@ -15,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from xacct_map.assets import processed_extra, set_outlet_extra
 from xacct_map.core.map_run import RUNNING, MapRunSnapshot, verdict
-from xacct_map.core.polling import is_throttling, next_interval, throttle_delay, throttling_code
+from xacct_map.core.polling import defer_now, is_throttling, next_interval, throttle_delay, throttling_code
 from xacct_map.core.progress import add_point, point
 from xacct_map.hooks import DistributedMapHook
 from xacct_map.links import MapRunLink
@@ -45,8 +46,13 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
     errors and, with a ResultWriter, where the FAILED results are.
 
     Works in ``poke`` and ``reschedule`` modes and, with ``deferrable=True``, in the triggerer
-    (no worker slot held while the Map Run works). When the task is killed, marked failed or cleared
-    while the execution runs, the execution is stopped (``stop_on_kill``).
+    (no worker slot held while the Map Run works). A deferrable sensor first looks every
+    ``poke_interval`` in its own process, at most ``poll_before_defer`` seconds, while the run may
+    end soon (:func:`xacct_map.core.polling.defer_now`): a short run ends there, without a trigger,
+    and a long one is handed over early enough that the trigger's event never has to wait for the
+    deferring process to exit (:class:`~xacct_map.triggers.DistributedMapTrigger`). When the task
+    is killed, marked failed or cleared while the execution runs, the execution is stopped
+    (``stop_on_kill``).
 
     Pollers share the account's Step Functions budget (DescribeMapRun refills at 1 request per
     second per account and Region): the interval between looks grows with the run's expected
@@ -61,6 +67,9 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
     :param max_poke_interval: the longest wait between two looks, in seconds (default 600, never
         below ``poke_interval``); the wait grows towards it while much of the run remains.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
+    :param poll_before_defer: deferrable only: the longest time, in seconds, the sensor looks in its
+        own process before it defers (default 60; 0 defers after the first look). It defers earlier
+        as soon as the run is expected to last well beyond the trigger's no-event window.
     :param manifest: the manifest summary pushed by :class:`~xacct_map.operators.BuildKeyManifestOperator`
         (optional): on success, the events of the sensor's Asset outlets carry its source bucket and
         prefix with the run's counts (:func:`xacct_map.assets.processed_extra`).
@@ -92,6 +101,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
         stop_on_kill: bool = True,
         max_poke_interval: float | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_before_defer: float = 60.0,
         manifest: dict | Any = None,
         **kwargs,
     ):
@@ -104,6 +114,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
         self.max_failed_percentage = max_failed_percentage
         self.stop_on_kill = stop_on_kill
         self.deferrable = deferrable
+        self.poll_before_defer = poll_before_defer
         self.manifest = manifest
         self._stop_cause = ""
         self._progress: list = []  # this process's looks; the trigger's come with its event
@@ -121,7 +132,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
         )
         if not self.deferrable:
             return super().execute(context)
-        snap = self._look(context)
+        snap, polled_for = self._poll_before_defer(context)
         if snap is not None and snap.status != RUNNING:
             return self._finish(context, snap)
         self.defer(
@@ -129,6 +140,7 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
                 execution_arn=self.execution_arn,
                 poll_interval=self.poke_interval,
                 max_poll_interval=self.max_poke_interval,
+                not_before=time.time() + DistributedMapTrigger.no_event_window,
                 stop_on_kill=bool(self.stop_on_kill),
                 stop_cause=self._stop_cause,
                 aws_conn_id=self.aws_conn_id,
@@ -137,8 +149,27 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
                 botocore_config=self.botocore_config,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout),
+            timeout=timedelta(seconds=max(0.0, self.timeout - polled_for)),
         )
+
+    def _poll_before_defer(self, context: Context) -> tuple[MapRunSnapshot | None, float]:
+        """Look every interval in this process while the run may end soon (:func:`defer_now`); the
+        last snapshot and the seconds spent. A run that ends here needs no trigger at all."""
+        started = time.monotonic()
+        limit = min(float(self.poll_before_defer), float(self.timeout))
+        while True:
+            snap = self._look(context)
+            polled_for = time.monotonic() - started
+            interval = self._next_interval or float(self.poke_interval)
+            if snap is not None and snap.status != RUNNING:
+                return snap, polled_for
+            now = datetime.fromtimestamp(time.time(), timezone.utc)
+            window = DistributedMapTrigger.no_event_window
+            if defer_now(
+                snap, interval, window, polled_for=polled_for, poll_limit=limit, now=now, series=self._progress
+            ):
+                return snap, polled_for
+            time.sleep(interval)
 
     def poke(self, context: Context) -> PokeReturnValue | bool:
         snap = self._look(context)
@@ -179,9 +210,12 @@ class DistributedMapSensor(AwsBaseSensor[DistributedMapHook]):
             )
             return None
         self._throttled = 0
-        self._next_interval = next_interval(snap, self.poke_interval, self.max_poke_interval)
-        self.log.info("%s", snap.progress_line())
-        self._progress = add_point(self._progress, point(snap))
+        now = datetime.fromtimestamp(time.time(), timezone.utc)
+        self.log.info("%s", snap.progress_line(now))
+        self._progress = add_point(self._progress, point(snap, now))
+        self._next_interval = next_interval(
+            snap, self.poke_interval, self.max_poke_interval, now=now, series=self._progress
+        )
         self._persist_map_run_link(context, snap)
         return snap
 

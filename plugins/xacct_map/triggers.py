@@ -9,7 +9,9 @@ judges the snapshot), or ``{"status": "error", "message": ...}`` when it could n
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -39,6 +41,8 @@ class DistributedMapTrigger(BaseTrigger):
         expected remaining time up to ``max_poll_interval`` (:mod:`xacct_map.core.polling`), and a
         ``ThrottlingException`` makes it wait longer (jittered backoff, a log line), never fail.
     :param max_poll_interval: the longest wait between polls (default 600 s).
+    :param not_before: the earliest time (seconds since the epoch) the event may fire: the deferral
+        plus :attr:`no_event_window` (see :meth:`run`); default: the trigger's start plus that window.
     :param stop_on_kill: stop the execution when the deferred task is killed by a user.
     :param stop_cause: the cause recorded on StopExecution (names the DAG run).
     :param aws_conn_id: AWS connection of the pipeline account.
@@ -47,8 +51,8 @@ class DistributedMapTrigger(BaseTrigger):
     :param botocore_config: Configuration dictionary (key-values) for botocore client.
     """
 
-    #: Seconds the first poll waits at least (see :meth:`run`); short poll intervals only meet it locally.
-    first_look_delay: float = 10.0
+    #: Seconds after the deferral during which no event fires (see :meth:`run`); the looks do not wait.
+    no_event_window: float = 10.0
 
     def __init__(
         self,
@@ -56,6 +60,7 @@ class DistributedMapTrigger(BaseTrigger):
         execution_arn: str,
         poll_interval: float = 30,
         max_poll_interval: float | None = None,
+        not_before: float | None = None,
         stop_on_kill: bool = True,
         stop_cause: str = "",
         aws_conn_id: str | None = "aws_default",
@@ -67,6 +72,7 @@ class DistributedMapTrigger(BaseTrigger):
         self.execution_arn = execution_arn
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
+        self.not_before = not_before
         self.stop_on_kill = stop_on_kill
         self.stop_cause = stop_cause
         self.aws_conn_id = aws_conn_id
@@ -81,6 +87,7 @@ class DistributedMapTrigger(BaseTrigger):
                 "execution_arn": self.execution_arn,
                 "poll_interval": self.poll_interval,
                 "max_poll_interval": self.max_poll_interval,
+                "not_before": self.not_before,
                 "stop_on_kill": self.stop_on_kill,
                 "stop_cause": self.stop_cause,
                 "aws_conn_id": self.aws_conn_id,
@@ -96,10 +103,22 @@ class DistributedMapTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        # The task looked just before deferring. Firing before the deferring task's process has exited
-        # (seen taking 5 s on a loaded box) makes Airflow 3.3 take its exit for a late report of a
-        # running task, and retry it: the first look waits at least ``first_look_delay``.
-        await asyncio.sleep(max(self.poll_interval, self.first_look_delay))
+        # An event that resumes the task before the deferring task's process has exited (seen taking
+        # 5 s on a loaded box) gets it retried: LocalExecutor's late report of that exit removes the
+        # resumed try (same key) from its running set, and the scheduler's process_executor_events
+        # takes a RUNNING task its executor no longer has for one killed externally (Airflow 3.3.2).
+        # So the event, never the looks, waits until ``not_before``.
+        not_before = self.not_before if self.not_before is not None else time.time() + self.no_event_window
+        event = await self._watch()
+        if (wait := not_before - time.time()) > 0:
+            self.log.info("The run ended before the deferring task's process surely exited: firing in %.1fs.", wait)
+            await asyncio.sleep(wait)
+        yield event
+
+    async def _watch(self) -> TriggerEvent:
+        """Look every interval (the first after ``poll_interval``: the sensor has just looked) until
+        the execution left RUNNING or could not be described."""
+        await asyncio.sleep(self.poll_interval)
         hook = self.hook()
         throttled = 0
         progress: list = []
@@ -109,10 +128,9 @@ class DistributedMapTrigger(BaseTrigger):
                     snap = await hook.snapshot_async(client, self.execution_arn)
                 except (ClientError, BotoCoreError) as err:
                     if not is_throttling(err):
-                        yield TriggerEvent(
+                        return TriggerEvent(
                             {"status": "error", "message": f"Describing {self.execution_arn} failed: {err}"}
                         )
-                        return
                     throttled += 1
                     delay = throttle_delay(throttled, self.poll_interval, self.max_poll_interval)
                     self.log.warning(
@@ -125,12 +143,13 @@ class DistributedMapTrigger(BaseTrigger):
                     await asyncio.sleep(delay)
                     continue
                 throttled = 0
-                self.log.info("%s", snap.progress_line())
-                progress = add_point(progress, point(snap))
+                now = datetime.fromtimestamp(time.time(), timezone.utc)
+                self.log.info("%s", snap.progress_line(now))
+                progress = add_point(progress, point(snap, now))
                 if snap.status != RUNNING:
-                    yield TriggerEvent({"status": "success", "snapshot": snap.as_dict(), "progress": progress})
-                    return
-                await asyncio.sleep(next_interval(snap, self.poll_interval, self.max_poll_interval))
+                    return TriggerEvent({"status": "success", "snapshot": snap.as_dict(), "progress": progress})
+                wait = next_interval(snap, self.poll_interval, self.max_poll_interval, now=now, series=progress)
+                await asyncio.sleep(wait)
 
     async def on_kill(self) -> None:
         if not self.stop_on_kill:

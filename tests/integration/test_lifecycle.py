@@ -75,7 +75,7 @@ def _first_keys(aws, pipeline, n):
 
 
 def test_deferrable_sensor_defers_then_trigger_runs_to_completion(local_aws, run_context, monkeypatch):
-    monkeypatch.setattr(DistributedMapTrigger, "first_look_delay", 0)  # no deferring process to wait for here
+    monkeypatch.setattr(DistributedMapTrigger, "no_event_window", 0)  # no deferring process to wait for here
     aws, pipeline = local_aws
     arn = _run_manifest(
         aws,
@@ -83,7 +83,7 @@ def test_deferrable_sensor_defers_then_trigger_runs_to_completion(local_aws, run
         "deferred-ok",
         [{"bucket": pipeline.source_bucket, "keys": _first_keys(aws, pipeline, 30), "bytes": 0}],
     )
-    sensor = _sensor(arn, deferrable=True, timeout=600)
+    sensor = _sensor(arn, deferrable=True, timeout=600, poll_before_defer=0)  # defer after one look
     context = run_context("run-deferred")
     try:
         result = sensor.execute(context)  # may already be finished: then it returns at once
@@ -91,7 +91,8 @@ def test_deferrable_sensor_defers_then_trigger_runs_to_completion(local_aws, run
         return
     except TaskDeferred as deferred:
         trigger, method = deferred.trigger, deferred.method_name
-        assert deferred.timeout == datetime.timedelta(seconds=600)
+        # the sensor's timeout, less the time it polled before deferring (one look here)
+        assert datetime.timedelta(seconds=570) < deferred.timeout <= datetime.timedelta(seconds=600)
     assert isinstance(trigger, DistributedMapTrigger) and method == "execute_complete"
     # The trigger survives serialisation (the triggerer rebuilds it from this).
     path, kwargs = trigger.serialize()
@@ -108,29 +109,6 @@ def test_deferrable_sensor_defers_then_trigger_runs_to_completion(local_aws, run
     assert summary["result_writer"]["key"].startswith("xacct-map/results/")
     # The Map Run link was persisted from the event.
     assert "map_run_arn" in context["ti"].pushed["_xacct_map_map_run"]
-
-
-def test_trigger_first_look_waits_for_the_deferring_task_to_exit(monkeypatch):
-    """Even with a short poll interval the first DescribeExecution waits first_look_delay (Airflow 3.3 race)."""
-    slept = []
-
-    class FirstSleep(Exception):
-        pass
-
-    async def sleep(seconds):
-        slept.append(seconds)
-        raise FirstSleep  # stop before any AWS call
-
-    monkeypatch.setattr("xacct_map.triggers.asyncio.sleep", sleep)
-    trigger = DistributedMapTrigger(execution_arn="arn:aws:states:us-east-1:1:execution:m:e", poll_interval=2)
-
-    async def first_event():
-        async for event in trigger.run():
-            return event
-
-    with pytest.raises(FirstSleep):
-        asyncio.run(first_event())
-    assert slept == [DistributedMapTrigger.first_look_delay] and DistributedMapTrigger.first_look_delay >= 10
 
 
 def _snapshot_event(status, failed=0):
@@ -170,7 +148,7 @@ def test_deferrable_completion_fails_on_an_error_event_or_none(run_context):
 
 
 def test_trigger_reports_an_aws_error_as_an_error_event(local_aws, monkeypatch):
-    monkeypatch.setattr(DistributedMapTrigger, "first_look_delay", 0)
+    monkeypatch.setattr(DistributedMapTrigger, "no_event_window", 0)
     missing = "arn:aws:states:us-east-1:123456789012:execution:xacct-map-distributed-map:never-started"
     trigger = DistributedMapTrigger(execution_arn=missing, poll_interval=0, aws_conn_id="xacct_map_pipeline")
 

@@ -379,7 +379,7 @@ def test_trigger_waits_longer_when_throttled_and_fires_the_verdict(local_aws, mo
 
     monkeypatch.setattr(DistributedMapHook, "snapshot_async", throttled)
     monkeypatch.setattr("xacct_map.triggers.asyncio.sleep", sleep)
-    monkeypatch.setattr(DistributedMapTrigger, "first_look_delay", 0)
+    monkeypatch.setattr(DistributedMapTrigger, "no_event_window", 0)
     trigger = DistributedMapTrigger(execution_arn=arn, poll_interval=0.5, aws_conn_id="xacct_map_pipeline")
 
     async def first_event():

@@ -51,14 +51,20 @@ class MapRunSnapshot:
     def done_items(self) -> int:
         return int(self.item_counts.get("succeeded", 0) or 0) + self.failed_items
 
-    def rate(self, now: datetime | None = None) -> float | None:
-        """Items finished per second since the Map Run started."""
+    def elapsed_seconds(self, now: datetime | None = None) -> float | None:
+        """Seconds since the Map Run started (to its stop, once stopped); None before it exists."""
         start = _parse(self.map_run_start_date)
-        if not start or not self.done_items:
+        if not start:
             return None
         end = _parse(self.stop_date) or now or datetime.now(timezone.utc)
-        seconds = (end - start).total_seconds()
-        return self.done_items / seconds if seconds > 0 else None
+        return (end - start).total_seconds()
+
+    def rate(self, now: datetime | None = None) -> float | None:
+        """Items finished per second since the Map Run started."""
+        seconds = self.elapsed_seconds(now)
+        if not seconds or seconds <= 0 or not self.done_items:
+            return None
+        return self.done_items / seconds
 
     def progress_line(self, now: datetime | None = None) -> str:
         c = self.item_counts
