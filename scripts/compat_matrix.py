@@ -9,14 +9,15 @@ Each older target is installed the way a user's deployment is: first Airflow and
 with Airflow's constraints for that release (``constraints/``), then the wheel (with its ``local``
 extra) and the test tools, constrained to what is already installed, so that a resolution that would
 move Airflow, the provider or anything else of theirs fails instead. The newest target installs
-exactly what ``uv.lock`` pins and runs the whole suite. Every target also runs
+exactly what ``uv.lock`` pins and runs the whole suite. Every other target also runs
 ``xacct-map demo --objects 60 --json`` with its own console script from a folder outside the
-repository. Standard library only; uv comes from ``UV`` (default ``.tools/bin/uv``).
+repository (the whole suite does so in ``tests/system/test_demo_end_to_end.py``). Standard library
+only; uv comes from ``UV`` (default ``.tools/bin/uv``).
 
 The whole suite takes far longer than the older targets together, and leaves a CPU of two mostly idle:
-it runs in the foreground, printing as it goes, while the older targets (then the newest's demo) run
-beside it one after another, a little lower in priority, each into ``.venvs/<target>.log``, printed
-when the foreground is done. Any failure, anywhere, fails the run.
+it runs in the foreground, printing as it goes, while the older targets (then the suite's files of
+``NEWEST_BESIDE``, in a second pytest) run beside it one after another, a little lower in priority,
+each into ``.venvs/<name>.log``, printed when the foreground is done. Any failure, anywhere, fails the run.
 """
 
 from __future__ import annotations
