@@ -252,7 +252,8 @@ def report(rows: list[dict], fixed: list[tuple[str, dict]], args) -> str:
         "Seconds: each client process from start to exit. xacct-map: median of "
         f"{args.repeat} runs. CPU per key in microseconds; the client's is above its own empty-prefix run.",
         "",
-        "| keys | latency | render | paginator s | xacct-map s | ratio | target | requests paginator / xacct-map "
+        "| keys | latency | render | paginator s | xacct-map s | ratio | target "
+        "| requests paginator / xacct-map (rounds: requests in sequence) "
         "| xacct-map CPU µs/key client / workers | peak MiB (process tree) paginator / xacct-map | manifests |",
         "|" + "---|" * 11,
     ]
@@ -260,7 +261,8 @@ def report(rows: list[dict], fixed: list[tuple[str, dict]], args) -> str:
         p, x = r.get("paginator"), r.get("xacct")
         ratio = f"**{p['seconds'] / x['seconds']:.1f}x**" if p and x else "-"
         target = f"{r['target']:g}x" if r["target"] else "-"
-        requests = f"{p['requests'] if p else '-'} / {x['requests'] if x else '-'}"
+        rounds = ((x or {}).get("listing") or {}).get("rounds")
+        requests = f"{p['requests'] if p else '-'} / {x['requests'] if x else '-'}" + (f" ({rounds})" if rounds else "")
         if x:
             listing = x.get("listing") or {}
             workers = listing.get("worker_cpu_seconds", x["workers_cpu_s"])

@@ -556,6 +556,26 @@ def test_refreshed_credentials_reach_the_workers(synthetic_s3, monkeypatch):
     assert all(k.startswith("AKIDGEN") for k in engine_keys)
 
 
+def test_a_small_listing_takes_one_round_after_its_first_page(synthetic_s3):
+    """After botocore's first page the rest of the key space is cut a page apart at the first page's
+    density: 20 pages come in one round of parallel requests, each range in one request (a range whose
+    page ends at its upper key needs no second, empty one)."""
+    keys = GeneratedKeys(2_000, flat=True)
+    synthetic_s3.buckets["src"] = keys
+    stats: dict = {}
+    objects = iter_objects(
+        client_for(synthetic_s3.endpoint_url),
+        "src",
+        parallelism=32,
+        processes=1,
+        page_size=100,
+        stats=stats,
+        credentials=TEST_CREDENTIALS,
+    )
+    _assert_exactly_once(_keys(objects), list(keys.keys()))
+    assert stats["engine"] == "parallel" and stats["rounds"] == 2
+
+
 def test_folders_found_while_listing_split_the_running_ranges(synthetic_s3):
     """Discovery under a lone top "folder" runs while the listing has begun; the partitions it
     finds cut ranges that already have pages on the way, and nothing is listed twice."""

@@ -16,8 +16,31 @@ cut), :mod:`.worker` (one worker process), :mod:`.page` (one page's request and 
 (the pipe format between coordinator and workers).
 """
 
-from xacct_map._engine.coordinator import Endpoint, WorkerPool, list_ranges
-from xacct_map._engine.keyspace import plan_cuts
-from xacct_map._engine.page import PageFormatError, parse_list_page
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xacct_map._engine.coordinator import Endpoint, WorkerPool, list_ranges
+    from xacct_map._engine.keyspace import plan_cuts
+    from xacct_map._engine.page import PageFormatError, parse_list_page
+
+# Each name from its module when first asked for: a worker process (``-m xacct_map._engine.worker``)
+# imports this package first, and the coordinator's imports (subprocess, dataclasses) would cost it
+# ~15 ms of its start.
+_HOMES = {
+    "Endpoint": "coordinator",
+    "WorkerPool": "coordinator",
+    "list_ranges": "coordinator",
+    "plan_cuts": "keyspace",
+    "PageFormatError": "page",
+    "parse_list_page": "page",
+}
 __all__ = ["Endpoint", "PageFormatError", "WorkerPool", "list_ranges", "parse_list_page", "plan_cuts"]
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)

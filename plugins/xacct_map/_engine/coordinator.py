@@ -5,8 +5,11 @@ One coordinator (this module, in the caller's process) and a few worker processe
 the prefix is split into disjoint ranges ``(after, hi]``; each range is a *chain* of pages listed
 with ``StartAfter`` = the last key seen, one request in flight per chain. The first ranges come
 from known boundaries (the common prefixes the caller discovered); whenever fewer chains are
-running than ``parallelism``, the chain whose page just arrived is cut (at points chosen by
-:class:`xacct_map._engine.keyspace.KeySpace`) and the new ranges start at once. Ranges never overlap and
+running than ``parallelism``, the range whose page just arrived (or, when a range ends, the
+furthest-reaching range that has listed keys) is cut a page apart (at points chosen by
+:class:`xacct_map._engine.keyspace.KeySpace` from the latest page's density) and the new ranges
+start at once: each range then lists one page and ends, so a small listing takes one round of
+requests after its first page and a large one keeps ``parallelism`` pages in flight. Ranges never overlap and
 together cover everything after the start, so each key is listed exactly once; the worker checks
 every page ascends inside its range and the coordinator re-checks the ends.
 
@@ -53,7 +56,6 @@ log = logging.getLogger(__name__)
 # workers run ``python -m xacct_map._engine.worker`` and must import this same package.
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CREDENTIAL_CHECK_SECONDS = 10.0
-MAX_FAN_OUT = 3  # new ranges per cut (more while few ranges run: see the schedule)
 # Pages ready for the caller. With the pages in flight (at most ``parallelism``) this bounds memory,
 # and it covers a pause of the caller (a manifest part upload) without stalling the requests.
 OUTPUT_PAGES = 8
@@ -84,6 +86,7 @@ class _Chain:
     hi: str | None
     token: str | None = None
     pages: int = 0
+    rounds: int = 0  # requests in sequence before this range's next one (its own and the ranges it came from)
 
 
 class _Cuts(NamedTuple):
@@ -246,12 +249,13 @@ def list_ranges(
     :param credentials: returns ``(access_key, secret_key, token)`` or None for unsigned
         requests; called again now and then so refreshed credentials reach the workers.
     :param make_error: builds the exception for an S3 error answer ``(status, code, message)``.
+    :param page_size: keys per page (``MaxKeys``); ranges are cut to hold about a page each.
     :param up_to: the last key to list (None: to the prefix's end): the range ``(start_after, up_to]``.
     :param initial_cuts: keys to split the key space at before listing; ranges beyond ``parallelism`` wait.
     :param first_keys: the caller's page ending at ``start_after``: the range after it is cut at once,
         as if the page were the engine's own (the first round of requests runs several ranges).
     :param pool: worker processes started earlier (``processes`` of them); closed at the end.
-    :param stats: if given, filled with counters (requests, retries, chains, cuts, keys parsed).
+    :param stats: if given, filled with counters (requests, retries, chains, cuts, keys parsed, rounds).
     """
     config = WorkerConfig(
         base_url=endpoint.base_url,
@@ -267,8 +271,7 @@ def list_ranges(
         max_backoff=max_backoff,
         connections=max(1, -(-parallelism // processes)),
     )
-    if pool is None:
-        pool = WorkerPool(processes)
+    pool = pool if pool is not None else WorkerPool(processes)
     try:
         coordinator = _Coordinator(
             pool,
@@ -277,14 +280,14 @@ def list_ranges(
             make_error=make_error,
             make_order_error=make_order_error,
             counters=stats if stats is not None else {},
+            page_size=page_size,
         )
         coordinator.start_chains(start_after, initial_cuts, first_keys, up_to)
         pool.configure(config, coordinator.creds)
     except BaseException:
         pool.close()
         raise
-    # The schedule runs in a thread of its own, so requests keep going out while the caller is
-    # busy with objects (say, uploading a manifest part); the bounded queue is the backpressure.
+    # The schedule's own thread: requests go on while the caller is busy (the bounded queue pushes back).
     thread = threading.Thread(target=coordinator.run, name="xacct-map-listing", daemon=True)
     thread.start()
     try:
@@ -306,6 +309,11 @@ def list_ranges(
 _DONE = object()  # the end of the output queue
 
 
+def _reach(chain: _Chain) -> tuple[bool, str]:
+    """How far a range reaches (an open end furthest), for ordering."""
+    return chain.hi is None, chain.hi or ""
+
+
 class _Coordinator:
     """The schedule: key ranges (chains), the requests in flight, cuts, credentials, the output.
 
@@ -322,17 +330,20 @@ class _Coordinator:
         make_error: Callable[[int, str, str], Exception],
         make_order_error: Callable[[str], Exception],
         counters: dict,
+        page_size: int = 1000,
     ) -> None:
         self.pool = pool
+        self.page_size = page_size
         self.parallelism = parallelism
         self.credentials = credentials
         self.make_error = make_error
         self.make_order_error = make_order_error
         self.counters = counters
-        counters.update(requests=0, retries=0, chains=0, cuts=0, parsed_keys=0, yielded_keys=0)
+        counters.update(requests=0, retries=0, chains=0, cuts=0, parsed_keys=0, yielded_keys=0, rounds=0)
         self.creds = credentials()
         self.checked = time.monotonic()  # when the credentials were last read
         self.space = KeySpace()
+        self.sample: tuple[str, str, int] | None = None  # the latest page's (first key, last key, keys)
         self.chains: dict[int, _Chain] = {}
         self.ready: deque[int] = deque()  # chains waiting for a free request slot
         self.inflight = 0
@@ -361,15 +372,16 @@ class _Coordinator:
         """The first ranges: ``(start_after, up_to]``, split at ``cuts``, the first one cut further as
         if ``first_keys`` (a page ending at ``start_after``) had just arrived."""
         bounds = [c for c in sorted(set(cuts)) if start_after < c and (up_to is None or c < up_to)]
+        waited = 1 if first_keys else 0  # the caller's page came first
         for lo, hi in zip([start_after, *bounds], [*bounds, up_to], strict=False):
-            self.add_chain(lo, hi)
+            self.add_chain(lo, hi, waited)
         if first_keys and first_keys[-1] == start_after:
             self.cut(self.chains[0], list(first_keys))
 
-    def add_chain(self, after: str, hi: str | None) -> None:
+    def add_chain(self, after: str, hi: str | None, rounds: int) -> None:
         tid = self.counters["chains"]
         self.counters["chains"] += 1
-        self.chains[tid] = _Chain(after=after, hi=hi)
+        self.chains[tid] = _Chain(after=after, hi=hi, rounds=rounds)
         self.ready.append(tid)
 
     def _apply_cuts(self, cuts: list[str]) -> None:
@@ -377,26 +389,44 @@ class _Coordinator:
         for cut in sorted(set(cuts)):
             for chain in list(self.chains.values()):
                 if chain.after < cut and (chain.hi is None or cut < chain.hi):
-                    self.add_chain(cut, chain.hi)
+                    self.add_chain(cut, chain.hi, chain.rounds)
                     chain.hi = cut
                     self.counters["late_cuts"] = self.counters.get("late_cuts", 0) + 1
                     break
 
     def cut(self, chain: _Chain, keys: list[str]) -> None:
-        """Cut ``chain`` (a page of it just arrived) while fewer ranges run than ``parallelism``."""
+        """Cut ``chain`` (a page of it, ``keys``, just arrived) while fewer ranges run than ``parallelism``."""
+        if len(keys) >= 2:
+            self.space.learn((keys[0], keys[len(keys) // 2], keys[-1]))
+            self.sample = (keys[0], keys[-1], len(keys))
         deficit = self.parallelism - len(self.chains)
-        if deficit <= 0 or len(keys) < 2:
+        if deficit > 0:
+            self._split(chain, deficit)
+
+    def _fill(self) -> None:
+        """Request slots left free (a range ended) go to the furthest-reaching range that has listed keys
+        (its next page, or the one on its way, keeps a page of its range; the rest is cut a page apart).
+        A range that has listed nothing yet is not cut: past the end of the keys it would only make
+        empty ranges, and another round of requests to wait for."""
+        deficit = self.parallelism - len(self.chains)
+        if deficit <= 0 or self.sample is None:
             return
-        self.space.learn((keys[0], keys[len(keys) // 2], keys[-1]))
-        # a few parts at a time (each cut then uses what the last ones taught), more while far
-        # below parallelism, so a listing ramps up quickly
-        cuts = self.space.cuts(keys[0], keys[-1], chain.hi, min(deficit, max(MAX_FAN_OUT, deficit // 2)) + 1)
-        if cuts:
-            self.counters["cuts"] += 1
-            upper = [*cuts[1:], chain.hi]
-            chain.hi = cuts[0]
-            for lo, hi in zip(cuts, upper, strict=False):
-                self.add_chain(lo, hi)
+        proven = [c for c in self.chains.values() if c.pages]
+        if proven:
+            self._split(max(proven, key=_reach), deficit)
+
+    def _split(self, chain: _Chain, count: int) -> bool:
+        """Cut up to ``count`` new ranges off ``chain``, a page apart from where its next page starts."""
+        if self.sample is None:
+            return False
+        cuts = self.space.pages_ahead(self.sample, chain.after, chain.hi, count, self.page_size)
+        if not cuts:
+            return False
+        self.counters["cuts"] += 1
+        for lo, hi in zip(cuts, [*cuts[1:], chain.hi], strict=True):
+            self.add_chain(lo, hi, chain.rounds)
+        chain.hi = cuts[0]
+        return True
 
     # -- requests and results --
     def _send_ready(self) -> None:
@@ -439,12 +469,15 @@ class _Coordinator:
         self.counters["parsed_keys"] += page.parsed
         lists, more = self._in_range(chain, page)
         chain.pages += 1
+        chain.rounds += 1
         if more:
             chain.after, chain.token = page.after, page.token
             self.cut(chain, lists[0])
             self.ready.appendleft(page.tid)  # keep going where a page just came from
         else:
             del self.chains[page.tid]
+            self.counters["rounds"] = max(self.counters["rounds"], chain.rounds)
+        self._fill()
         if now - self.checked > CREDENTIAL_CHECK_SECONDS:
             self._refresh_credentials()
         if lists[0]:
@@ -458,9 +491,12 @@ class _Coordinator:
             return lists, page.more
         if keys[0] <= chain.after:
             raise self.make_order_error(f"page for range ({chain.after!r}, {chain.hi!r}] held {keys[0]!r}")
-        if chain.hi is not None and keys[-1] > chain.hi:
-            # the range was cut while this page was on its way: the rest is another's
+        if chain.hi is not None and keys[-1] >= chain.hi:
+            # the range ends in this page (it may have been cut while the page was on its way: the
+            # rest is another's)
             cut = bisect_right(keys, chain.hi)
+            if cut == len(keys):
+                return lists, False
             self.counters["trimmed_pages"] = self.counters.get("trimmed_pages", 0) + 1
             return (keys[:cut], page.sizes[:cut], page.etags[:cut], page.modified[:cut], page.classes[:cut]), False
         return lists, page.more

@@ -26,6 +26,8 @@ class KeySpace:
     def __init__(self) -> None:
         self._seen: list[set[str]] = []
         self._alphabets: list[str] = []
+        self._version = 0  # changes with the alphabets (values worked out before are stale)
+        self._widths: dict[tuple, int] = {}
 
     def learn(self, keys) -> None:
         """Widen the per-position alphabets with the characters of ``keys``."""
@@ -38,6 +40,7 @@ class KeySpace:
                 if ch not in seen:
                     seen.add(ch)
                     self._alphabets[i] = _widen(seen)
+                    self._version += 1
 
     def _alphabet(self, i: int) -> str:
         return self._alphabets[i] if i < len(self._alphabets) else ""
@@ -100,6 +103,40 @@ class KeySpace:
         prev = last
         for j in range(1, parts):
             cut = self.key(v_last + step * j, depth)
+            if cut > prev and (hi is None or cut < hi):
+                out.append(cut)
+                prev = cut
+        return out
+
+    def pages_ahead(
+        self, sample: tuple[str, str, int], after: str, hi: str | None, count: int, page_size: int
+    ) -> list[str]:
+        """Up to ``count`` ascending keys in ``(after, hi)``, each a page further than the last: cuts that
+        give the range from ``after`` on one page per part, nearest first.
+
+        ``sample`` is ``(first, last, keys)`` of a page just listed: its span, scaled to
+        ``page_size - 1`` gaps, is the width of a part, so a part fits in one request at that density
+        (S3 answers with a full page whatever the range: a part holding the page's whole share ends
+        in one request). Every returned cut ``c`` satisfies ``after < c`` and ``c < hi``.
+        """
+        first, last, keys = sample
+        if count < 1 or keys < 2:
+            return []
+        depth = min(MAX_DEPTH, max(len(first), len(last), len(after), len(hi or "")) + 2)
+        start, top = self.value(after, depth), self.value(hi, depth)
+        if top - start < 2:
+            return []
+        width = self._widths.get((sample, page_size, depth, self._version))
+        if width is None:  # the same sample serves many cuts: its width is worked out once
+            width = max((self.value(last, depth) - self.value(first, depth)) * (page_size - 1) // (keys - 1), 1)
+            self._widths = {(sample, page_size, depth, self._version): width}
+        out: list[str] = []
+        prev = after
+        for j in range(1, count + 1):
+            value = start + width * j
+            if value >= top:  # past hi (or past every learned value: key() would wrap around)
+                break
+            cut = self.key(value, depth)
             if cut > prev and (hi is None or cut < hi):
                 out.append(cut)
                 prev = cut

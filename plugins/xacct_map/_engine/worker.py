@@ -166,7 +166,7 @@ class Worker:
             next_after, next_token = start_after, page.next_token
         more = page.truncated
         cut = len(keys)
-        if hi is not None and keys and keys[-1] > hi:
+        if hi is not None and keys and keys[-1] >= hi:  # the range ends in this page
             cut = bisect_right(keys, hi)
             more = False
         if more and next_token is None and not keys:

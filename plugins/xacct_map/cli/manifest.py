@@ -276,7 +276,7 @@ def _run_arguments(parser) -> None:
 
 
 class Progress:
-    """Counts objects passing through; on a TTY, rewrites one status line (``\\r``) at most 4 times a second."""
+    """On a TTY, counts objects passing through and rewrites one status line (``\\r``) at most 4 times a second."""
 
     def __init__(self, stream, *, enabled: bool, interval: float = 0.25):
         self.stream = stream
@@ -287,14 +287,17 @@ class Progress:
         self._last = 0.0
         self._shown = False
 
-    def wrap(self, objects: Iterable) -> Iterator:
+    def wrap(self, objects: Iterable) -> Iterable:
+        """``objects``, counted on their way when the line is shown (else untouched: no cost per key)."""
+        return self._counted(objects) if self.enabled else objects
+
+    def _counted(self, objects: Iterable) -> Iterator:
         for obj in objects:
             self.count += 1
-            if self.enabled:
-                now = time.monotonic()
-                if now - self._last >= self.interval:
-                    self._last = now
-                    self.show(now)
+            now = time.monotonic()
+            if now - self._last >= self.interval:
+                self._last = now
+                self.show(now)
             yield obj
 
     def line(self, now: float | None = None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import groupby
 from operator import attrgetter
 from typing import cast
@@ -334,8 +335,7 @@ def build_manifest(
         objects = ((bucket, observe(group)) for bucket, group in objects)
     elif observe:
         objects = observe(objects)
-    if request.on_empty != "run":
-        objects = _refuse_empty(objects, request, source)
+    refuse_empty = None if request.on_empty == "run" else partial(_refuse_empty, request, source)
     if request.pinned:
         source.description["on_changed"] = request.on_changed
     return write_manifest(
@@ -357,15 +357,13 @@ def build_manifest(
         write_metadata=request.write_metadata,
         grouped=source.grouped,
         pin=request.pinned,
+        before_complete=refuse_empty,
     )
 
 
-def _refuse_empty(objects: Iterable, request: ManifestRequest, source: Source) -> Iterator:
-    """Pass ``objects`` on; at their end, raise :class:`EmptySourceError` if the filter kept none.
-
-    Raised from inside the manifest writer, so its upload is aborted and no manifest is left.
-    """
-    yield from objects
+def _refuse_empty(request: ManifestRequest, source: Source) -> None:
+    """Raise :class:`EmptySourceError` if the filter kept no object (called by the manifest writer once
+    every object went through, so its upload is aborted and no manifest is left)."""
     object_filter = request.object_filter
     if object_filter.kept == 0:
         raise EmptySourceError(

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
+from itertools import islice
+from operator import attrgetter
 
 from xacct_map.core.timestamps import iso_or_none
 
@@ -50,6 +52,8 @@ STORAGE_CLASSES = (
 )
 # Storage classes whose objects must be restored (RestoreObject) before GetObject works.
 ARCHIVED_STORAGE_CLASSES = ("DEEP_ARCHIVE", "GLACIER")
+_CHUNK = 1024  # objects filtered at a time when only the storage class decides
+_STORAGE_CLASS = attrgetter("storage_class")
 FILTER_NAMES = ("storage_class", "size", "suffix", "pattern", "modified")
 PATTERN_BASES = ("key", "relative")
 
@@ -203,13 +207,19 @@ class ObjectFilter:
             return ()
         return ARCHIVED_STORAGE_CLASSES
 
-    def _reason(self, obj) -> str | None:
-        """The first filter ``obj`` fails, or None if it is kept."""
-        cls = (obj.storage_class or "STANDARD").upper()
+    def _class_reason(self, storage_class: str | None) -> str | None:
+        """``"storage_class"`` if objects of this class are skipped, else None."""
+        cls = (storage_class or "STANDARD").upper()
         if self.storage_classes is not None:
             if cls not in self.storage_classes:
                 return "storage_class"
         elif not self.include_archived and cls in ARCHIVED_STORAGE_CLASSES:
+            return "storage_class"
+        return None
+
+    def _reason(self, obj) -> str | None:
+        """The first filter ``obj`` fails, or None if it is kept."""
+        if self._class_reason(obj.storage_class) is not None:
             return "storage_class"
         if (self.min_size is not None and obj.size < self.min_size) or (
             self.max_size is not None and obj.size > self.max_size
@@ -237,6 +247,9 @@ class ObjectFilter:
 
     def apply(self, objects: Iterable) -> Iterator:
         """Yield the objects that pass, counting ``seen``, ``kept`` and ``skipped[filter]``."""
+        if self._by_class_only():
+            yield from self._apply_by_class(objects)
+            return
         skipped = self.skipped
         for obj in objects:
             self.seen += 1
@@ -246,6 +259,35 @@ class ObjectFilter:
                 yield obj
             else:
                 skipped[reason] += 1
+
+    def _by_class_only(self) -> bool:
+        """Whether only the storage class decides (the default: archived classes skipped)."""
+        return not (
+            self.suffixes
+            or self.patterns
+            or self.min_size is not None
+            or self.max_size is not None
+            or self.modified_after is not None
+            or self.modified_before is not None
+        )
+
+    def _apply_by_class(self, objects: Iterable) -> Iterator:
+        """:meth:`apply` when only the storage class decides: a chunk at a time, one verdict per class
+        value (a listing has a handful); a chunk of kept classes only (the usual) passes whole."""
+        verdicts: dict = {}
+        skipped = self.skipped
+        objects = iter(objects)
+        while chunk := list(islice(objects, _CHUNK)):
+            self.seen += len(chunk)
+            classes = set(map(_STORAGE_CLASS, chunk))
+            for cls in classes.difference(verdicts):
+                verdicts[cls] = self._class_reason(cls) is None
+            if not all(map(verdicts.__getitem__, classes)):
+                kept = [obj for obj in chunk if verdicts[obj.storage_class]]
+                skipped["storage_class"] += len(chunk) - len(kept)
+                chunk = kept
+            self.kept += len(chunk)
+            yield from chunk
 
     def as_dict(self) -> dict:
         """The filters applied, JSON-ready (for the manifest metadata and XCom)."""

@@ -339,11 +339,6 @@ def _object_pages(job: _Job) -> Iterator[list[S3Object]]:
         if job.engine == "parallel":
             raise job.refuse(reason)
         log.debug("listing s3://%s/%s with botocore's paginator: %s", job.bucket, job.prefix, reason)
-    reason = job.cannot_run_parallel()
-    if reason is not None:
-        if job.engine == "parallel":
-            raise job.refuse(reason)
-        log.debug("listing s3://%s/%s with botocore's paginator: %s", job.bucket, job.prefix, reason)
         if is_directory_bucket(job.bucket):
             yield from _unordered_pages(job)
         else:
@@ -416,7 +411,12 @@ def _parallel_pages(job: _Job, endpoint, pool, *, first_keys: list[str]) -> Iter
         endpoint.headers["x-amz-expected-bucket-owner"] = job.owner["ExpectedBucketOwner"]
     if "RequestPayer" in job.owner:  # signed with the rest: S3 checks it is part of the signature
         endpoint.headers["x-amz-request-payer"] = job.owner["RequestPayer"]
-    threading.Thread(target=_find_folders, args=(job, pool.add_cuts), name="xacct-map-discovery", daemon=True).start()
+    listed = threading.Event()  # the discovery stops looking once the listing is over
+    finder = threading.Thread(
+        target=_find_folders, args=(job, pool.add_cuts, listed, first_keys), name="xacct-map-discovery"
+    )
+    finder.daemon = True
+    finder.start()
     pages = list_ranges(
         endpoint,
         prefix=prefix,
@@ -441,6 +441,7 @@ def _parallel_pages(job: _Job, endpoint, pool, *, first_keys: list[str]) -> Iter
         for keys, sizes, etags, modified, classes in pages:
             yield _make_objects(keys, sizes, etags, modified, classes)
     finally:
+        listed.set()
         pages.close()  # stops the workers as soon as the caller lets go of the iterator
         pool.close()  # in case the engine never got to run
         if job.stats is not None:
@@ -760,21 +761,26 @@ def _page_objects(page, bucket: str, prefix: str, previous: str = "") -> list[S3
     return _make_objects(keys, page.sizes, page.etags, page.last_modified, page.storage_classes)
 
 
-def _find_folders(job: _Job, found) -> None:
-    """Call ``found(cuts)`` with the prefix's "folders" (a ``Delimiter="/"`` listing; looking inside a
-    lone folder, down to :data:`DISCOVERY_DEPTH`), so a partitioned layout is listed one partition
-    per range. Runs in the background while the listing has begun (no round trip waited for before
-    the first range starts); only an optimisation: errors end it, the listing reports real ones."""
-    try:
-        response = _folder_page(job, job.prefix)
-    except Exception as err:
-        log.debug("folder discovery under %r stopped: %s", job.prefix, err)
-        return
-    groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
-    if _lone_folder(response, groups):
-        _discover(job, groups[0], found)
-    elif len(groups) > 1:
-        found(groups[1:])
+def _find_folders(job: _Job, found, listed: threading.Event, first_keys: list[str]) -> None:
+    """Call ``found(cuts)`` with the "folders" beside the one the first page lies in (a ``Delimiter="/"``
+    listing there; looking inside a lone folder, down to :data:`DISCOVERY_DEPTH`), so a partitioned
+    layout is listed one partition per range. Runs in the background while the listing has begun (no
+    round trip waited for before the first range starts); only an optimisation: errors end it, the
+    listing reports real ones."""
+    _discover(job, discovery_level(job.prefix, first_keys[0], first_keys[-1]), found, listed)
+
+
+def discovery_level(prefix: str, first: str, last: str) -> str:
+    """Where to look for the partitions of a listing of ``prefix`` whose first page ran from ``first`` to
+    ``last``: the folder holding that page's sub-folders, else the one above the folder holding the page
+    (its siblings: the next dates of a date-partitioned layout), never above ``prefix``. One round trip
+    instead of descending through each lone folder from the top."""
+    common = os.path.commonprefix([first, last])
+    folder = common[: common.rfind("/") + 1]
+    if len(folder) <= len(prefix) or "/" in first[len(folder) :]:
+        return folder if len(folder) > len(prefix) else prefix
+    parent = folder[: folder.rfind("/", 0, len(folder) - 1) + 1]
+    return parent if len(parent) >= len(prefix) else prefix
 
 
 def _folder_page(job: _Job, level: str) -> dict:
@@ -846,7 +852,7 @@ def _lone_folder(response: dict, groups: list[str]) -> bool:
     return len(groups) == 1 and not response.get("Contents") and not response.get("IsTruncated")
 
 
-def _discover(job: _Job, level: str, found) -> None:
+def _discover(job: _Job, level: str, found, listed: threading.Event) -> None:
     """Descend through lone "folders" from ``level``; call ``found(cuts)`` with the first set of
     several (but the first of them, whose range the listing already runs).
 
@@ -855,6 +861,8 @@ def _discover(job: _Job, level: str, found) -> None:
     """
     try:
         for _ in range(DISCOVERY_DEPTH):
+            if listed.is_set():
+                return
             response = _folder_page(job, level)
             groups = [p["Prefix"] for p in response.get("CommonPrefixes", ())]
             if _lone_folder(response, groups):

@@ -25,7 +25,7 @@ import json
 import logging
 import secrets
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -773,14 +773,14 @@ def write_manifest(
     max_part_items: int = MAX_PART_ITEMS,
     grouped: bool = False,
     pin: bool = False,
+    before_complete: Callable[[], None] | None = None,
 ) -> ManifestSummary:
     """Write ``objects`` as a manifest in any layout/format, then its metadata sidecar.
 
-    The manifest streams through :class:`MultipartUploadWriter` (constant memory; a failure at any
-    point, including while completing, aborts the upload and leaves no object). Only after the
-    manifest is complete is the sidecar ``<key>.meta.json`` written (a small PutObject holding
-    :meth:`ManifestSummary.as_dict`), so a failed manifest never has a sidecar. A sidecar left by
-    an earlier attempt names that attempt's ``etag``/``sha256``: compare them with the manifest's.
+    The manifest streams through :class:`MultipartUploadWriter` (constant memory; a failure at any point,
+    including while completing, aborts the upload and leaves no object). Only after the manifest is
+    complete is the sidecar ``<key>.meta.json`` written (a PutObject of :meth:`ManifestSummary.as_dict`),
+    so a failed manifest never has a sidecar (one left by an earlier try names that try's ``etag``).
 
     :param layout: ``batched``, ``flat`` or ``keys`` (see :mod:`xacct_map.core.layouts`).
     :param manifest_format: ``json``, ``jsonl`` or ``csv`` (csv: flat layout only).
@@ -788,15 +788,14 @@ def write_manifest(
         ``ItemSelector`` output: the item plus the execution input's ``source`` block) may take; a
         batch closes before it would pass this (default 240 KiB, at most Step Functions' 256 KiB).
         The flat layout's state machine gets the same budget as ``MaxInputBytesPerBatch``.
-    :param max_part_bytes: batched layout: a manifest part closes once it holds this many bytes
-        (default 5 GB; ItemReader reads at most 10 GB) and the next part starts
-        (:class:`PartedManifestWriter`; ``parts`` in the summary). Other layouts write one object.
-    :param max_part_items: batched layout: ... or this many items (at most 100,000,000).
+    :param max_part_bytes: batched layout: a part closes once it holds this many bytes (default 5 GB;
+        ItemReader reads at most 10 GB) or ``max_part_items`` items (at most 100,000,000) and the next part
+        starts (:class:`PartedManifestWriter`; ``parts`` in the summary). Other layouts write one object.
     :param object_filter: applied to ``objects`` on the way; its settings and skip counts are recorded.
-    :param source: where the objects came from (``{"type": "listing", "bucket", "prefix",
-        "account_id", "region"}`` or ``{"type": "inventory", ...}``), recorded as is.
+    :param source: where the objects came from (``{"type": "listing", "bucket", ...}``), recorded as is.
     :param grouped: ``objects`` is ``(bucket, objects)`` pairs; a batch never mixes buckets.
     :param pin: batched layout: keys as ``[key, version or ETag]`` (:func:`pinned_entry`).
+    :param before_complete: called once every object is written; what it raises aborts the upload.
     :raises ValueError: an unknown layout, format or batch limit, before anything is written.
     """
     source_bytes = _source_bytes(source_bucket, source_prefix, source or {})
@@ -808,12 +807,13 @@ def write_manifest(
     groups: Iterable[tuple[str, Iterable]] = objects if grouped else [(source_bucket, objects)]  # type: ignore[assignment]
     if object_filter is not None:
         groups = ((bucket, object_filter.apply(group)) for bucket, group in groups)
-
-    single = layout != "batched"  # only the batched state machine iterates parts
     opener = _part_opener(s3_client, bucket, manifest_format, part_size, expected_bucket_owner)
-    limits = (sys.maxsize, MAX_PART_ITEMS) if single else (max_part_bytes, max_part_items)
+    # only the batched state machine iterates parts
+    limits = (max_part_bytes, max_part_items) if layout == "batched" else (sys.maxsize, MAX_PART_ITEMS)
     with PartedManifestWriter(opener, key, max_part_bytes=limits[0], max_part_items=limits[1]) as writer:
         written = _write_items(writer, groups, layout, batching, source_bytes, pin=pin)
+        if before_complete is not None:
+            before_complete()
     summary = _summary(
         writer,
         written,
