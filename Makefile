@@ -27,9 +27,9 @@ demo: setup
 	$(VENV)/bin/xacct-map demo $(ARGS)
 
 # The whole suite against the built wheel (uv.lock's versions) and the older Airflows' targets (TARGETS=newest
-# for one; PYTEST_ADDOPTS="-k sensor" narrows the tests):
-# scripts/compat_matrix.py. The browser is best effort: where it cannot be installed, the UI test
-# skips and says why.
+# for one; PYTEST_ADDOPTS="-k sensor" narrows the tests): scripts/compat_matrix.py, which runs the older
+# targets beside the whole suite (their output in .venvs/<target>.log, printed at the end). The browser is
+# best effort: where it cannot be installed, the UI test skips and says why.
 test: lint asl-validator
 	-@bash scripts/install-browser.sh
 	$(VENV)/bin/python scripts/compat_matrix.py run $(TARGETS)

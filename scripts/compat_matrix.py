@@ -9,14 +9,23 @@ Each older target is installed the way a user's deployment is: first Airflow and
 with Airflow's constraints for that release (``constraints/``), then the wheel (with its ``local``
 extra) and the test tools, constrained to what is already installed, so that a resolution that would
 move Airflow, the provider or anything else of theirs fails instead. The newest target installs
-exactly what ``uv.lock`` pins and runs the whole suite. Every target also runs
+exactly what ``uv.lock`` pins and runs the whole suite. Every other target also runs
 ``xacct-map demo --objects 60 --json`` with its own console script from a folder outside the
-repository. Standard library only; uv comes from ``UV`` (default ``.tools/bin/uv``).
+repository (the whole suite does so in ``tests/system/test_demo_end_to_end.py``). Standard library
+only; uv comes from ``UV`` (default ``.tools/bin/uv``).
+
+The whole suite takes far longer than the older targets together, and leaves a CPU of two mostly idle:
+it runs in the foreground, printing as it goes, while the older targets (then the suite's files of
+``NEWEST_BESIDE``, in a second pytest) run beside it one after another, a little lower in priority,
+each into ``.venvs/<name>.log``, printed when the foreground is done. Any failure, anywhere, fails the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import functools
 import glob
 import json
 import os
@@ -26,14 +35,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 DIST = ROOT / "dist"
 ENVS = ROOT / ".venvs"
 UV = os.environ.get("UV") or str(ROOT / ".tools" / "bin" / "uv")
 DEMO_OBJECTS = 60
+# The targets beside the foreground one yield to it (the whole suite is the critical path), but only a
+# little: their tests wait on the clock too.
+BESIDE_NICE = 5
 # What the older targets run: the package, DAG, operators, sensor, trigger and listing tests (a few minutes).
 COMPAT_TESTS = (
     "tests/system/test_package.py",
@@ -50,8 +64,18 @@ COMPAT_TESTS = (
     "tests/integration/test_http1.py",
 )
 
+# The whole suite's slow files that start processes of their own (the demo, dag.test() runs in a
+# subprocess) and share nothing with the rest: a second pytest runs them beside the first.
+NEWEST_BESIDE = (
+    "tests/system/test_demo_end_to_end.py",
+    "tests/system/test_demo_processor.py",
+    "tests/system/test_empty_source_dag.py",
+    "tests/system/test_lineage_dag.py",
+    "tests/system/test_ranges_dag.py",
+)
 
-@dataclass(frozen=True)
+
+@dataclasses.dataclass(frozen=True)
 class Target:
     name: str
     python: str
@@ -64,6 +88,8 @@ class Target:
     as_of_later: tuple[tuple[str, str], ...] = ()
     floors: tuple[str, ...] = ()  # lower bounds of pyproject.toml to test exactly, e.g. "boto3==1.37.2"
     tests: tuple[str, ...] = COMPAT_TESTS
+    # Test files of ``tests`` run by a second pytest beside this target's own (see :func:`run`).
+    beside: tuple[str, ...] = ()
 
     @property
     def locked(self) -> bool:
@@ -99,13 +125,34 @@ MATRIX = (
         floors=("boto3==1.37.2",),
     ),
     Target("airflow-3.1", python="3.12", airflow="3.1.8", amazon="9.23.0", as_of="2026-03-15"),
-    Target("newest", python="3.13", tests=("tests",)),
+    Target("newest", python="3.13", tests=("tests",), beside=NEWEST_BESIDE),
 )
 
 
-def sh(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    print("+", " ".join(args), flush=True)
-    return subprocess.run(args, check=True, **kwargs)
+@dataclasses.dataclass(frozen=True)
+class Out:
+    """Where a target's commands write: the console (``log`` None) or a log file, at what priority."""
+
+    log: TextIO | None = None
+    nice: int = 0
+
+    def print(self, *text: str) -> None:
+        print(*text, file=self.log or sys.stdout, flush=True)
+
+    def command(self, args: list[str]) -> list[str]:
+        """``args`` as this output runs them: under ``nice`` when it yields."""
+        self.print("+", " ".join(args))
+        return ["nice", "-n", str(self.nice), *args] if self.nice and shutil.which("nice") else args
+
+
+CONSOLE = Out()
+
+
+def sh(*args: str, out: Out = CONSOLE, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``args``; any exit status but 0 (pytest's 5, "no tests collected", too) raises."""
+    if out.log:
+        kwargs.update(stdout=out.log, stderr=subprocess.STDOUT)
+    return subprocess.run(out.command(list(args)), check=True, **kwargs)
 
 
 def find_python(version: str) -> str:
@@ -178,9 +225,9 @@ def write_constraints(target: Target) -> None:
     )
 
 
-def create_env(target: Target, wheel: Path) -> str:
+def create_env(target: Target, wheel: Path, out: Out = CONSOLE) -> str:
     env_dir = ENVS / target.name
-    sh(UV, "venv", "--clear", "--quiet", "--python", find_python(target.python), str(env_dir))
+    sh(UV, "venv", "--clear", "--quiet", "--python", find_python(target.python), str(env_dir), out=out)
     python = str(env_dir / "bin" / "python")
     if target.locked:
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as reqs:
@@ -193,8 +240,8 @@ def create_env(target: Target, wheel: Path) -> str:
                     text=True,
                 ).stdout
             )
-        sh(UV, "pip", "install", "--quiet", "--python", python, "-r", reqs.name)
-        sh(UV, "pip", "install", "--quiet", "--python", python, "--no-deps", str(wheel))
+        sh(UV, "pip", "install", "--quiet", "--python", python, "-r", reqs.name, out=out)
+        sh(UV, "pip", "install", "--quiet", "--python", python, "--no-deps", str(wheel), out=out)
         return python
     # 1. The user's Airflow, as Airflow's docs install it: with the constraints of that release.
     sh(
@@ -208,6 +255,7 @@ def create_env(target: Target, wheel: Path) -> str:
         f"apache-airflow-providers-amazon[aiobotocore]=={target.amazon}",
         "-c",
         str(target.constraints),
+        out=out,
     )
     before = installed(python)
     # 2. xacct-map into it: nothing already installed may move.
@@ -215,32 +263,36 @@ def create_env(target: Target, wheel: Path) -> str:
         frozen.write("".join(f"{name}=={version}\n" for name, version in before.items()))
     # Test tools the environment already has (setuptools, say) stay as they are.
     tools = [t for t in dev_tools() if normalized(re.split(r"[<>=!~\[]", t, maxsplit=1)[0]) not in before]
-    sh(UV, "pip", "install", "--quiet", "--python", python, f"{wheel}[local,inventory]", *tools, "-c", frozen.name)
+    wanted = [f"{wheel}[local,inventory]", *tools]
+    sh(UV, "pip", "install", "--quiet", "--python", python, *wanted, "-c", frozen.name, out=out)
     moved = {n: (v, installed(python).get(n)) for n, v in before.items() if installed(python).get(n) != v}
     if moved:
         raise SystemExit(f"compat_matrix: installing the wheel changed the user's packages: {moved}")
     return python
 
 
-def run_tests(target: Target, python: str) -> None:
+def run_tests(target: Target, python: str, out: Out = CONSOLE, *, beside: bool = False) -> None:
+    """The target's tests but those it runs beside (or, ``beside``, those)."""
     env = dict(os.environ, XACCT_MAP_EXPECT_INSTALLED="1")
-    # pytest exits 5 when it collected nothing: check=True fails on it like on any failure.
-    sh(python, "-m", "pytest", "-p", "no:cacheprovider", *target.tests, cwd=ROOT, env=env)
+    tests = target.beside if beside else (*target.tests, *(f"--ignore={path}" for path in target.beside))
+    # pytest exits 5 when it collected nothing: sh fails on it like on any failure.
+    sh(python, "-m", "pytest", "-p", "no:cacheprovider", *tests, cwd=ROOT, env=env, out=out)
 
 
-def run_demo(python: str) -> dict:
+def run_demo(python: str, out: Out = CONSOLE) -> dict:
     """The short demo, with the environment's console script, from a folder outside the repository."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "XACCT_MAP_HOME"))}
+    command = out.command([str(Path(python).with_name("xacct-map")), "demo", "--objects", str(DEMO_OBJECTS), "--json"])
     with tempfile.TemporaryDirectory(prefix="xacct-map-demo-") as outside:
         proc = subprocess.run(
-            [str(Path(python).with_name("xacct-map")), "demo", "--objects", str(DEMO_OBJECTS), "--json"],
+            command,
             cwd=outside,
             env=env,
             capture_output=True,
             text=True,
             timeout=600,
         )
-    print(proc.stdout[-2000:], proc.stderr[-3000:], sep="\n", flush=True)
+    out.print(proc.stdout[-2000:] + "\n" + proc.stderr[-3000:])
     if proc.returncode != 0:
         raise SystemExit(f"compat_matrix: the demo failed (exit {proc.returncode})")
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -262,20 +314,86 @@ def run(names: list[str]) -> int:
     unknown = set(names) - {t.name for t in MATRIX}
     if unknown:
         raise SystemExit(f"compat_matrix: no target {sorted(unknown)}; the targets are {[t.name for t in MATRIX]}")
-    targets = [t for t in MATRIX if not names or t.name in names]
+    # The whole suite (the locked target), the longest, in front; the others beside it.
+    front, *beside = sorted((t for t in MATRIX if not names or t.name in names), key=lambda t: not t.locked)
+    if os.environ.get("PYTEST_ADDOPTS"):  # narrowed (-k ...): one pytest, or the files beside might select nothing
+        front = dataclasses.replace(front, beside=())
     wheel = build()
-    report = []
-    for target in targets:
-        started = time.monotonic()
-        print(f"\n=== {target.name} ===", flush=True)
-        python = create_env(target, wheel)
-        run_tests(target, python)
-        run_demo(python)
-        report.append({"target": target.name, **versions(python), "seconds": round(time.monotonic() - started)})
+    ENVS.mkdir(exist_ok=True)
+    seconds: dict[str, float] = {}
+    front_env: Future[str] = Future()
+    jobs = [(t.name, functools.partial(whole_target, t, wheel)) for t in beside]
+    if front.beside:
+        jobs.append((f"{front.name}-beside", lambda out: run_tests(front, front_env.result(), out, beside=True)))
+    if not front.locked:  # the whole suite runs the demo itself: tests/system/test_demo_end_to_end.py
+        jobs.append((f"{front.name}-demo", lambda out: run_demo(front_env.result(), out)))
+    print(f"compat_matrix: beside {front.name}, one after another: {', '.join(n for n, _ in jobs)}", flush=True)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        side = pool.submit(run_beside, jobs, seconds)
+        try:
+            with timed(seconds, front.name):
+                print(f"\n=== {front.name} ===", flush=True)
+                front_env.set_result(create_env(front, wheel))
+                run_tests(front, front_env.result())
+        except BaseException as err:
+            if not front_env.done():
+                front_env.set_exception(err)  # its demo, beside, gives up
+            raise
+        finally:
+            failed = print_beside(side.result())
+    if failed:
+        print(f"compat_matrix: FAILED beside the {front.name} target: {', '.join(failed)}", file=sys.stderr)
+        return 1
     print("\ncompat_matrix: every target passed")
-    for row in report:
-        print("  " + ", ".join(f"{k} {v}" for k, v in row.items()))
+    for target in (front, *beside):
+        row = {"target": target.name, **versions(str(ENVS / target.name / "bin" / "python"))}
+        print("  " + ", ".join(f"{k} {v}" for k, v in {**row, "seconds": round(seconds[target.name])}.items()))
     return 0
+
+
+@contextlib.contextmanager
+def timed(seconds: dict[str, float], name: str):
+    """Add the time the block takes to ``seconds[name]``."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        seconds[name] = seconds.get(name, 0.0) + time.monotonic() - started
+
+
+def whole_target(target: Target, wheel: Path, out: Out = CONSOLE) -> None:
+    python = create_env(target, wheel, out)
+    run_tests(target, python, out)
+    run_demo(python, out)
+
+
+def run_beside(jobs: list[tuple[str, Callable[[Out], object]]], seconds: dict[str, float]) -> list[tuple]:
+    """Each job, one after another, a little lower in priority, into ``.venvs/<name>.log``; a failed one
+    does not stop the rest. ``[(name, log, error or None)]``."""
+    done = []
+    for name, job in jobs:
+        log_path = ENVS / f"{name}.log"
+        with log_path.open("w") as log, timed(seconds, name.split("-beside")[0].removesuffix("-demo")):
+            try:
+                job(Out(log, BESIDE_NICE))
+                error = None
+            except (Exception, SystemExit) as err:  # a failed command; the demo's or the install's verdict
+                error = err
+        done.append((name, log_path, error))
+    return done
+
+
+def print_beside(done: list[tuple]) -> list[str]:
+    """Print each log written beside the front target; the names of those that failed."""
+    failed = []
+    for name, log_path, error in done:
+        print(f"\n=== {name} (ran beside; {log_path.relative_to(ROOT)}) ===", flush=True)
+        print(log_path.read_text(errors="replace"), flush=True)
+        if error is not None:
+            failed.append(name)
+            command = " ".join(map(str, error.cmd)) if isinstance(error, subprocess.CalledProcessError) else ""
+            print(f"compat_matrix: {name} FAILED: {command or error}", file=sys.stderr, flush=True)
+    return failed
 
 
 def table() -> str:

@@ -97,6 +97,40 @@ def require_native(value: Any, kind: type | tuple[type, ...], name: str, *, opti
     return value
 
 
+# Where the source is and how to reach it: the arguments BuildKeyManifestOperator, PlanKeyRangesOperator
+# and PreflightOperator share, all templated. Each still lists them in its own signature and docstring:
+# what users read, and what Airflow checks ``partial``/``expand`` arguments against.
+SOURCE_ARGUMENTS = (
+    "source_bucket",
+    "source_prefix",
+    "source_aws_conn_id",
+    "source_role_arn",
+    "source_external_id",
+    "source_account_id",
+    "source_region",
+    "request_payer",
+)
+
+
+class _SourceArguments:
+    """The source arguments (:data:`SOURCE_ARGUMENTS`) of an operator that reads the source."""
+
+    source_bucket: str
+    source_prefix: str
+    source_aws_conn_id: str | None
+    source_role_arn: str | None
+    source_external_id: str | None
+    source_account_id: str | None
+    source_region: str | None
+    request_payer: str | None
+
+    def _keep_source_arguments(self, arguments: dict[str, Any]) -> None:
+        """Store the source arguments of ``arguments`` (the constructor's ``locals()``) unchanged, under
+        their own names: they are template fields."""
+        for name in SOURCE_ARGUMENTS:
+            setattr(self, name, arguments[name])
+
+
 def _filter_argument(object_filter: ObjectFilter | dict[str, Any] | None, kwargs: dict) -> Any:
     """``object_filter``, or the deprecated filter arguments popped from ``kwargs`` (with a warning)."""
     deprecated = {name: kwargs.pop(name) for name in FILTER_ARGUMENTS if name in kwargs}
@@ -117,7 +151,7 @@ def _filter_argument(object_filter: ObjectFilter | dict[str, Any] | None, kwargs
     return object_filter
 
 
-class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
+class BuildKeyManifestOperator(_SourceArguments, AwsBaseOperator[S3Hook]):
     """
     List a bucket of another account (or Region) and write a Distributed Map manifest of its keys.
 
@@ -239,15 +273,9 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
 
     aws_hook_class = S3Hook
     template_fields: Sequence[str] = aws_template_fields(
-        "source_bucket",
-        "source_prefix",
+        *SOURCE_ARGUMENTS,
         "manifest_bucket",
         "manifest_key",
-        "source_aws_conn_id",
-        "source_role_arn",
-        "source_external_id",
-        "source_account_id",
-        "source_region",
         "manifest_bucket_owner",
         "max_keys_per_batch",
         "max_bytes_per_batch",
@@ -267,7 +295,6 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         "keys_format",
         "on_changed",
         "versions",
-        "request_payer",
     )
     template_fields_renderers = {"object_filter": "json", "sources": "json"}
     ui_color = "#c7e9f1"
@@ -311,15 +338,9 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
     ):
         object_filter = _filter_argument(object_filter, kwargs)
         super().__init__(**kwargs)
-        self.source_bucket = source_bucket
-        self.source_prefix = source_prefix
+        self._keep_source_arguments(locals())
         self.manifest_bucket = manifest_bucket
         self.manifest_key = manifest_key
-        self.source_aws_conn_id = source_aws_conn_id
-        self.source_role_arn = source_role_arn
-        self.source_external_id = source_external_id
-        self.source_account_id = source_account_id
-        self.source_region = source_region
         self.manifest_bucket_owner = manifest_bucket_owner
         self.max_keys_per_batch = max_keys_per_batch
         self.max_bytes_per_batch = max_bytes_per_batch
@@ -337,7 +358,6 @@ class BuildKeyManifestOperator(AwsBaseOperator[S3Hook]):
         self.on_empty = on_empty
         self.sources, self.keys_from, self.keys_format = sources, keys_from, keys_format
         self.on_changed, self.versions = on_changed, versions
-        self.request_payer = request_payer
         self._manifest_summary: dict[str, Any] | None = None  # what execute wrote, for OpenLineage
         self.key_range = key_range
 
@@ -996,7 +1016,7 @@ class StartDistributedMapOperator(AwsBaseOperator[DistributedMapHook]):
         self.log.info("Redriving execution %s (was %s): only items that did not succeed run again.", arn, status)
 
 
-class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
+class PreflightOperator(_SourceArguments, AwsBaseOperator[AwsGenericHook]):
     """
     Check, before anything runs, that the cross-account setup works (:mod:`xacct_map.setup.preflight`).
 
@@ -1034,21 +1054,15 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
     """
 
     RUN_WHEN = ("manual", "always", "never")
+    source_account_id: str  # required here
     aws_hook_class = AwsGenericHook
     template_fields: Sequence[str] = aws_template_fields(
-        "source_bucket",
-        "source_account_id",
+        *SOURCE_ARGUMENTS,
         "manifest_bucket",
         "state_machine_arn",
-        "source_prefix",
-        "source_aws_conn_id",
-        "source_role_arn",
-        "source_external_id",
         "processor_role_arn",
         "state_machine_role",
-        "source_region",
         "run_when",
-        "request_payer",
     )
     ui_color = "#d5f5e3"
 
@@ -1071,18 +1085,11 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.request_payer = request_payer
-        self.source_bucket = source_bucket
-        self.source_account_id = source_account_id
+        self._keep_source_arguments(locals())
         self.manifest_bucket = manifest_bucket
         self.state_machine_arn = state_machine_arn
-        self.source_prefix = source_prefix
-        self.source_aws_conn_id = source_aws_conn_id
-        self.source_role_arn = source_role_arn
-        self.source_external_id = source_external_id
         self.processor_role_arn = processor_role_arn
         self.state_machine_role = state_machine_role
-        self.source_region = source_region
         self.run_when = run_when
 
     def execute(self, context: Context) -> dict | None:
@@ -1126,7 +1133,7 @@ class PreflightOperator(AwsBaseOperator[AwsGenericHook]):
         return report.as_dict()
 
 
-class PlanKeyRangesOperator(AwsBaseOperator[S3Hook]):
+class PlanKeyRangesOperator(_SourceArguments, AwsBaseOperator[S3Hook]):
     """
     Cut a listing into key ranges, one per mapped :class:`BuildKeyManifestOperator` task.
 
@@ -1159,18 +1166,7 @@ class PlanKeyRangesOperator(AwsBaseOperator[S3Hook]):
     """
 
     aws_hook_class = S3Hook
-    template_fields: Sequence[str] = aws_template_fields(
-        "source_bucket",
-        "source_prefix",
-        "listing_tasks",
-        "source_aws_conn_id",
-        "source_role_arn",
-        "source_external_id",
-        "source_account_id",
-        "source_region",
-        "source_inventory",
-        "request_payer",
-    )
+    template_fields: Sequence[str] = aws_template_fields(*SOURCE_ARGUMENTS, "listing_tasks", "source_inventory")
     ui_color = "#c7e9f1"
 
     def __init__(
@@ -1189,15 +1185,8 @@ class PlanKeyRangesOperator(AwsBaseOperator[S3Hook]):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.source_bucket = source_bucket
-        self.source_prefix = source_prefix
+        self._keep_source_arguments(locals())
         self.listing_tasks = listing_tasks
-        self.request_payer = request_payer
-        self.source_aws_conn_id = source_aws_conn_id
-        self.source_role_arn = source_role_arn
-        self.source_external_id = source_external_id
-        self.source_account_id = source_account_id
-        self.source_region = source_region
         self.source_inventory = source_inventory
 
     def execute(self, context: Context) -> list[dict]:

@@ -29,6 +29,18 @@ NAMES = dict(
 )
 
 
+def _inputs(**overrides) -> policies.PolicyInputs:
+    """The policy inputs of what :func:`_argv` deploys (the NAMES, their-data/exports/ of SOURCE_ACCOUNT)."""
+    return policies.PolicyInputs(
+        source_bucket="their-data",
+        source_account=SOURCE_ACCOUNT,
+        pipeline_account=PIPELINE_ACCOUNT,
+        prefix="exports/",
+        **NAMES,
+        **overrides,
+    )
+
+
 def _argv(aws, **overrides) -> list[str]:
     values = {
         "source-bucket": "their-data",
@@ -154,19 +166,7 @@ def test_second_deploy_changes_nothing(first_and_second):
 
 def test_resources_carry_the_generated_policies_and_settings(first_and_second):
     (result, snapshot), _ = first_and_second
-    inputs = policies.PolicyInputs(
-        source_bucket="their-data",
-        source_account=SOURCE_ACCOUNT,
-        pipeline_account=PIPELINE_ACCOUNT,
-        inventory_bucket=NAMES["inventory_bucket"],
-        prefix="exports/",
-        processor_role=NAMES["processor_role"],
-        airflow_role=NAMES["airflow_role"],
-        state_machine=NAMES["state_machine"],
-        function=NAMES["function"],
-        state_machine_role=NAMES["state_machine_role"],
-        result_writer=True,
-    )
+    inputs = _inputs(result_writer=True)
     documents = policies.all_documents(inputs)
     roles = snapshot["roles"]
     assert roles[NAMES["processor_role"]]["trust"] == documents["processor_role_trust_policy"]
@@ -263,18 +263,7 @@ def test_drift_is_repaired_and_foreign_lifecycle_rules_are_kept(local_aws, first
 def test_changed_function_code_is_uploaded_once(local_aws, first_and_second, tmp_path, capsys):
     aws, _ = local_aws
     (result, _), _ = first_and_second
-    inputs = policies.PolicyInputs(
-        source_bucket="their-data",
-        source_account=SOURCE_ACCOUNT,
-        pipeline_account=PIPELINE_ACCOUNT,
-        inventory_bucket=NAMES["inventory_bucket"],
-        prefix="exports/",
-        processor_role=NAMES["processor_role"],
-        airflow_role=NAMES["airflow_role"],
-        state_machine=NAMES["state_machine"],
-        function=NAMES["function"],
-        state_machine_role=NAMES["state_machine_role"],
-    )
+    inputs = _inputs()
     (tmp_path / "job.py").write_text("def process(obj):\n    return None\n")
     kwargs = dict(max_concurrency=20, processor=deploy.ProcessorOptions(spec=f"{tmp_path / 'job.py'}:process"))
     changed = deploy.deploy_pipeline(aws.client, inputs, **kwargs)

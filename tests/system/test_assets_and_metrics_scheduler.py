@@ -102,7 +102,12 @@ class Airflow:
         return {"Authorization": f"Bearer {self._token}"}
 
     def api(self, method: str, path: str, **kwargs) -> dict:
-        response = requests.request(method, f"{self.url}/api/v2{path}", headers=self._headers(), timeout=60, **kwargs)
+        url = f"{self.url}/api/v2{path}"
+        for _ in range(3):  # a read the loaded API server failed (500 while the scheduler writes) is asked again
+            response = requests.request(method, url, headers=self._headers(), timeout=60, **kwargs)
+            if method != "GET" or response.status_code < 500:
+                break
+            time.sleep(2)
         assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text[:500]}"
         return response.json()
 

@@ -41,7 +41,7 @@ def test_predicted_sizes_equal_the_json_step_functions_sees():
     rng = random.Random(14)
     alphabet = "".join(AWKWARD)
     source = source_block("bucket-ü", "pre/", "111111111111", "eu-west-1")
-    extra = source_block_bytes("bucket-ü", "pre/", "111111111111", "eu-west-1")
+    extra = source_block_bytes(source)
     sizer = BatchSizer("bucket-ü", extra)
     for _ in range(200):
         keys = AWKWARD + ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60))) for _ in range(20)]
@@ -54,7 +54,7 @@ def test_predicted_sizes_equal_the_json_step_functions_sees():
 @pytest.mark.parametrize("budget", [4096 + 200, 8192, DEFAULT_MAX_BATCH_BYTES, MAX_CHILD_INPUT_BYTES])
 def test_batches_close_before_the_budget(budget):
     objects = [S3Object(f"k/{i:05d}" + "🚀" * (i % 250), i, "e", "2026-01-01T00:00:00Z") for i in range(3000)]
-    extra = source_block_bytes("b", "k/")
+    extra = source_block_bytes(source_block("b", "k/"))
     batches = list(
         iter_sized_batches(
             objects, max_keys=1000, max_bytes=10**15, max_input_bytes=budget, sizer=BatchSizer("b", extra)
@@ -86,7 +86,7 @@ def test_pinned_entries_are_sized_exactly_and_batches_close_on_them():
         {"bucket": "other", "account_id": "1", "region": "r"},
     ]
     source = source_block("src", "p/", None, None, sources=table, on_changed="skip")
-    source_bytes = source_block_bytes("src", "p/", sources=table, on_changed="skip")
+    source_bytes = source_block_bytes(source)
     objects = [
         S3Object(
             rng.choice(AWKWARD) + "/" + "k" * rng.randint(1, 300),

@@ -617,6 +617,10 @@ def test_parliament_would_catch_a_wrong_action_or_resource():
 # -- the CLI ---------------------------------------------------------------------------------
 
 
+# The policy command's required arguments, for the source-data bucket of SOURCE and the PIPELINE account.
+POLICY_ARGS = ["policy", "--source-bucket", "source-data", "--source-account", SOURCE, "--pipeline-account", PIPELINE]
+
+
 @pytest.fixture
 def policy_cli():
     # The real entry point with every registered subcommand (their heavy imports are lazy).
@@ -630,13 +634,7 @@ def test_policy_command_is_registered_in_the_cli():
 def test_cli_prints_every_document_as_json(policy_cli, capsys):
     code = policy_cli(
         [
-            "policy",
-            "--source-bucket",
-            "source-data",
-            "--source-account",
-            SOURCE,
-            "--pipeline-account",
-            PIPELINE,
+            *POLICY_ARGS,
             "--prefix",
             "exports/2026/",
             "--inventory-bucket",
@@ -657,13 +655,7 @@ def test_cli_prints_every_document_as_json(policy_cli, capsys):
 def test_cli_only_prints_one_document_ready_for_put_role_policy(policy_cli, capsys):
     code = policy_cli(
         [
-            "policy",
-            "--source-bucket",
-            "source-data",
-            "--source-account",
-            SOURCE,
-            "--pipeline-account",
-            PIPELINE,
+            *POLICY_ARGS,
             "--region",
             "cn-north-1",
             "--state-machine",
@@ -688,17 +680,7 @@ def test_cli_only_prints_one_document_ready_for_put_role_policy(policy_cli, caps
 
 
 def test_cli_result_writer_flag(policy_cli, capsys):
-    base = [
-        "policy",
-        "--source-bucket",
-        "source-data",
-        "--source-account",
-        SOURCE,
-        "--pipeline-account",
-        PIPELINE,
-        "--only",
-        "state_machine_role_policy",
-    ]
+    base = [*POLICY_ARGS, "--only", "state_machine_role_policy"]
     # On by default: the shipped asl/ has a ResultWriter.
     assert policy_cli(base) == 0
     assert "XacctMapWriteMapRunResults" in statements_by_sid(json.loads(capsys.readouterr().out))
@@ -719,19 +701,7 @@ def test_cli_bad_value_exits_2_naming_it(policy_cli, capsys):
 
 
 def test_cli_key_policy_without_kms_key_exits_2(policy_cli, capsys):
-    code = policy_cli(
-        [
-            "policy",
-            "--source-bucket",
-            "source-data",
-            "--source-account",
-            SOURCE,
-            "--pipeline-account",
-            PIPELINE,
-            "--only",
-            "source_kms_key_policy",
-        ]
-    )
+    code = policy_cli([*POLICY_ARGS, "--only", "source_kms_key_policy"])
     assert code == 2
     assert "it needs --kms-key" in capsys.readouterr().err
 
@@ -739,13 +709,7 @@ def test_cli_key_policy_without_kms_key_exits_2(policy_cli, capsys):
 def test_cli_lister_documents_when_airflow_lists_directly_exit_2(policy_cli, capsys):
     code = policy_cli(
         [
-            "policy",
-            "--source-bucket",
-            "source-data",
-            "--source-account",
-            SOURCE,
-            "--pipeline-account",
-            PIPELINE,
+            *POLICY_ARGS,
             "--lister-role",
             f"arn:aws:iam::{PIPELINE}:role/xacct-map-airflow",
             "--only",
@@ -757,19 +721,7 @@ def test_cli_lister_documents_when_airflow_lists_directly_exit_2(policy_cli, cap
 
 
 def test_cli_rejects_an_unknown_document_name(policy_cli, capsys):
-    code = policy_cli(
-        [
-            "policy",
-            "--source-bucket",
-            "source-data",
-            "--source-account",
-            SOURCE,
-            "--pipeline-account",
-            PIPELINE,
-            "--only",
-            "everything",
-        ]
-    )
+    code = policy_cli([*POLICY_ARGS, "--only", "everything"])
     assert code == 2
     assert "invalid choice: 'everything'" in capsys.readouterr().err
 

@@ -8,10 +8,23 @@ import inspect
 
 import pytest
 
-from xacct_map.operators import BuildKeyManifestOperator, PreflightOperator, StartDistributedMapOperator
+from xacct_map.operators import (
+    SOURCE_ARGUMENTS,
+    BuildKeyManifestOperator,
+    PlanKeyRangesOperator,
+    PreflightOperator,
+    StartDistributedMapOperator,
+)
 from xacct_map.sensors import DistributedMapSensor
 
-CLASSES = [BuildKeyManifestOperator, StartDistributedMapOperator, PreflightOperator, DistributedMapSensor]
+CLASSES = [
+    BuildKeyManifestOperator,
+    StartDistributedMapOperator,
+    PreflightOperator,
+    PlanKeyRangesOperator,
+    DistributedMapSensor,
+]
+SOURCE_READERS = [BuildKeyManifestOperator, PreflightOperator, PlanKeyRangesOperator]
 
 
 def _constructor_parameters(cls: type) -> set[str]:
@@ -68,3 +81,13 @@ def test_the_rule_catches_a_field_stored_under_another_name():
     values = {field: f"<{field}>" for field in Renamed.template_fields}
     with pytest.raises(AssertionError, match="'label' is not stored as an attribute"):
         validate_template_fields(Renamed(task_id="renamed", **values))
+
+
+@pytest.mark.parametrize("cls", SOURCE_READERS, ids=lambda cls: cls.__name__)
+def test_the_shared_source_arguments_stay_in_each_operators_own_signature_and_docstring(cls):
+    """Stored by one helper, but named by each operator: what users read (help(), the docs) and what
+    Airflow checks ``partial``/``expand`` arguments against."""
+    own = inspect.signature(cls.__init__).parameters
+    for name in SOURCE_ARGUMENTS:
+        assert own[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert name in cls.template_fields and f":param {name}:" in cls.__doc__, name

@@ -106,36 +106,25 @@ def source_block(
     return block
 
 
-def source_block_bytes(
-    bucket: str,
-    prefix: str = "",
-    account_id: str | None = None,
-    region: str | None = None,
-    request_payer: str | None = None,
-    *,
-    sources: list[dict] | None = None,
-    on_changed: str | None = None,
-) -> int:
-    """Bytes the ``source`` block adds to a child's input (``,"source":{...}``), reserving room for an
-    account id or Region still unknown (the start operator may add them, or a source not listed yet)."""
-    table = [
-        {
-            **entry,
-            "account_id": entry.get("account_id") or _ACCOUNT_PLACEHOLDER,
-            "region": entry.get("region") or _REGION_PLACEHOLDER,
-        }
-        for entry in sources or ()
-    ]
-    block = source_block(
-        bucket,
-        prefix,
-        account_id or _ACCOUNT_PLACEHOLDER,
-        region or _REGION_PLACEHOLDER,
-        request_payer,
-        sources=table,
-        on_changed=on_changed,
-    )
-    return len(b',"source":') + json_bytes(block)
+def source_block_bytes(block: dict) -> int:
+    """Bytes the ``source`` block (:func:`source_block`'s) adds to a child's input (``,"source":{...}``),
+    reserving room for an account id or Region still unknown (the start operator may add them, or a
+    source not listed yet)."""
+    filled = {
+        **block,
+        "account_id": block.get("account_id") or _ACCOUNT_PLACEHOLDER,
+        "region": block.get("region") or _REGION_PLACEHOLDER,
+    }
+    if block.get("sources"):
+        filled["sources"] = [
+            {
+                **entry,
+                "account_id": entry.get("account_id") or _ACCOUNT_PLACEHOLDER,
+                "region": entry.get("region") or _REGION_PLACEHOLDER,
+            }
+            for entry in block["sources"]
+        ]
+    return len(b',"source":') + json_bytes(filled)
 
 
 def check_batch_budget(max_batch_bytes: int, source_bytes: int = 0) -> int:

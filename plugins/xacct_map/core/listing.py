@@ -229,8 +229,9 @@ def iter_objects(
     return chain.from_iterable(_recorded_pages(job))
 
 
-def _call_params(bucket: str, prefix: str, expected_bucket_owner: str | None, request_payer: str | None) -> dict:
-    """What every ListObjectsV2 of the listing sends besides the bucket and prefix (checked)."""
+def call_params(bucket: str, prefix: str, expected_bucket_owner: str | None, request_payer: str | None) -> dict:
+    """What every ListObjectsV2 of the listing (and ListObjectVersions, :mod:`xacct_map.core.versions`)
+    sends besides the bucket and prefix (checked)."""
     if request_payer not in (None, "requester"):
         raise ValueError(f"request_payer must be 'requester' or None, not {request_payer!r}")
     check_source_bucket(bucket, what="bucket")  # Multi-Region, Object Lambda access points: refused by name
@@ -242,6 +243,9 @@ def _call_params(bucket: str, prefix: str, expected_bucket_owner: str | None, re
         )
     params = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
     return params | {"RequestPayer": request_payer} if request_payer else params
+
+
+_call_params = call_params  # the name this module's callers use
 
 
 @dataclass(frozen=True)

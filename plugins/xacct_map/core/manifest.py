@@ -48,6 +48,7 @@ from xacct_map.core.layouts import (
     encoder_for,
     flat_item,
     json_bytes,
+    source_block,
     source_block_bytes,
 )
 from xacct_map.core.listing import S3Object
@@ -834,7 +835,7 @@ def write_manifest(
 
 def _source_bytes(source_bucket: str, source_prefix: str, described: dict) -> int:
     """What the execution input's ``source`` block adds to each child input (several sources: their table)."""
-    return source_block_bytes(
+    block = source_block(
         source_bucket,
         source_prefix,
         described.get("account_id"),
@@ -843,6 +844,7 @@ def _source_bytes(source_bucket: str, source_prefix: str, described: dict) -> in
         sources=source_table(described["sources"]) if described.get("sources") else None,
         on_changed=described.get("on_changed"),
     )
+    return source_block_bytes(block)
 
 
 class SidecarWriteError(ClientError):

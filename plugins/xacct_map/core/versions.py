@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from xacct_map.core.keylists import ListedKey
+from xacct_map.core.listing import call_params
 from xacct_map.core.timestamps import s3_timestamp
 
 VERSIONS = ("latest", "all")
@@ -28,14 +29,13 @@ def iter_object_versions(
 ) -> Iterator[ListedKey]:
     """Every version (``all``) or current version (``latest``) under ``prefix``, with its VersionId.
 
-    :raises ValueError: ``versions`` is not ``latest`` or ``all``.
+    :raises ValueError: ``versions`` is not ``latest`` or ``all``, or a bucket or ``request_payer``
+        :func:`~xacct_map.core.listing.call_params` refuses.
     :raises botocore.exceptions.ClientError: S3 refused the listing (``ListObjectVersions``).
     """
     if versions not in VERSIONS:
         raise ValueError(f"versions must be one of {', '.join(VERSIONS)}, not {versions!r}")
-    owner = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
-    if request_payer:
-        owner["RequestPayer"] = request_payer
+    owner = call_params(bucket, prefix, expected_bucket_owner, request_payer)
     pages = client.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix, **owner)
     for page in pages:
         for version in page.get("Versions", ()):
