@@ -211,7 +211,7 @@ def iter_objects(
         s3_client,
         bucket,
         prefix,
-        owner=_call_params(bucket, prefix, expected_bucket_owner, request_payer),
+        owner=call_params(bucket, prefix, expected_bucket_owner, request_payer),
         engine=listing_engine,
         credentials=_credential_source(credentials),
         verify=verify,
@@ -243,9 +243,6 @@ def call_params(bucket: str, prefix: str, expected_bucket_owner: str | None, req
         )
     params = {"ExpectedBucketOwner": expected_bucket_owner} if expected_bucket_owner else {}
     return params | {"RequestPayer": request_payer} if request_payer else params
-
-
-_call_params = call_params  # the name this module's callers use
 
 
 @dataclass(frozen=True)
@@ -614,7 +611,7 @@ def plan_cuts(
 
     if parts < 1:
         raise ValueError(f"parts must be at least 1, not {parts}")
-    owner = _call_params(bucket, prefix, expected_bucket_owner, request_payer)
+    owner = call_params(bucket, prefix, expected_bucket_owner, request_payer)
     if is_directory_bucket(bucket):
         return []
     first = _plain_page(s3_client, bucket, prefix, owner, {"MaxKeys": 1000})
