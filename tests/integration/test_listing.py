@@ -576,6 +576,21 @@ def test_a_small_listing_takes_one_round_after_its_first_page(synthetic_s3):
     assert stats["engine"] == "parallel" and stats["rounds"] == 2
 
 
+def test_a_listing_without_details_leaves_etags_and_dates_out(synthetic_s3):
+    """``details=False``: the engine's pages carry keys, sizes and storage classes only (the first page,
+    botocore's, stays whole); the same keys, sizes and classes as a listing with details."""
+    synthetic_s3.buckets["src"] = GeneratedKeys(3_000, flat=True)
+    client = client_for(synthetic_s3.endpoint_url)
+    common = {"parallelism": 8, "processes": 1, "page_size": 500, "credentials": TEST_CREDENTIALS}
+    lean = list(iter_objects(client, "src", details=False, **common))
+    full = {o.key: o for o in iter_objects(client, "src", **common)}
+    _assert_exactly_once(_keys(lean), full)
+    assert all((o.size, o.storage_class) == (full[o.key].size, full[o.key].storage_class) for o in lean)
+    assert all(o.etag and o.last_modified for o in full.values())
+    assert lean[:500] == [full[o.key] for o in lean[:500]]  # botocore's first page, whole
+    assert {(o.etag, o.last_modified) for o in lean[500:]} == {("", "")}
+
+
 def test_folders_found_while_listing_split_the_running_ranges(synthetic_s3):
     """Discovery under a lone top "folder" runs while the listing has begun; the partitions it
     finds cut ranges that already have pages on the way, and nothing is listed twice."""

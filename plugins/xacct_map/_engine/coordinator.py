@@ -243,18 +243,17 @@ def list_ranges(
     first_keys: Sequence[str] = (),
     pool: WorkerPool | None = None,
     stats: dict | None = None,
+    details: bool = True,
 ) -> Generator[PageLists, None, None]:
     """Yield ``(keys, sizes, etags, last_modified, storage_classes)`` page by page.
 
-    :param credentials: returns ``(access_key, secret_key, token)`` or None for unsigned
-        requests; called again now and then so refreshed credentials reach the workers.
+    :param credentials: returns ``(access_key, secret_key, token)`` (None: unsigned), again now and then.
     :param make_error: builds the exception for an S3 error answer ``(status, code, message)``.
     :param page_size: keys per page (``MaxKeys``); ranges are cut to hold about a page each.
-    :param up_to: the last key to list (None: to the prefix's end): the range ``(start_after, up_to]``.
-    :param initial_cuts: keys to split the key space at before listing; ranges beyond ``parallelism`` wait.
-    :param first_keys: the caller's page ending at ``start_after``: the range after it is cut at once,
-        as if the page were the engine's own (the first round of requests runs several ranges).
+    :param up_to: the last key to list (None: the prefix's end); ``initial_cuts``: keys to split at first.
+    :param first_keys: the caller's page ending at ``start_after``: the range after it is cut at once.
     :param pool: worker processes started earlier (``processes`` of them); closed at the end.
+    :param details: False: no ETags and LastModified in the pages (empty lists).
     :param stats: if given, filled with counters (requests, retries, chains, cuts, keys parsed, rounds).
     """
     config = WorkerConfig(
@@ -270,6 +269,7 @@ def list_ranges(
         base_backoff=base_backoff,
         max_backoff=max_backoff,
         connections=max(1, -(-parallelism // processes)),
+        details=details,
     )
     pool = pool if pool is not None else WorkerPool(processes)
     try:

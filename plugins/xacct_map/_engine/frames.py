@@ -36,6 +36,7 @@ class WorkerConfig(NamedTuple):
     base_backoff: float
     max_backoff: float
     connections: int  # requests in flight at once in this worker
+    details: bool = True  # False: pages carry no ETags and LastModified (the caller does not use them)
 
 
 class Configure(NamedTuple):

@@ -27,6 +27,18 @@ _CONTENTS_PLAIN = re.compile(
     r"<Contents><Key>([^<]*)</Key><LastModified>([^<]*)</LastModified><ETag>([^<]*)</ETag>"
     r"<Size>([0-9]+)</Size><StorageClass>([^<]*)</StorageClass></Contents>"
 )
+# Keys, sizes and storage classes only (a caller that needs no ETags or dates), for each of the two
+# layouts above: fewer groups to cut out, and nothing to unescape.
+_CONTENTS_LEAN_PLAIN = re.compile(
+    r"<Contents><Key>([^<]*)</Key><LastModified>[^<]*</LastModified><ETag>[^<]*</ETag>"
+    r"<Size>([0-9]+)</Size><StorageClass>([^<]*)</StorageClass></Contents>"
+)
+_CONTENTS_LEAN = re.compile(
+    r"<Contents><Key>([^<]*)</Key><LastModified>[^<]*</LastModified><ETag>[^<]*</ETag>"
+    r"(?:<Checksum[A-Za-z]*>[^<]*</Checksum[A-Za-z]*>)*<Size>([0-9]+)</Size>"
+    r"(?:<Owner>(?:<[^>]*>[^<]*)*?</Owner>)?(?:<StorageClass>([^<]*)</StorageClass>)?"
+    r"(?:<RestoreStatus>(?:<[^>]*>[^<]*)*?</RestoreStatus>)?</Contents>"
+)
 _TRUNCATED = re.compile(r"<IsTruncated>\s*(true|false)\s*</IsTruncated>")
 _NEXT_TOKEN = re.compile(r"<NextContinuationToken>([^<]*)</NextContinuationToken>")
 _ERROR = re.compile(r"<(Code|Message)>([^<]*)</\1>")
@@ -89,18 +101,23 @@ def parse_error(body: bytes) -> tuple[str, str]:
     return _unescape(found.get("Code", "")), _unescape(found.get("Message", ""))
 
 
-def parse_list_page(body: bytes) -> ListPage:
+def parse_list_page(body: bytes, *, details: bool = True) -> ListPage:
     """Parse a ListObjectsV2 response body.
 
     Keys are decoded from ``EncodingType=url`` when the response says it used it (as botocore
     does), so they come back byte-exact; ``LastModified`` stays the text S3 sent.
 
+    :param details: False: ``etags`` and ``last_modified`` are left empty (not parsed).
     :raises PageFormatError: the body is not a well-formed ListObjectsV2 result.
     """
     text = body.decode("utf-8")
     if "<ListBucketResult" not in text[:512]:
         raise PageFormatError(f"not a ListBucketResult: {text[:200]!r}")
     expected = text.count("<Contents")  # with or without attributes: every element the rows must cover
+    if not details:
+        lean = _lean_page(text, expected)
+        if lean is not None:
+            return lean
     rows = _CONTENTS_PLAIN.findall(text)
     if len(rows) != expected:
         rows = _CONTENTS.findall(text)
@@ -129,6 +146,31 @@ def parse_list_page(body: bytes) -> ListPage:
         etags=etags,
         last_modified=modified,
         storage_classes=classes,
+        truncated=truncated.group(1) == "true",
+        next_token=_unescape(token.group(1)) if token else None,
+    )
+
+
+def _lean_page(text: str, expected: int) -> ListPage | None:
+    """Keys, sizes and storage classes of a page of the usual layout (None: another layout, parsed whole)."""
+    rows = _CONTENTS_LEAN_PLAIN.findall(text)
+    if len(rows) != expected:
+        rows = _CONTENTS_LEAN.findall(text)
+    truncated = _TRUNCATED.search(text)
+    if len(rows) != expected or truncated is None:
+        return None
+    keys, sizes, classes = map(list, zip(*rows, strict=False)) if rows else ([], [], [])
+    if "&" in "".join(keys):
+        return None  # entities: S3 sends none with EncodingType=url
+    if "<EncodingType>url</EncodingType>" in text:
+        keys = _url_decode(keys)
+    token = _NEXT_TOKEN.search(text)
+    return ListPage(
+        keys=keys,
+        sizes=list(map(int, sizes)),
+        etags=[],
+        last_modified=[],
+        storage_classes=[c or "STANDARD" for c in classes] if "" in classes else classes,
         truncated=truncated.group(1) == "true",
         next_token=_unescape(token.group(1)) if token else None,
     )

@@ -131,7 +131,7 @@ class Worker:
                             # the whole page lies past this range: it belongs to later ranges
                             return Page(tid, [], [], [], [], [], False, start_after, None, 0, retries)
                     try:
-                        page = parse_list_page(body)
+                        page = parse_list_page(body, details=cfg.details)
                     except (PageFormatError, UnicodeDecodeError) as err:
                         problem = Failure(tid, "transport", 200, "MalformedResponse", str(err))
                     else:

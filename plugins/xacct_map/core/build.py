@@ -117,6 +117,12 @@ class ManifestRequest:
             )
 
     @property
+    def needs_details(self) -> bool:
+        """Whether the manifest uses the objects' ETags or dates: the flat layout's items, pinned items,
+        a date filter (else the listing leaves them out)."""
+        return self.layout == "flat" or self.pinned or self.object_filter.uses_dates
+
+    @property
     def pinned(self) -> bool:
         """Items carry the listed version or ETag (``on_changed`` set)."""
         return self.on_changed is not None
@@ -175,6 +181,7 @@ def listed_source(
             stats=stats,
             start_after=request.start_after,
             up_to=request.up_to,
+            details=request.needs_details,
         )
     )
     description = {

@@ -260,6 +260,11 @@ class ObjectFilter:
             else:
                 skipped[reason] += 1
 
+    @property
+    def uses_dates(self) -> bool:
+        """Whether a filter reads ``last_modified``."""
+        return self.modified_after is not None or self.modified_before is not None
+
     def _by_class_only(self) -> bool:
         """Whether only the storage class decides (the default: archived classes skipped)."""
         return not (

@@ -82,7 +82,10 @@ _SLOT_SETTERS = (
 
 
 def _make_objects(keys: list, sizes: list, etags: list, modified: list, classes: list) -> list[S3Object]:
-    """``list(map(S3Object, keys, sizes, etags, modified, classes))``, faster."""
+    """``list(map(S3Object, keys, sizes, etags, modified, classes))``, faster; empty ``etags`` and
+    ``modified`` (a listing without details) make objects with ``""`` there."""
+    if keys and not etags:
+        etags = modified = [""] * len(keys)
     if _SLOT_SETTERS is None:  # S3Object changed shape: the plain way
         return list(map(S3Object, keys, sizes, etags, modified, classes))
     objects = list(map(object.__new__, repeat(S3Object, len(keys))))
@@ -164,6 +167,7 @@ def iter_objects(
     stats: dict | None = None,
     start_after: str = "",
     up_to: str | None = None,
+    details: bool = True,
 ) -> Iterator[S3Object]:
     """Yield every object under ``prefix`` in ``bucket`` exactly once, with its key byte-exact.
 
@@ -176,17 +180,14 @@ def iter_objects(
 
     :param s3_client: a boto3 S3 client with credentials that may list ``bucket``; its endpoint,
         Region, addressing style and timeout settings are used by the parallel engine too.
-    :param expected_bucket_owner: account id the bucket must belong to (sent as
-        ``ExpectedBucketOwner`` on every request; S3 answers 403 if another account owns it; through an
-        access point, the bucket's owner). ``request_payer="requester"``: sent on every request.
+    :param expected_bucket_owner: account id the bucket must belong to (``ExpectedBucketOwner`` on every
+        request: 403 if another owns it; through an access point, the bucket's). ``request_payer``: on every request.
     :param listing_engine: ``"auto"`` (default): the parallel engine when it can run (see the
         module docstring), else botocore's paginator; ``"parallel"``: the parallel engine or
         :class:`ListingEngineError`; ``"paginator"``: no worker processes.
-    :param credentials: the credentials ``s3_client`` signs with, for the parallel engine's own
-        signing: a botocore credentials object (``session.get_credentials()``) or the boto3 /
-        botocore session the client was made from. Re-read during long listings, so refreshable
-        (assumed-role) credentials are refreshed. Without them a signed client is listed with the
-        paginator (``"auto"``).
+    :param credentials: what ``s3_client`` signs with, for the parallel engine's own signing (a botocore
+        credentials object or the session the client was made from), re-read during long listings so
+        assumed roles refresh; without them a signed client is listed with the paginator (``"auto"``).
     :param verify: the parallel engine's TLS verification, as given to the client; None: botocore's default.
     :param parallelism: ListObjectsV2 requests in flight at once (one per key range). ``1``
         selects the paginator under ``"auto"``.
@@ -196,6 +197,7 @@ def iter_objects(
     :param page_size: keys per page of the parallel engine (1000, S3's maximum, but in tests of range splitting).
     :param stats: filled with the listing's counters (``engine``, ``requests``, ``retries``, ``keys``, seconds).
     :param start_after: with ``up_to`` (None: the end), list only ``(start_after, up_to]`` (:func:`plan_cuts`).
+    :param details: False: ``etag``/``last_modified`` unused: the parallel engine leaves them ``""``.
     :raises ListingError: S3 refused the listing (a ``ClientError`` naming the bucket).
     :raises ListingOrderError: S3 returned keys out of order, twice, or outside the range asked.
     :raises ListingUnavailableError: a page could not be fetched within ``max_attempts``.
@@ -222,6 +224,7 @@ def iter_objects(
         stats=stats,
         start_after=start_after,
         up_to=up_to,
+        details=details,
     )
     # Nothing happens until the first object is asked for (errors surface where the caller
     # consumes); objects are made and handed over page by page in C loops (chain) rather than
@@ -263,6 +266,7 @@ class _Job:
     stats: dict | None
     start_after: str = ""
     up_to: str | None = None
+    details: bool = True
 
     def __post_init__(self) -> None:
         if (self.start_after or self.up_to is not None) and is_directory_bucket(self.bucket):
@@ -433,6 +437,7 @@ def _parallel_pages(job: _Job, endpoint, pool, *, first_keys: list[str]) -> Iter
         first_keys=first_keys,
         pool=pool,
         stats=engine,
+        details=job.details,
     )
     try:
         for keys, sizes, etags, modified, classes in pages:
