@@ -180,7 +180,7 @@ def process_batch(
             {
                 "xacct_map": "batch",
                 **{k: summary[k] for k in ("objects", "bytes", "bytes_read")},
-                "failed": [obj.key for obj, _ in outcome.failed],
+                "failed": sorted(obj.key for obj, _ in outcome.failed),  # threads finish in any order
                 **{k: summary[k] for k in ("changed", "gone", "skipped") if k in summary},
                 "not_started": len(outcome.not_started),
                 "seconds": round(time.monotonic() - started, 3),
