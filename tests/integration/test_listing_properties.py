@@ -81,33 +81,19 @@ def test_every_key_exactly_once_under_any_layout(keys, page_size, parallelism, t
     bounded=st.booleans(),
 )
 def test_cuts_fall_strictly_inside_the_range(keys, parts, bounded):
+    """Both ways of cutting (a planned split into parts, and pages ahead of a range's next page) give
+    ascending keys strictly inside the range, no more than asked for."""
     keys = sorted(keys)
     space = KeySpace()
     space.learn(keys)
     first, last = keys[0], keys[len(keys) // 2]
     hi = keys[-1] if bounded else None
-    cuts = space.cuts(first, last, hi, parts, min_pages=0)
-    assert cuts == sorted(set(cuts))
-    assert all(last < c and (hi is None or c < hi) for c in cuts)
-    assert len(cuts) <= parts - 1
-
-
-@settings(max_examples=200, deadline=None, derandomize=True)
-@given(
-    keys=st.lists(st.text(ALPHABET, min_size=1, max_size=12), min_size=3, max_size=40, unique=True),
-    count=st.integers(1, 40),
-    bounded=st.booleans(),
-)
-def test_pages_ahead_fall_strictly_inside_the_range(keys, count, bounded):
-    keys = sorted(keys)
-    space = KeySpace()
-    space.learn(keys)
-    sample = (keys[0], keys[len(keys) // 2], len(keys) // 2 + 1)
-    after, hi = keys[len(keys) // 2], (keys[-1] if bounded else None)
-    cuts = space.pages_ahead(sample, after, hi, count, page_size=len(keys))
-    assert cuts == sorted(set(cuts))
-    assert all(after < c and (hi is None or c < hi) for c in cuts)
-    assert len(cuts) <= count
+    planned = space.cuts(first, last, hi, parts, min_pages=0)
+    ahead = space.pages_ahead((first, last, len(keys) // 2 + 1), last, hi, parts - 1, page_size=len(keys))
+    for cuts in (planned, ahead):
+        assert cuts == sorted(set(cuts))
+        assert all(last < c and (hi is None or c < hi) for c in cuts)
+        assert len(cuts) <= parts - 1
 
 
 def test_pages_ahead_of_a_counter_layout_hold_a_page_each():

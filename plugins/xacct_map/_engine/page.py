@@ -114,53 +114,24 @@ def parse_list_page(body: bytes, *, details: bool = True) -> ListPage:
     if "<ListBucketResult" not in text[:512]:
         raise PageFormatError(f"not a ListBucketResult: {text[:200]!r}")
     expected = text.count("<Contents")  # with or without attributes: every element the rows must cover
-    if not details:
-        lean = _lean_page(text, expected)
-        if lean is not None:
-            return lean
-    rows = _CONTENTS_PLAIN.findall(text)
-    if len(rows) != expected:
-        rows = _CONTENTS.findall(text)
-        if len(rows) != expected:
-            return _parse_with_etree(body)
-    truncated = _TRUNCATED.search(text)
-    if truncated is None:
-        return _parse_with_etree(body)
-    token = _NEXT_TOKEN.search(text)
-    if rows:
-        # transpose in C rather than five Python loops
-        keys, modified, etags, sizes, classes = map(list, zip(*rows, strict=False))
-        if "&" in "".join(keys) or "&" in "".join(modified):
-            return _parse_with_etree(body)  # entities: S3 sends none with EncodingType=url
-        if "<EncodingType>url</EncodingType>" in text:
-            keys = _url_decode(keys)
-        etags = _unescape_all(etags)
-        sizes = list(map(int, sizes))
-        if "" in classes:
-            classes = [c or "STANDARD" for c in classes]
-    else:
-        keys, modified, etags, sizes, classes = [], [], [], [], []
-    return ListPage(
-        keys=keys,
-        sizes=sizes,
-        etags=etags,
-        last_modified=modified,
-        storage_classes=classes,
-        truncated=truncated.group(1) == "true",
-        next_token=_unescape(token.group(1)) if token else None,
-    )
+    page = _regex_page(text, expected, details)
+    return page if page is not None else _parse_with_etree(body)
 
 
-def _lean_page(text: str, expected: int) -> ListPage | None:
-    """Keys, sizes and storage classes of a page of the usual layout (None: another layout, parsed whole)."""
-    rows = _CONTENTS_LEAN_PLAIN.findall(text)
+def _regex_page(text: str, expected: int, details: bool) -> ListPage | None:
+    """The page of S3's usual layouts, by regular expression (without ETags and dates unless ``details``);
+    None for any other layout or for entities in keys or dates: the XML parser then takes it."""
+    plain, full = (_CONTENTS_PLAIN, _CONTENTS) if details else (_CONTENTS_LEAN_PLAIN, _CONTENTS_LEAN)
+    rows = plain.findall(text)
     if len(rows) != expected:
-        rows = _CONTENTS_LEAN.findall(text)
+        rows = full.findall(text)
     truncated = _TRUNCATED.search(text)
     if len(rows) != expected or truncated is None:
         return None
-    keys, sizes, classes = map(list, zip(*rows, strict=False)) if rows else ([], [], [])
-    if "&" in "".join(keys):
+    # transpose in C rather than a Python loop per field
+    columns = list(map(list, zip(*rows, strict=False))) if rows else [[] for _ in range(5 if details else 3)]
+    keys, modified, etags, sizes, classes = columns if details else (columns[0], [], [], columns[1], columns[2])
+    if "&" in "".join(keys) or "&" in "".join(modified):
         return None  # entities: S3 sends none with EncodingType=url
     if "<EncodingType>url</EncodingType>" in text:
         keys = _url_decode(keys)
@@ -168,8 +139,8 @@ def _lean_page(text: str, expected: int) -> ListPage | None:
     return ListPage(
         keys=keys,
         sizes=list(map(int, sizes)),
-        etags=[],
-        last_modified=[],
+        etags=_unescape_all(etags),
+        last_modified=modified,
         storage_classes=[c or "STANDARD" for c in classes] if "" in classes else classes,
         truncated=truncated.group(1) == "true",
         next_token=_unescape(token.group(1)) if token else None,
