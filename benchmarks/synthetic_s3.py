@@ -161,8 +161,10 @@ class GeneratedKeys(KeySet):
         """``<Contents>`` elements for up to ``count`` keys from index ``i`` that start with
         ``prefix`` (as strings of one or more elements), how many, and the index after the last.
         Fast path: one template per day."""
-        if self._blocks is not None and url and self.prefix.startswith(prefix):
+        if self._blocks is not None and url:
             end = min(self.n, i + count)
+            if not self.prefix.startswith(prefix):  # a prefix reaching into the keys: they match in one run
+                end = min(end, self.end_of_prefix(prefix, i))
             first = i
             out = []
             while i < end:
@@ -189,14 +191,10 @@ class GeneratedKeys(KeySet):
                 f"<LastModified>{LAST_MODIFIED}</LastModified><ETag>&quot;%032x&quot;</ETag>"
                 "<Size>%d</Size><StorageClass>STANDARD</StorageClass></Contents>"
             )
-            if len(prefix) > len(head):
-                # rare: a prefix reaching into the part number; fall back to key by key
-                for j in range(i, stop):
-                    if not self.key(j).startswith(prefix):
-                        return out, len(out), j
-                    out.append(_CONTENTS % (enc(self.key(j)), LAST_MODIFIED, j, self.size(j)))
-                i = stop
-                continue
+            if len(prefix) > len(head):  # a prefix reaching into the part number: the keys it takes are one run
+                stop = min(stop, self.end_of_prefix(prefix, i))
+                out.extend([template % (j, j, (j * 7919) % 100_000 + 1) for j in range(i, stop)])
+                return out, len(out), stop
             out.extend([template % (j, j, (j * 7919) % 100_000 + 1) for j in range(i, stop)])
             i = stop
         return out, len(out), i
@@ -256,6 +254,7 @@ class Stats:
 
     requests: int = 0
     list_requests: int = 0
+    listed_keys: int = 0  # keys sent in ListObjectsV2 answers
     throttled: int = 0
     with_owner_header: int = 0
     with_payer_header: int = 0
@@ -280,6 +279,9 @@ class SyntheticS3:
         ListObjectsV2 with ``503 SlowDown``.
     :param fault: ``predicate(params, request_number) -> (status, code) | None``: any other
         error answer for a ListObjectsV2 (e.g. ``(403, "AccessDenied")`` mid-listing).
+    :param hollow: ``predicate(params, request_number) -> bool``; True answers a ListObjectsV2 with a
+        page of no keys that is still truncated, its continuation token leading on from where the page
+        started (as S3 may answer past many delete markers).
     :param owner: the account id every bucket belongs to (checked against
         ``x-amz-expected-bucket-owner``).
     :param record_params: keep every ListObjectsV2's parameters (and, as ``_access_key``, the
@@ -299,6 +301,7 @@ class SyntheticS3:
         latency: float = 0.0,
         throttle: Callable[[dict, int], bool] | None = None,
         fault: Callable[[dict, int], tuple[int, str] | None] | None = None,
+        hollow: Callable[[dict, int], bool] | None = None,
         owner: str = DEFAULT_OWNER,
         record_params: bool = False,
         chunked: bool = False,
@@ -313,6 +316,7 @@ class SyntheticS3:
         self.latency = latency
         self.throttle = throttle
         self.fault = fault
+        self.hollow = hollow
         self.owner = owner
         self.record_params = record_params
         self.requester_pays = set(requester_pays)
@@ -432,6 +436,17 @@ def _encode_token(after: str, is_prefix: bool) -> str:
 def _decode_token(token: str) -> tuple[str, bool]:
     after, is_prefix = json.loads(base64.urlsafe_b64decode(token.encode()))
     return after, bool(is_prefix)
+
+
+def hollow_page(bucket: str, q: dict[str, str]) -> bytes:
+    """A truncated ListObjectsV2 page without keys whose token continues from where it started."""
+    token = q.get("continuation-token") or _encode_token(q.get("start-after", ""), False)
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="{S3_NS}"><Name>{escape(bucket)}</Name>'
+        f"<Prefix>{_url(q.get('prefix', ''))}</Prefix><KeyCount>0</KeyCount><MaxKeys>{q.get('max-keys', '1000')}"
+        "</MaxKeys><EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>"
+        f"<NextContinuationToken>{token}</NextContinuationToken></ListBucketResult>"
+    ).encode()
 
 
 def _url(value: str) -> str:
@@ -754,8 +769,12 @@ def _make_handler(server: SyntheticS3):
                         self._error(400, "InvalidArgument", "directory buckets do not support this parameter here")
                         return
                     body = list_unordered(self._keyset(bucket), bucket, q)
+                elif server.hollow is not None and server.hollow(q, n):
+                    body = hollow_page(bucket, q)
                 else:
                     body = list_objects_v2(self._keyset(bucket), bucket, q)
+                with server._lock:
+                    server.stats.listed_keys += body.count(b"<Contents>")
                 if server.chunked:
                     self._reply_chunked(body)
                 else:

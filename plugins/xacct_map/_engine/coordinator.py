@@ -3,7 +3,8 @@
 One coordinator (this module, in the caller's process) and a few worker processes
 (:mod:`xacct_map._engine.worker`, each keeping several requests in flight). The key space under
 the prefix is split into disjoint ranges ``(after, hi]``; each range is a *chain* of pages listed
-with ``StartAfter`` = the last key seen, one request in flight per chain. The first ranges come
+with ``StartAfter`` = the last key seen and the prefix both ends of the range share (a worker's
+request never reaches past it), one request in flight per chain. The first ranges come
 from known boundaries (the common prefixes the caller discovered); whenever fewer chains are
 running than ``parallelism``, the range whose page just arrived (or, when a range ends, the
 furthest-reaching range that has listed keys) is cut a page apart (at points chosen by
@@ -84,7 +85,6 @@ class WorkerError(RuntimeError):
 class _Chain:
     after: str
     hi: str | None
-    token: str | None = None
     pages: int = 0
     rounds: int = 0  # requests in sequence before this range's next one (its own and the ranges it came from)
 
@@ -433,7 +433,7 @@ class _Coordinator:
         while self.ready and self.inflight < self.parallelism:
             tid = self.ready.popleft()
             chain = self.chains[tid]
-            self.pool.send_task(Task(tid, chain.after, chain.token, chain.hi))
+            self.pool.send_task(Task(tid, chain.after, chain.hi))
             self.counters["requests"] += 1
             self.inflight += 1
 
@@ -471,7 +471,7 @@ class _Coordinator:
         chain.pages += 1
         chain.rounds += 1
         if more:
-            chain.after, chain.token = page.after, page.token
+            chain.after = page.after
             self.cut(chain, lists[0])
             self.ready.appendleft(page.tid)  # keep going where a page just came from
         else:

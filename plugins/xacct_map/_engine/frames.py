@@ -49,7 +49,6 @@ class Task(NamedTuple):
 
     tid: int
     start_after: str
-    token: str | None
     hi: str | None
 
 
@@ -72,7 +71,6 @@ class Page(NamedTuple):
     classes: list[str]
     more: bool  # the range has more pages
     after: str  # the next page's StartAfter
-    token: str | None  # the next page's ContinuationToken (a page without keys)
     parsed: int  # keys parsed, including any beyond the range
     retries: int
 

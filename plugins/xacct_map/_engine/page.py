@@ -9,6 +9,7 @@ library's XML parser instead, so speed never costs exactness.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_plus
@@ -78,6 +79,19 @@ def list_query(prefix: str, start_after: str, token: str | None, max_keys: int) 
     if start_after:
         parts.append("start-after=" + q(start_after, safe="-_.~"))
     return "&".join(parts)
+
+
+def range_prefix(prefix: str, start_after: str, hi: str | None) -> str:
+    """The longest prefix every key of the range ``(start_after, hi]`` under ``prefix`` shares.
+
+    In sorted order a key between two keys that share a prefix shares it too, so a request for the
+    range may ask for that narrower prefix: past the last key of a folder S3 then answers at once
+    with no keys, not with a page of the next folder's keys that all lie past ``hi``.
+    """
+    if hi is None or not start_after:
+        return prefix
+    common = os.path.commonprefix([start_after, hi])
+    return common if len(common) > len(prefix) and common.startswith(prefix) else prefix
 
 
 _FIRST_KEY = re.compile(rb"<Contents>\s*<Key>([^<]*)</Key>")

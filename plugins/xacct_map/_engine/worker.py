@@ -35,7 +35,15 @@ from xacct_map._engine.frames import (
     write_frame,
 )
 from xacct_map._engine.http1 import Connection, HttpError
-from xacct_map._engine.page import PageFormatError, first_key, list_query, parse_error, parse_list_page
+from xacct_map._engine.page import (
+    ListPage,
+    PageFormatError,
+    first_key,
+    list_query,
+    parse_error,
+    parse_list_page,
+    range_prefix,
+)
 from xacct_map._engine.sigv4 import GetSigner, host_header
 
 # Status codes and S3 error codes worth another try of the same request.
@@ -112,65 +120,76 @@ class Worker:
             write_frame(self._out, result)
 
     async def _page(self, connection: Connection, task: Task) -> Page | Failure:
+        """One page of the task's range, asked for with the range's own prefix (:func:`range_prefix`).
+
+        A page without keys that S3 marks truncated is followed by its continuation token here: the
+        token belongs to this request's prefix, so it never leaves the worker.
+        """
+        prefix = range_prefix(self.config.prefix, task.start_after, task.hi)
+        token, retries = None, 0
+        while True:
+            page, tries = await self._fetch(connection, task, prefix, token)
+            retries += tries
+            if isinstance(page, Failure):
+                return page
+            if page is None:  # the whole page lies past this range: it belongs to later ranges
+                return Page(task.tid, [], [], [], [], [], False, task.start_after, 0, retries)
+            if page.keys or not page.truncated or not page.next_token:
+                return self._result(task, prefix, page, retries)
+            token = page.next_token
+
+    async def _fetch(
+        self, connection: Connection, task: Task, prefix: str, token: str | None
+    ) -> tuple[ListPage | Failure | None, int]:
+        """``(the page, retries)``, trying again on throttling and transient failures (None: the page
+        starts past the task's range)."""
         cfg = self.config
-        tid, start_after, hi = task.tid, task.start_after, task.hi
-        query = list_query(cfg.prefix, start_after, task.token, cfg.page_size)
+        query = list_query(prefix, task.start_after, token, cfg.page_size)
         target = self._path + "?" + query
-        retries = 0
         for attempt in range(1, cfg.max_attempts + 1):
             problem: Failure
             try:
                 status, body = await connection.get(target, self._headers(query))
             except HttpError as err:
-                problem = Failure(tid, "transport", 0, "ConnectionError", str(err))
+                problem = Failure(task.tid, "transport", 0, "ConnectionError", str(err))
             else:
                 if status == 200:
-                    if hi is not None:
+                    if task.hi is not None:
                         head = first_key(body)
-                        if head is not None and head > hi and head > start_after:
-                            # the whole page lies past this range: it belongs to later ranges
-                            return Page(tid, [], [], [], [], [], False, start_after, None, 0, retries)
+                        if head is not None and head > task.hi and head > task.start_after:
+                            return None, attempt - 1
                     try:
-                        page = parse_list_page(body, details=cfg.details)
+                        return parse_list_page(body, details=cfg.details), attempt - 1
                     except (PageFormatError, UnicodeDecodeError) as err:
-                        problem = Failure(tid, "transport", 200, "MalformedResponse", str(err))
-                    else:
-                        return self._result(tid, start_after, hi, page, retries)
+                        problem = Failure(task.tid, "transport", 200, "MalformedResponse", str(err))
                 else:
                     code, message = parse_error(body)
-                    problem = Failure(tid, "client", status, code or str(status), message)
+                    problem = Failure(task.tid, "client", status, code or str(status), message)
                     if status not in RETRY_STATUS and code not in RETRY_CODES:
-                        return problem
+                        return problem, attempt - 1
             if attempt == cfg.max_attempts:
-                return problem
-            retries += 1
+                return problem, attempt - 1
             # full jitter: spreads retries of many ranges hitting the same throttled partition
             await asyncio.sleep(random.uniform(0, min(cfg.max_backoff, cfg.base_backoff * 2**attempt)))
         raise AssertionError("unreachable")
 
-    def _result(self, tid: int, start_after: str, hi: str | None, page, retries: int) -> Page | Failure:
+    def _result(self, task: Task, prefix: str, page: ListPage, retries: int) -> Page | Failure:
+        tid, start_after, hi = task.tid, task.start_after, task.hi
         keys = page.keys
-        prefix = self.config.prefix
-        if keys:
+        if keys and not (
             # Exactly-once guard: strictly ascending, after start_after, inside the prefix (the
             # prefix's keys are contiguous in sorted order, so its ends suffice).
-            if not (
-                keys[0] > start_after
-                and keys[0].startswith(prefix)
-                and keys[-1].startswith(prefix)
-                and all(map(operator.lt, keys, islice(keys, 1, None)))
-            ):
-                return Failure(tid, "order", message=_order_problem(keys, start_after, prefix))
-            next_after, next_token = keys[-1], None
-        else:
-            next_after, next_token = start_after, page.next_token
-        more = page.truncated
+            keys[0] > start_after
+            and keys[0].startswith(prefix)
+            and keys[-1].startswith(prefix)
+            and all(map(operator.lt, keys, islice(keys, 1, None)))
+        ):
+            return Failure(tid, "order", message=_order_problem(keys, start_after, prefix))
+        more = page.truncated and bool(keys)  # truncated without keys or token: nothing to continue from
         cut = len(keys)
         if hi is not None and keys and keys[-1] >= hi:  # the range ends in this page
             cut = bisect_right(keys, hi)
             more = False
-        if more and next_token is None and not keys:
-            more = False  # truncated, yet no keys and no token: nothing to continue from
         # one object per distinct value: smaller frames and less memory where objects are made
         modified = list(map(sys.intern, page.last_modified[:cut]))
         classes = list(map(sys.intern, page.storage_classes[:cut]))
@@ -182,8 +201,7 @@ class Worker:
             modified,
             classes,
             more,
-            next_after,
-            next_token,
+            keys[-1] if keys else start_after,
             len(keys),
             retries,
         )
