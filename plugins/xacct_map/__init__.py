@@ -6,20 +6,9 @@ through the ``apache_airflow_provider`` entry point while it starts.
 
 from __future__ import annotations
 
-
-def __getattr__(name: str) -> str:
-    # ``__version__`` is read from the installed metadata when first asked for: importlib.metadata
-    # costs ~40 ms, paid by every listing worker process at start if imported here.
-    if name != "__version__":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        found = version("xacct-map")
-    except PackageNotFoundError:  # imported from a checkout that was never installed
-        found = "0+unknown"
-    globals()["__version__"] = found
-    return found
+# The same as pyproject.toml's ``version`` (tests/system/test_package.py compares both with the
+# installed metadata): a constant, because importlib.metadata costs every command ~40 ms to import.
+__version__ = "0.2.0"
 
 
 # The README is the package's long description: on PyPI its sections are the how-to guides.
@@ -38,7 +27,7 @@ def get_provider_info() -> dict:
         "name": "xacct-map",
         "description": "Run an AWS Step Functions Distributed Map over S3 objects that live in another AWS account "
         "or Region: a cross-account key manifest, exactly one execution per DAG run, Map Run progress.",
-        "versions": [__getattr__("__version__")],
+        "versions": [__version__],
         "integrations": [
             {
                 "integration-name": _INTEGRATION,

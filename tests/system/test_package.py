@@ -25,7 +25,8 @@ INSTALLED = "site-packages" in xacct_map.__file__ and "_bundled" in str(resource
 BIN = Path(sys.executable).parent
 
 
-def test_version_comes_from_the_package_metadata():
+def test_the_version_is_one_everywhere():
+    """The package's constant, the installed metadata, pyproject.toml, the provider info and the CHANGELOG."""
     project_version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), flags=re.M).group(1)
     assert xacct_map.__version__ == version("xacct-map") == project_version
     assert xacct_map.get_provider_info()["versions"] == [project_version]
