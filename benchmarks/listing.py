@@ -168,15 +168,19 @@ def _wanted(args, n: int, latency: float, render: str) -> bool:
 
 
 def _fixed_cost(server, args, latency: float, render: str) -> dict:
-    """Creating a boto3 client vs xacct-map manifest of an empty and of a one-page prefix (medians)."""
+    """Creating a boto3 client vs xacct-map manifest of an empty and of a one-page prefix (medians of
+    ``--fixed-repeat`` rounds, the three taken in turn so that the box's drift touches them alike)."""
     _say(f"fixed cost, {latency:g} ms, {render} ...")
-    client = [_spawn("client", server.endpoint_url)["seconds"] for _ in range(args.repeat)]
-    result = {"client_s": statistics.median(client)}
     # the empty prefix as the command runs by default (--on-empty skip: nothing to write, exit code 3)
-    for name, n, on_empty in (("empty", 0, "skip"), ("one_page", ONE_PAGE, "run")):
-        runs = [_xacct(server, n, f"fixed-{name}-{i}", on_empty) for i in range(args.repeat)]
-        run = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
-        result[name] = run
+    cases = (("empty", 0, "skip"), ("one_page", ONE_PAGE, "run"))
+    client, runs = [], {name: [] for name, _, _ in cases}
+    for i in range(args.fixed_repeat):
+        client.append(_spawn("client", server.endpoint_url)["seconds"])
+        for name, n, on_empty in cases:
+            runs[name].append(_xacct(server, n, f"fixed-{name}-{i}", on_empty))
+    result: dict = {"client_s": statistics.median(client)}
+    for name, done in runs.items():
+        result[name] = sorted(done, key=lambda r: r["seconds"])[len(done) // 2]
     _say(
         f"  client {result['client_s']:.2f} s, empty {result['empty']['seconds']:.2f} s, "
         f"one page {result['one_page']['seconds']:.2f} s"
@@ -280,7 +284,7 @@ def report(rows: list[dict], fixed: list[tuple[str, dict]], args) -> str:
     if fixed:
         lines += [
             "",
-            "Fixed cost (medians; target: at most "
+            f"Fixed cost (medians of {args.fixed_repeat} rounds; target: at most "
             f"{FIXED_COST_TARGET_S:g} s more than creating a boto3 S3 client, same run):",
             "",
             "| latency | render | boto3 S3 client s | xacct-map, empty prefix (default: nothing written) s "
@@ -315,6 +319,7 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
     )
     parser.add_argument("--clients", nargs="+", choices=["paginator", "xacct"], default=["paginator", "xacct"])
     parser.add_argument("--repeat", type=int, default=3, help="xacct-map runs per case, median shown")
+    parser.add_argument("--fixed-repeat", type=int, default=5, help="fixed-cost rounds, median shown")
     parser.add_argument("--no-fixed-cost", dest="fixed_cost", action="store_false", help="skip the fixed-cost runs")
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes, 0 ms, one run each")
     parser.add_argument("--markdown", action="store_true", help="print the tables as markdown (for the README)")
@@ -333,7 +338,7 @@ def main(argv: list[str] | None = None) -> list[dict] | None:
         args.latency_ms = sorted({lat for _, lat, _ in TARGETS})
         args.render = list(RENDERS)
     if args.quick:
-        args.keys, args.latency_ms, args.repeat = [0, ONE_PAGE, 2500], [0.0], 1
+        args.keys, args.latency_ms, args.repeat, args.fixed_repeat = [0, ONE_PAGE, 2500], [0.0], 1, 1
     rows, fixed = run(args)
     text = report(rows, fixed, args)
     print(text if args.markdown else text.replace("**", ""))
