@@ -466,6 +466,7 @@ class _Coordinator:
         page = cast(Page, msg)
         chain = self.chains[page.tid]
         self.counters["retries"] += page.retries
+        self.counters["requests"] += page.continued  # sent by the worker itself, after a page without keys
         self.counters["parsed_keys"] += page.parsed
         lists, more = self._in_range(chain, page)
         chain.pages += 1

@@ -73,6 +73,7 @@ class Page(NamedTuple):
     after: str  # the next page's StartAfter
     parsed: int  # keys parsed, including any beyond the range
     retries: int
+    continued: int = 0  # requests that followed a truncated page without keys (its continuation token)
 
 
 class Failure(NamedTuple):

@@ -126,17 +126,17 @@ class Worker:
         token belongs to this request's prefix, so it never leaves the worker.
         """
         prefix = range_prefix(self.config.prefix, task.start_after, task.hi)
-        token, retries = None, 0
+        token, retries, continued = None, 0, 0
         while True:
             page, tries = await self._fetch(connection, task, prefix, token)
             retries += tries
             if isinstance(page, Failure):
                 return page
             if page is None:  # the whole page lies past this range: it belongs to later ranges
-                return Page(task.tid, [], [], [], [], [], False, task.start_after, 0, retries)
+                return Page(task.tid, [], [], [], [], [], False, task.start_after, 0, retries, continued)
             if page.keys or not page.truncated or not page.next_token:
-                return self._result(task, prefix, page, retries)
-            token = page.next_token
+                return self._result(task, prefix, page, retries, continued)
+            token, continued = page.next_token, continued + 1
 
     async def _fetch(
         self, connection: Connection, task: Task, prefix: str, token: str | None
@@ -173,7 +173,7 @@ class Worker:
             await asyncio.sleep(random.uniform(0, min(cfg.max_backoff, cfg.base_backoff * 2**attempt)))
         raise AssertionError("unreachable")
 
-    def _result(self, task: Task, prefix: str, page: ListPage, retries: int) -> Page | Failure:
+    def _result(self, task: Task, prefix: str, page: ListPage, retries: int, continued: int) -> Page | Failure:
         tid, start_after, hi = task.tid, task.start_after, task.hi
         keys = page.keys
         if keys and not (
@@ -204,6 +204,7 @@ class Worker:
             keys[-1] if keys else start_after,
             len(keys),
             retries,
+            continued,
         )
 
 
