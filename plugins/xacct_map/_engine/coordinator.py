@@ -116,7 +116,6 @@ class WorkerPool:
         self.results: queue.Queue = queue.Queue()
         self.procs: list[subprocess.Popen] = []
         self.inflight: list[int] = []
-        self.started_cpu = 0.0  # the caller's note (children's CPU seconds when the pool started)
         self._closed = False
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
@@ -177,6 +176,18 @@ class WorkerPool:
                 pass
         return peaks
 
+    def cpu_seconds(self) -> float | None:
+        """The workers' CPU seconds so far (Linux's ``/proc``; None where unknown)."""
+        total = 0
+        for proc in self.procs:
+            try:
+                with open(f"/proc/{proc.pid}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+            except (OSError, ValueError, IndexError):
+                return None
+        return round(total / os.sysconf("SC_CLK_TCK"), 3)
+
     def discard(self) -> None:
         """Stop workers that were never given work, at once: a listing that fitted in its first page
         does not wait for them to finish importing."""
@@ -192,6 +203,8 @@ class WorkerPool:
                     stream.close()
 
     def close(self) -> None:
+        """Tell the workers to stop and go on at once: they exit by themselves (their interpreters'
+        shutdown took ~30 ms that the listing's caller waited for) and a thread reaps them."""
         if self._closed:
             return
         self._closed = True
@@ -201,15 +214,20 @@ class WorkerPool:
                 proc.stdin.close()  # type: ignore[union-attr]  # Popen(stdin=PIPE)
             except OSError:
                 pass
-        deadline = time.monotonic() + 2.0
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()  # only our own worker, by its handle
-                proc.wait()
-            if proc.stdout:
-                proc.stdout.close()
+        threading.Thread(target=_reap, args=(self.procs,), name="xacct-map-reaper", daemon=True).start()
+
+
+def _reap(procs: list[subprocess.Popen]) -> None:
+    """Wait for stopped workers to exit (killed after 2 s) and close their pipes."""
+    deadline = time.monotonic() + 2.0
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()  # only our own worker, by its handle
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
 
 
 def _widen_pipe(stream) -> None:
@@ -296,14 +314,7 @@ def list_ranges(
                 raise item
             yield item
     finally:
-        coordinator.stop.set()
-        while thread.is_alive():
-            try:  # unblock a put the coordinator may be waiting in
-                coordinator.out.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        coordinator.counters["worker_peak_rss_kib"] = pool.peak_rss_kib()
-        pool.close()
+        coordinator.end(thread)
 
 
 _DONE = object()  # the end of the output queue
@@ -351,6 +362,18 @@ class _Coordinator:
         self.stop = threading.Event()
         self.started = self.last = time.monotonic()
         self.busy = 0.0  # integral of requests in flight over time, for stats
+
+    def end(self, thread: threading.Thread) -> None:
+        """Stop :meth:`run` in ``thread`` (done, or left early by the caller) and the workers."""
+        self.stop.set()
+        while thread.is_alive():
+            try:  # unblock a put the coordinator may be waiting in
+                self.out.get_nowait()
+            except queue.Empty:
+                thread.join(0.01)  # it may be ending already: a blocking get would wait out its timeout
+        self.counters["worker_peak_rss_kib"] = self.pool.peak_rss_kib()
+        self.counters["worker_cpu_seconds"] = self.pool.cpu_seconds()
+        self.pool.close()
 
     def run(self) -> None:
         self.started = self.last = time.monotonic()

@@ -381,20 +381,7 @@ def _start_pool(job: _Job):
     from xacct_map._engine import WorkerPool
 
     # Past ~3 parsers this process (making the objects) is the limit, so more would only idle.
-    started_cpu = _children_cpu()
-    pool = WorkerPool(max(1, min(job.processes or min(os.cpu_count() or 1, 3), job.parallelism)))
-    pool.started_cpu = started_cpu  # the workers' CPU seconds, for the stats: what children used since
-    return pool
-
-
-def _children_cpu() -> float:
-    """CPU seconds of this process's children that have ended (0.0 where unknown)."""
-    try:
-        import resource
-    except ImportError:  # not Unix
-        return 0.0
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return WorkerPool(max(1, min(job.processes or min(os.cpu_count() or 1, 3), job.parallelism)))
 
 
 def _parallel_pages(job: _Job, endpoint, pool, *, first_keys: list[str]) -> Iterator[list[S3Object]]:
@@ -446,8 +433,6 @@ def _parallel_pages(job: _Job, endpoint, pool, *, first_keys: list[str]) -> Iter
         listed.set()
         pages.close()  # stops the workers as soon as the caller lets go of the iterator
         pool.close()  # in case the engine never got to run
-        if job.stats is not None:
-            job.stats["worker_cpu_seconds"] = round(_children_cpu() - pool.started_cpu, 3)
 
 
 # -- the plain engine ------------------------------------------------------------------------
