@@ -249,3 +249,21 @@ def test_an_empty_source_skips_fails_or_runs_without_a_traceback(local_aws, on_e
         "the filters removed all" in done.stderr and ".no-such-suffix" in done.stderr
     )
     assert not written and not s3.list_multipart_uploads(Bucket=pipeline.inventory_bucket).get("Uploads")
+
+
+def test_the_command_ends_at_once_with_its_whole_output(local_aws):
+    """The console script skips the interpreter's teardown once the command is done: the process still
+    hands over all of its output (exit codes 1 and 3: the empty-source test above)."""
+    import subprocess
+    import sys
+
+    aws, pipeline = local_aws
+    key = "xacct-map/manifests/cli/console.json"
+    command = [sys.executable, "-m", "xacct_map.cli", "manifest", "--endpoint-url", aws.endpoint_url, "--region"]
+    command += ["us-east-1", "--source", f"s3://{pipeline.source_bucket}/data/", "--json"]
+    command += ["--dest", f"s3://{pipeline.inventory_bucket}/{key}", "--listing-engine", "parallel"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["key"] == key and summary["object_count"] > 0
+    assert summary["source"]["listing"]["engine"] == "parallel"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 
 # The module that adds each subcommand. Their heavy imports (Airflow, moto) happen inside the command;
@@ -19,6 +21,8 @@ COMMANDS = {
     "manifest": "xacct_map.cli.manifest",
 }
 COMMAND_MODULES = tuple(COMMANDS.values())
+# Commands whose servers and temporary folders clean up in atexit handlers: they exit the usual way.
+LOCAL_COMMANDS = frozenset({"demo", "airflow"})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,14 +44,40 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _command(argv: list[str] | None) -> str | None:
+    return next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit code (2: an option was refused, before anything ran)."""
     from xacct_map.core import redact
 
     redact.install()  # the commands log through botocore too (demo and airflow at DEBUG if asked)
     try:
-        command = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
-        args = build_parser(command).parse_args(argv)
+        args = build_parser(_command(argv)).parse_args(argv)
     except SystemExit as stop:  # --help, or a refused option: argparse has printed why
         return stop.code if isinstance(stop.code, int) else 2
     return int(args.func(args) or 0)
+
+
+def console() -> None:
+    """The ``xacct-map`` console script (and ``python -m xacct_map.cli``): :func:`main`, then the
+    process ends at once.
+
+    When a command returns its work is done: output written, uploads completed or aborted, listing
+    workers told to stop. What is left is the interpreter's teardown of boto3's modules, ~50 ms a
+    user would wait for; it is skipped once the output is flushed. The local-mode commands exit the
+    usual way (their servers and temporary folders clean up in atexit handlers).
+    """
+    code = main()
+    if _command(None) in LOCAL_COMMANDS:
+        sys.exit(code)
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # the reader went away (``| head``): nothing more to tell it
+        pass
+    except OSError:
+        code = code or 1
+    os._exit(code)
