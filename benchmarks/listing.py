@@ -299,8 +299,8 @@ def report(rows: list[dict], fixed: list[tuple[str, dict]], args) -> str:
             base = f["client_s"]
             e, o = f["empty"], f["one_page"]
             lines.append(
-                f"| {label} | {base:.2f} | {e['seconds']:.2f} (+{e['seconds'] - base:.2f}) "
-                f"| {o['seconds']:.2f} (+{o['seconds'] - base:.2f}) | {e['requests']} / {o['requests']} "
+                f"| {label} | {base:.2f} | {e['seconds']:.2f} ({e['seconds'] - base:+.2f}) "
+                f"| {o['seconds']:.2f} ({o['seconds'] - base:+.2f}) | {e['requests']} / {o['requests']} "
                 f"| {e['cpu_s']:.2f} / {o['cpu_s']:.2f} |"
             )
     return "\n".join(lines)
