@@ -834,24 +834,31 @@ def test_no_function_of_the_engine_is_longer_than_80_lines():
     assert long == []
 
 
-def test_a_range_asks_for_its_own_prefix_so_a_folders_end_costs_no_page(synthetic_s3):
-    """Ranges cut past the end of a date "folder" lie inside that folder's key prefix: each asks for
-    the prefix its ends share, so S3 answers them with no keys instead of a page of the next folder's
-    keys that all lie past the range (and were thrown away)."""
-    keys = GeneratedKeys(4_000, per_day=1_000)
+def _list_in_small_pages(synthetic_s3, keys: GeneratedKeys, *, parallelism: int) -> dict:
+    """List ``keys`` (as bucket ``src``) with 100-key pages and one worker, every request's parameters
+    recorded; checks each key came exactly once and returns the listing's stats."""
     synthetic_s3.buckets["src"] = keys
     synthetic_s3.record_params = True
     stats: dict = {}
     objects = iter_objects(
         client_for(synthetic_s3.endpoint_url),
         "src",
-        parallelism=32,
+        parallelism=parallelism,
         processes=1,
         page_size=100,
         stats=stats,
         credentials=TEST_CREDENTIALS,
     )
     _assert_exactly_once(_keys(objects), list(keys.keys()))
+    return stats
+
+
+def test_a_range_asks_for_its_own_prefix_so_a_folders_end_costs_no_page(synthetic_s3):
+    """Ranges cut past the end of a date "folder" lie inside that folder's key prefix: each asks for
+    the prefix its ends share, so S3 answers them with no keys instead of a page of the next folder's
+    keys that all lie past the range (and were thrown away)."""
+    keys = GeneratedKeys(4_000, per_day=1_000)
+    _list_in_small_pages(synthetic_s3, keys, parallelism=32)
     narrowed = [p["prefix"] for p in synthetic_s3.stats.list_params if p.get("prefix", "").startswith("warehouse/")]
     assert any(prefix.startswith("warehouse/events/date=2020-01-01/part-") for prefix in narrowed)
     assert synthetic_s3.stats.listed_keys <= 1.1 * len(keys)  # every key about once on the wire
@@ -860,21 +867,8 @@ def test_a_range_asks_for_its_own_prefix_so_a_folders_end_costs_no_page(syntheti
 def test_a_truncated_page_without_keys_is_followed_by_its_token(synthetic_s3):
     """S3 may answer a page with no keys that is still truncated (past many delete markers): the worker
     goes on with that page's continuation token, with the same prefix, and no key is lost or doubled."""
-    keys = GeneratedKeys(3_000, per_day=1_000)
-    synthetic_s3.buckets["src"] = keys
     synthetic_s3.hollow = lambda q, _n: "start-after" in q and "continuation-token" not in q
-    synthetic_s3.record_params = True
-    stats: dict = {}
-    objects = iter_objects(
-        client_for(synthetic_s3.endpoint_url),
-        "src",
-        parallelism=16,
-        processes=1,
-        page_size=100,
-        stats=stats,
-        credentials=TEST_CREDENTIALS,
-    )
-    _assert_exactly_once(_keys(objects), list(keys.keys()))
+    stats = _list_in_small_pages(synthetic_s3, GeneratedKeys(3_000, per_day=1_000), parallelism=16)
     asked = synthetic_s3.stats.list_params
     hollow = [p for p in asked if "start-after" in p and "continuation-token" not in p]
     followed = [p for p in asked if "continuation-token" in p]
