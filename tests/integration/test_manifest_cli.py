@@ -267,3 +267,21 @@ def test_the_command_ends_at_once_with_its_whole_output(local_aws):
     summary = json.loads(done.stdout)
     assert summary["key"] == key and summary["object_count"] > 0
     assert summary["source"]["listing"]["engine"] == "parallel"
+
+
+def test_a_reader_that_goes_away_early_gets_no_traceback(local_aws):
+    """``xacct-map manifest --json | head -c 10``: the command still writes the manifest; the output it
+    could not hand over makes exit code 1, with no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    aws, pipeline = local_aws
+    key = "xacct-map/manifests/cli/closed-early.json"
+    command = [sys.executable, "-m", "xacct_map.cli", "manifest", "--endpoint-url", aws.endpoint_url, "--region"]
+    command += ["us-east-1", "--source", f"s3://{pipeline.source_bucket}/data/", "--json"]
+    command += ["--dest", f"s3://{pipeline.inventory_bucket}/{key}"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader is gone before the summary comes
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1 and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert aws.client("s3").head_object(Bucket=pipeline.inventory_bucket, Key=key)["ContentLength"] > 0

@@ -67,17 +67,19 @@ def console() -> None:
     When a command returns its work is done: output written, uploads completed or aborted, listing
     workers told to stop. What is left is the interpreter's teardown of boto3's modules, ~50 ms a
     user would wait for; it is skipped once the output is flushed. The local-mode commands exit the
-    usual way (their servers and temporary folders clean up in atexit handlers).
+    usual way (their servers and temporary folders clean up in atexit handlers). A reader that goes
+    away before the output ends (``| head -c 10``) makes exit code 1, without a traceback.
     """
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:  # the reader went away (``| head``) before the command had said all
+        code = 1
     if _command(None) in LOCAL_COMMANDS:
         sys.exit(code)
     logging.shutdown()
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except BrokenPipeError:  # the reader went away (``| head``): nothing more to tell it
-        pass
-    except OSError:
+    except OSError:  # BrokenPipeError included: the reader went away before the last lines
         code = code or 1
     os._exit(code)
