@@ -272,7 +272,7 @@ def report(rows: list[dict], fixed: list[tuple[str, dict]], args) -> str:
         requests = f"{p['requests'] if p else '-'} / {x['requests'] if x else '-'}" + (f" ({rounds})" if rounds else "")
         if x:
             listing = x.get("listing") or {}
-            workers = listing.get("worker_cpu_seconds", x["workers_cpu_s"])
+            workers = listing.get("worker_cpu_seconds") or x["workers_cpu_s"]  # None where /proc is missing
             above = x["cpu_s"] - r["empty_cpu_s"] if r.get("empty_cpu_s") is not None else None
             cpu = f"{_per_key_us(above, r['keys'])} / {_per_key_us(workers if workers else None, r['keys'])}"
         else:
