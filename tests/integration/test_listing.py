@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import time
 from collections import Counter
 
 import boto3
@@ -379,6 +380,15 @@ def _worker_pids() -> set[int]:
     return pids
 
 
+def _workers_gone(seconds: float = 5.0) -> bool:
+    """Whether this process's listing workers have all exited within ``seconds``: once a listing ends
+    they are told to stop and exit by themselves (a thread reaps them), the caller does not wait."""
+    deadline = time.monotonic() + seconds
+    while _worker_pids() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return _worker_pids() == set()
+
+
 def test_abandoning_the_iterator_stops_the_workers(synthetic_s3):
     synthetic_s3.buckets["src"] = GeneratedKeys(20_000)
     it = iter_objects(
@@ -393,7 +403,7 @@ def test_abandoning_the_iterator_stops_the_workers(synthetic_s3):
     assert len(_worker_pids()) == 2
     del it  # CPython frees it at once; the engine's finally stops its workers
     gc.collect()
-    assert _worker_pids() == set()
+    assert _workers_gone()
 
 
 def test_out_of_order_page_is_refused(synthetic_s3):
@@ -669,7 +679,7 @@ def test_a_dead_worker_fails_the_listing(synthetic_s3):
             pass
     del it
     gc.collect()
-    assert _worker_pids() == set()
+    assert _workers_gone()
 
 
 def test_objects_made_in_bulk_are_ordinary_frozen_s3objects():

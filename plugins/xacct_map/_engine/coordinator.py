@@ -211,6 +211,9 @@ class WorkerPool:
         for proc in self.procs:
             try:
                 write_frame(proc.stdin, Stop())
+            except OSError:  # a worker that died already
+                pass
+            try:  # closed even when the Stop could not go: an unflushed pipe would complain when collected
                 proc.stdin.close()  # type: ignore[union-attr]  # Popen(stdin=PIPE)
             except OSError:
                 pass
