@@ -44,8 +44,9 @@ def _status(aws, arn):
 
 
 def _status_once_stopped(aws, arn, within: float = 10.0):
-    """The status after a StopExecution: the emulator's execution thread records ABORTED a moment after
-    the call returns (seen RUNNING right after it on a loaded box); AWS answers once it is stopped."""
+    """The status once the execution has left RUNNING (bounded): after a StopExecution the emulator's
+    execution thread records ABORTED a moment after the call returns (seen RUNNING right after it on a
+    loaded box; AWS answers once it is stopped), and an execution on a missing manifest fails soon."""
     deadline = time.monotonic() + within
     while (status := _status(aws, arn)) == "RUNNING" and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -239,9 +240,12 @@ def _start_operator(pipeline, on_existing):
 
 
 def test_on_existing_fail_refuses_to_attach(local_aws, run_context):
-    _, pipeline = local_aws
+    """An execution of this run that has ended (here: FAILED, its manifest m.json does not exist) is not
+    attached to with on_existing='fail'. (A RUNNING one with the same input is what StartExecution
+    itself returns, in every mode: the operator's docstring.)"""
+    aws, pipeline = local_aws
     first = _start_operator(pipeline, "attach").execute(run_context("run-exists"))
-    assert first
+    assert _status_once_stopped(aws, first, within=30) == "FAILED"  # the emulator fails it a moment later
     with pytest.raises(AirflowFailException, match=r"already exists .* on_existing='fail'"):
         _start_operator(pipeline, "fail").execute(run_context("run-exists"))
 
